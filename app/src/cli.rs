@@ -1,0 +1,135 @@
+//! The command line: `cleave [--config FILE] [serve|migrate|create-admin|keys|openapi]`.
+
+use crate::config::Settings;
+use crate::startup::Application;
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "cleave", version, about = "A commerce backend: a modular monolith whose modules can run as services.")]
+pub struct Cli {
+    /// A TOML configuration file (default: ./cleave.toml when present). Environment variables
+    /// (CLEAVE_*) override it.
+    #[arg(long, global = true, env = "CLEAVE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending migrations to every local module's database, then exit.
+    Migrate,
+    /// Create an admin account, or give an existing account the admin role.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        /// Read from ADMIN_PASSWORD, else from the first line of standard input (never a flag:
+        /// flags show up in process lists).
+        #[arg(skip)]
+        password: (),
+    },
+    /// Manage token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new signing key to the key file (created if missing). The newest key signs from the
+    /// next start; older keys stay published so existing tokens keep verifying.
+    Generate {
+        /// The key file (default: auth.keys_file, or <data_dir>/signing-keys.json).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+/// Runs the CLI and turns any error into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Openapi) = cli.command {
+        println!("{}", crate::openapi::document_json());
+        return Ok(());
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    crate::telemetry::init_logging(&settings.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(settings).await,
+            Command::Migrate => migrate(&settings).await,
+            Command::CreateAdmin { email, .. } => create_admin(settings, &email).await,
+            Command::Keys { command: KeysCommand::Generate { file } } => generate_key(&settings, file),
+            Command::Openapi => Ok(()),
+        }
+    })
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let application = Application::build(settings).await?;
+    println!("{}", application.banner());
+    tracing::info!(addr = %application.local_addr(), "serving");
+    application.run_until_stopped().await
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    use migrations::MigratorTrait as _;
+    let target = settings.database_target(settings.database.users_url.as_ref());
+    let db = shared_kernel::db::connect_module("users", &target, 1).await.context("cannot open the users database")?;
+    migrations::users::Migrator::up(&db, None).await.context("cannot migrate the users database")?;
+    println!("users: migrations applied");
+    Ok(())
+}
+
+async fn create_admin(mut settings: Settings, email: &str) -> anyhow::Result<()> {
+    let password = match std::env::var("ADMIN_PASSWORD") {
+        Ok(password) if !password.is_empty() => password,
+        _ => {
+            eprintln!("password for {email} (one line on standard input):");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line).context("cannot read the password")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    settings.admin_bootstrap =
+        Some(crate::config::AdminBootstrap { email: email.to_owned(), password: shared_kernel::Secret::new(password) });
+    let composition = crate::composition::compose(&settings).await?;
+    anyhow::ensure!(
+        !composition.local_modules.is_empty() && composition.local_modules.contains(&"users"),
+        "create-admin needs the users module in this process"
+    );
+    println!("{email} is an admin");
+    Ok(())
+}
+
+fn generate_key(settings: &Settings, file: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = file.unwrap_or_else(|| settings.keys_file());
+    #[cfg(feature = "users-local")]
+    {
+        let kid = users::KeyRing::add_key_to_file(&path)?;
+        println!("added signing key {kid} to {}", path.display());
+        Ok(())
+    }
+    #[cfg(not(feature = "users-local"))]
+    anyhow::bail!("keys are managed by the users module; build with the `users-local` feature to generate them ({})", path.display())
+}

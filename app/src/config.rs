@@ -1,0 +1,280 @@
+//! Settings: defaults → optional TOML file → environment (`CLEAVE_` prefix, `__` between
+//! levels: `CLEAVE_SERVER__ADDR=0.0.0.0:8080`). Every key is listed in docs/configuration.md.
+
+use anyhow::Context as _;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use shared_kernel::Secret;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    /// Where embedded databases and development keys live.
+    pub data_dir: PathBuf,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub modules: ModulesSettings,
+    pub log: LogSettings,
+    /// From `ADMIN_EMAIL` and `ADMIN_PASSWORD` (not a file key: credentials stay out of files).
+    #[serde(skip)]
+    pub admin_bootstrap: Option<AdminBootstrap>,
+}
+
+/// The admin account to ensure at start-up.
+#[derive(Debug, Clone)]
+pub struct AdminBootstrap {
+    pub email: String,
+    pub password: Secret<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub addr: SocketAddr,
+    /// Largest request body accepted (bytes); larger gets 413.
+    pub body_limit_bytes: usize,
+    /// Bound on handling one request (seconds); past it the client gets 503.
+    pub request_timeout_secs: u64,
+    /// Origins allowed by CORS; empty allows none, `["*"]` allows any.
+    pub cors_allowed_origins: Vec<String>,
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind a proxy
+    /// that sets it).
+    pub trust_forwarded_for: bool,
+    /// This process's name in logs and on service-to-service calls.
+    pub service_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// One PostgreSQL server for every module (`postgres://user@host/db`): each module gets its
+    /// own schema there. Unset: one SQLite file per module in `data_dir`.
+    pub url: Option<String>,
+    /// The users module's own database URL, overriding `url`.
+    pub users_url: Option<String>,
+    /// Pool size per module.
+    pub max_connections: u32,
+    /// Apply pending migrations at start-up.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub issuer: String,
+    pub audience: String,
+    /// At most 900.
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    /// The signing key file (see `cleave keys generate`). Default: `<data_dir>/signing-keys.json`.
+    pub keys_file: Option<PathBuf>,
+    /// The key set itself, as JSON in the key-file format (takes precedence over the file).
+    pub keys_json: Option<Secret<String>>,
+    /// Create the key file with a new key when it is missing (development). Turn off in
+    /// production so a missing key is an error, not a silent new identity.
+    pub generate_keys: bool,
+    pub login_per_account_per_minute: u32,
+    pub login_per_address_per_minute: u32,
+    /// Shared token for service-to-service calls made on a service's own behalf.
+    pub service_token: Option<Secret<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModulesSettings {
+    pub users: ModuleSettings,
+}
+
+/// Where a module runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleMode {
+    /// In this process (the implementation crate must be compiled in).
+    Local,
+    /// In another process, reached over `wire` at `url`.
+    Remote,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModuleSettings {
+    /// Unset: local when compiled in, else remote.
+    pub mode: Option<ModuleMode>,
+    /// The remote service's base URL (remote mode).
+    pub url: Option<String>,
+    /// Bound on one remote call, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines (development).
+    Text,
+    /// One JSON object per line (production).
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            data_dir: PathBuf::from("data"),
+            database: DatabaseSettings::default(),
+            auth: AuthSettings::default(),
+            modules: ModulesSettings::default(),
+            log: LogSettings::default(),
+            admin_bootstrap: None,
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 2 * 1024 * 1024,
+            request_timeout_secs: 30,
+            cors_allowed_origins: Vec::new(),
+            trust_forwarded_for: false,
+            service_name: "cleave".to_owned(),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: None, users_url: None, max_connections: 10, migrate_on_start: true }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "cleave".to_owned(),
+            audience: "cleave-api".to_owned(),
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 14 * 24 * 3600,
+            keys_file: None,
+            keys_json: None,
+            generate_keys: true,
+            login_per_account_per_minute: 5,
+            login_per_address_per_minute: 20,
+            service_token: None,
+        }
+    }
+}
+
+impl Default for ModuleSettings {
+    fn default() -> Self {
+        Self { mode: None, url: None, timeout_ms: 5_000 }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, filter: "info,sqlx=warn,sea_orm=warn".to_owned() }
+    }
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then `file` (or `cleave.toml` if present), then `CLEAVE_*`.
+    ///
+    /// # Errors
+    /// An explicitly named file that does not exist, or a value of the wrong type or an unknown
+    /// key anywhere.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) => {
+                anyhow::ensure!(path.exists(), "the configuration file {} does not exist", path.display());
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new("cleave.toml").exists() => figment = figment.merge(Toml::file_exact("cleave.toml")),
+            None => {}
+        }
+        figment = figment.merge(Env::prefixed("CLEAVE_").split("__").ignore(&["config"]));
+        let mut settings: Settings = figment.extract().context("invalid configuration")?;
+        if let (Ok(email), Ok(password)) = (std::env::var("ADMIN_EMAIL"), std::env::var("ADMIN_PASSWORD"))
+            && !email.is_empty()
+        {
+            settings.admin_bootstrap = Some(AdminBootstrap { email, password: Secret::new(password) });
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.server.body_limit_bytes > 0, "server.body_limit_bytes must be positive");
+        anyhow::ensure!(self.server.request_timeout_secs > 0, "server.request_timeout_secs must be positive");
+        anyhow::ensure!(
+            (1..=900).contains(&self.auth.access_token_ttl_secs),
+            "auth.access_token_ttl_secs must be between 1 and 900 (15 minutes)"
+        );
+        Ok(())
+    }
+
+    /// The signing key file in use.
+    pub fn keys_file(&self) -> PathBuf {
+        self.auth.keys_file.clone().unwrap_or_else(|| self.data_dir.join("signing-keys.json"))
+    }
+
+    /// Where module `name` keeps its data.
+    pub fn database_target(&self, module_url: Option<&String>) -> shared_kernel::db::DatabaseTarget {
+        match module_url.or(self.database.url.as_ref()) {
+            Some(url) => shared_kernel::db::DatabaseTarget::Url(url.clone()),
+            None => shared_kernel::db::DatabaseTarget::SqliteDir(self.data_dir.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_documentation() {
+        let settings = Settings::default();
+        settings.validate().unwrap();
+        assert_eq!(settings.server.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.server.body_limit_bytes, 2 * 1024 * 1024);
+        assert_eq!(settings.auth.access_token_ttl_secs, 900);
+    }
+
+    #[test]
+    fn a_file_then_the_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("custom.toml", "data_dir = \"/tmp/x\"\n[server]\naddr = \"0.0.0.0:9000\"\n")?;
+            jail.set_env("CLEAVE_SERVER__REQUEST_TIMEOUT_SECS", "7");
+            let settings = Settings::load(Some(Path::new("custom.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(settings.server.addr.port(), 9000);
+            assert_eq!(settings.server.request_timeout_secs, 7);
+            assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_ttls_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[server]\nadress = \"x\"\n")?;
+            assert!(Settings::load(Some(Path::new("bad.toml"))).is_err());
+            jail.create_file("ttl.toml", "[auth]\naccess_token_ttl_secs = 3600\n")?;
+            assert!(Settings::load(Some(Path::new("ttl.toml"))).is_err());
+            assert!(Settings::load(Some(Path::new("missing.toml"))).is_err());
+            Ok(())
+        });
+    }
+}

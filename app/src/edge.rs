@@ -1,0 +1,270 @@
+//! The edge: what every request passes through, in the monolith and in the gateway alike.
+//! Request id and trace context, one log line and RED metrics per request, panics and
+//! timeouts as problem+json, CORS, compression, body limits, and problem+json for every error
+//! the framework itself produces. No business logic.
+
+use crate::config::ServerSettings;
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Router, extract::DefaultBodyLimit};
+use shared_kernel::wire::{self, CallerResolver, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
+use shared_kernel::{ApiError, Caller, RequestContext, Secret, TraceContext};
+use std::any::Any;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, Any as AnyOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+
+/// Wraps `router` in the edge stack.
+pub fn layer(router: Router, settings: &ServerSettings) -> Router {
+    let timeout = Duration::from_secs(settings.request_timeout_secs);
+    router
+        .layer(middleware::from_fn(move |request: Request, next: Next| enforce_timeout(timeout, request, next)))
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
+        .layer(middleware::from_fn(problem_for_every_error))
+        .layer(CompressionLayer::new())
+        .layer(cors(&settings.cors_allowed_origins))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(request_context))
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            HeaderName::from_static(TRACEPARENT_HEADER),
+        ])
+        .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER), axum::http::header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|origin| origin == "*") {
+        return base.allow_origin(AnyOrigin);
+    }
+    let allowed: Vec<HeaderValue> = origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()).collect();
+    base.allow_origin(AllowOrigin::list(allowed))
+}
+
+/// A request id we accept from a client: short and printable, so it is safe in logs.
+fn acceptable_request_id(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    let ok = !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| text.to_owned())
+}
+
+/// Gives the request its id and trace, makes them current for everything it calls, writes the
+/// access log line and the RED metrics, and returns the id on the response.
+async fn request_context(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id =
+        request.headers().get(REQUEST_ID_HEADER).and_then(acceptable_request_id).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let trace = request
+        .headers()
+        .get(TRACEPARENT_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(TraceContext::parse)
+        .map(|incoming| incoming.child())
+        .unwrap_or_else(TraceContext::new_root);
+    let context = RequestContext { request_id: request_id.clone(), trace };
+    request.extensions_mut().insert(context.clone());
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %request_id, trace_id = %trace.trace_id(), method = %method, path = %path);
+    let mut response = {
+        use tracing::Instrument as _;
+        wire::with_request_context(context, next.run(request)).instrument(span.clone()).await
+    };
+    let status = response.status();
+    let elapsed = started.elapsed();
+    let route = route
+        .or_else(|| response.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()))
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let labels = [("method", method.to_string()), ("route", route), ("status", status.as_u16().to_string())];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request");
+        }
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+async fn enforce_timeout(timeout: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout_secs = timeout.as_secs(), "request timed out");
+            ApiError::unavailable("the request took too long", 1).into_response()
+        }
+    }
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message =
+        panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("unknown panic");
+    tracing::error!(panic = message, "a handler panicked");
+    ApiError::Internal.into_response()
+}
+
+/// Rewrites any error response that is not problem+json (axum's own 404/405/413/415, the body
+/// limit, a proxy page) into problem+json of the same status, keeping headers such as `Allow`.
+async fn problem_for_every_error(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with(shared_kernel::error::PROBLEM_JSON) || value.starts_with("application/json"));
+    // A JSON error body was written on purpose (problem details, a readiness report): keep it.
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let mut problem = ApiError::from_status(status.as_u16()).to_problem();
+    problem.status = status.as_u16();
+    problem.request_id = wire::current_request_context().map(|c| c.request_id);
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    parts.headers.remove(CONTENT_ENCODING);
+    parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static(shared_kernel::error::PROBLEM_JSON));
+    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// JSON request bodies whose rejections are problem+json: 400 malformed, 413 too large, 415
+/// (as 400) wrong content type, 422 well-formed but not the expected shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for AppJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::JsonRejection;
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(JsonRejection::JsonDataError(error)) => Err(ApiError::invalid_field("body", error.body_text())),
+            Err(JsonRejection::JsonSyntaxError(_)) => Err(ApiError::bad_request("the body is not valid JSON")),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad_request("expected Content-Type: application/json")),
+            Err(JsonRejection::BytesRejection(error)) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::PayloadTooLarge { detail: "the request body is larger than allowed".to_owned() })
+            }
+            Err(other) => Err(ApiError::bad_request(other.body_text())),
+        }
+    }
+}
+
+/// Verifies bearer tokens and service tokens for this process.
+pub struct EdgeCallerResolver {
+    pub verifier: shared_kernel::auth::TokenVerifier,
+    pub service_token: Option<Secret<String>>,
+}
+
+#[async_trait::async_trait]
+impl CallerResolver for EdgeCallerResolver {
+    async fn resolve(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
+            let text = value.to_str().map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
+            let Some(token) = text.strip_prefix("Bearer ").or_else(|| text.strip_prefix("bearer ")) else {
+                return Err(ApiError::unauthenticated("use Authorization: Bearer <access token>"));
+            };
+            return self.verifier.caller_for(token.trim()).await;
+        }
+        if let Some(name) = headers.get(wire::SERVICE_NAME_HEADER) {
+            let presented = headers.get(wire::SERVICE_TOKEN_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
+            let expected = self.service_token.as_ref().map(|token| token.expose().as_bytes()).unwrap_or_default();
+            if expected.is_empty() || !constant_time_eq(presented, expected) {
+                return Err(ApiError::unauthenticated("the service token is missing or wrong"));
+            }
+            let name = name.to_str().unwrap_or("unknown").to_owned();
+            return Ok(Caller::Service(shared_kernel::ServiceIdentity { name }));
+        }
+        Ok(Caller::Anonymous)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The verified caller of a public request.
+pub struct CallerExt(pub Caller);
+
+/// What the edge needs to resolve callers; part of every router's state.
+pub trait HasCallerResolver {
+    fn caller_resolver(&self) -> &Arc<dyn CallerResolver>;
+}
+
+impl<S> FromRequestParts<S> for CallerExt
+where
+    S: HasCallerResolver + Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        state.caller_resolver().resolve(&parts.headers).await.map(CallerExt)
+    }
+}
+
+/// The client's address: the socket peer, or the first `X-Forwarded-For` hop when trusted.
+pub fn client_addr(headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded_for: bool) -> Option<String> {
+    if trust_forwarded_for
+        && let Some(first) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next())
+    {
+        let first = first.trim();
+        if first.parse::<std::net::IpAddr>().is_ok() {
+            return Some(first.to_owned());
+        }
+    }
+    peer.map(|addr| addr.ip().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_from_clients_are_bounded_and_printable() {
+        assert_eq!(acceptable_request_id(&HeaderValue::from_static("abc-123")).as_deref(), Some("abc-123"));
+        assert!(acceptable_request_id(&HeaderValue::from_static("has space")).is_none());
+        assert!(acceptable_request_id(&HeaderValue::from_str(&"x".repeat(129)).unwrap()).is_none());
+    }
+
+    #[test]
+    fn forwarded_for_is_used_only_when_trusted() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9, 10.0.0.1"));
+        let peer = Some(SocketAddr::from(([127, 0, 0, 1], 5000)));
+        assert_eq!(client_addr(&headers, peer, false).as_deref(), Some("127.0.0.1"));
+        assert_eq!(client_addr(&headers, peer, true).as_deref(), Some("203.0.113.9"));
+    }
+
+    #[test]
+    fn service_tokens_compare_exactly() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

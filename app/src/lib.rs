@@ -1,0 +1,18 @@
+//! The composition root: configuration, the choice of local or remote adapter per module, the
+//! edge (middleware every request passes), the public REST routes, and the CLI.
+//!
+//! **Architecture Invariant:** no business rule lives here. Handlers extract, call a module's
+//! contract and map the result.
+
+pub mod cli;
+pub mod composition;
+pub mod config;
+pub mod edge;
+pub mod health;
+pub mod openapi;
+pub mod rest;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use startup::Application;

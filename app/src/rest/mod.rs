@@ -1,0 +1,37 @@
+//! The public REST API (shared/api.md), written once against the module contracts: the same
+//! handlers serve whether a module is local or remote.
+
+pub mod users;
+
+use crate::edge::HasCallerResolver;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use shared_kernel::wire::CallerResolver;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use users_contract::UsersApi;
+
+/// What the public handlers need: the module contracts and the caller resolver.
+#[derive(Clone)]
+pub struct AppState {
+    pub users: Arc<dyn UsersApi>,
+    pub resolver: Arc<dyn CallerResolver>,
+    pub trust_forwarded_for: bool,
+}
+
+impl HasCallerResolver for AppState {
+    fn caller_resolver(&self) -> &Arc<dyn CallerResolver> {
+        &self.resolver
+    }
+}
+
+/// The TCP peer, when the server was started with connection info (absent in `oneshot` tests).
+pub struct PeerAddr(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|info| info.0)))
+    }
+}

@@ -1,0 +1,143 @@
+//! Users and auth endpoints.
+
+use super::{AppState, PeerAddr};
+use crate::edge::{AppJson, CallerExt, client_addr};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use shared_kernel::{ApiError, Caller, Page, PageRequest, ProblemDetails, UserId};
+use users_contract::{Credentials, PublicKeySet, RefreshRequest, RegisterUser, TokenPair, UserView};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/users/register", post(register))
+        .route("/api/auth/login", post(login))
+        .route("/api/auth/refresh", post(refresh))
+        .route("/api/auth/logout", post(logout))
+        .route("/api/users/me", get(me))
+        .route("/api/users", get(list_users))
+        .route("/api/users/{id}/deactivate", post(deactivate_user))
+        .route("/.well-known/jwks.json", get(jwks))
+}
+
+/// Query of a paginated list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// 1..=100, default 20.
+    pub limit: Option<String>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// Register a customer account.
+#[utoipa::path(post, path = "/api/users/register", tag = "users", request_body = RegisterUser, responses(
+    (status = 201, body = UserView),
+    (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 409, description = "Email taken (case-insensitive)", body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 422, description = "Invalid email, weak password or empty name", body = ProblemDetails, content_type = "application/problem+json")))]
+pub async fn register(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    AppJson(body): AppJson<RegisterUser>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    let user = state.users.register(&caller, body).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Log in with email and password.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = Credentials, responses(
+    (status = 200, body = TokenPair),
+    (status = 401, description = "Wrong email or password", body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 403, description = "Account deactivated", body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 429, description = "Too many attempts (see Retry-After)", body = ProblemDetails, content_type = "application/problem+json")))]
+pub async fn login(
+    State(state): State<AppState>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    CallerExt(caller): CallerExt,
+    AppJson(body): AppJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let address = client_addr(&headers, peer, state.trust_forwarded_for);
+    let pair = state.users.login(&caller, body, address).await?;
+    Ok(no_store(Json(pair)))
+}
+
+/// Exchange a refresh token for a new pair (the old one stops working).
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
+    (status = 200, body = TokenPair),
+    (status = 401, description = "Invalid, expired, used or revoked token", body = ProblemDetails, content_type = "application/problem+json")))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    AppJson(body): AppJson<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    let pair = state.users.refresh(&caller, body).await?;
+    Ok(no_store(Json(pair)))
+}
+
+/// Log out: revokes the refresh token and every token rotated from the same login.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = RefreshRequest, responses((status = 204, description = "Logged out")))]
+pub async fn logout(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    AppJson(body): AppJson<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    state.users.logout(&caller, body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The calling user.
+#[utoipa::path(get, path = "/api/users/me", tag = "users", security(("bearer" = [])), responses(
+    (status = 200, body = UserView),
+    (status = 401, body = ProblemDetails, content_type = "application/problem+json")))]
+pub async fn me(State(state): State<AppState>, CallerExt(caller): CallerExt) -> Result<Json<UserView>, ApiError> {
+    state.users.me(&caller).await.map(Json)
+}
+
+/// Every user (admin).
+#[utoipa::path(get, path = "/api/users", tag = "users", params(ListQuery), security(("bearer" = [])), responses(
+    (status = 200, body = Page<UserView>),
+    (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 403, body = ProblemDetails, content_type = "application/problem+json")))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Page<UserView>>, ApiError> {
+    let page = PageRequest::from_query(query.limit.as_deref(), query.cursor.as_deref())?;
+    state.users.list_users(&caller, page).await.map(Json)
+}
+
+/// Deactivate an account (admin): no more logins, refreshes or orders.
+#[utoipa::path(post, path = "/api/users/{id}/deactivate", tag = "users", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
+    (status = 200, body = UserView),
+    (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 409, description = "Your own account", body = ProblemDetails, content_type = "application/problem+json")))]
+pub async fn deactivate_user(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    let id = UserId::parse(&id).map_err(|_| ApiError::not_found("user not found"))?;
+    state.users.deactivate_user(&caller, id).await.map(Json)
+}
+
+/// The public keys that verify access tokens.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, body = PublicKeySet)))]
+pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let keys = state.users.signing_keys(&Caller::Anonymous).await?;
+    let mut response = Json(keys).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    Ok(response)
+}
+
+/// Token responses must not be cached by anything in between.
+fn no_store(body: impl IntoResponse) -> Response {
+    let mut response = body.into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,122 @@
+//! `Application`: builds the router for the configured topology, binds, runs until stopped.
+
+use crate::composition::{Composition, compose};
+use crate::config::Settings;
+use crate::rest::AppState;
+use crate::{edge, health, openapi, rest, telemetry};
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+/// A built, bound application.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    local_addr: SocketAddr,
+    local_modules: Vec<&'static str>,
+    composition: Composition,
+}
+
+impl Application {
+    /// Composes the modules, builds the router and binds `settings.server.addr` (port 0 picks a
+    /// free port).
+    ///
+    /// # Errors
+    /// Composition failures (see [`compose`]) and an address that cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let composition = compose(&settings).await?;
+        let router = build_router(&settings, &composition);
+        let listener =
+            TcpListener::bind(settings.server.addr).await.with_context(|| format!("cannot listen on {}", settings.server.addr))?;
+        let local_addr = listener.local_addr()?;
+        let local_modules = composition.local_modules.clone();
+        Ok(Self { listener, router, local_addr, local_modules, composition })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The modules as composed (tests reach the local services through it).
+    pub fn composition(&self) -> &Composition {
+        &self.composition
+    }
+
+    /// What a person needs to know once the server is up.
+    pub fn banner(&self) -> String {
+        let base = format!("http://{}", self.local_addr);
+        format!(
+            "cleave is ready on {base}\n  modules here: {}\n  API:          {base}/api\n  API docs:     {base}/docs\n  OpenAPI:      {base}/openapi.json\n  health:       {base}/health/ready\n  metrics:      {base}/metrics",
+            if self.local_modules.is_empty() { "none (gateway)".to_owned() } else { self.local_modules.join(", ") },
+        )
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then drains in-flight requests.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes (tests stop an app this way and start it again).
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stop)
+            .await
+            .context("the server failed")
+    }
+}
+
+/// The whole router: public API, wire routes of local modules, operations endpoints, docs; all
+/// behind the edge.
+pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
+    let state = AppState {
+        users: composition.users.clone(),
+        resolver: composition.resolver.clone(),
+        trust_forwarded_for: settings.server.trust_forwarded_for,
+    };
+    let checks = composition.readiness.clone();
+    let metrics = telemetry::metrics_handle();
+    let router = Router::new()
+        .merge(rest::users::routes())
+        .with_state(state)
+        .merge(composition.internal_routes.clone())
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(move || health::ready(checks.clone())))
+        .route("/metrics", get(move || health::metrics(metrics.clone())))
+        .merge(openapi::routes());
+    edge::layer(router, &settings.server)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,12 @@
+//! One migrator per module, each applied to that module's own database.
+//!
+//! **Architecture Invariant:** a migration touches only its own module's tables. No foreign key
+//! ever points into another module's database.
+
+pub mod users;
+
+pub use sea_orm_migration::MigratorTrait;
+pub use sea_orm_migration::sea_orm;
+
+/// The modules that own a database, in the order `cleave migrate` applies them.
+pub const MODULES: &[&str] = &["users"];

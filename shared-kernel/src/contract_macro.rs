@@ -1,0 +1,116 @@
+//! `contract!`: one declaration of a module's operations, from which both ends of every wire
+//! are generated, so the trait, the server and the client cannot drift apart.
+
+/// Declares a module contract.
+///
+/// ```ignore
+/// shared_kernel::contract! {
+///     /// What the users module offers.
+///     pub trait UsersApi as "users" {
+///         /// Creates an account.
+///         fn register(input: RegisterUser) -> UserView;
+///         fn me() -> UserView;
+///     }
+/// }
+/// ```
+///
+/// expands to:
+/// - `pub trait UsersApi`: each operation as `async fn op(&self, caller: &Caller, args…) ->
+///   Result<T, ApiError>`, object safe (`Arc<dyn UsersApi>`);
+/// - with the invoking crate's `http` feature, `pub mod http_wire` holding
+///   `router(api, resolver)`, an axum router serving any `Arc<dyn UsersApi>` at
+///   `POST /rpc/<module>/<op>`, and `Client`, which implements the trait over HTTP. Arguments
+///   travel as a JSON object named after the parameters; results as JSON; errors as problem
+///   details, read back into the same `ApiError`.
+#[macro_export]
+macro_rules! contract {
+    (
+        $(#[$trait_meta:meta])*
+        $vis:vis trait $trait_name:ident as $module:literal {
+            $(
+                $(#[$op_meta:meta])*
+                fn $op:ident ( $( $arg:ident : $arg_ty:ty ),* $(,)? ) -> $ret:ty ;
+            )*
+        }
+    ) => {
+        $(#[$trait_meta])*
+        #[$crate::__private::async_trait]
+        $vis trait $trait_name: Send + Sync + 'static {
+            $(
+                $(#[$op_meta])*
+                async fn $op(&self, caller: &$crate::Caller $(, $arg: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError>;
+            )*
+        }
+
+        /// Both ends of this contract's HTTP wire, generated from the trait.
+        #[cfg(feature = "http")]
+        pub mod http_wire {
+            #[allow(unused_imports)]
+            use super::*;
+
+            /// The module's name on the wire (`/rpc/<module>/<operation>`).
+            pub const MODULE: &str = $module;
+
+            /// The operations' paths, for documentation and tests.
+            pub const OPERATIONS: &[&str] = &[$(concat!("/rpc/", $module, "/", stringify!($op))),*];
+
+            #[allow(non_camel_case_types)]
+            mod args {
+                #[allow(unused_imports)]
+                use super::*;
+                $(
+                    #[derive($crate::__private::serde::Serialize, $crate::__private::serde::Deserialize)]
+                    #[serde(crate = "shared_kernel::__private::serde", deny_unknown_fields)]
+                    pub struct $op { $( pub $arg: $arg_ty, )* }
+                )*
+            }
+
+            /// An axum router serving `api` over the wire. Every request's caller is resolved
+            /// (tokens verified) by `resolver` on this side: nothing from the wire is trusted.
+            pub fn router(
+                api: ::std::sync::Arc<dyn $trait_name>,
+                resolver: ::std::sync::Arc<dyn $crate::wire::CallerResolver>,
+            ) -> $crate::__private::axum::Router {
+                #[allow(unused_mut)]
+                let mut router = $crate::__private::axum::Router::new();
+                $(
+                    router = router.route(
+                        concat!("/rpc/", $module, "/", stringify!($op)),
+                        $crate::wire::rpc_operation(resolver.clone(), {
+                            let api = api.clone();
+                            move |caller: $crate::Caller, args: args::$op| {
+                                let api = api.clone();
+                                #[allow(unused_variables)]
+                                let args::$op { $($arg),* } = args;
+                                async move { api.$op(&caller $(, $arg)*).await }
+                            }
+                        }),
+                    );
+                )*
+                router
+            }
+
+            /// Implements the contract by calling a remote service over HTTP.
+            #[derive(Clone)]
+            pub struct Client {
+                rpc: $crate::wire::RpcClient,
+            }
+
+            impl Client {
+                pub fn new(rpc: $crate::wire::RpcClient) -> Self {
+                    Self { rpc }
+                }
+            }
+
+            #[$crate::__private::async_trait]
+            impl $trait_name for Client {
+                $(
+                    async fn $op(&self, caller: &$crate::Caller $(, $arg: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError> {
+                        let args = args::$op { $($arg),* };
+                        self.rpc.call(caller, concat!("/rpc/", $module, "/", stringify!($op)), &args).await
+                    }
+                )*
+            }
+        }
+    };
+}

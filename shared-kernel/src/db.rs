@@ -1,0 +1,80 @@
+//! Database connections: one database per module, even in one process. SQLite gets one file per
+//! module under a data directory; PostgreSQL gets one schema per module on one server (or any
+//! URL a module is given of its own).
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use std::path::Path;
+use std::time::Duration;
+
+/// Where a module's data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// `<dir>/<module>.db`, created on first use.
+    SqliteDir(std::path::PathBuf),
+    /// A full URL for this module alone (`sqlite://…` or `postgres://…`). For PostgreSQL the
+    /// module's tables go in a schema named after the module.
+    Url(String),
+}
+
+/// Connects `module` to its own database, creating the file or schema if needed.
+///
+/// # Errors
+/// When the database cannot be reached or created.
+pub async fn connect_module(module: &str, target: &DatabaseTarget, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    match target {
+        DatabaseTarget::SqliteDir(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|error| DbErr::Custom(format!("cannot create data directory {}: {error}", dir.display())))?;
+            connect_sqlite(&dir.join(format!("{module}.db")), max_connections).await
+        }
+        DatabaseTarget::Url(url) if url.starts_with("sqlite:") => {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or(path);
+            connect_sqlite(Path::new(path), max_connections).await
+        }
+        DatabaseTarget::Url(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            connect_postgres_schema(url, module, max_connections).await
+        }
+        DatabaseTarget::Url(_) => Err(DbErr::Custom("unsupported database URL: use sqlite:// or postgres://".into())),
+    }
+}
+
+async fn connect_sqlite(path: &Path, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut options = ConnectOptions::new(url);
+    options.max_connections(max_connections.max(1)).min_connections(1).acquire_timeout(Duration::from_secs(10)).sqlx_logging(false);
+    options.map_sqlx_sqlite_opts(|sqlite| {
+        sqlite
+            .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+    });
+    Database::connect(options).await
+}
+
+async fn connect_postgres_schema(url: &str, module: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    if !module.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return Err(DbErr::Custom(format!("module name `{module}` is not a valid schema name")));
+    }
+    {
+        let mut bootstrap = ConnectOptions::new(url.to_owned());
+        bootstrap.max_connections(1).sqlx_logging(false);
+        let connection = Database::connect(bootstrap).await?;
+        connection.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{module}\"")).await?;
+        connection.close().await?;
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(max_connections.max(1))
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .set_schema_search_path(module.to_owned())
+        .sqlx_logging(false);
+    Database::connect(options).await
+}
+
+/// Whether the database answers a trivial query (for readiness).
+pub async fn ping(connection: &DatabaseConnection) -> bool {
+    connection.ping().await.is_ok()
+}

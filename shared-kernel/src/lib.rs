@@ -1,0 +1,45 @@
+//! The shared kernel: the few types every module agrees on.
+//!
+//! **API Boundary.** Everything here is used by every contract crate, so a change here is a
+//! change to every module's public surface. The kernel knows nothing about axum, sqlx or any
+//! module; infrastructure helpers sit behind features (`http`, `auth`, `db`).
+
+extern crate self as shared_kernel;
+
+pub mod caller;
+pub mod clock;
+pub mod error;
+pub mod id;
+pub mod money;
+pub mod pagination;
+pub mod secret;
+pub mod trace_context;
+
+#[cfg(feature = "auth")]
+pub mod auth;
+#[cfg(feature = "db")]
+pub mod db;
+#[cfg(feature = "http")]
+pub mod wire;
+
+mod contract_macro;
+
+pub use caller::{AuthenticatedUser, Caller, Role, ServiceIdentity};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{ApiError, FieldError, ProblemDetails};
+pub use id::UserId;
+pub use money::{Currency, Money, MoneyError};
+pub use pagination::{Cursor, Page, PageRequest};
+pub use secret::Secret;
+pub use trace_context::{RequestContext, TraceContext};
+
+/// Re-exports the contract macro needs, so contract crates do not have to name these crates.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    #[cfg(feature = "http")]
+    pub use axum;
+    pub use serde;
+    pub use serde_json;
+    pub use uuid;
+}

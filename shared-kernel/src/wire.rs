@@ -1,0 +1,197 @@
+//! Both ends of the HTTP wire shared by every contract: problem+json responses, the request
+//! context that travels with a call, caller resolution on the server, and the RPC client.
+
+use crate::error::PROBLEM_JSON;
+use crate::{ApiError, Caller, ProblemDetails, RequestContext, Secret};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The request id header, on requests and responses.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The W3C trace context header.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+/// Names the calling service on a service-to-service call.
+pub const SERVICE_NAME_HEADER: &str = "x-cleave-service";
+/// Carries the shared service token on a service-to-service call.
+pub const SERVICE_TOKEN_HEADER: &str = "x-cleave-service-token";
+
+tokio::task_local! {
+    static REQUEST_CONTEXT: RequestContext;
+}
+
+/// Runs `future` with `context` as the current request's context; outgoing calls made inside it
+/// carry its request id and trace.
+pub async fn with_request_context<F: Future>(context: RequestContext, future: F) -> F::Output {
+    REQUEST_CONTEXT.scope(context, future).await
+}
+
+/// The context of the request being handled, if any.
+pub fn current_request_context() -> Option<RequestContext> {
+    REQUEST_CONTEXT.try_with(Clone::clone).ok()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        problem_response(&self)
+    }
+}
+
+/// The problem+json response for an error, with `Retry-After` where it applies and the current
+/// request id in the body.
+pub fn problem_response(error: &ApiError) -> Response {
+    let mut problem = error.to_problem();
+    problem.request_id = current_request_context().map(|context| context.request_id);
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{\"status\":500}".to_vec());
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    if let Some(seconds) = problem.retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if matches!(error, ApiError::Unauthenticated { .. }) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// Turns the headers of an incoming call into a verified [`Caller`]. Implemented once per
+/// process (token verification against the users module's keys, service-token check) and used
+/// by the edge and by every contract router.
+#[async_trait::async_trait]
+pub trait CallerResolver: Send + Sync + 'static {
+    /// # Errors
+    /// [`ApiError::Unauthenticated`] when credentials are present but do not verify. No
+    /// credentials is not an error: it is [`Caller::Anonymous`].
+    async fn resolve(&self, headers: &HeaderMap) -> Result<Caller, ApiError>;
+}
+
+/// One contract operation served at `POST`: resolves the caller, reads the JSON arguments,
+/// calls `operation`, and answers JSON or problem+json.
+pub fn rpc_operation<A, R, F, Fut>(resolver: Arc<dyn CallerResolver>, operation: F) -> MethodRouter
+where
+    A: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    F: Fn(Caller, A) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
+{
+    post(move |headers: HeaderMap, body: Bytes| {
+        let resolver = resolver.clone();
+        let operation = operation.clone();
+        async move {
+            let caller = match resolver.resolve(&headers).await {
+                Ok(caller) => caller,
+                Err(error) => return error.into_response(),
+            };
+            let args: A = match serde_json::from_slice(&body) {
+                Ok(args) => args,
+                Err(error) => return ApiError::bad_request(format!("malformed arguments: {error}")).into_response(),
+            };
+            match operation(caller, args).await {
+                Ok(result) => axum::Json(result).into_response(),
+                Err(error) => error.into_response(),
+            }
+        }
+    })
+}
+
+/// How a client reaches a remote module.
+#[derive(Clone)]
+pub struct RpcClientConfig {
+    /// The service's base URL, e.g. `http://users:8080`.
+    pub base_url: String,
+    /// Bound on every call.
+    pub timeout: Duration,
+    /// This process's name, sent with service calls.
+    pub service_name: String,
+    /// The shared service token, sent when the caller is a service.
+    pub service_token: Option<Secret<String>>,
+}
+
+impl std::fmt::Debug for RpcClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcClientConfig").field("base_url", &self.base_url).field("timeout", &self.timeout).finish()
+    }
+}
+
+/// The client half of the wire: posts a contract operation's arguments and reads back its
+/// result or its `ApiError`. The caller's token, the request id and the trace travel as headers.
+#[derive(Clone, Debug)]
+pub struct RpcClient {
+    http: reqwest::Client,
+    config: Arc<RpcClientConfig>,
+}
+
+impl RpcClient {
+    /// # Errors
+    /// When the HTTP client cannot be built (it has no TLS backend, so only a broken system
+    /// configuration makes this fail).
+    pub fn new(config: RpcClientConfig) -> Result<Self, ApiError> {
+        let http =
+            reqwest::Client::builder().timeout(config.timeout).pool_idle_timeout(Duration::from_secs(30)).build().map_err(|error| {
+                tracing::error!(%error, "cannot build the HTTP client");
+                ApiError::Internal
+            })?;
+        Ok(Self { http, config: Arc::new(config) })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.config.base_url
+    }
+
+    /// Calls `path` on the remote service.
+    ///
+    /// # Errors
+    /// The remote's `ApiError` as it sent it; [`ApiError::Unavailable`] when it cannot be
+    /// reached or times out; [`ApiError::Internal`] when it answers something unreadable.
+    pub async fn call<A: Serialize + Sync, R: DeserializeOwned>(&self, caller: &Caller, path: &str, args: &A) -> Result<R, ApiError> {
+        let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
+        let mut request = self.http.post(&url).json(args);
+        if let Some(context) = current_request_context() {
+            request = request
+                .header(REQUEST_ID_HEADER, context.request_id.as_str())
+                .header(TRACEPARENT_HEADER, context.trace.child().header_value());
+        }
+        match caller {
+            Caller::Anonymous => {}
+            Caller::User(user) => request = request.bearer_auth(user.token.expose()),
+            Caller::Service(service) => {
+                request = request.header(SERVICE_NAME_HEADER, service.name.as_str());
+                if let Some(token) = &self.config.service_token {
+                    request = request.header(SERVICE_TOKEN_HEADER, token.expose().as_str());
+                }
+            }
+        }
+        let response = request.send().await.map_err(|error| {
+            tracing::warn!(%url, error = %error, "remote call failed");
+            ApiError::unavailable(format!("{path} is unreachable"), 1)
+        })?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|error| {
+            tracing::warn!(%url, error = %error, "remote call broke off");
+            ApiError::unavailable(format!("{path} broke off"), 1)
+        })?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|error| {
+                tracing::error!(%url, %error, "remote answered an unreadable result");
+                ApiError::Internal
+            });
+        }
+        match serde_json::from_slice::<ProblemDetails>(&body) {
+            Ok(problem) => Err(ApiError::from_problem(problem)),
+            Err(_) => Err(ApiError::from_status(status.as_u16())),
+        }
+    }
+
+    /// `GET path` and whether it answered 2xx: for readiness checks.
+    pub async fn probe(&self, path: &str) -> bool {
+        let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
+        matches!(self.http.get(url).send().await, Ok(response) if response.status().is_success())
+    }
+}
