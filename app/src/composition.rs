@@ -3,7 +3,6 @@
 //! what is; asking for something not compiled in stops start-up with a clear error.
 
 use crate::config::{ModuleMode, ModuleSettings, Settings};
-use crate::edge::EdgeCallerResolver;
 use anyhow::Context as _;
 use axum::Router;
 use futures::future::BoxFuture;
@@ -98,7 +97,8 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         Arc::new(ContractKeySource { users: users.clone() }),
         TokenPolicy { issuer: settings.auth.issuer.clone(), audience: settings.auth.audience.clone(), leeway_secs: 5 },
     );
-    let resolver: Arc<dyn CallerResolver> = Arc::new(EdgeCallerResolver { verifier, service_token: settings.auth.service_token.clone() });
+    let resolver: Arc<dyn CallerResolver> =
+        Arc::new(shared_kernel::wire::TokenCallerResolver { verifier, service_token: settings.auth.service_token.clone() });
     if users_mode == ModuleMode::Local {
         internal_routes = internal_routes.merge(users_contract::http_wire::router(users.clone(), resolver.clone()));
     }

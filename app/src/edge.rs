@@ -13,7 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Router, extract::DefaultBodyLimit};
 use shared_kernel::wire::{self, CallerResolver, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
-use shared_kernel::{ApiError, Caller, RequestContext, Secret, TraceContext};
+use shared_kernel::{ApiError, Caller, RequestContext, TraceContext};
 use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -176,39 +176,6 @@ where
     }
 }
 
-/// Verifies bearer tokens and service tokens for this process.
-pub struct EdgeCallerResolver {
-    pub verifier: shared_kernel::auth::TokenVerifier,
-    pub service_token: Option<Secret<String>>,
-}
-
-#[async_trait::async_trait]
-impl CallerResolver for EdgeCallerResolver {
-    async fn resolve(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
-            let text = value.to_str().map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
-            let Some(token) = text.strip_prefix("Bearer ").or_else(|| text.strip_prefix("bearer ")) else {
-                return Err(ApiError::unauthenticated("use Authorization: Bearer <access token>"));
-            };
-            return self.verifier.caller_for(token.trim()).await;
-        }
-        if let Some(name) = headers.get(wire::SERVICE_NAME_HEADER) {
-            let presented = headers.get(wire::SERVICE_TOKEN_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
-            let expected = self.service_token.as_ref().map(|token| token.expose().as_bytes()).unwrap_or_default();
-            if expected.is_empty() || !constant_time_eq(presented, expected) {
-                return Err(ApiError::unauthenticated("the service token is missing or wrong"));
-            }
-            let name = name.to_str().unwrap_or("unknown").to_owned();
-            return Ok(Caller::Service(shared_kernel::ServiceIdentity { name }));
-        }
-        Ok(Caller::Anonymous)
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The verified caller of a public request.
 pub struct CallerExt(pub Caller);
 
@@ -259,12 +226,5 @@ mod tests {
         let peer = Some(SocketAddr::from(([127, 0, 0, 1], 5000)));
         assert_eq!(client_addr(&headers, peer, false).as_deref(), Some("127.0.0.1"));
         assert_eq!(client_addr(&headers, peer, true).as_deref(), Some("203.0.113.9"));
-    }
-
-    #[test]
-    fn service_tokens_compare_exactly() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
     }
 }

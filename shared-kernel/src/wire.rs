@@ -195,3 +195,52 @@ impl RpcClient {
         matches!(self.http.get(url).send().await, Ok(response) if response.status().is_success())
     }
 }
+
+/// The standard resolver: `Authorization: Bearer <access token>` verified against the users
+/// module's keys, or a service call carrying the shared service token; nothing else.
+#[cfg(feature = "auth")]
+pub struct TokenCallerResolver {
+    pub verifier: crate::auth::TokenVerifier,
+    pub service_token: Option<Secret<String>>,
+}
+
+#[cfg(feature = "auth")]
+#[async_trait::async_trait]
+impl CallerResolver for TokenCallerResolver {
+    async fn resolve(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
+            let text = value.to_str().map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
+            let Some(token) = text.strip_prefix("Bearer ").or_else(|| text.strip_prefix("bearer ")) else {
+                return Err(ApiError::unauthenticated("use Authorization: Bearer <access token>"));
+            };
+            return self.verifier.caller_for(token.trim()).await;
+        }
+        if let Some(name) = headers.get(SERVICE_NAME_HEADER) {
+            let presented = headers.get(SERVICE_TOKEN_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
+            let expected = self.service_token.as_ref().map(|token| token.expose().as_bytes()).unwrap_or_default();
+            if expected.is_empty() || !constant_time_eq(presented, expected) {
+                return Err(ApiError::unauthenticated("the service token is missing or wrong"));
+            }
+            let name = name.to_str().unwrap_or("unknown").to_owned();
+            return Ok(Caller::Service(crate::ServiceIdentity { name }));
+        }
+        Ok(Caller::Anonymous)
+    }
+}
+
+#[cfg_attr(not(feature = "auth"), allow(dead_code))]
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_tokens_compare_exactly() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

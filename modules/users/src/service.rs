@@ -351,3 +351,12 @@ fn db_error(error: DbErr) -> ApiError {
         }
     }
 }
+
+/// The users module is the source of its own verification keys in process.
+#[async_trait::async_trait]
+impl shared_kernel::auth::KeySource for UsersService {
+    async fn fetch_keys(&self) -> Result<jsonwebtoken::jwk::JwkSet, ApiError> {
+        let json = serde_json::to_value(self.keys.public_keys()).map_err(|_| ApiError::Internal)?;
+        serde_json::from_value(json).map_err(|_| ApiError::Internal)
+    }
+}
