@@ -1,1 +1,43 @@
+//! Black-box suites over HTTP. One test binary; each suite runs in every topology (see
+//! `cleave_tests::Topology`) through the `topologies!` macro.
 
+mod architecture;
+mod auth;
+mod edge;
+mod operations;
+mod users;
+
+/// Generates, for each named `async fn(TestApp)`, one test per topology: the monolith on SQLite,
+/// the monolith on PostgreSQL, and the gateway in front of a users service.
+#[macro_export]
+macro_rules! topologies {
+    ($($case:ident),* $(,)?) => {
+        mod monolith_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let app = cleave_tests::spawn_app(cleave_tests::Topology::Monolith(cleave_tests::Database::Sqlite)).await.expect("SQLite needs nothing");
+                    super::$case(app).await;
+                }
+            )*
+        }
+        mod monolith_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(app) = cleave_tests::spawn_app(cleave_tests::Topology::Monolith(cleave_tests::Database::Postgres)).await else { return };
+                    super::$case(app).await;
+                }
+            )*
+        }
+        mod extracted_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let app = cleave_tests::spawn_app(cleave_tests::Topology::Extracted(cleave_tests::Database::Sqlite)).await.expect("SQLite needs nothing");
+                    super::$case(app).await;
+                }
+            )*
+        }
+    };
+}

@@ -1,1 +1,250 @@
+//! Black-box harness: `spawn_app(topology)` starts cleave on port 0 with fresh databases and
+//! returns typed helpers. Every suite runs against each topology:
+//! - the monolith on SQLite, and on PostgreSQL;
+//! - the extracted topology: a users service (users local) behind a gateway (users remote),
+//!   both real servers talking HTTP.
 
+use cleave::config::{AdminBootstrap, ModuleMode, Settings};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use shared_kernel::Secret;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::oneshot;
+
+pub const ADMIN_EMAIL: &str = "admin@cleave.test";
+pub const ADMIN_PASSWORD: &str = "admin password for tests";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    Monolith(Database),
+    /// A gateway in front of a users service.
+    Extracted(Database),
+}
+
+/// Everything every test process logs, at debug level, so tests can prove what is never logged.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = CaptureWriter(buffer.clone());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,hyper=info,hyper_util=info,h2=info,reqwest=info,tower=info"))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        buffer
+    })
+}
+
+#[derive(Clone)]
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One running server.
+struct Server {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(settings: Settings) -> anyhow::Result<(Self, String)> {
+        let application = cleave::Application::build(settings).await?;
+        let address = format!("http://{}", application.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = application
+                .run_until(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok((Self { stop: Some(stop), task }, address))
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// A running topology and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub topology: Topology,
+    pub client: reqwest::Client,
+    /// The data directory of the process hosting users (its key file is there).
+    pub users_data_dir: PathBuf,
+    users_settings: Settings,
+    users_server: Option<Server>,
+    gateway: Option<Server>,
+    _temp: tempfile::TempDir,
+}
+
+fn base_settings(data_dir: &Path) -> Settings {
+    let mut settings = Settings::default();
+    settings.server.addr = "127.0.0.1:0".parse().expect("a socket address");
+    settings.data_dir = data_dir.to_owned();
+    settings.database.max_connections = 5;
+    settings.admin_bootstrap = Some(AdminBootstrap { email: ADMIN_EMAIL.into(), password: Secret::new(ADMIN_PASSWORD.into()) });
+    settings
+}
+
+/// Starts `topology` with fresh databases. `None` when it needs PostgreSQL and none is
+/// available outside CI (the harness says so loudly; under CI it panics instead).
+pub async fn spawn_app(topology: Topology) -> Option<TestApp> {
+    log_buffer();
+    let temp = tempfile::tempdir().expect("a temporary directory");
+    let users_dir = temp.path().join("users");
+    let mut users_settings = base_settings(&users_dir);
+    let database = match topology {
+        Topology::Monolith(database) | Topology::Extracted(database) => database,
+    };
+    if database == Database::Postgres {
+        let server = cleave_test_support::postgres()?;
+        users_settings.database.url = Some(server.fresh_database().await.expect("a fresh PostgreSQL database"));
+    }
+    let (users_server, users_address) = Server::start(users_settings.clone()).await.expect("the users process starts");
+    let (address, gateway) = match topology {
+        Topology::Monolith(_) => (users_address, None),
+        Topology::Extracted(_) => {
+            let mut gateway_settings = base_settings(&temp.path().join("gateway"));
+            gateway_settings.admin_bootstrap = None;
+            gateway_settings.server.service_name = "gateway".into();
+            gateway_settings.modules.users.mode = Some(ModuleMode::Remote);
+            gateway_settings.modules.users.url = Some(users_address);
+            let (gateway, address) = Server::start(gateway_settings).await.expect("the gateway starts");
+            (address, Some(gateway))
+        }
+    };
+    Some(TestApp {
+        address,
+        topology,
+        client: reqwest::Client::new(),
+        users_data_dir: users_dir,
+        users_settings,
+        users_server: Some(users_server),
+        gateway,
+        _temp: temp,
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut request = self.request(Method::GET, path);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("the request is sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> Response {
+        let mut request = self.request(Method::POST, path).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("the request is sent")
+    }
+
+    pub async fn register(&self, email: &str) -> Response {
+        self.post_json("/api/users/register", &json!({"email": email, "password": PASSWORD, "name": "Test User"}), None).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json("/api/auth/login", &json!({"email": email, "password": password}), None).await
+    }
+
+    /// Registers and logs in; returns the token pair body.
+    pub async fn customer(&self, email: &str) -> Value {
+        assert_eq!(self.register(email).await.status(), StatusCode::CREATED);
+        let response = self.login(email, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("a token pair")
+    }
+
+    pub async fn admin_token(&self) -> String {
+        let response = self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK, "the bootstrap admin logs in");
+        let body: Value = response.json().await.expect("a token pair");
+        body["access_token"].as_str().expect("an access token").to_owned()
+    }
+
+    /// The private signing key of the users process (PKCS#8 PEM), to forge tokens with.
+    pub fn signing_key_pem(&self) -> (String, String) {
+        let file: Value =
+            serde_json::from_str(&std::fs::read_to_string(self.users_data_dir.join("signing-keys.json")).expect("the key file"))
+                .expect("JSON");
+        let key = &file["keys"][0];
+        (key["kid"].as_str().expect("kid").to_owned(), key["private_key_pem"].as_str().expect("pem").to_owned())
+    }
+
+    /// Stops every process of the topology and starts it again on the same databases and keys,
+    /// optionally with different settings for the users process.
+    pub async fn restart_with(&mut self, change: impl FnOnce(&mut Settings)) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown().await;
+        }
+        if let Some(server) = self.users_server.take() {
+            server.shutdown().await;
+        }
+        change(&mut self.users_settings);
+        let (server, address) = Server::start(self.users_settings.clone()).await.expect("the users process restarts");
+        self.users_server = Some(server);
+        match self.topology {
+            Topology::Monolith(_) => self.address = address,
+            Topology::Extracted(_) => {
+                let temp_gateway = self.users_data_dir.with_file_name("gateway");
+                let mut gateway_settings = base_settings(&temp_gateway);
+                gateway_settings.admin_bootstrap = None;
+                gateway_settings.modules.users.mode = Some(ModuleMode::Remote);
+                gateway_settings.modules.users.url = Some(address);
+                let (gateway, address) = Server::start(gateway_settings).await.expect("the gateway restarts");
+                self.gateway = Some(gateway);
+                self.address = address;
+            }
+        }
+    }
+}
+
+/// Reads a problem+json response and checks its media type and status.
+pub async fn problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(content_type.starts_with("application/problem+json"), "content type was {content_type}");
+    let body: Value = response.json().await.expect("a JSON problem");
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{body}");
+    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
+    body
+}

@@ -1,0 +1,79 @@
+//! design.md's dependency rules between crates, checked over `cargo metadata`.
+//!
+//! - A contract crate (`*-contract`) depends on no module implementation crate and not on sea-orm.
+//! - A module implementation crate depends on no other module's implementation crate.
+//! - Only `cleave` (app) and the test crates depend on module implementation crates.
+//! - `shared-kernel` depends on no module crate.
+
+use std::collections::BTreeSet;
+
+/// The module implementation crates (each `modules/<name>` without `-contract`).
+const IMPLEMENTATIONS: &[&str] = &["users", "catalog", "orders", "payments"];
+const ALLOWED_TO_LINK_IMPLEMENTATIONS: &[&str] = &["cleave", "cleave-tests"];
+
+/// One dependency edge: `from` depends on `to` (any kind: normal, dev or build).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+}
+
+pub fn violations(workspace_members: &BTreeSet<String>, edges: &[Edge]) -> Vec<String> {
+    let is_implementation = |name: &str| IMPLEMENTATIONS.contains(&name) && workspace_members.contains(name);
+    let mut found = Vec::new();
+    for Edge { from, to } in edges {
+        if !workspace_members.contains(from) {
+            continue;
+        }
+        if from.ends_with("-contract") && (is_implementation(to) || to == "sea-orm" || to.starts_with("sqlx")) {
+            found.push(format!("contract crate `{from}` depends on `{to}`"));
+        }
+        if from == "shared-kernel" && (is_implementation(to) || to.ends_with("-contract")) {
+            found.push(format!("shared-kernel depends on module crate `{to}`"));
+        }
+        if is_implementation(to) && from != to && !ALLOWED_TO_LINK_IMPLEMENTATIONS.contains(&from.as_str()) {
+            found.push(format!("`{from}` depends on module implementation `{to}`: only app and tests may"));
+        }
+    }
+    found
+}
+
+fn workspace_graph() -> (BTreeSet<String>, Vec<Edge>) {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let metadata = cargo_metadata::MetadataCommand::new().manifest_path(manifest).no_deps().exec().expect("cargo metadata");
+    let members: BTreeSet<String> = metadata.workspace_packages().iter().map(|p| p.name.to_string()).collect();
+    let edges = metadata
+        .workspace_packages()
+        .iter()
+        .flat_map(|package| {
+            package.dependencies.iter().map(move |dependency| Edge { from: package.name.to_string(), to: dependency.name.clone() })
+        })
+        .collect();
+    (members, edges)
+}
+
+#[test]
+fn the_workspace_respects_the_module_boundaries() {
+    let (members, edges) = workspace_graph();
+    assert!(members.contains("users") && members.contains("users-contract") && members.contains("cleave"), "{members:?}");
+    let found = violations(&members, &edges);
+    assert!(found.is_empty(), "module boundary violations:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_checker_catches_each_kind_of_forbidden_edge() {
+    let (mut members, mut edges) = workspace_graph();
+    members.insert("orders".into());
+    let edge = |from: &str, to: &str| Edge { from: from.into(), to: to.into() };
+    edges.extend([
+        edge("users-contract", "users"),
+        edge("users-contract", "sea-orm"),
+        edge("orders", "users"),
+        edge("shared-kernel", "users-contract"),
+        edge("migrations", "users"),
+    ]);
+    let found = violations(&members, &edges);
+    assert_eq!(found.len(), 6, "{found:#?}");
+    assert!(found.iter().any(|v| v.contains("`orders` depends on module implementation `users`")));
+    assert!(found.iter().any(|v| v.contains("contract crate `users-contract` depends on `sea-orm`")));
+}

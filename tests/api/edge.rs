@@ -1,0 +1,109 @@
+//! The edge: limits, malformed input, framework errors as problem+json, request ids, traces.
+
+use cleave_tests::{TestApp, Topology, captured_logs, problem};
+use reqwest::Method;
+
+async fn a_body_over_the_limit_is_413_and_changes_nothing(app: TestApp) {
+    // The server answers before reading a body it refuses and then closes the connection, so
+    // these requests use a client that never puts a connection back in a pool.
+    let unpooled = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let padding = "x".repeat(3 * 1024 * 1024);
+    let body = format!(r#"{{"email":"big@example.com","password":"correct horse battery staple","name":"{padding}"}}"#);
+    let response =
+        unpooled.post(app.url("/api/users/register")).header("content-type", "application/json").body(body).send().await.unwrap();
+    problem(response, 413).await;
+    // Without a Content-Length the stream is cut at the limit too.
+    let chunks = futures::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])));
+    let response = unpooled
+        .post(app.url("/api/users/register"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    problem(response, 413).await;
+    assert_eq!(app.login("big@example.com", "correct horse battery staple").await.status(), 401);
+}
+
+async fn malformed_json_is_400_and_a_wrong_content_type_is_refused(app: TestApp) {
+    let response = app
+        .request(Method::POST, "/api/users/register")
+        .header("content-type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .unwrap();
+    let body = problem(response, 400).await;
+    assert_eq!(body["type"], "/problems/bad-request");
+    let response = app.request(Method::POST, "/api/users/register").header("content-type", "text/plain").body("{}").send().await.unwrap();
+    problem(response, 400).await;
+    let response =
+        app.request(Method::POST, "/api/auth/login").header("content-type", "application/json").body("[1, 2]").send().await.unwrap();
+    problem(response, 422).await;
+}
+
+async fn framework_errors_are_problem_json_too(app: TestApp) {
+    problem(app.get("/api/no-such-thing", None).await, 404).await;
+    let response = app.request(Method::DELETE, "/api/users/me").send().await.unwrap();
+    assert!(response.headers().get("allow").is_some(), "405 keeps its Allow header");
+    problem(response, 405).await;
+}
+
+async fn every_response_carries_a_request_id_and_echoes_a_given_one(app: TestApp) {
+    let response = app.get("/health/live", None).await;
+    let generated = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).expect("a request id").to_owned();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok());
+    let response = app.request(Method::GET, "/api/users/me").header("x-request-id", "client-chosen-42").send().await.unwrap();
+    assert_eq!(response.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("client-chosen-42"));
+    let body = problem(response, 401).await;
+    assert_eq!(body["request_id"], "client-chosen-42");
+    let response = app.request(Method::GET, "/health/live").header("x-request-id", "bad id with spaces").send().await.unwrap();
+    assert_ne!(response.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("bad id with spaces"));
+}
+
+async fn the_trace_context_is_honoured_and_crosses_the_wire(app: TestApp) {
+    let trace_id = format!("{:032x}", uuid::Uuid::now_v7().as_u128());
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let response = app
+        .request(Method::POST, "/api/users/register")
+        .header("traceparent", &traceparent)
+        .json(&serde_json::json!({"email": "trace@example.com", "password": "correct horse battery staple", "name": "T"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let logs = captured_logs();
+    let request_lines = logs.lines().filter(|line| line.contains(&trace_id) && line.contains("status=")).count();
+    let expected = match app.topology {
+        Topology::Monolith(_) => 1,
+        // The gateway's line and the users service's line carry the same trace id.
+        Topology::Extracted(_) => 2,
+    };
+    assert_eq!(request_lines, expected, "request log lines with trace {trace_id}");
+}
+
+async fn cors_allows_no_foreign_origin_by_default(app: TestApp) {
+    let response = app
+        .request(Method::OPTIONS, "/api/users/register")
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().get("access-control-allow-origin").is_none());
+}
+
+async fn responses_are_compressed_when_asked(app: TestApp) {
+    let response = app.request(Method::GET, "/openapi.json").header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(response.headers().get("content-encoding").and_then(|v| v.to_str().ok()), Some("gzip"));
+}
+
+crate::topologies!(
+    a_body_over_the_limit_is_413_and_changes_nothing,
+    malformed_json_is_400_and_a_wrong_content_type_is_refused,
+    framework_errors_are_problem_json_too,
+    every_response_carries_a_request_id_and_echoes_a_given_one,
+    the_trace_context_is_honoured_and_crosses_the_wire,
+    cors_allows_no_foreign_origin_by_default,
+    responses_are_compressed_when_asked,
+);
