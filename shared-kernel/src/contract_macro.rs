@@ -3,7 +3,7 @@
 
 /// Declares a module contract.
 ///
-/// ```ignore
+/// ```text
 /// shared_kernel::contract! {
 ///     /// What the users module offers.
 ///     pub trait UsersApi as "users" {

@@ -177,7 +177,6 @@ impl ApiError {
         let detail = problem.detail;
         let retry_after_secs = problem.retry_after.unwrap_or(1);
         match problem.status {
-            400 => Self::BadRequest { detail },
             401 => Self::Unauthenticated { detail },
             403 => Self::Forbidden { detail },
             404 => Self::NotFound { detail },
