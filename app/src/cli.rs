@@ -94,6 +94,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     use migrations::MigratorTrait as _;
+    let users_mode =
+        crate::composition::mode_of("users", &settings.modules.users, cfg!(feature = "users-local"), cfg!(feature = "users-remote"))?;
+    if users_mode != crate::config::ModuleMode::Local {
+        println!("users: remote, nothing to migrate here");
+        return Ok(());
+    }
     let target = settings.database_target(settings.database.users_url.as_ref());
     let db = shared_kernel::db::connect_module("users", &target, 1).await.context("cannot open the users database")?;
     migrations::users::Migrator::up(&db, None).await.context("cannot migrate the users database")?;
@@ -102,6 +108,12 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn create_admin(mut settings: Settings, email: &str) -> anyhow::Result<()> {
+    let users_mode =
+        crate::composition::mode_of("users", &settings.modules.users, cfg!(feature = "users-local"), cfg!(feature = "users-remote"))?;
+    anyhow::ensure!(
+        users_mode == crate::config::ModuleMode::Local,
+        "create-admin runs where the users module is local (here it is remote)"
+    );
     let password = match std::env::var("ADMIN_PASSWORD") {
         Ok(password) if !password.is_empty() => password,
         _ => {

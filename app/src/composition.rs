@@ -24,7 +24,7 @@ pub struct Composition {
     pub users: Arc<dyn UsersApi>,
     pub resolver: Arc<dyn CallerResolver>,
     pub readiness: Vec<ReadinessCheck>,
-    /// The wire routes (`/rpc/<module>/…`) of the modules hosted here.
+    /// The wire routes (`/rpc/<module>/…`) of the modules hosted here, for the internal listener.
     pub internal_routes: Router,
     /// Names of the modules hosted here, for the start-up banner and `/health/ready`.
     pub local_modules: Vec<&'static str>,
@@ -32,7 +32,11 @@ pub struct Composition {
     pub users_local: Option<Arc<users::UsersService>>,
 }
 
-fn mode_of(name: &str, module: &ModuleSettings, compiled_local: bool, compiled_remote: bool) -> anyhow::Result<ModuleMode> {
+/// The mode module `name` runs in, or why it cannot.
+///
+/// # Errors
+/// A mode this binary was not built with.
+pub fn mode_of(name: &str, module: &ModuleSettings, compiled_local: bool, compiled_remote: bool) -> anyhow::Result<ModuleMode> {
     let mode = module.mode.unwrap_or(if compiled_local { ModuleMode::Local } else { ModuleMode::Remote });
     match mode {
         ModuleMode::Local if !compiled_local => {
@@ -86,7 +90,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
                 name: "users.remote".into(),
                 probe: Arc::new(move || {
                     let client = probe_client.clone();
-                    Box::pin(async move { client.probe("/health/live").await })
+                    Box::pin(async move { client.probe("/health/ready").await })
                 }),
             });
             Arc::new(users_contract::http_wire::Client::new(client))

@@ -44,15 +44,20 @@ pub struct ServerSettings {
     /// Take the client address from the first `X-Forwarded-For` entry (only behind a proxy
     /// that sets it).
     pub trust_forwarded_for: bool,
-    /// This process's name in logs and on service-to-service calls.
+    /// This process's name: the `User-Agent` of its calls to other services.
     pub service_name: String,
+    /// Where the wire routes of the modules hosted here (`/rpc/<module>/…`) are served, with
+    /// `/health/*`. Unset: not served at all (a monolith needs none). Keep it on an internal
+    /// network; with `auth.service_token` set every call there must carry that token.
+    pub internal_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// One PostgreSQL server for every module (`postgres://user@host/db`): each module gets its
-    /// own schema there. Unset: one SQLite file per module in `data_dir`.
+    /// own schema there. Unset: one SQLite file per module in `data_dir` (a `sqlite:` URL here
+    /// would put every module in one file, so it is refused: use `data_dir`).
     pub url: Option<String>,
     /// The users module's own database URL, overriding `url`.
     pub users_url: Option<String>,
@@ -95,7 +100,7 @@ pub struct ModulesSettings {
 pub enum ModuleMode {
     /// In this process (the implementation crate must be compiled in).
     Local,
-    /// In another process, reached over `wire` at `url`.
+    /// In another process, reached over HTTP at `url`.
     Remote,
 }
 
@@ -150,6 +155,7 @@ impl Default for ServerSettings {
             cors_allowed_origins: Vec::new(),
             trust_forwarded_for: false,
             service_name: "cleave".to_owned(),
+            internal_addr: None,
         }
     }
 }
@@ -219,6 +225,20 @@ impl Settings {
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.server.body_limit_bytes > 0, "server.body_limit_bytes must be positive");
         anyhow::ensure!(self.server.request_timeout_secs > 0, "server.request_timeout_secs must be positive");
+        if let Some(url) = &self.database.url {
+            anyhow::ensure!(
+                url.starts_with("postgres://") || url.starts_with("postgresql://"),
+                "database.url must be a postgres:// URL (for SQLite set data_dir: each module gets its own file there)"
+            );
+        }
+        for (name, module) in [("users", &self.modules.users)] {
+            if let Some(url) = &module.url {
+                anyhow::ensure!(
+                    url.starts_with("http://"),
+                    "modules.{name}.url must be an http:// URL (the internal wire has no TLS; use a service mesh or a private network)"
+                );
+            }
+        }
         anyhow::ensure!(
             (1..=900).contains(&self.auth.access_token_ttl_secs),
             "auth.access_token_ttl_secs must be between 1 and 900 (15 minutes)"
@@ -231,7 +251,8 @@ impl Settings {
         self.auth.keys_file.clone().unwrap_or_else(|| self.data_dir.join("signing-keys.json"))
     }
 
-    /// Where module `name` keeps its data.
+    /// Where a module keeps its data: its own URL, else the shared PostgreSQL server (one
+    /// schema per module), else a SQLite file per module in `data_dir`.
     pub fn database_target(&self, module_url: Option<&String>) -> shared_kernel::db::DatabaseTarget {
         match module_url.or(self.database.url.as_ref()) {
             Some(url) => shared_kernel::db::DatabaseTarget::Url(url.clone()),
@@ -273,6 +294,10 @@ mod tests {
             assert!(Settings::load(Some(Path::new("bad.toml"))).is_err());
             jail.create_file("ttl.toml", "[auth]\naccess_token_ttl_secs = 3600\n")?;
             assert!(Settings::load(Some(Path::new("ttl.toml"))).is_err());
+            jail.create_file("sqlite.toml", "[database]\nurl = \"sqlite://one.db\"\n")?;
+            assert!(Settings::load(Some(Path::new("sqlite.toml"))).is_err());
+            jail.create_file("tls.toml", "[modules.users]\nurl = \"https://users\"\n")?;
+            assert!(Settings::load(Some(Path::new("tls.toml"))).is_err());
             assert!(Settings::load(Some(Path::new("missing.toml"))).is_err());
             Ok(())
         });

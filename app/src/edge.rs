@@ -176,6 +176,17 @@ where
     }
 }
 
+/// On the internal listener: with a service token configured, every call must carry it.
+pub async fn require_service_token(expected: Option<shared_kernel::Secret<String>>, request: Request, next: Next) -> Response {
+    if let Some(expected) = expected {
+        let presented = request.headers().get(wire::SERVICE_TOKEN_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
+        if !wire::constant_time_eq(presented, expected.expose().as_bytes()) {
+            return ApiError::unauthenticated("the internal wire requires the service token").into_response();
+        }
+    }
+    next.run(request).await
+}
+
 /// The verified caller of a public request.
 pub struct CallerExt(pub Caller);
 

@@ -11,10 +11,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
-/// A built, bound application.
+/// A built, bound application: the public listener, and the internal one when configured.
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    internal: Option<(TcpListener, Router, SocketAddr)>,
     local_addr: SocketAddr,
     local_modules: Vec<&'static str>,
     composition: Composition,
@@ -32,8 +33,31 @@ impl Application {
         let listener =
             TcpListener::bind(settings.server.addr).await.with_context(|| format!("cannot listen on {}", settings.server.addr))?;
         let local_addr = listener.local_addr()?;
+        let internal = match settings.server.internal_addr {
+            Some(addr) => {
+                if settings.auth.service_token.is_none() {
+                    tracing::warn!(
+                        "server.internal_addr is set without auth.service_token: anyone who reaches it can call the modules hosted here"
+                    );
+                }
+                let internal_listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                let internal_addr = internal_listener.local_addr()?;
+                Some((internal_listener, build_internal_router(&settings, &composition), internal_addr))
+            }
+            None => {
+                if !composition.local_modules.is_empty() {
+                    tracing::debug!("server.internal_addr is unset: the modules hosted here are not reachable by other processes");
+                }
+                None
+            }
+        };
         let local_modules = composition.local_modules.clone();
-        Ok(Self { listener, router, local_addr, local_modules, composition })
+        Ok(Self { listener, router, internal, local_addr, local_modules, composition })
+    }
+
+    /// The internal listener's address (wire routes), when one is configured.
+    pub fn internal_addr(&self) -> Option<SocketAddr> {
+        self.internal.as_ref().map(|(_, _, addr)| *addr)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -52,10 +76,14 @@ impl Application {
     /// What a person needs to know once the server is up.
     pub fn banner(&self) -> String {
         let base = format!("http://{}", self.local_addr);
-        format!(
+        let mut banner = format!(
             "cleave is ready on {base}\n  modules here: {}\n  API:          {base}/api\n  API docs:     {base}/docs\n  OpenAPI:      {base}/openapi.json\n  health:       {base}/health/ready\n  metrics:      {base}/metrics",
             if self.local_modules.is_empty() { "none (gateway)".to_owned() } else { self.local_modules.join(", ") },
-        )
+        );
+        if let Some(internal) = self.internal_addr() {
+            banner.push_str(&format!("\n  module wire:  http://{internal}/rpc/<module>/<operation> (internal)"));
+        }
+        banner
     }
 
     /// Serves until Ctrl-C or SIGTERM, then drains in-flight requests.
@@ -71,10 +99,22 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+        use futures::FutureExt as _;
+        let stop = stop.boxed().shared();
+        let internal = self.internal.map(|(listener, router, _)| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(stop).await
+            })
+        });
+        let public = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(stop)
             .await
-            .context("the server failed")
+            .context("the server failed");
+        if let Some(internal) = internal {
+            internal.await.context("the internal server task failed")?.context("the internal server failed")?;
+        }
+        public
     }
 }
 
@@ -91,11 +131,24 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
     let router = Router::new()
         .merge(rest::users::routes())
         .with_state(state)
-        .merge(composition.internal_routes.clone())
         .route("/health/live", get(health::live))
         .route("/health/ready", get(move || health::ready(checks.clone())))
         .route("/metrics", get(move || health::metrics(metrics.clone())))
         .merge(openapi::routes());
+    edge::layer(router, &settings.server)
+}
+
+/// The internal listener's router: the wire routes of the modules hosted here and health, behind
+/// the same edge, and behind the service token when one is configured.
+pub fn build_internal_router(settings: &Settings, composition: &Composition) -> Router {
+    let checks = composition.readiness.clone();
+    let token = settings.auth.service_token.clone();
+    let router = composition
+        .internal_routes
+        .clone()
+        .layer(axum::middleware::from_fn(move |request, next| edge::require_service_token(token.clone(), request, next)))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(move || health::ready(checks.clone())));
     edge::layer(router, &settings.server)
 }
 

@@ -39,9 +39,9 @@ pub struct TokenPolicy {
     pub leeway_secs: u64,
 }
 
-struct CachedKeys {
-    keys: HashMap<String, DecodingKey>,
-    fetched_at: Option<Instant>,
+/// When the keys were last fetched, successfully or not.
+struct FetchState {
+    last_attempt: Option<Instant>,
 }
 
 /// Verifies access tokens. Cheap to clone; the key cache is shared.
@@ -49,7 +49,9 @@ struct CachedKeys {
 pub struct TokenVerifier {
     source: Arc<dyn KeySource>,
     policy: Arc<TokenPolicy>,
-    cache: Arc<RwLock<CachedKeys>>,
+    keys: Arc<RwLock<HashMap<String, DecodingKey>>>,
+    /// Single flight for fetches: one caller fetches, the others wait and then read the cache.
+    fetch: Arc<tokio::sync::Mutex<FetchState>>,
     /// An unknown `kid` triggers at most one refresh per this interval (a flood of forged
     /// `kid`s must not turn into a flood of JWKS fetches).
     min_refresh_interval: Duration,
@@ -66,7 +68,8 @@ impl TokenVerifier {
         Self {
             source,
             policy: Arc::new(policy),
-            cache: Arc::new(RwLock::new(CachedKeys { keys: HashMap::new(), fetched_at: None })),
+            keys: Arc::new(RwLock::new(HashMap::new())),
+            fetch: Arc::new(tokio::sync::Mutex::new(FetchState { last_attempt: None })),
             min_refresh_interval: Duration::from_secs(10),
         }
     }
@@ -112,14 +115,17 @@ impl TokenVerifier {
     }
 
     async fn cached_key(&self, kid: &str) -> Option<DecodingKey> {
-        self.cache.read().await.keys.get(kid).cloned()
+        self.keys.read().await.get(kid).cloned()
     }
 
+    /// Fetches the keys unless an attempt (failed or not) was made less than
+    /// `min_refresh_interval` ago. Verifications of known keys never wait for a fetch.
     async fn refresh_keys(&self) -> Result<(), ApiError> {
-        let mut cache = self.cache.write().await;
-        if cache.fetched_at.is_some_and(|at| at.elapsed() < self.min_refresh_interval) {
+        let mut fetch = self.fetch.lock().await;
+        if fetch.last_attempt.is_some_and(|at| at.elapsed() < self.min_refresh_interval) {
             return Ok(());
         }
+        fetch.last_attempt = Some(Instant::now());
         let set = self.source.fetch_keys().await?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
@@ -130,34 +136,39 @@ impl TokenVerifier {
             keys.insert(kid, key);
         }
         tracing::debug!(keys = keys.len(), "refreshed the token verification keys");
-        cache.keys = keys;
-        cache.fetched_at = Some(Instant::now());
+        *self.keys.write().await = keys;
         Ok(())
     }
 }
 
-/// Fetches the JWKS from a URL (the users service's `/.well-known/jwks.json`).
-#[derive(Debug, Clone)]
-pub struct HttpKeySource {
-    url: String,
-    http: reqwest::Client,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-impl HttpKeySource {
-    pub fn new(url: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { url: url.into(), http }
+    struct CountingSource {
+        fetches: AtomicUsize,
     }
-}
 
-#[async_trait::async_trait]
-impl KeySource for HttpKeySource {
-    async fn fetch_keys(&self) -> Result<JwkSet, ApiError> {
-        let unavailable = || ApiError::unavailable("the signing keys cannot be fetched", 1);
-        let response = self.http.get(&self.url).send().await.map_err(|_| unavailable())?;
-        if !response.status().is_success() {
-            return Err(unavailable());
+    #[async_trait::async_trait]
+    impl KeySource for CountingSource {
+        async fn fetch_keys(&self) -> Result<JwkSet, ApiError> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            Err(ApiError::unavailable("down", 1))
         }
-        response.json::<JwkSet>().await.map_err(|_| unavailable())
+    }
+
+    #[tokio::test]
+    async fn unknown_kids_cannot_turn_into_a_flood_of_key_fetches_even_while_the_source_fails() {
+        let source = Arc::new(CountingSource { fetches: AtomicUsize::new(0) });
+        let verifier = TokenVerifier::new(source.clone(), TokenPolicy { issuer: "i".into(), audience: "a".into(), leeway_secs: 0 });
+        // A syntactically valid EdDSA header with an unknown kid.
+        let header =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, r#"{"alg":"EdDSA","typ":"JWT","kid":"nope"}"#);
+        let token = format!("{header}.e30.c2ln");
+        for _ in 0..20 {
+            assert!(verifier.verify(&token).await.is_err());
+        }
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 1);
     }
 }

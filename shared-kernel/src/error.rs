@@ -242,6 +242,7 @@ mod tests {
     #[test]
     fn statuses_are_distinct_per_variant() {
         let mut statuses: Vec<u16> = every_variant().iter().map(ApiError::status).collect();
+        statuses.sort_unstable();
         statuses.dedup();
         assert_eq!(statuses.len(), every_variant().len());
     }

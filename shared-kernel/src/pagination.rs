@@ -36,11 +36,26 @@ impl Cursor {
     }
 }
 
-/// A validated request for one page.
+/// A validated request for one page. Deserializing validates too, so a page request read from
+/// a wire is as trustworthy as one built with [`PageRequest::new`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedPageRequest")]
 pub struct PageRequest {
     limit: u32,
     cursor: Option<Cursor>,
+}
+
+#[derive(Deserialize)]
+struct UncheckedPageRequest {
+    limit: u32,
+    cursor: Option<Cursor>,
+}
+
+impl TryFrom<UncheckedPageRequest> for PageRequest {
+    type Error = String;
+    fn try_from(raw: UncheckedPageRequest) -> Result<Self, Self::Error> {
+        Self::new(Some(raw.limit), raw.cursor).map_err(|error| error.to_string())
+    }
 }
 
 impl Default for PageRequest {
@@ -130,6 +145,14 @@ mod tests {
             let error = PageRequest::from_query(Some(bad), None).unwrap_err();
             assert_eq!(error.status(), 422, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_page_request_from_a_wire_is_validated() {
+        let ok: PageRequest = serde_json::from_str(r#"{"limit": 5, "cursor": null}"#).unwrap();
+        assert_eq!(ok.limit(), 5);
+        assert!(serde_json::from_str::<PageRequest>(r#"{"limit": 0, "cursor": null}"#).is_err());
+        assert!(serde_json::from_str::<PageRequest>(r#"{"limit": 1000000, "cursor": null}"#).is_err());
     }
 
     #[test]

@@ -108,7 +108,8 @@ pub struct RpcClientConfig {
     pub base_url: String,
     /// Bound on every call.
     pub timeout: Duration,
-    /// This process's name, sent with service calls.
+    /// This process's name, sent as the `User-Agent` of every call (it shows in the remote's
+    /// access log).
     pub service_name: String,
     /// The shared service token, sent when the caller is a service.
     pub service_token: Option<Secret<String>>,
@@ -158,24 +159,26 @@ impl RpcClient {
                 .header(REQUEST_ID_HEADER, context.request_id.as_str())
                 .header(TRACEPARENT_HEADER, context.trace.child().header_value());
         }
+        // The service token authenticates this process to the remote's internal listener on
+        // every call; the caller's own identity travels beside it.
+        if let Some(token) = &self.config.service_token {
+            request = request.header(SERVICE_TOKEN_HEADER, token.expose().as_str());
+        }
         match caller {
             Caller::Anonymous => {}
             Caller::User(user) => request = request.bearer_auth(user.token.expose()),
-            Caller::Service(service) => {
-                request = request.header(SERVICE_NAME_HEADER, service.name.as_str());
-                if let Some(token) = &self.config.service_token {
-                    request = request.header(SERVICE_TOKEN_HEADER, token.expose().as_str());
-                }
-            }
+            Caller::Service(service) => request = request.header(SERVICE_NAME_HEADER, service.name.as_str()),
         }
+        // The client learns which module is down, never an internal address or path.
+        let module = path.trim_start_matches("/rpc/").split('/').next().unwrap_or("a module");
         let response = request.send().await.map_err(|error| {
             tracing::warn!(%url, error = %error, "remote call failed");
-            ApiError::unavailable(format!("{path} is unreachable"), 1)
+            ApiError::unavailable(format!("the {module} module is unreachable"), 1)
         })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|error| {
             tracing::warn!(%url, error = %error, "remote call broke off");
-            ApiError::unavailable(format!("{path} broke off"), 1)
+            ApiError::unavailable(format!("the {module} module did not answer"), 1)
         })?;
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|error| {
@@ -228,8 +231,8 @@ impl CallerResolver for TokenCallerResolver {
     }
 }
 
-#[cfg_attr(not(feature = "auth"), allow(dead_code))]
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares two secrets without an early exit, so timing does not tell how much matched.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -107,3 +107,46 @@ crate::topologies!(
     cors_allows_no_foreign_origin_by_default,
     responses_are_compressed_when_asked,
 );
+
+mod wire {
+    use cleave_tests::{Database, SERVICE_TOKEN, Topology, problem, spawn_app};
+    use serde_json::json;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_public_listener_never_serves_the_module_wire() {
+        for topology in [Topology::Monolith(Database::Sqlite), Topology::Extracted(Database::Sqlite)] {
+            let app = spawn_app(topology).await.unwrap();
+            let body = json!({"credentials": {"email": "a@example.com", "password": "x"}, "client_addr": "203.0.113.1"});
+            problem(app.post_json("/rpc/users/login", &body, None).await, 404).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_internal_listener_requires_the_service_token() {
+        let app = spawn_app(Topology::Extracted(Database::Sqlite)).await.unwrap();
+        let internal = app.internal_address.clone().expect("an internal listener");
+        let body = json!({"input": {"email": "wire@example.com", "password": "correct horse battery staple", "name": "W"}});
+        let refused = app.client.post(format!("{internal}/rpc/users/register")).json(&body).send().await.unwrap();
+        problem(refused, 401).await;
+        let wrong = app
+            .client
+            .post(format!("{internal}/rpc/users/register"))
+            .header("x-cleave-service-token", "guess")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        problem(wrong, 401).await;
+        let accepted = app
+            .client
+            .post(format!("{internal}/rpc/users/register"))
+            .header("x-cleave-service-token", SERVICE_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(accepted.status(), 200);
+        // Health stays open for probes.
+        assert_eq!(app.client.get(format!("{internal}/health/ready")).send().await.unwrap().status(), 200);
+    }
+}

@@ -69,9 +69,11 @@ struct Server {
 }
 
 impl Server {
-    async fn start(settings: Settings) -> anyhow::Result<(Self, String)> {
+    /// Starts a server; returns it with its public and (if any) internal base URLs.
+    async fn start(settings: Settings) -> anyhow::Result<(Self, String, Option<String>)> {
         let application = cleave::Application::build(settings).await?;
         let address = format!("http://{}", application.local_addr());
+        let internal = application.internal_addr().map(|addr| format!("http://{addr}"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = application
@@ -80,7 +82,7 @@ impl Server {
                 })
                 .await;
         });
-        Ok((Self { stop: Some(stop), task }, address))
+        Ok((Self { stop: Some(stop), task }, address, internal))
     }
 
     async fn shutdown(mut self) {
@@ -94,6 +96,8 @@ impl Server {
 /// A running topology and a client for it.
 pub struct TestApp {
     pub address: String,
+    /// The users process's internal listener (extracted topology only).
+    pub internal_address: Option<String>,
     pub topology: Topology,
     pub client: reqwest::Client,
     /// The data directory of the process hosting users (its key file is there).
@@ -101,15 +105,17 @@ pub struct TestApp {
     users_settings: Settings,
     users_server: Option<Server>,
     gateway: Option<Server>,
-    _temp: tempfile::TempDir,
+    temp: tempfile::TempDir,
 }
+
+/// The service token of the extracted topology's internal wire.
+pub const SERVICE_TOKEN: &str = "service token for tests";
 
 fn base_settings(data_dir: &Path) -> Settings {
     let mut settings = Settings::default();
     settings.server.addr = "127.0.0.1:0".parse().expect("a socket address");
     settings.data_dir = data_dir.to_owned();
     settings.database.max_connections = 5;
-    settings.admin_bootstrap = Some(AdminBootstrap { email: ADMIN_EMAIL.into(), password: Secret::new(ADMIN_PASSWORD.into()) });
     settings
 }
 
@@ -120,39 +126,67 @@ pub async fn spawn_app(topology: Topology) -> Option<TestApp> {
     let temp = tempfile::tempdir().expect("a temporary directory");
     let users_dir = temp.path().join("users");
     let mut users_settings = base_settings(&users_dir);
+    users_settings.admin_bootstrap = Some(AdminBootstrap { email: ADMIN_EMAIL.into(), password: Secret::new(ADMIN_PASSWORD.into()) });
     let database = match topology {
-        Topology::Monolith(database) | Topology::Extracted(database) => database,
+        Topology::Monolith(database) => database,
+        Topology::Extracted(database) => {
+            users_settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
+            users_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+            database
+        }
     };
     if database == Database::Postgres {
         let server = cleave_test_support::postgres()?;
         users_settings.database.url = Some(server.fresh_database().await.expect("a fresh PostgreSQL database"));
     }
-    let (users_server, users_address) = Server::start(users_settings.clone()).await.expect("the users process starts");
-    let (address, gateway) = match topology {
-        Topology::Monolith(_) => (users_address, None),
-        Topology::Extracted(_) => {
-            let mut gateway_settings = base_settings(&temp.path().join("gateway"));
-            gateway_settings.admin_bootstrap = None;
-            gateway_settings.server.service_name = "gateway".into();
-            gateway_settings.modules.users.mode = Some(ModuleMode::Remote);
-            gateway_settings.modules.users.url = Some(users_address);
-            let (gateway, address) = Server::start(gateway_settings).await.expect("the gateway starts");
-            (address, Some(gateway))
-        }
-    };
-    Some(TestApp {
-        address,
+    let mut app = TestApp {
+        address: String::new(),
+        internal_address: None,
         topology,
         client: reqwest::Client::new(),
         users_data_dir: users_dir,
         users_settings,
-        users_server: Some(users_server),
-        gateway,
-        _temp: temp,
-    })
+        users_server: None,
+        gateway: None,
+        temp,
+    };
+    app.start().await;
+    Some(app)
 }
 
 impl TestApp {
+    async fn start(&mut self) {
+        let (users_server, users_address, internal) = Server::start(self.users_settings.clone()).await.expect("the users process starts");
+        self.users_server = Some(users_server);
+        self.internal_address = internal.clone();
+        self.address = match self.topology {
+            Topology::Monolith(_) => users_address,
+            Topology::Extracted(_) => {
+                let mut gateway_settings = base_settings(&self.temp.path().join("gateway"));
+                gateway_settings.server.service_name = "gateway".into();
+                gateway_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+                gateway_settings.modules.users.mode = Some(ModuleMode::Remote);
+                gateway_settings.modules.users.url = Some(internal.expect("the users service has an internal listener"));
+                let (gateway, address, _) = Server::start(gateway_settings).await.expect("the gateway starts");
+                self.gateway = Some(gateway);
+                address
+            }
+        };
+    }
+
+    /// Stops every process of the topology and starts it again on the same databases and keys,
+    /// after `change` to the users process's settings.
+    pub async fn restart_with(&mut self, change: impl FnOnce(&mut Settings)) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown().await;
+        }
+        if let Some(server) = self.users_server.take() {
+            server.shutdown().await;
+        }
+        change(&mut self.users_settings);
+        self.start().await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -207,33 +241,6 @@ impl TestApp {
                 .expect("JSON");
         let key = &file["keys"][0];
         (key["kid"].as_str().expect("kid").to_owned(), key["private_key_pem"].as_str().expect("pem").to_owned())
-    }
-
-    /// Stops every process of the topology and starts it again on the same databases and keys,
-    /// optionally with different settings for the users process.
-    pub async fn restart_with(&mut self, change: impl FnOnce(&mut Settings)) {
-        if let Some(gateway) = self.gateway.take() {
-            gateway.shutdown().await;
-        }
-        if let Some(server) = self.users_server.take() {
-            server.shutdown().await;
-        }
-        change(&mut self.users_settings);
-        let (server, address) = Server::start(self.users_settings.clone()).await.expect("the users process restarts");
-        self.users_server = Some(server);
-        match self.topology {
-            Topology::Monolith(_) => self.address = address,
-            Topology::Extracted(_) => {
-                let temp_gateway = self.users_data_dir.with_file_name("gateway");
-                let mut gateway_settings = base_settings(&temp_gateway);
-                gateway_settings.admin_bootstrap = None;
-                gateway_settings.modules.users.mode = Some(ModuleMode::Remote);
-                gateway_settings.modules.users.url = Some(address);
-                let (gateway, address) = Server::start(gateway_settings).await.expect("the gateway restarts");
-                self.gateway = Some(gateway);
-                self.address = address;
-            }
-        }
     }
 }
 

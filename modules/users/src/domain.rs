@@ -1,6 +1,14 @@
 //! Value types of the users module: each is checked once, when parsed, and trusted after.
 
-use shared_kernel::{ApiError, FieldError, Role};
+use shared_kernel::Role;
+
+/// A field of a command that failed its check, and why. Mapped to the contract's 422 by the
+/// service; the domain itself knows nothing of HTTP or of the contract's error type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub message: &'static str,
+}
 
 /// A normalised email address (trimmed, lower case), so uniqueness is case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,21 +155,21 @@ impl NewUser {
     /// Checks every field and reports all the invalid ones at once.
     ///
     /// # Errors
-    /// 422 listing each invalid field.
-    pub fn parse(email: &str, password: &str, name: &str) -> Result<Self, ApiError> {
+    /// Each invalid field, in the order email, password, name.
+    pub fn parse(email: &str, password: &str, name: &str) -> Result<Self, Vec<InvalidField>> {
         let mut errors = Vec::new();
         let email = Email::parse(email).map_err(|message| errors.push(field("email", message))).ok();
         let password = Password::parse(password, email.as_ref()).map_err(|message| errors.push(field("password", message))).ok();
         let name = DisplayName::parse(name).map_err(|message| errors.push(field("name", message))).ok();
         match (email, password, name) {
             (Some(email), Some(password), Some(name)) => Ok(Self { email, password, name }),
-            _ => Err(ApiError::invalid(errors)),
+            _ => Err(errors),
         }
     }
 }
 
-fn field(name: &str, message: &str) -> FieldError {
-    FieldError { field: name.to_owned(), message: message.to_owned() }
+fn field(field: &'static str, message: &'static str) -> InvalidField {
+    InvalidField { field, message }
 }
 
 /// Roles as stored: a comma-separated list of role names.
@@ -209,9 +217,8 @@ mod tests {
 
     #[test]
     fn a_registration_reports_every_invalid_field() {
-        let error = NewUser::parse("nope", "short", " ").unwrap_err();
-        let ApiError::Invalid { errors, .. } = error else { panic!("expected a validation error") };
-        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        let errors = NewUser::parse("nope", "short", " ").unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
         assert_eq!(fields, ["email", "password", "name"]);
     }
 

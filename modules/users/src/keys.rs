@@ -189,12 +189,14 @@ fn write_key_file(path: &Path, keys: &[StoredKey]) -> Result<(), KeyRingError> {
     }
     let json = serde_json::to_string_pretty(&KeyFile { keys: keys.to_vec() })?;
     let temporary = path.with_extension("json.tmp");
-    std::fs::write(&temporary, json).map_err(write_error)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    // Private from the first byte: created owner-only, not narrowed after the fact.
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600)).map_err(write_error)?;
-    }
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temporary).map_err(write_error)?;
+    std::io::Write::write_all(&mut file, json.as_bytes()).map_err(write_error)?;
+    file.sync_all().map_err(write_error)?;
     std::fs::rename(&temporary, path).map_err(write_error)
 }
 
@@ -210,6 +212,11 @@ mod tests {
         let again = KeyRing::load_or_generate(&path, false).unwrap();
         assert_eq!(first.public_keys(), again.public_keys());
         assert_eq!(first.public_keys().keys.len(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The users module's use cases, behind [`UsersApi`].
 
-use crate::domain::{self, Email, NewUser};
+use crate::domain::{self, Email, InvalidField, NewUser};
 use crate::entities::{refresh_tokens, users};
 use crate::keys::KeyRing;
 use crate::rate_limit::LoginRateLimiter;
@@ -54,24 +54,33 @@ impl UsersService {
         let normalised = Email::parse(email).map_err(|message| ApiError::invalid_field("email", message))?;
         if let Some(existing) = self.find_by_email(&normalised).await? {
             let mut roles = domain::roles_from_column(&existing.roles);
-            if roles.contains(&Role::Admin) {
+            let promote = !roles.contains(&Role::Admin);
+            let reactivate = existing.status != STATUS_ACTIVE;
+            if !promote && !reactivate {
                 return Ok(view(&existing));
             }
-            roles.push(Role::Admin);
-            let version = existing.version;
-            let now = self.clock.now();
-            users::Entity::update_many()
+            if promote {
+                roles.push(Role::Admin);
+            }
+            let updated = users::Entity::update_many()
                 .col_expr(users::Column::Roles, Expr::value(domain::roles_to_column(&roles)))
-                .col_expr(users::Column::UpdatedAt, Expr::value(now))
-                .col_expr(users::Column::Version, Expr::value(version + 1))
+                .col_expr(users::Column::Status, Expr::value(STATUS_ACTIVE))
+                .col_expr(users::Column::UpdatedAt, Expr::value(self.clock.now()))
+                .col_expr(users::Column::Version, Expr::value(existing.version + 1))
                 .filter(users::Column::Id.eq(existing.id))
+                .filter(users::Column::Version.eq(existing.version))
                 .exec(&self.db)
                 .await
                 .map_err(db_error)?;
-            tracing::info!(user_id = %existing.id, "promoted an existing account to admin");
+            if updated.rows_affected != 1 {
+                return Err(ApiError::conflict("the account changed meanwhile; try again"));
+            }
+            // The operator named this account as the admin: a deactivated one is reactivated, or
+            // the bootstrap would leave nobody able to administer.
+            tracing::info!(user_id = %existing.id, promote, reactivate, "made an existing account the admin");
             return self.load(UserId::from_uuid(existing.id)).await.map(|model| view(&model));
         }
-        let new_user = NewUser::parse(email, password, "Administrator")?;
+        let new_user = NewUser::parse(email, password, "Administrator").map_err(invalid)?;
         let created = self.insert_user(new_user, vec![Role::Customer, Role::Admin]).await?;
         tracing::info!(user_id = %created.id, "created the admin account");
         Ok(created)
@@ -178,7 +187,7 @@ impl UsersService {
 impl UsersApi for UsersService {
     #[tracing::instrument(skip_all)]
     async fn register(&self, _caller: &Caller, input: RegisterUser) -> Result<UserView, ApiError> {
-        let new_user = NewUser::parse(&input.email, input.password.expose(), &input.name)?;
+        let new_user = NewUser::parse(&input.email, input.password.expose(), &input.name).map_err(invalid)?;
         let user = self.insert_user(new_user, vec![Role::Customer]).await?;
         tracing::info!(user_id = %user.id, "registered a user");
         Ok(user)
@@ -325,6 +334,12 @@ impl UsersApi for UsersService {
     async fn signing_keys(&self, _caller: &Caller) -> Result<PublicKeySet, ApiError> {
         Ok(self.keys.public_keys())
     }
+}
+
+fn invalid(fields: Vec<InvalidField>) -> ApiError {
+    ApiError::invalid(
+        fields.into_iter().map(|f| shared_kernel::FieldError { field: f.field.to_owned(), message: f.message.to_owned() }).collect(),
+    )
 }
 
 fn view(model: &users::Model) -> UserView {
