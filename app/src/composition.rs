@@ -56,6 +56,7 @@ pub fn mode_of(name: &str, module: &ModuleSettings, compiled_local: bool, compil
 /// mode this binary was not built with, a remote module without a URL.
 pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
     let mut readiness = Vec::new();
+    #[allow(unused_mut)] // only local modules push, and a gateway has none
     let mut local_modules = Vec::new();
     #[allow(unused_mut)]
     let mut internal_routes = Router::new();
