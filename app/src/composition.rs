@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use axum::Router;
 use futures::future::BoxFuture;
 use shared_kernel::auth::{KeySource, TokenPolicy, TokenVerifier};
-use shared_kernel::wire::CallerResolver;
+use shared_kernel::wire::{CallerResolver, TokenCallerResolver};
 use shared_kernel::{ApiError, Caller};
 use std::sync::Arc;
 use users_contract::UsersApi;
@@ -85,16 +85,19 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
             unreachable!("mode_of refuses local mode without the feature")
         }
         ModuleMode::Remote => {
-            let client = remote_client(settings, "users", &settings.modules.users)?;
+            let client: Arc<dyn UsersApi> =
+                Arc::new(users_contract::http_wire::Client::new(remote_client(settings, "users", &settings.modules.users)?));
             let probe_client = client.clone();
+            // A real call through the wire: it proves the address, the service token and the
+            // remote's own health at once.
             readiness.push(ReadinessCheck {
                 name: "users.remote".into(),
                 probe: Arc::new(move || {
                     let client = probe_client.clone();
-                    Box::pin(async move { client.probe("/health/ready").await })
+                    Box::pin(async move { client.signing_keys(&Caller::Anonymous).await.is_ok() })
                 }),
             });
-            Arc::new(users_contract::http_wire::Client::new(client))
+            client
         }
     };
 
@@ -102,10 +105,15 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         Arc::new(ContractKeySource { users: users.clone() }),
         TokenPolicy { issuer: settings.auth.issuer.clone(), audience: settings.auth.audience.clone(), leeway_secs: 5 },
     );
-    let resolver: Arc<dyn CallerResolver> =
-        Arc::new(shared_kernel::wire::TokenCallerResolver { verifier, service_token: settings.auth.service_token.clone() });
+    let resolver: Arc<dyn CallerResolver> = Arc::new(TokenCallerResolver {
+        verifier: verifier.clone(),
+        service_token: settings.auth.service_token.clone(),
+        accept_service_callers: false,
+    });
+    let internal_resolver: Arc<dyn CallerResolver> =
+        Arc::new(TokenCallerResolver { verifier, service_token: settings.auth.service_token.clone(), accept_service_callers: true });
     if users_mode == ModuleMode::Local {
-        internal_routes = internal_routes.merge(users_contract::http_wire::router(users.clone(), resolver.clone()));
+        internal_routes = internal_routes.merge(users_contract::http_wire::router(users.clone(), internal_resolver));
     }
     Ok(Composition {
         users,

@@ -50,6 +50,9 @@ pub struct ServerSettings {
     /// `/health/*`. Unset: not served at all (a monolith needs none). Keep it on an internal
     /// network; with `auth.service_token` set every call there must carry that token.
     pub internal_addr: Option<SocketAddr>,
+    /// Serve `internal_addr` without `auth.service_token` (development only: then anyone who
+    /// reaches it can call the modules hosted here).
+    pub allow_unauthenticated_internal: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,6 +159,7 @@ impl Default for ServerSettings {
             trust_forwarded_for: false,
             service_name: "cleave".to_owned(),
             internal_addr: None,
+            allow_unauthenticated_internal: false,
         }
     }
 }
@@ -240,6 +244,14 @@ impl Settings {
             }
         }
         anyhow::ensure!(
+            self.server.internal_addr.is_none() || self.auth.service_token.is_some() || self.server.allow_unauthenticated_internal,
+            "server.internal_addr needs auth.service_token (or server.allow_unauthenticated_internal = true, for development only)"
+        );
+        anyhow::ensure!(
+            (60..=365 * 24 * 3600).contains(&self.auth.refresh_token_ttl_secs),
+            "auth.refresh_token_ttl_secs must be between 60 and 31536000 (a year)"
+        );
+        anyhow::ensure!(
             (1..=900).contains(&self.auth.access_token_ttl_secs),
             "auth.access_token_ttl_secs must be between 1 and 900 (15 minutes)"
         );
@@ -298,6 +310,10 @@ mod tests {
             assert!(Settings::load(Some(Path::new("sqlite.toml"))).is_err());
             jail.create_file("tls.toml", "[modules.users]\nurl = \"https://users\"\n")?;
             assert!(Settings::load(Some(Path::new("tls.toml"))).is_err());
+            jail.create_file("open.toml", "[server]\ninternal_addr = \"127.0.0.1:9000\"\n")?;
+            assert!(Settings::load(Some(Path::new("open.toml"))).is_err(), "an internal listener needs a service token");
+            jail.create_file("refresh.toml", "[auth]\nrefresh_token_ttl_secs = 18446744073709551615\n")?;
+            assert!(Settings::load(Some(Path::new("refresh.toml"))).is_err());
             assert!(Settings::load(Some(Path::new("missing.toml"))).is_err());
             Ok(())
         });

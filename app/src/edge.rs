@@ -91,7 +91,12 @@ async fn request_context(mut request: Request, next: Next) -> Response {
     let route = route
         .or_else(|| response.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()))
         .unwrap_or_else(|| "unmatched".to_owned());
-    let labels = [("method", method.to_string()), ("route", route), ("status", status.as_u16().to_string())];
+    // Bounded label values: an arbitrary extension method must not mint a new series.
+    let method_label = match method {
+        Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD | Method::OPTIONS => method.to_string(),
+        _ => "OTHER".to_owned(),
+    };
+    let labels = [("method", method_label), ("route", route), ("status", status.as_u16().to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
     span.in_scope(|| {
@@ -141,6 +146,10 @@ async fn problem_for_every_error(request: Request, next: Next) -> Response {
     let (mut parts, _) = response.into_parts();
     let mut problem = ApiError::from_status(status.as_u16()).to_problem();
     problem.status = status.as_u16();
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        "/problems/method-not-allowed".clone_into(&mut problem.problem_type);
+        "Method not allowed".clone_into(&mut problem.title);
+    }
     problem.request_id = wire::current_request_context().map(|c| c.request_id);
     let body = serde_json::to_vec(&problem).unwrap_or_default();
     parts.headers.remove(CONTENT_ENCODING);
@@ -181,7 +190,10 @@ pub async fn require_service_token(expected: Option<shared_kernel::Secret<String
     if let Some(expected) = expected {
         let presented = request.headers().get(wire::SERVICE_TOKEN_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
         if !wire::constant_time_eq(presented, expected.expose().as_bytes()) {
-            return ApiError::unauthenticated("the internal wire requires the service token").into_response();
+            let mut response = ApiError::unauthenticated("the internal wire requires the service token").into_response();
+            // Tells a calling service this is about *its* credentials, not its caller's.
+            response.headers_mut().insert(wire::WIRE_AUTH_REFUSED_HEADER, HeaderValue::from_static("service-token"));
+            return response;
         }
     }
     next.run(request).await
@@ -206,14 +218,15 @@ where
     }
 }
 
-/// The client's address: the socket peer, or the first `X-Forwarded-For` hop when trusted.
+/// The client's address: the socket peer, or, when trusted, the right-most `X-Forwarded-For`
+/// entry: the one our own proxy appended (the entries left of it are whatever the client sent).
 pub fn client_addr(headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded_for: bool) -> Option<String> {
     if trust_forwarded_for
-        && let Some(first) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next())
+        && let Some(last) = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).last()
     {
-        let first = first.trim();
-        if first.parse::<std::net::IpAddr>().is_ok() {
-            return Some(first.to_owned());
+        let last = last.trim();
+        if last.parse::<std::net::IpAddr>().is_ok() {
+            return Some(last.to_owned());
         }
     }
     peer.map(|addr| addr.ip().to_string())
@@ -236,6 +249,6 @@ mod tests {
         headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9, 10.0.0.1"));
         let peer = Some(SocketAddr::from(([127, 0, 0, 1], 5000)));
         assert_eq!(client_addr(&headers, peer, false).as_deref(), Some("127.0.0.1"));
-        assert_eq!(client_addr(&headers, peer, true).as_deref(), Some("203.0.113.9"));
+        assert_eq!(client_addr(&headers, peer, true).as_deref(), Some("10.0.0.1"), "the hop our proxy appended, not the client's claim");
     }
 }

@@ -37,7 +37,7 @@ impl Application {
             Some(addr) => {
                 if settings.auth.service_token.is_none() {
                     tracing::warn!(
-                        "server.internal_addr is set without auth.service_token: anyone who reaches it can call the modules hosted here"
+                        "server.internal_addr without auth.service_token (server.allow_unauthenticated_internal): anyone who reaches it can call the modules hosted here"
                     );
                 }
                 let internal_listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;

@@ -39,9 +39,11 @@ pub struct TokenPolicy {
     pub leeway_secs: u64,
 }
 
-/// When the keys were last fetched, successfully or not.
+/// When the keys were last fetched, and whether that worked.
 struct FetchState {
     last_attempt: Option<Instant>,
+    last_success: Option<Instant>,
+    last_error: Option<ApiError>,
 }
 
 /// Verifies access tokens. Cheap to clone; the key cache is shared.
@@ -55,6 +57,9 @@ pub struct TokenVerifier {
     /// An unknown `kid` triggers at most one refresh per this interval (a flood of forged
     /// `kid`s must not turn into a flood of JWKS fetches).
     min_refresh_interval: Duration,
+    /// Keys are fetched again when older than this, so a key removed from the ring stops being
+    /// trusted everywhere within this time.
+    max_key_age: Duration,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -69,8 +74,9 @@ impl TokenVerifier {
             source,
             policy: Arc::new(policy),
             keys: Arc::new(RwLock::new(HashMap::new())),
-            fetch: Arc::new(tokio::sync::Mutex::new(FetchState { last_attempt: None })),
+            fetch: Arc::new(tokio::sync::Mutex::new(FetchState { last_attempt: None, last_success: None, last_error: None })),
             min_refresh_interval: Duration::from_secs(10),
+            max_key_age: Duration::from_secs(300),
         }
     }
 
@@ -87,6 +93,10 @@ impl TokenVerifier {
             return Err(invalid());
         }
         let kid = header.kid.ok_or_else(invalid)?;
+        if self.keys_are_stale().await {
+            // Best effort: on failure the cached keys keep serving until the next attempt.
+            let _ = self.refresh_keys().await;
+        }
         let key = match self.cached_key(&kid).await {
             Some(key) => key,
             None => {
@@ -114,6 +124,11 @@ impl TokenVerifier {
         Ok(Caller::User(AuthenticatedUser { id, roles, token: Secret::new(token.to_owned()) }))
     }
 
+    async fn keys_are_stale(&self) -> bool {
+        let fetch = self.fetch.lock().await;
+        fetch.last_success.is_some_and(|at| at.elapsed() > self.max_key_age)
+    }
+
     async fn cached_key(&self, kid: &str) -> Option<DecodingKey> {
         self.keys.read().await.get(kid).cloned()
     }
@@ -123,10 +138,21 @@ impl TokenVerifier {
     async fn refresh_keys(&self) -> Result<(), ApiError> {
         let mut fetch = self.fetch.lock().await;
         if fetch.last_attempt.is_some_and(|at| at.elapsed() < self.min_refresh_interval) {
-            return Ok(());
+            // Throttled: report the last failure (a 503, not "your token is bad") if there was one.
+            return fetch.last_error.clone().map_or(Ok(()), Err);
         }
         fetch.last_attempt = Some(Instant::now());
-        let set = self.source.fetch_keys().await?;
+        let set = match self.source.fetch_keys().await {
+            Ok(set) => {
+                fetch.last_error = None;
+                fetch.last_success = Some(Instant::now());
+                set
+            }
+            Err(error) => {
+                fetch.last_error = Some(error.clone());
+                return Err(error);
+            }
+        };
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk)) else {
@@ -167,7 +193,8 @@ mod tests {
             base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, r#"{"alg":"EdDSA","typ":"JWT","kid":"nope"}"#);
         let token = format!("{header}.e30.c2ln");
         for _ in 0..20 {
-            assert!(verifier.verify(&token).await.is_err());
+            // While the key source is down the answer is 503, not "your token is invalid".
+            assert_eq!(verifier.verify(&token).await.unwrap_err().status(), 503);
         }
         assert_eq!(source.fetches.load(Ordering::SeqCst), 1);
     }

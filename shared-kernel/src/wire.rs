@@ -21,6 +21,9 @@ pub const TRACEPARENT_HEADER: &str = "traceparent";
 pub const SERVICE_NAME_HEADER: &str = "x-cleave-service";
 /// Carries the shared service token on a service-to-service call.
 pub const SERVICE_TOKEN_HEADER: &str = "x-cleave-service-token";
+/// Set on a 401 from an internal listener that refused the *service token* (a deployment
+/// error), so the caller does not mistake it for its user's credentials being wrong.
+pub const WIRE_AUTH_REFUSED_HEADER: &str = "x-cleave-wire-auth";
 
 tokio::task_local! {
     static REQUEST_CONTEXT: RequestContext;
@@ -176,6 +179,10 @@ impl RpcClient {
             ApiError::unavailable(format!("the {module} module is unreachable"), 1)
         })?;
         let status = response.status();
+        if response.headers().contains_key(WIRE_AUTH_REFUSED_HEADER) {
+            tracing::error!(%url, "the remote refused this process's service token: check auth.service_token on both sides");
+            return Err(ApiError::Internal);
+        }
         let body = response.bytes().await.map_err(|error| {
             tracing::warn!(%url, error = %error, "remote call broke off");
             ApiError::unavailable(format!("the {module} module did not answer"), 1)
@@ -191,12 +198,6 @@ impl RpcClient {
             Err(_) => Err(ApiError::from_status(status.as_u16())),
         }
     }
-
-    /// `GET path` and whether it answered 2xx: for readiness checks.
-    pub async fn probe(&self, path: &str) -> bool {
-        let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
-        matches!(self.http.get(url).send().await, Ok(response) if response.status().is_success())
-    }
 }
 
 /// The standard resolver: `Authorization: Bearer <access token>` verified against the users
@@ -205,6 +206,9 @@ impl RpcClient {
 pub struct TokenCallerResolver {
     pub verifier: crate::auth::TokenVerifier,
     pub service_token: Option<Secret<String>>,
+    /// Accept `x-cleave-service` callers. Only on the internal listener: the public edge never
+    /// lets a request speak as a service.
+    pub accept_service_callers: bool,
 }
 
 #[cfg(feature = "auth")]
@@ -218,7 +222,7 @@ impl CallerResolver for TokenCallerResolver {
             };
             return self.verifier.caller_for(token.trim()).await;
         }
-        if let Some(name) = headers.get(SERVICE_NAME_HEADER) {
+        if let Some(name) = headers.get(SERVICE_NAME_HEADER).filter(|_| self.accept_service_callers) {
             let presented = headers.get(SERVICE_TOKEN_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
             let expected = self.service_token.as_ref().map(|token| token.expose().as_bytes()).unwrap_or_default();
             if expected.is_empty() || !constant_time_eq(presented, expected) {

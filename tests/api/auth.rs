@@ -137,17 +137,23 @@ async fn no_password_hash_or_token_reaches_a_response_or_a_log_line(app: TestApp
     let email = format!("secret-{}@example.com", uuid::Uuid::now_v7().simple());
     let registered = app.post_json("/api/users/register", &json!({"email": email, "password": password, "name": "S"}), None).await;
     let registered_text = registered.text().await.unwrap();
+    let user_id = serde_json::from_str::<Value>(&registered_text).unwrap()["id"].as_str().unwrap().to_owned();
     let pair: Value = app.login(&email, &password).await.json().await.unwrap();
     let refreshed: Value =
         app.post_json("/api/auth/refresh", &json!({"refresh_token": pair["refresh_token"]}), None).await.json().await.unwrap();
     let me = app.get("/api/users/me", refreshed["access_token"].as_str()).await.text().await.unwrap();
-    app.login(&email, "a wrong password to log").await;
+    let wrong_password = format!("wrong password {}", uuid::Uuid::now_v7());
+    app.login(&email, &wrong_password).await;
     let logs = captured_logs();
-    assert!(logs.contains("logged in"), "the capture works");
+    // This test's own lines are there (the user id is logged on login)...
+    assert!(logs.lines().any(|line| line.contains(&user_id) && line.contains("logged in")), "the capture works");
+    // ...and none of its secrets.
     for secret in [
         password.as_str(),
+        wrong_password.as_str(),
         pair["access_token"].as_str().unwrap(),
         pair["refresh_token"].as_str().unwrap(),
+        refreshed["access_token"].as_str().unwrap(),
         refreshed["refresh_token"].as_str().unwrap(),
     ] {
         assert!(!logs.contains(secret), "a secret reached the logs");
@@ -158,7 +164,42 @@ async fn no_password_hash_or_token_reaches_a_response_or_a_log_line(app: TestApp
     }
 }
 
+async fn auth_endpoints_ignore_a_stale_bearer_token(app: TestApp) {
+    let pair = app.customer("stale@example.com").await;
+    let stale = "Bearer expired.or.garbage";
+    let response = app
+        .request(reqwest::Method::POST, "/api/auth/refresh")
+        .header("authorization", stale)
+        .json(&json!({"refresh_token": pair["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "a client that still sends its old access token can refresh");
+    let response = app
+        .request(reqwest::Method::POST, "/api/auth/login")
+        .header("authorization", stale)
+        .json(&json!({"email": "stale@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn the_public_edge_never_accepts_a_service_identity(app: TestApp) {
+    // Even with the right service token, a public request is not a service caller.
+    let response = app
+        .request(reqwest::Method::GET, "/api/users")
+        .header("x-cleave-service", "orders")
+        .header("x-cleave-service-token", cleave_tests::SERVICE_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    problem(response, 401).await;
+}
+
 crate::topologies!(
+    auth_endpoints_ignore_a_stale_bearer_token,
+    the_public_edge_never_accepts_a_service_identity,
     forged_tokens_are_refused_and_only_a_real_signature_passes,
     refresh_rotates_and_presenting_a_used_token_revokes_the_family,
     logout_ends_the_session,

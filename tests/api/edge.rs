@@ -46,7 +46,7 @@ async fn framework_errors_are_problem_json_too(app: TestApp) {
     problem(app.get("/api/no-such-thing", None).await, 404).await;
     let response = app.request(Method::DELETE, "/api/users/me").send().await.unwrap();
     assert!(response.headers().get("allow").is_some(), "405 keeps its Allow header");
-    problem(response, 405).await;
+    assert_eq!(problem(response, 405).await["type"], "/problems/method-not-allowed");
 }
 
 async fn every_response_carries_a_request_id_and_echoes_a_given_one(app: TestApp) {

@@ -17,14 +17,25 @@ async fn health_reports_each_check(app: TestApp) {
     assert_eq!(body["checks"][check], "ok", "{body}");
 }
 
+/// The value of one `http_requests_total` series in a scrape (0 when absent).
+fn requests_total(scrape: &str, route: &str, status: u16) -> u64 {
+    let series = format!("http_requests_total{{method=\"PATCH\",route=\"{route}\",status=\"{status}\"}} ");
+    scrape.lines().find_map(|line| line.strip_prefix(&series)).and_then(|value| value.trim().parse().ok()).unwrap_or(0)
+}
+
 async fn metrics_are_prometheus_text_with_red_per_route(app: TestApp) {
-    app.get("/health/live", None).await;
+    // The recorder is process-wide and tests run in parallel: count a series before and after
+    // requests of our own, and expect at least our three (no other test sends PATCH).
+    let before = requests_total(&app.get("/metrics", None).await.text().await.unwrap(), "/api/users/me", 405);
+    for _ in 0..3 {
+        assert_eq!(app.request(reqwest::Method::PATCH, "/api/users/me").send().await.unwrap().status(), 405);
+    }
     let response = app.get("/metrics", None).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("content-type").unwrap().to_str().unwrap().starts_with("text/plain"));
     let text = response.text().await.unwrap();
-    assert!(text.contains("http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"}"), "{text}");
-    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    assert!(requests_total(&text, "/api/users/me", 405) >= before + 3, "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket{method=\"PATCH\",route=\"/api/users/me\""), "{text}");
 }
 
 async fn the_openapi_document_and_the_docs_page_work_offline(app: TestApp) {

@@ -82,6 +82,10 @@ async fn a_deactivated_user_can_neither_log_in_nor_refresh(app: TestApp) {
     problem(app.post_json("/api/auth/refresh", &json!({"refresh_token": pair["refresh_token"]}), None).await, 401).await;
     problem(app.post_json(&format!("/api/users/{}/deactivate", uuid::Uuid::now_v7()), &json!({}), Some(&admin)).await, 404).await;
     problem(app.post_json("/api/users/not-a-uuid/deactivate", &json!({}), Some(&admin)).await, 404).await;
+    // Authorization comes first, whatever the id looks like.
+    problem(app.post_json("/api/users/not-a-uuid/deactivate", &json!({}), None).await, 401).await;
+    let customer = app.customer("nosy@example.com").await;
+    problem(app.post_json("/api/users/not-a-uuid/deactivate", &json!({}), customer["access_token"].as_str()).await, 403).await;
 }
 
 async fn the_bootstrap_admin_promotes_an_existing_account_on_restart(mut app: TestApp) {

@@ -23,7 +23,8 @@ pub enum KeyRingError {
     Read { path: String, source: std::io::Error },
     #[error("the key file {path} cannot be written: {source}")]
     Write { path: String, source: std::io::Error },
-    #[error("the key set is not valid JSON of the expected shape: {0}")]
+    /// The serde detail is left out on purpose: it can quote the (private) text back.
+    #[error("the key set is not valid JSON of the expected shape")]
     Format(#[from] serde_json::Error),
     #[error("key `{kid}` is not an Ed25519 PKCS#8 private key in PEM")]
     BadKey { kid: String },
@@ -189,8 +190,15 @@ fn write_key_file(path: &Path, keys: &[StoredKey]) -> Result<(), KeyRingError> {
     }
     let json = serde_json::to_string_pretty(&KeyFile { keys: keys.to_vec() })?;
     let temporary = path.with_extension("json.tmp");
+    // A stale or planted temporary file is removed, then ours is created new (never following
+    // a link, never reusing a file with looser permissions).
+    match std::fs::remove_file(&temporary) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(write_error(error)),
+    }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     // Private from the first byte: created owner-only, not narrowed after the fact.
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);

@@ -203,7 +203,7 @@ impl UsersApi for UsersService {
             passwords::verify_against_dummy(password).await;
             return Err(wrong());
         };
-        if !passwords::verify(password, user.password_hash.clone()).await {
+        if !passwords::verify(password, user.password_hash.clone()).await? {
             tracing::info!(user_id = %user.id, "login refused: wrong password");
             return Err(wrong());
         }
@@ -233,7 +233,11 @@ impl UsersApi for UsersService {
         if stored.expires_at <= now {
             return Err(invalid());
         }
-        let user = self.load(UserId::from_uuid(stored.user_id)).await.map_err(|_| invalid())?;
+        let user = match self.load(UserId::from_uuid(stored.user_id)).await {
+            Ok(user) => user,
+            Err(ApiError::NotFound { .. }) => return Err(invalid()),
+            Err(other) => return Err(other),
+        };
         if user.status != STATUS_ACTIVE {
             self.revoke_family(&self.db, stored.family_id, now).await?;
             return Err(invalid());
@@ -355,8 +359,15 @@ fn view(model: &users::Model) -> UserView {
 
 /// A database failure: 503 when the database cannot be reached, else a logged 500.
 fn db_error(error: DbErr) -> ApiError {
+    use sea_orm::{RuntimeErr, sqlx};
+    let connection_lost = |runtime: &RuntimeErr| matches!(runtime, RuntimeErr::SqlxError(inner) if matches!(inner.as_ref(), sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed));
+    let unreachable = match &error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Query(runtime) | DbErr::Exec(runtime) => connection_lost(runtime),
+        _ => false,
+    };
     match error {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+        error if unreachable => {
             tracing::error!(%error, "the users database is unreachable");
             ApiError::unavailable("the users database is unavailable", 1)
         }

@@ -45,7 +45,7 @@ impl Harness {
 
     async fn over_http(service: UsersService, temp: Option<tempfile::TempDir>) -> Self {
         let verifier = TokenVerifier::new(Arc::new(service.clone()), policy());
-        let resolver = Arc::new(TokenCallerResolver { verifier: verifier.clone(), service_token: None });
+        let resolver = Arc::new(TokenCallerResolver { verifier: verifier.clone(), service_token: None, accept_service_callers: true });
         let router = http_wire::router(Arc::new(service.clone()), resolver);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -160,8 +160,13 @@ async fn concurrent_refreshes_with_one_token_let_at_most_one_through(h: Harness)
         h.api.refresh(&Caller::Anonymous, refresh_request(&pair.refresh_token)),
         h.api.refresh(&Caller::Anonymous, refresh_request(&pair.refresh_token)),
     );
-    let successes = [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count();
-    assert!(successes <= 1, "one refresh token was rotated twice");
+    // Exactly one wins; the loser is a reuse, which revokes the family, winner's new token included.
+    let (winner, loser) = match (a, b) {
+        (Ok(winner), Err(loser)) | (Err(loser), Ok(winner)) => (winner, loser),
+        (a, b) => panic!("expected exactly one successful rotation, got {:?} and {:?}", a.map(|_| "ok"), b.map(|_| "ok")),
+    };
+    assert_eq!(loser.status(), 401);
+    assert_eq!(status(h.api.refresh(&Caller::Anonymous, refresh_request(&winner.refresh_token)).await), 401);
 }
 
 async fn logout_revokes_the_refresh_token(h: Harness) {
@@ -250,7 +255,7 @@ macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod in_process_sqlite {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let (service, temp) = super::Harness::sqlite().await;
                     super::$case(super::Harness::in_process(service, Some(temp)).await).await;
@@ -259,7 +264,7 @@ macro_rules! suite {
         }
         mod over_http_sqlite {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let (service, temp) = super::Harness::sqlite().await;
                     super::$case(super::Harness::over_http(service, Some(temp)).await).await;
@@ -268,7 +273,7 @@ macro_rules! suite {
         }
         mod in_process_postgres {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let Some(server) = cleave_test_support::postgres() else { return };
                     let url = server.fresh_database().await.unwrap();

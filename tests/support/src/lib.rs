@@ -55,12 +55,8 @@ impl PostgresServer {
     /// # Errors
     /// When the server refuses.
     pub async fn fresh_database(&self) -> anyhow::Result<String> {
-        let name = format!(
-            "cleave_test_{}_{}_{}",
-            std::process::id(),
-            DATABASE_COUNTER.fetch_add(1, Ordering::Relaxed),
-            uuid::Uuid::new_v4().simple()
-        );
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let name = format!("cleave_test_{started}_{}_{}", DATABASE_COUNTER.fetch_add(1, Ordering::Relaxed), uuid::Uuid::new_v4().simple());
         let name = &name[..name.len().min(63)];
         let connection = Database::connect(self.admin_url.as_str()).await.context("cannot connect to the test PostgreSQL")?;
         connection.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.context("CREATE DATABASE")?;
@@ -90,7 +86,7 @@ fn find_or_start() -> anyhow::Result<PostgresServer> {
     if let Ok(url) = std::env::var("DATABASE_URL")
         && (url.starts_with("postgres://") || url.starts_with("postgresql://"))
     {
-        drop_databases_of_dead_processes(&url);
+        drop_old_test_databases(&url);
         return Ok(PostgresServer { admin_url: url, source: "DATABASE_URL" });
     }
     match start_throwaway_server() {
@@ -100,9 +96,10 @@ fn find_or_start() -> anyhow::Result<PostgresServer> {
     start_container()
 }
 
-/// Best effort: drops `cleave_test_<pid>_…` databases whose process is gone (a shared
-/// development server otherwise fills up with them).
-fn drop_databases_of_dead_processes(admin_url: &str) {
+/// Best effort: drops `cleave_test_<unix seconds>_…` databases more than a day old (a shared
+/// development server otherwise fills up with them). Age, not process ids: other machines and
+/// containers share such a server, and no test runs for a day.
+fn drop_old_test_databases(admin_url: &str) {
     let admin_url = admin_url.to_owned();
     let cleanup = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
@@ -117,8 +114,9 @@ fn drop_databases_of_dead_processes(admin_url: &str) {
                 .ok()?;
             for row in rows {
                 let Ok(name) = row.try_get::<String>("", "datname") else { continue };
-                let pid = name.trim_start_matches("cleave_test_").split('_').next().and_then(|p| p.parse::<u32>().ok());
-                if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let created = name.trim_start_matches("cleave_test_").split('_').next().and_then(|p| p.parse::<u64>().ok());
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                if created.is_some_and(|created| now.saturating_sub(created) > 24 * 3600) {
                     let _ = connection.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
                 }
             }
