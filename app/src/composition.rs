@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use axum::Router;
 use futures::future::BoxFuture;
 use shared_kernel::auth::{KeySource, TokenPolicy, TokenVerifier};
+use shared_kernel::events::{EventBus, InProcessBus};
+use shared_kernel::outbox::{DeadLetterStore, Relay};
 use shared_kernel::wire::{CallerResolver, TokenCallerResolver};
 use shared_kernel::{ApiError, Caller};
 use std::sync::Arc;
@@ -22,6 +24,12 @@ pub struct ReadinessCheck {
 /// The modules as this process reaches them.
 pub struct Composition {
     pub users: Arc<dyn UsersApi>,
+    /// The event bus of this process (in-process adapter).
+    pub bus: Arc<dyn EventBus>,
+    /// The dead letters of the consumers of every module hosted here.
+    pub dead_letters: Vec<DeadLetterStore>,
+    /// One outbox relay per module hosted here; started by `Application::run_until`.
+    pub relays: Vec<Relay>,
     pub resolver: Arc<dyn CallerResolver>,
     pub readiness: Vec<ReadinessCheck>,
     /// The wire routes (`/rpc/<module>/…`) of the modules hosted here, for the internal listener.
@@ -56,6 +64,11 @@ pub fn mode_of(name: &str, module: &ModuleSettings, compiled_local: bool, compil
 /// mode this binary was not built with, a remote module without a URL.
 pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
     let mut readiness = Vec::new();
+    let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(settings.events.retry_policy()));
+    #[allow(unused_mut)] // only local modules add stores and relays
+    let mut dead_letters = Vec::new();
+    #[allow(unused_mut)]
+    let mut relays = Vec::new();
     #[allow(unused_mut)] // only local modules push, and a gateway has none
     let mut local_modules = Vec::new();
     #[allow(unused_mut)]
@@ -68,7 +81,13 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         ModuleMode::Local => {
             #[cfg(feature = "users-local")]
             {
-                let service = Arc::new(local_users(settings).await?);
+                let (service, db, outbox) = local_users(settings).await?;
+                let service = Arc::new(service);
+                dead_letters.push(DeadLetterStore::new(db.clone(), "users"));
+                relays.push(
+                    Relay::new(db, outbox, bus.clone())
+                        .with_poll_interval(std::time::Duration::from_millis(settings.events.relay_poll_ms.max(10))),
+                );
                 let probe_service = service.clone();
                 readiness.push(ReadinessCheck {
                     name: "users.database".into(),
@@ -117,6 +136,9 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
     }
     Ok(Composition {
         users,
+        bus,
+        dead_letters,
+        relays,
         resolver,
         readiness,
         internal_routes,
@@ -138,7 +160,9 @@ fn remote_client(settings: &Settings, name: &str, module: &ModuleSettings) -> an
 }
 
 #[cfg(feature = "users-local")]
-async fn local_users(settings: &Settings) -> anyhow::Result<users::UsersService> {
+async fn local_users(
+    settings: &Settings,
+) -> anyhow::Result<(users::UsersService, sea_orm::DatabaseConnection, shared_kernel::outbox::Outbox)> {
     use migrations::MigratorTrait as _;
     let target = settings.database_target(settings.database.users_url.as_ref());
     let db = shared_kernel::db::connect_module("users", &target, settings.database.max_connections)
@@ -163,14 +187,16 @@ async fn local_users(settings: &Settings) -> anyhow::Result<users::UsersService>
             per_address_per_minute: settings.auth.login_per_address_per_minute,
         },
     };
-    let service = users::UsersService::new(db, Arc::new(keys), users_settings, Arc::new(shared_kernel::SystemClock));
+    let outbox = shared_kernel::outbox::Outbox::new("users");
+    let service =
+        users::UsersService::new(db.clone(), Arc::new(keys), users_settings, Arc::new(shared_kernel::SystemClock), outbox.clone());
     if let Some(admin) = &settings.admin_bootstrap {
         service
             .ensure_admin(&admin.email, admin.password.expose())
             .await
             .map_err(|error| anyhow::anyhow!("ADMIN_EMAIL/ADMIN_PASSWORD: {error}"))?;
     }
-    Ok(service)
+    Ok((service, db, outbox))
 }
 
 /// Token verification keys from the users contract: in process, or over its wire.

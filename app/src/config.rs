@@ -18,6 +18,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub modules: ModulesSettings,
+    pub events: EventSettings,
     pub log: LogSettings,
     /// From `ADMIN_EMAIL` and `ADMIN_PASSWORD` (not a file key: credentials stay out of files).
     #[serde(skip)]
@@ -91,6 +92,42 @@ pub struct AuthSettings {
     pub service_token: Option<Secret<String>>,
 }
 
+/// Event delivery: retries of failing consumers and the outbox relay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventSettings {
+    /// Attempts per consumer before an event is dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubles per attempt, ±50 % jitter.
+    pub base_delay_ms: u64,
+    /// Cap on the delay between attempts.
+    pub max_delay_ms: u64,
+    /// The relay's fallback poll; a commit wakes it at once anyway.
+    pub relay_poll_ms: u64,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        let policy = shared_kernel::events::RetryPolicy::default();
+        Self {
+            max_attempts: policy.max_attempts,
+            base_delay_ms: policy.base_delay_ms,
+            max_delay_ms: policy.max_delay_ms,
+            relay_poll_ms: 1_000,
+        }
+    }
+}
+
+impl EventSettings {
+    pub fn retry_policy(&self) -> shared_kernel::events::RetryPolicy {
+        shared_kernel::events::RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            base_delay_ms: self.base_delay_ms,
+            max_delay_ms: self.max_delay_ms,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModulesSettings {
@@ -143,6 +180,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             auth: AuthSettings::default(),
             modules: ModulesSettings::default(),
+            events: EventSettings::default(),
             log: LogSettings::default(),
             admin_bootstrap: None,
         }

@@ -16,6 +16,10 @@ use utoipa::{Modify, OpenApi};
         crate::rest::users::list_users,
         crate::rest::users::deactivate_user,
         crate::rest::users::jwks,
+        crate::rest::admin::list_dead_letters,
+        crate::rest::admin::get_dead_letter,
+        crate::rest::admin::replay_dead_letter,
+        crate::rest::admin::discard_dead_letter,
         crate::health::live,
         crate::health::ready,
         crate::health::metrics,
@@ -25,6 +29,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "users", description = "Accounts"),
         (name = "auth", description = "Tokens and keys"),
+        (name = "events", description = "Dead letters of event consumers (admin)"),
         (name = "operations", description = "Health and metrics"),
     )
 )]

@@ -98,9 +98,15 @@ impl Application {
     ///
     /// # Errors
     /// When the server fails.
-    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(mut self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         use futures::FutureExt as _;
         let stop = stop.boxed().shared();
+        // Background work: one outbox relay per local module, stopped after the servers drain.
+        let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+        let relays: Vec<_> = std::mem::take(&mut self.composition.relays)
+            .into_iter()
+            .map(|relay| tokio::spawn(relay.run(background_stopped.clone())))
+            .collect();
         let internal = self.internal.map(|(listener, router, _)| {
             let stop = stop.clone();
             tokio::spawn(async move {
@@ -114,6 +120,10 @@ impl Application {
         if let Some(internal) = internal {
             internal.await.context("the internal server task failed")?.context("the internal server failed")?;
         }
+        let _ = stop_background.send(true);
+        for relay in relays {
+            let _ = relay.await;
+        }
         public
     }
 }
@@ -125,11 +135,14 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
         users: composition.users.clone(),
         resolver: composition.resolver.clone(),
         trust_forwarded_for: settings.server.trust_forwarded_for,
+        bus: composition.bus.clone(),
+        dead_letters: std::sync::Arc::new(composition.dead_letters.clone()),
     };
     let checks = composition.readiness.clone();
     let metrics = telemetry::metrics_handle();
     let router = Router::new()
         .merge(rest::users::routes())
+        .merge(rest::admin::routes())
         .with_state(state)
         .route("/health/live", get(health::live))
         .route("/health/ready", get(move || health::ready(checks.clone())))

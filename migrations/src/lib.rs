@@ -3,6 +3,7 @@
 //! **Architecture Invariant:** a migration touches only its own module's tables. No foreign key
 //! ever points into another module's database.
 
+pub mod event_tables;
 pub mod users;
 
 pub use sea_orm_migration::MigratorTrait;

@@ -9,6 +9,7 @@ extern crate self as shared_kernel;
 pub mod caller;
 pub mod clock;
 pub mod error;
+pub mod events;
 pub mod id;
 pub mod money;
 pub mod pagination;
@@ -19,6 +20,8 @@ pub mod trace_context;
 pub mod auth;
 #[cfg(feature = "db")]
 pub mod db;
+#[cfg(feature = "db")]
+pub mod outbox;
 #[cfg(feature = "http")]
 pub mod wire;
 
@@ -31,7 +34,7 @@ pub use id::UserId;
 pub use money::{Currency, Money, MoneyError};
 pub use pagination::{Cursor, Page, PageRequest};
 pub use secret::Secret;
-pub use trace_context::{RequestContext, TraceContext};
+pub use trace_context::{RequestContext, TraceContext, current_request_context, with_request_context};
 
 /// Re-exports the contract macro needs, so contract crates do not have to name these crates.
 #[doc(hidden)]

@@ -90,6 +90,21 @@ pub struct RequestContext {
     pub trace: TraceContext,
 }
 
+tokio::task_local! {
+    static REQUEST_CONTEXT: RequestContext;
+}
+
+/// Runs `future` with `context` as the current request's context: outgoing calls made inside it
+/// carry its request id and trace, and events published inside it are correlated with it.
+pub async fn with_request_context<F: std::future::Future>(context: RequestContext, future: F) -> F::Output {
+    REQUEST_CONTEXT.scope(context, future).await
+}
+
+/// The context of the request being handled, if any.
+pub fn current_request_context() -> Option<RequestContext> {
+    REQUEST_CONTEXT.try_with(Clone::clone).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

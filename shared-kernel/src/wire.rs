@@ -2,7 +2,7 @@
 //! context that travels with a call, caller resolution on the server, and the RPC client.
 
 use crate::error::PROBLEM_JSON;
-use crate::{ApiError, Caller, ProblemDetails, RequestContext, Secret};
+use crate::{ApiError, Caller, ProblemDetails, Secret};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,20 +25,7 @@ pub const SERVICE_TOKEN_HEADER: &str = "x-cleave-service-token";
 /// error), so the caller does not mistake it for its user's credentials being wrong.
 pub const WIRE_AUTH_REFUSED_HEADER: &str = "x-cleave-wire-auth";
 
-tokio::task_local! {
-    static REQUEST_CONTEXT: RequestContext;
-}
-
-/// Runs `future` with `context` as the current request's context; outgoing calls made inside it
-/// carry its request id and trace.
-pub async fn with_request_context<F: Future>(context: RequestContext, future: F) -> F::Output {
-    REQUEST_CONTEXT.scope(context, future).await
-}
-
-/// The context of the request being handled, if any.
-pub fn current_request_context() -> Option<RequestContext> {
-    REQUEST_CONTEXT.try_with(Clone::clone).ok()
-}
+pub use crate::trace_context::{current_request_context, with_request_context};
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

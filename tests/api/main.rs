@@ -4,6 +4,7 @@
 mod architecture;
 mod auth;
 mod edge;
+mod events;
 mod operations;
 mod users;
 

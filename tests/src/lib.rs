@@ -62,6 +62,10 @@ impl Write for CaptureWriter {
     }
 }
 
+/// Runs on the users process's composition before it serves: tests subscribe their own
+/// consumers to its bus this way.
+pub type ComposeHook = Arc<dyn Fn(&cleave::composition::Composition) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
 /// One running server.
 struct Server {
     stop: Option<oneshot::Sender<()>>,
@@ -70,8 +74,11 @@ struct Server {
 
 impl Server {
     /// Starts a server; returns it with its public and (if any) internal base URLs.
-    async fn start(settings: Settings) -> anyhow::Result<(Self, String, Option<String>)> {
+    async fn start(settings: Settings, hook: Option<&ComposeHook>) -> anyhow::Result<(Self, String, Option<String>)> {
         let application = cleave::Application::build(settings).await?;
+        if let Some(hook) = hook {
+            hook(application.composition()).await;
+        }
         let address = format!("http://{}", application.local_addr());
         let internal = application.internal_addr().map(|addr| format!("http://{addr}"));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -105,6 +112,7 @@ pub struct TestApp {
     users_settings: Settings,
     users_server: Option<Server>,
     gateway: Option<Server>,
+    hook: Option<ComposeHook>,
     temp: tempfile::TempDir,
 }
 
@@ -122,6 +130,12 @@ fn base_settings(data_dir: &Path) -> Settings {
 /// Starts `topology` with fresh databases. `None` when it needs PostgreSQL and none is
 /// available outside CI (the harness says so loudly; under CI it panics instead).
 pub async fn spawn_app(topology: Topology) -> Option<TestApp> {
+    spawn_app_with(topology, |_| {}, None).await
+}
+
+/// [`spawn_app`] with settings changed for the users process, and a hook run on its
+/// composition at every start.
+pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Settings), hook: Option<ComposeHook>) -> Option<TestApp> {
     log_buffer();
     let temp = tempfile::tempdir().expect("a temporary directory");
     let users_dir = temp.path().join("users");
@@ -135,6 +149,7 @@ pub async fn spawn_app(topology: Topology) -> Option<TestApp> {
             database
         }
     };
+    configure(&mut users_settings);
     if database == Database::Postgres {
         let server = cleave_test_support::postgres()?;
         users_settings.database.url = Some(server.fresh_database().await.expect("a fresh PostgreSQL database"));
@@ -148,6 +163,7 @@ pub async fn spawn_app(topology: Topology) -> Option<TestApp> {
         users_settings,
         users_server: None,
         gateway: None,
+        hook,
         temp,
     };
     app.start().await;
@@ -156,7 +172,8 @@ pub async fn spawn_app(topology: Topology) -> Option<TestApp> {
 
 impl TestApp {
     async fn start(&mut self) {
-        let (users_server, users_address, internal) = Server::start(self.users_settings.clone()).await.expect("the users process starts");
+        let (users_server, users_address, internal) =
+            Server::start(self.users_settings.clone(), self.hook.as_ref()).await.expect("the users process starts");
         self.users_server = Some(users_server);
         self.internal_address = internal.clone();
         self.address = match self.topology {
@@ -167,7 +184,7 @@ impl TestApp {
                 gateway_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
                 gateway_settings.modules.users.mode = Some(ModuleMode::Remote);
                 gateway_settings.modules.users.url = Some(internal.expect("the users service has an internal listener"));
-                let (gateway, address, _) = Server::start(gateway_settings).await.expect("the gateway starts");
+                let (gateway, address, _) = Server::start(gateway_settings, None).await.expect("the gateway starts");
                 self.gateway = Some(gateway);
                 address
             }
@@ -177,6 +194,12 @@ impl TestApp {
     /// Stops every process of the topology and starts it again on the same databases and keys,
     /// after `change` to the users process's settings.
     pub async fn restart_with(&mut self, change: impl FnOnce(&mut Settings)) {
+        self.restart_with_hook(change, self.hook.clone()).await;
+    }
+
+    /// [`TestApp::restart_with`], with another composition hook from now on.
+    pub async fn restart_with_hook(&mut self, change: impl FnOnce(&mut Settings), hook: Option<ComposeHook>) {
+        self.hook = hook;
         if let Some(gateway) = self.gateway.take() {
             gateway.shutdown().await;
         }

@@ -1,6 +1,7 @@
 //! The public REST API (shared/api.md), written once against the module contracts: the same
 //! handlers serve whether a module is local or remote.
 
+pub mod admin;
 pub mod users;
 
 use crate::edge::HasCallerResolver;
@@ -17,6 +18,8 @@ pub struct AppState {
     pub users: Arc<dyn UsersApi>,
     pub resolver: Arc<dyn CallerResolver>,
     pub trust_forwarded_for: bool,
+    pub bus: Arc<dyn shared_kernel::events::EventBus>,
+    pub dead_letters: Arc<Vec<shared_kernel::outbox::DeadLetterStore>>,
 }
 
 impl HasCallerResolver for AppState {

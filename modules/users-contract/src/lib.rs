@@ -132,3 +132,44 @@ shared_kernel::contract! {
         fn signing_keys() -> PublicKeySet;
     }
 }
+
+/// The users module's integration events. Each type name is a compatibility promise: a change
+/// that breaks consumers is a new `…v2` type.
+pub mod events {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Serialize};
+    use shared_kernel::UserId;
+    use shared_kernel::events::IntegrationEvent;
+
+    /// An account was created (by registration or by admin bootstrap).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserRegisteredV1 {
+        pub user_id: UserId,
+        pub email: String,
+        pub name: String,
+        pub registered_at: DateTime<Utc>,
+    }
+
+    impl IntegrationEvent for UserRegisteredV1 {
+        const TYPE: &'static str = "users.user_registered.v1";
+        const VERSION: u32 = 1;
+        fn aggregate_id(&self) -> String {
+            self.user_id.to_string()
+        }
+    }
+
+    /// An account was deactivated: it can no longer log in, refresh or place orders.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserDeactivatedV1 {
+        pub user_id: UserId,
+        pub deactivated_at: DateTime<Utc>,
+    }
+
+    impl IntegrationEvent for UserDeactivatedV1 {
+        const TYPE: &'static str = "users.user_deactivated.v1";
+        const VERSION: u32 = 1;
+        fn aggregate_id(&self) -> String {
+            self.user_id.to_string()
+        }
+    }
+}

@@ -12,8 +12,10 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     SqlErr, TransactionTrait,
 };
+use shared_kernel::outbox::{Outbox, UnitOfWork};
 use shared_kernel::{ApiError, Caller, Clock, Page, PageRequest, Role, Secret, UserId};
 use std::sync::Arc;
+use users_contract::events::{UserDeactivatedV1, UserRegisteredV1};
 use users_contract::{Credentials, PublicKeySet, RefreshRequest, RegisterUser, TokenPair, UserStatus, UserView, UsersApi};
 
 const STATUS_ACTIVE: &str = "active";
@@ -27,6 +29,7 @@ pub struct UsersService {
     settings: Arc<UsersSettings>,
     clock: Arc<dyn Clock>,
     login_limiter: Arc<LoginRateLimiter>,
+    outbox: Outbox,
 }
 
 impl std::fmt::Debug for UsersService {
@@ -36,11 +39,12 @@ impl std::fmt::Debug for UsersService {
 }
 
 impl UsersService {
-    /// `db` must be the users module's own database, already migrated.
-    pub fn new(db: DatabaseConnection, keys: Arc<KeyRing>, settings: UsersSettings, clock: Arc<dyn Clock>) -> Self {
+    /// `db` must be the users module's own database, already migrated; `outbox` is where its
+    /// events go (a relay delivers them).
+    pub fn new(db: DatabaseConnection, keys: Arc<KeyRing>, settings: UsersSettings, clock: Arc<dyn Clock>, outbox: Outbox) -> Self {
         let limits = &settings.login_rate_limits;
         let login_limiter = Arc::new(LoginRateLimiter::new(limits.per_account_per_minute, limits.per_address_per_minute));
-        Self { db, keys, settings: Arc::new(settings), clock, login_limiter }
+        Self { db, keys, settings: Arc::new(settings), clock, login_limiter, outbox }
     }
 
     /// Makes sure `email` is an admin: creates the account with `password`, or adds the admin
@@ -94,8 +98,9 @@ impl UsersService {
     async fn insert_user(&self, new_user: NewUser, roles: Vec<Role>) -> Result<UserView, ApiError> {
         let password_hash = passwords::hash(new_user.password.as_str().to_owned()).await?;
         let now = self.clock.now();
+        let id = UserId::new();
         let model = users::ActiveModel {
-            id: Set(UserId::new().as_uuid()),
+            id: Set(id.as_uuid()),
             email: Set(new_user.email.as_str().to_owned()),
             name: Set(new_user.name.as_str().to_owned()),
             password_hash: Set(password_hash),
@@ -105,13 +110,18 @@ impl UsersService {
             updated_at: Set(now),
             version: Set(1),
         };
-        match model.insert(&self.db).await {
-            Ok(inserted) => Ok(view(&inserted)),
+        let mut unit = UnitOfWork::begin(&self.db, &self.outbox).await.map_err(db_error)?;
+        let inserted = match model.insert(&*unit).await {
+            Ok(inserted) => inserted,
             Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                Err(ApiError::conflict("an account with this email already exists"))
+                return Err(ApiError::conflict("an account with this email already exists"));
             }
-            Err(error) => Err(db_error(error)),
-        }
+            Err(error) => return Err(db_error(error)),
+        };
+        let event = UserRegisteredV1 { user_id: id, email: inserted.email.clone(), name: inserted.name.clone(), registered_at: now };
+        unit.publish(&event, now, shared_kernel::current_request_context().as_ref()).await.map_err(db_error)?;
+        unit.commit().await.map_err(db_error)?;
+        Ok(view(&inserted))
     }
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<users::Model>, ApiError> {
@@ -309,27 +319,29 @@ impl UsersApi for UsersService {
             return Ok(view(&user));
         }
         let now = self.clock.now();
-        let transaction = self.db.begin().await.map_err(db_error)?;
+        let mut transaction = UnitOfWork::begin(&self.db, &self.outbox).await.map_err(db_error)?;
         let updated = users::Entity::update_many()
             .col_expr(users::Column::Status, Expr::value(STATUS_DEACTIVATED))
             .col_expr(users::Column::UpdatedAt, Expr::value(now))
             .col_expr(users::Column::Version, Expr::value(user.version + 1))
             .filter(users::Column::Id.eq(user.id))
             .filter(users::Column::Version.eq(user.version))
-            .exec(&transaction)
+            .exec(&*transaction)
             .await
             .map_err(db_error)?;
         if updated.rows_affected != 1 {
-            transaction.rollback().await.map_err(db_error)?;
+            // Dropping the unit of work rolls it back.
             return Err(ApiError::conflict("the user changed meanwhile; try again"));
         }
         refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
             .filter(refresh_tokens::Column::UserId.eq(user.id))
             .filter(refresh_tokens::Column::RevokedAt.is_null())
-            .exec(&transaction)
+            .exec(&*transaction)
             .await
             .map_err(db_error)?;
+        let event = UserDeactivatedV1 { user_id: id, deactivated_at: now };
+        transaction.publish(&event, now, shared_kernel::current_request_context().as_ref()).await.map_err(db_error)?;
         transaction.commit().await.map_err(db_error)?;
         tracing::info!(user_id = %user.id, admin_id = %admin.id, "deactivated a user");
         self.load(id).await.map(|model| view(&model))

@@ -29,7 +29,13 @@ fn policy() -> TokenPolicy {
 async fn service_on(target: DatabaseTarget) -> UsersService {
     let db = connect_module("users", &target, 5).await.expect("connect");
     migrations::users::Migrator::up(&db, None).await.expect("migrate");
-    UsersService::new(db, Arc::new(KeyRing::generate_in_memory()), UsersSettings::default(), Arc::new(SystemClock))
+    UsersService::new(
+        db,
+        Arc::new(KeyRing::generate_in_memory()),
+        UsersSettings::default(),
+        Arc::new(SystemClock),
+        shared_kernel::outbox::Outbox::new("users"),
+    )
 }
 
 impl Harness {

@@ -1,0 +1,276 @@
+//! Integration events: the envelope every event travels in, the bus port, and the in-process
+//! bus adapter.
+//!
+//! Guarantees, identical for every bus adapter (in-process now, NATS JetStream later):
+//! - **at least once**: a published event reaches every consumer of its type, or that
+//!   consumer's dead-letter store, before `publish` returns;
+//! - **retries**: a failing handler is retried with exponential backoff and jitter, up to
+//!   `RetryPolicy::max_attempts`; then the event and every attempt's time and error go to the
+//!   consumer's dead letters;
+//! - **order**: one consumer sees the events of one `publish` caller in publish order (the
+//!   outbox relay publishes in commit order per aggregate);
+//! - consumers make redeliveries harmless with an inbox (see `outbox::Inbox`).
+
+use crate::RequestContext;
+use chrono::{DateTime, Utc};
+use futures::FutureExt as _;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// An event a module publishes for others. Its type name is stable and versioned
+/// (`users.user_registered.v1`): a new incompatible shape is a new type, published beside the old
+/// one until every consumer moved.
+pub trait IntegrationEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// `<module>.<event>.v<version>`.
+    const TYPE: &'static str;
+    const VERSION: u32;
+    /// The aggregate this event is about; events of one aggregate are delivered in commit order.
+    fn aggregate_id(&self) -> String;
+}
+
+/// What travels on the bus: metadata plus the event as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    /// UUIDv7; consumers deduplicate on it.
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub version: u32,
+    pub occurred_at: DateTime<Utc>,
+    pub aggregate_id: String,
+    /// The request (or upstream event) that started the chain.
+    pub correlation_id: Option<String>,
+    /// The event that caused this one, if an event handler published it.
+    pub causation_id: Option<Uuid>,
+    /// W3C trace context of the request that produced it.
+    pub traceparent: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("cannot encode {event_type}: {detail}")]
+    Encode { event_type: &'static str, detail: String },
+    #[error("an event of type {actual} is not a {expected}")]
+    WrongType { expected: &'static str, actual: String },
+    #[error("{event_type} does not decode: {detail}")]
+    Decode { event_type: String, detail: String },
+}
+
+impl EventEnvelope {
+    /// Wraps `event`, taking correlation and trace from the current request, if any.
+    ///
+    /// # Errors
+    /// When the event does not serialize (a bug in its type).
+    pub fn wrap<E: IntegrationEvent>(event: &E, occurred_at: DateTime<Utc>, context: Option<&RequestContext>) -> Result<Self, EventError> {
+        let payload = serde_json::to_value(event).map_err(|error| EventError::Encode { event_type: E::TYPE, detail: error.to_string() })?;
+        Ok(Self {
+            id: Uuid::now_v7(),
+            event_type: E::TYPE.to_owned(),
+            version: E::VERSION,
+            occurred_at,
+            aggregate_id: event.aggregate_id(),
+            correlation_id: context.map(|c| c.request_id.clone()),
+            causation_id: None,
+            traceparent: context.map(|c| c.trace.header_value()),
+            payload,
+        })
+    }
+
+    /// The event inside, if it is an `E`.
+    ///
+    /// # Errors
+    /// Another type, or a payload that does not match `E`.
+    pub fn decode<E: IntegrationEvent>(&self) -> Result<E, EventError> {
+        if self.event_type != E::TYPE {
+            return Err(EventError::WrongType { expected: E::TYPE, actual: self.event_type.clone() });
+        }
+        serde_json::from_value(self.payload.clone())
+            .map_err(|error| EventError::Decode { event_type: self.event_type.clone(), detail: error.to_string() })
+    }
+}
+
+/// Why a handler did not process an event. The message goes to the dead-letter record, so it
+/// must not contain secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HandlerError(pub String);
+
+impl HandlerError {
+    pub fn new(message: impl std::fmt::Display) -> Self {
+        Self(message.to_string())
+    }
+}
+
+/// A consumer's reaction to an event. Must be idempotent (use an inbox): it may see an event
+/// more than once.
+#[async_trait::async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError>;
+}
+
+/// One failed delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    pub error: String,
+}
+
+/// Where a consumer's given-up events go (kept in the consumer's own database).
+#[async_trait::async_trait]
+pub trait DeadLetterSink: Send + Sync + 'static {
+    /// # Errors
+    /// When the record cannot be stored; the bus then reports the publish as failed, so the
+    /// event is published again later rather than lost.
+    async fn dead_letter(&self, consumer: &str, event: &EventEnvelope, attempts: &[Attempt]) -> Result<(), String>;
+}
+
+/// A durable consumer: a stable name, the event types it wants, its handler and its dead letters.
+#[derive(Clone)]
+pub struct Consumer {
+    pub name: String,
+    pub event_types: Vec<String>,
+    pub handler: Arc<dyn EventHandler>,
+    pub dead_letters: Arc<dyn DeadLetterSink>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("name", &self.name).field("event_types", &self.event_types).finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    #[error("the bus is unavailable: {0}")]
+    Unavailable(String),
+    #[error("consumer `{0}` is already subscribed")]
+    DuplicateConsumer(String),
+}
+
+/// The bus port. Adapters: [`InProcessBus`]; NATS JetStream later, with the same guarantees.
+#[async_trait::async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// Registers a durable consumer.
+    ///
+    /// # Errors
+    /// A consumer name already taken.
+    async fn subscribe(&self, consumer: Consumer) -> Result<(), BusError>;
+    /// Hands `event` to the bus. When this returns `Ok`, every consumer of its type has it (or
+    /// has dead-lettered it); on `Err` the caller keeps it and publishes again later.
+    ///
+    /// # Errors
+    /// The bus (or a dead-letter store) is unavailable.
+    async fn publish(&self, event: &EventEnvelope) -> Result<(), BusError>;
+    /// Delivers `event` again to one consumer only (dead-letter replay).
+    ///
+    /// # Errors
+    /// An unknown consumer, or the bus is unavailable.
+    async fn redeliver(&self, consumer: &str, event: &EventEnvelope) -> Result<(), BusError>;
+}
+
+/// How often and how patiently a failing handler is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetryPolicy {
+    /// Attempts before the event is dead-lettered (at least 1).
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubles each time, with ±50 % jitter.
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 5, base_delay_ms: 100, max_delay_ms: 5_000 }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt number `attempt` (1-based).
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let exponential = self.base_delay_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(20)).min(self.max_delay_ms);
+        let jitter = rand::random_range(0.5..1.5);
+        Duration::from_millis((exponential as f64 * jitter) as u64)
+    }
+}
+
+/// The in-process bus: each matching consumer handles the event in its own task (consumers do
+/// not wait for each other), with retries; `publish` returns when all are done. Nothing is
+/// kept in memory between publishes, so a crash loses nothing the outbox has not marked
+/// delivered.
+pub struct InProcessBus {
+    consumers: RwLock<Vec<Arc<Consumer>>>,
+    policy: RetryPolicy,
+}
+
+impl std::fmt::Debug for InProcessBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessBus").field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+impl InProcessBus {
+    pub fn new(policy: RetryPolicy) -> Self {
+        Self { consumers: RwLock::new(Vec::new()), policy }
+    }
+
+    fn matching(&self, event_type: &str) -> Vec<Arc<Consumer>> {
+        let consumers = self.consumers.read().unwrap_or_else(|p| p.into_inner());
+        consumers.iter().filter(|c| c.event_types.iter().any(|t| t == event_type)).cloned().collect()
+    }
+
+    async fn deliver(&self, consumer: &Consumer, event: &EventEnvelope) -> Result<(), BusError> {
+        let mut attempts = Vec::new();
+        let max_attempts = self.policy.max_attempts.max(1);
+        for attempt in 1..=max_attempts {
+            let outcome = std::panic::AssertUnwindSafe(consumer.handler.handle(event)).catch_unwind().await;
+            let error = match outcome {
+                Ok(Ok(())) => {
+                    metrics::counter!("events_handled_total", "consumer" => consumer.name.clone(), "type" => event.event_type.clone())
+                        .increment(1);
+                    return Ok(());
+                }
+                Ok(Err(error)) => error.0,
+                Err(_) => "the handler panicked".to_owned(),
+            };
+            tracing::warn!(consumer = %consumer.name, event_id = %event.id, event_type = %event.event_type, attempt, %error, "event handler failed");
+            attempts.push(Attempt { at: Utc::now(), error });
+            if attempt < max_attempts {
+                metrics::counter!("events_retries_total", "consumer" => consumer.name.clone()).increment(1);
+                tokio::time::sleep(self.policy.delay_after(attempt)).await;
+            }
+        }
+        consumer.dead_letters.dead_letter(&consumer.name, event, &attempts).await.map_err(BusError::Unavailable)?;
+        metrics::counter!("events_dead_lettered_total", "consumer" => consumer.name.clone()).increment(1);
+        tracing::error!(consumer = %consumer.name, event_id = %event.id, event_type = %event.event_type, "event dead-lettered");
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl EventBus for InProcessBus {
+    async fn subscribe(&self, consumer: Consumer) -> Result<(), BusError> {
+        let mut consumers = self.consumers.write().unwrap_or_else(|p| p.into_inner());
+        if consumers.iter().any(|c| c.name == consumer.name) {
+            return Err(BusError::DuplicateConsumer(consumer.name));
+        }
+        consumers.push(Arc::new(consumer));
+        Ok(())
+    }
+
+    async fn publish(&self, event: &EventEnvelope) -> Result<(), BusError> {
+        let consumers = self.matching(&event.event_type);
+        let results = futures::future::join_all(consumers.iter().map(|consumer| self.deliver(consumer, event))).await;
+        results.into_iter().collect()
+    }
+
+    async fn redeliver(&self, consumer: &str, event: &EventEnvelope) -> Result<(), BusError> {
+        let found = self.consumers.read().unwrap_or_else(|p| p.into_inner()).iter().find(|c| c.name == consumer).cloned();
+        let consumer = found.ok_or_else(|| BusError::Unavailable(format!("no consumer named `{consumer}`")))?;
+        self.deliver(&consumer, event).await
+    }
+}
