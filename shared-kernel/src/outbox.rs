@@ -252,25 +252,40 @@ impl Relay {
             .limit(self.batch_size)
             .all(connection)
             .await?;
-        let mut delivered = 0;
-        for row in rows {
+        let mut published = Vec::with_capacity(rows.len());
+        let mut failure = None;
+        for row in &rows {
             match serde_json::from_str::<EventEnvelope>(&row.envelope) {
-                Ok(envelope) => self.bus.publish(&envelope).await.map_err(|error| RelayError::Bus(error.to_string()))?,
+                Ok(envelope) => {
+                    if let Err(error) = self.bus.publish(&envelope).await {
+                        failure = Some(RelayError::Bus(error.to_string()));
+                        break;
+                    }
+                }
                 // Only a bug writes an unreadable row; skipping it beats blocking every later event.
                 Err(error) => tracing::error!(module = self.outbox.module, seq = row.seq, %error, "skipping an unreadable outbox row"),
             }
+            published.push(row);
+        }
+        // One write marks the whole batch (a crash before it only means those events are sent
+        // again, which consumers absorb); then the failure, if any, is reported.
+        if !published.is_empty() {
             let now = Utc::now();
             outbox_events::Entity::update_many()
                 .col_expr(outbox_events::Column::DeliveredAt, Expr::value(now))
-                .filter(outbox_events::Column::Seq.eq(row.seq))
+                .filter(outbox_events::Column::Seq.is_in(published.iter().map(|row| row.seq)))
                 .exec(connection)
                 .await?;
-            let lag = (now - row.created_at).to_std().unwrap_or_default();
-            metrics::histogram!("outbox_delivery_lag_seconds", "module" => self.outbox.module).record(lag.as_secs_f64());
-            metrics::counter!("outbox_delivered_total", "module" => self.outbox.module).increment(1);
-            delivered += 1;
+            for row in &published {
+                let lag = (now - row.created_at).to_std().unwrap_or_default();
+                metrics::histogram!("outbox_delivery_lag_seconds", "module" => self.outbox.module).record(lag.as_secs_f64());
+            }
+            metrics::counter!("outbox_delivered_total", "module" => self.outbox.module).increment(published.len() as u64);
         }
-        Ok(delivered)
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(published.len()),
+        }
     }
 
     /// Undelivered events right now.
