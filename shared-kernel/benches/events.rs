@@ -12,7 +12,9 @@ use migrations::MigratorTrait as _;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde::{Deserialize, Serialize};
 use shared_kernel::db::{DatabaseTarget, connect_module};
-use shared_kernel::events::{Consumer, DeadLetterSink, EventBus, EventEnvelope, EventHandler, HandlerError, InProcessBus, IntegrationEvent, RetryPolicy};
+use shared_kernel::events::{
+    Consumer, DeadLetterSink, EventBus, EventEnvelope, EventHandler, HandlerError, InProcessBus, IntegrationEvent, RetryPolicy,
+};
 use shared_kernel::outbox::{DeadLetterStore, Inbox, Outbox, Relay, UnitOfWork};
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,9 +64,14 @@ impl EventHandler for Recording {
 
 async fn raw_dispatch(events: u64) {
     let bus = InProcessBus::new(RetryPolicy::default());
-    bus.subscribe(Consumer { name: "nothing".into(), event_types: vec![Ping::TYPE.into()], handler: Arc::new(Nothing), dead_letters: Arc::new(Nothing) })
-        .await
-        .unwrap();
+    bus.subscribe(Consumer {
+        name: "nothing".into(),
+        event_types: vec![Ping::TYPE.into()],
+        handler: Arc::new(Nothing),
+        dead_letters: Arc::new(Nothing),
+    })
+    .await
+    .unwrap();
     let envelope = EventEnvelope::wrap(&Ping { n: 1 }, chrono::Utc::now(), None).unwrap();
     for _ in 0..10_000 {
         bus.publish(&envelope).await.unwrap();
@@ -74,13 +81,22 @@ async fn raw_dispatch(events: u64) {
         bus.publish(&envelope).await.unwrap();
     }
     let elapsed = started.elapsed();
-    println!("raw in-memory dispatch: {events} events in {:.3} s = {:.0} events/s", elapsed.as_secs_f64(), events as f64 / elapsed.as_secs_f64());
+    println!(
+        "raw in-memory dispatch: {events} events in {:.3} s = {:.0} events/s",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64()
+    );
 }
 
 async fn outbox_to_handler(label: &str, target: DatabaseTarget, events: u64) {
     let db = connect_module("bench", &target, 8).await.unwrap();
     migrations::event_tables::EventTablesOnly::up(&db, None).await.unwrap();
-    db.execute_raw(Statement::from_string(db.get_database_backend(), "CREATE TABLE IF NOT EXISTS bench_effects (aggregate_id VARCHAR(64) NOT NULL)")).await.unwrap();
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        "CREATE TABLE IF NOT EXISTS bench_effects (aggregate_id VARCHAR(64) NOT NULL)",
+    ))
+    .await
+    .unwrap();
     let outbox = Outbox::new("bench");
     let bus = Arc::new(InProcessBus::new(RetryPolicy::default()));
     bus.subscribe(Consumer {

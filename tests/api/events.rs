@@ -7,7 +7,7 @@ use shared_kernel::events::{Consumer, EventEnvelope, EventHandler, HandlerError,
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use users_contract::events::UserRegisteredV1;
+use users_contract::events::{UserDeactivatedV1, UserRegisteredV1};
 
 /// A consumer of `UserRegistered` that fails while told to and records what it processed,
 /// once per event id.
@@ -149,7 +149,7 @@ async fn the_dead_letter_api_lists_replays_and_discards(database: Database) {
     assert!(metrics.contains("outbox_delivered_total{module=\"users\"}"), "{metrics}");
 }
 
-async fn events_carry_the_request_that_caused_them(database: Database) {
+async fn users_events_carry_the_request_that_caused_them_in_order(database: Database) {
     let seen_envelopes = Arc::new(Mutex::new(Vec::<EventEnvelope>::new()));
     struct Capture(Arc<Mutex<Vec<EventEnvelope>>>);
     #[async_trait::async_trait]
@@ -167,7 +167,7 @@ async fn events_carry_the_request_that_caused_them(database: Database) {
         Box::pin(async move {
             bus.subscribe(Consumer {
                 name: "tests.capture".into(),
-                event_types: vec![UserRegisteredV1::TYPE.into()],
+                event_types: vec![UserRegisteredV1::TYPE.into(), UserDeactivatedV1::TYPE.into()],
                 handler,
                 dead_letters: Arc::new(dead_letters),
             })
@@ -186,14 +186,26 @@ async fn events_carry_the_request_that_caused_them(database: Database) {
         .unwrap();
     let user: Value = response.json().await.unwrap();
     eventually("the event arrived", || seen_envelopes.lock().unwrap().iter().any(|e| e.payload["email"] == "traced@example.com")).await;
+    {
+        let envelopes = seen_envelopes.lock().unwrap();
+        let event = envelopes.iter().find(|e| e.payload["email"] == "traced@example.com").unwrap();
+        assert_eq!(event.event_type, "users.user_registered.v1");
+        assert_eq!(event.version, 1);
+        assert_eq!(event.aggregate_id, user["id"].as_str().unwrap());
+        assert_eq!(event.id.get_version_num(), 7);
+        assert_eq!(event.correlation_id.as_deref(), Some("register-req-1"));
+        assert!(event.traceparent.as_deref().unwrap().contains("0af7651916cd43dd8448eb211c80319c"));
+    }
+    // Deactivation is an event too, delivered after the same user's registration.
+    let id = user["id"].as_str().unwrap().to_owned();
+    let admin = app.admin_token().await;
+    assert_eq!(app.post_json(&format!("/api/users/{id}/deactivate"), &serde_json::json!({}), Some(&admin)).await.status(), 200);
+    eventually("the deactivation arrived", || seen_envelopes.lock().unwrap().iter().any(|e| e.event_type == UserDeactivatedV1::TYPE)).await;
     let envelopes = seen_envelopes.lock().unwrap();
-    let event = envelopes.iter().find(|e| e.payload["email"] == "traced@example.com").unwrap();
-    assert_eq!(event.event_type, "users.user_registered.v1");
-    assert_eq!(event.version, 1);
-    assert_eq!(event.aggregate_id, user["id"].as_str().unwrap());
-    assert_eq!(event.id.get_version_num(), 7);
-    assert_eq!(event.correlation_id.as_deref(), Some("register-req-1"));
-    assert!(event.traceparent.as_deref().unwrap().contains("0af7651916cd43dd8448eb211c80319c"));
+    let of_user: Vec<&str> = envelopes.iter().filter(|e| e.aggregate_id == id).map(|e| e.event_type.as_str()).collect();
+    assert_eq!(of_user, [UserRegisteredV1::TYPE, UserDeactivatedV1::TYPE]);
+    let deactivated: UserDeactivatedV1 = envelopes.iter().find(|e| e.event_type == UserDeactivatedV1::TYPE).unwrap().decode().unwrap();
+    assert_eq!(deactivated.user_id.to_string(), id);
 }
 
 mod monolith_sqlite {
@@ -208,8 +220,8 @@ mod monolith_sqlite {
         super::the_dead_letter_api_lists_replays_and_discards(Sqlite).await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn events_carry_the_request_that_caused_them() {
-        super::events_carry_the_request_that_caused_them(Sqlite).await;
+    async fn users_events_carry_the_request_that_caused_them_in_order() {
+        super::users_events_carry_the_request_that_caused_them_in_order(Sqlite).await;
     }
 }
 
@@ -225,7 +237,7 @@ mod monolith_postgres {
         super::the_dead_letter_api_lists_replays_and_discards(Postgres).await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn events_carry_the_request_that_caused_them() {
-        super::events_carry_the_request_that_caused_them(Postgres).await;
+    async fn users_events_carry_the_request_that_caused_them_in_order() {
+        super::users_events_carry_the_request_that_caused_them_in_order(Postgres).await;
     }
 }
