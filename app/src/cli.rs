@@ -93,27 +93,34 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    use crate::composition::mode_of;
+    use crate::config::ModuleMode;
     use migrations::MigratorTrait as _;
-    let users_mode =
-        crate::composition::mode_of("users", &settings.modules.users, cfg!(feature = "users-local"), cfg!(feature = "users-remote"))?;
-    if users_mode != crate::config::ModuleMode::Local {
-        println!("users: remote, nothing to migrate here");
-        return Ok(());
+    if mode_of("users", &settings.modules.users, cfg!(feature = "users-local"), cfg!(feature = "users-remote"))? == ModuleMode::Local {
+        let target = settings.database_target(settings.database.users_url.as_ref());
+        let db = shared_kernel::db::connect_module("users", &target, 1).await.context("cannot open the users database")?;
+        migrations::users::Migrator::up(&db, None).await.context("cannot migrate the users database")?;
+        println!("users: migrations applied");
+    } else {
+        println!("users: not local, nothing to migrate here");
     }
-    let target = settings.database_target(settings.database.users_url.as_ref());
-    let db = shared_kernel::db::connect_module("users", &target, 1).await.context("cannot open the users database")?;
-    migrations::users::Migrator::up(&db, None).await.context("cannot migrate the users database")?;
-    println!("users: migrations applied");
+    if mode_of("catalog", &settings.modules.catalog, cfg!(feature = "catalog-local"), cfg!(feature = "catalog-remote"))?
+        == ModuleMode::Local
+    {
+        let target = settings.database_target(settings.database.catalog_url.as_ref());
+        let db = shared_kernel::db::connect_module("catalog", &target, 1).await.context("cannot open the catalog database")?;
+        migrations::catalog::Migrator::up(&db, None).await.context("cannot migrate the catalog database")?;
+        println!("catalog: migrations applied");
+    } else {
+        println!("catalog: not local, nothing to migrate here");
+    }
     Ok(())
 }
 
 async fn create_admin(mut settings: Settings, email: &str) -> anyhow::Result<()> {
     let users_mode =
         crate::composition::mode_of("users", &settings.modules.users, cfg!(feature = "users-local"), cfg!(feature = "users-remote"))?;
-    anyhow::ensure!(
-        users_mode == crate::config::ModuleMode::Local,
-        "create-admin runs where the users module is local (here it is remote)"
-    );
+    anyhow::ensure!(users_mode == crate::config::ModuleMode::Local, "create-admin runs where the users module is local (it is not here)");
     let password = match std::env::var("ADMIN_PASSWORD") {
         Ok(password) if !password.is_empty() => password,
         _ => {

@@ -5,13 +5,15 @@
 use crate::config::{ModuleMode, ModuleSettings, Settings};
 use anyhow::Context as _;
 use axum::Router;
+use catalog_contract::CatalogApi;
 use futures::future::BoxFuture;
 use shared_kernel::auth::{KeySource, TokenPolicy, TokenVerifier};
 use shared_kernel::events::{EventBus, InProcessBus};
-use shared_kernel::outbox::{DeadLetterStore, Relay};
+use shared_kernel::outbox::DeadLetterStore;
 use shared_kernel::wire::{CallerResolver, TokenCallerResolver};
 use shared_kernel::{ApiError, Caller};
 use std::sync::Arc;
+use tokio::sync::watch;
 use users_contract::UsersApi;
 
 /// A readiness check: a name (`users.database`, `users.remote`) and a probe.
@@ -21,15 +23,19 @@ pub struct ReadinessCheck {
     pub probe: Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>,
 }
 
+/// Work that runs beside the servers until told to stop (outbox relays, reservation sweeps).
+pub type BackgroundTask = Box<dyn FnOnce(watch::Receiver<bool>) -> BoxFuture<'static, ()> + Send>;
+
 /// The modules as this process reaches them.
 pub struct Composition {
     pub users: Arc<dyn UsersApi>,
+    pub catalog: Arc<dyn CatalogApi>,
     /// The event bus of this process (in-process adapter).
     pub bus: Arc<dyn EventBus>,
     /// The dead letters of the consumers of every module hosted here.
     pub dead_letters: Vec<DeadLetterStore>,
-    /// One outbox relay per module hosted here; started by `Application::run_until`.
-    pub relays: Vec<Relay>,
+    /// Started by `Application::run_until`, stopped after the servers drain.
+    pub background: Vec<BackgroundTask>,
     pub resolver: Arc<dyn CallerResolver>,
     pub readiness: Vec<ReadinessCheck>,
     /// The wire routes (`/rpc/<module>/…`) of the modules hosted here, for the internal listener.
@@ -38,6 +44,8 @@ pub struct Composition {
     pub local_modules: Vec<&'static str>,
     #[cfg(feature = "users-local")]
     pub users_local: Option<Arc<users::UsersService>>,
+    #[cfg(feature = "catalog-local")]
+    pub catalog_local: Option<Arc<catalog::CatalogService>>,
 }
 
 /// The mode module `name` runs in, or why it cannot.
@@ -45,7 +53,13 @@ pub struct Composition {
 /// # Errors
 /// A mode this binary was not built with.
 pub fn mode_of(name: &str, module: &ModuleSettings, compiled_local: bool, compiled_remote: bool) -> anyhow::Result<ModuleMode> {
-    let mode = module.mode.unwrap_or(if compiled_local { ModuleMode::Local } else { ModuleMode::Remote });
+    let mode = module.mode.unwrap_or(if compiled_local {
+        ModuleMode::Local
+    } else if compiled_remote && module.url.is_some() {
+        ModuleMode::Remote
+    } else {
+        ModuleMode::NotDeployed
+    });
     match mode {
         ModuleMode::Local if !compiled_local => {
             anyhow::bail!("modules.{name}.mode is `local` but this binary was built without the `{name}-local` feature")
@@ -57,46 +71,35 @@ pub fn mode_of(name: &str, module: &ModuleSettings, compiled_local: bool, compil
     }
 }
 
+/// What composing one local module adds to the process.
+struct Hosted {
+    database: sea_orm::DatabaseConnection,
+    outbox: shared_kernel::outbox::Outbox,
+}
+
 /// Builds every module's adapter as configured.
 ///
 /// # Errors
 /// A database that cannot be reached or migrated, unreadable keys, a module configured in a
 /// mode this binary was not built with, a remote module without a URL.
 pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
-    let mut readiness = Vec::new();
     let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(settings.events.retry_policy()));
-    #[allow(unused_mut)] // only local modules add stores and relays
-    let mut dead_letters = Vec::new();
-    #[allow(unused_mut)]
-    let mut relays = Vec::new();
-    #[allow(unused_mut)] // only local modules push, and a gateway has none
-    let mut local_modules = Vec::new();
-    #[allow(unused_mut)]
-    let mut internal_routes = Router::new();
-    #[cfg(feature = "users-local")]
-    let mut users_local = None;
+    let mut parts = Parts { readiness: Vec::new(), local_modules: Vec::new(), dead_letters: Vec::new(), background: Vec::new() };
 
     let users_mode = mode_of("users", &settings.modules.users, cfg!(feature = "users-local"), cfg!(feature = "users-remote"))?;
+    #[cfg(feature = "users-local")]
+    let mut users_local = None;
     let users: Arc<dyn UsersApi> = match users_mode {
         ModuleMode::Local => {
             #[cfg(feature = "users-local")]
             {
-                let (service, db, outbox) = local_users(settings).await?;
+                let (service, hosted) = local_users(settings).await?;
                 let service = Arc::new(service);
-                dead_letters.push(DeadLetterStore::new(db.clone(), "users"));
-                relays.push(
-                    Relay::new(db, outbox, bus.clone())
-                        .with_poll_interval(std::time::Duration::from_millis(settings.events.relay_poll_ms.max(10))),
-                );
-                let probe_service = service.clone();
-                readiness.push(ReadinessCheck {
-                    name: "users.database".into(),
-                    probe: Arc::new(move || {
-                        let service = probe_service.clone();
-                        Box::pin(async move { service.ping().await })
-                    }),
+                let probe = service.clone();
+                parts.host("users", hosted, &bus, settings, move || {
+                    let probe = probe.clone();
+                    Box::pin(async move { probe.ping().await })
                 });
-                local_modules.push("users");
                 users_local = Some(service.clone());
                 service
             }
@@ -106,17 +109,61 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         ModuleMode::Remote => {
             let client: Arc<dyn UsersApi> =
                 Arc::new(users_contract::http_wire::Client::new(remote_client(settings, "users", &settings.modules.users)?));
-            let probe_client = client.clone();
+            let probe = client.clone();
             // A real call through the wire: it proves the address, the service token and the
             // remote's own health at once.
-            readiness.push(ReadinessCheck {
-                name: "users.remote".into(),
-                probe: Arc::new(move || {
-                    let client = probe_client.clone();
-                    Box::pin(async move { client.signing_keys(&Caller::Anonymous).await.is_ok() })
-                }),
+            parts.remote("users", move || {
+                let probe = probe.clone();
+                Box::pin(async move { probe.signing_keys(&Caller::Anonymous).await.is_ok() })
             });
             client
+        }
+        ModuleMode::NotDeployed => {
+            tracing::warn!(
+                "the users module is not deployed with this process (set modules.users.url to reach it): its operations answer 503"
+            );
+            Arc::new(users_contract::not_deployed::NotDeployed)
+        }
+    };
+
+    let catalog_mode = mode_of("catalog", &settings.modules.catalog, cfg!(feature = "catalog-local"), cfg!(feature = "catalog-remote"))?;
+    #[cfg(feature = "catalog-local")]
+    let mut catalog_local = None;
+    let catalog: Arc<dyn CatalogApi> = match catalog_mode {
+        ModuleMode::Local => {
+            #[cfg(feature = "catalog-local")]
+            {
+                let (service, hosted) = local_catalog(settings).await?;
+                let service = Arc::new(service);
+                let probe = service.clone();
+                parts.host("catalog", hosted, &bus, settings, move || {
+                    let probe = probe.clone();
+                    Box::pin(async move { probe.ping().await })
+                });
+                let sweeper = service.clone();
+                let every = std::time::Duration::from_secs(settings.catalog.reservation_sweep_secs.max(1));
+                parts.background.push(Box::new(move |stop| Box::pin(sweep_expired_reservations(sweeper, every, stop))));
+                catalog_local = Some(service.clone());
+                service
+            }
+            #[cfg(not(feature = "catalog-local"))]
+            unreachable!("mode_of refuses local mode without the feature")
+        }
+        ModuleMode::Remote => {
+            let client: Arc<dyn CatalogApi> =
+                Arc::new(catalog_contract::http_wire::Client::new(remote_client(settings, "catalog", &settings.modules.catalog)?));
+            let probe = client.clone();
+            parts.remote("catalog", move || {
+                let probe = probe.clone();
+                Box::pin(async move { probe.list_categories(&Caller::Anonymous, shared_kernel::PageRequest::default()).await.is_ok() })
+            });
+            client
+        }
+        ModuleMode::NotDeployed => {
+            tracing::warn!(
+                "the catalog module is not deployed with this process (set modules.catalog.url to reach it): its operations answer 503"
+            );
+            Arc::new(catalog_contract::not_deployed::NotDeployed)
         }
     };
 
@@ -131,21 +178,101 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
     });
     let internal_resolver: Arc<dyn CallerResolver> =
         Arc::new(TokenCallerResolver { verifier, service_token: settings.auth.service_token.clone(), accept_service_callers: true });
+    let mut internal_routes = Router::new();
     if users_mode == ModuleMode::Local {
-        internal_routes = internal_routes.merge(users_contract::http_wire::router(users.clone(), internal_resolver));
+        internal_routes = internal_routes.merge(users_contract::http_wire::router(users.clone(), internal_resolver.clone()));
+    }
+    if catalog_mode == ModuleMode::Local {
+        internal_routes = internal_routes.merge(catalog_contract::http_wire::router(catalog.clone(), internal_resolver));
     }
     Ok(Composition {
         users,
+        catalog,
         bus,
-        dead_letters,
-        relays,
+        dead_letters: parts.dead_letters,
+        background: parts.background,
         resolver,
-        readiness,
+        readiness: parts.readiness,
         internal_routes,
-        local_modules,
+        local_modules: parts.local_modules,
         #[cfg(feature = "users-local")]
         users_local,
+        #[cfg(feature = "catalog-local")]
+        catalog_local,
     })
+}
+
+/// What the modules add to the process as they are composed.
+struct Parts {
+    readiness: Vec<ReadinessCheck>,
+    local_modules: Vec<&'static str>,
+    dead_letters: Vec<DeadLetterStore>,
+    background: Vec<BackgroundTask>,
+}
+
+impl Parts {
+    /// A module hosted here: its database check, dead letters and outbox relay.
+    #[allow(dead_code)] // unused in a build with no local module (the gateway)
+    fn host(
+        &mut self,
+        name: &'static str,
+        hosted: Hosted,
+        bus: &Arc<dyn EventBus>,
+        settings: &Settings,
+        ping: impl Fn() -> BoxFuture<'static, bool> + Send + Sync + 'static,
+    ) {
+        self.readiness.push(ReadinessCheck { name: format!("{name}.database"), probe: Arc::new(ping) });
+        self.local_modules.push(name);
+        self.dead_letters.push(DeadLetterStore::new(hosted.database.clone(), name));
+        let relay = shared_kernel::outbox::Relay::new(hosted.database, hosted.outbox, bus.clone())
+            .with_poll_interval(std::time::Duration::from_millis(settings.events.relay_poll_ms.max(10)));
+        self.background.push(Box::new(move |stop| Box::pin(relay.run(stop))));
+    }
+
+    /// A module reached over the wire: its readiness is a real call.
+    fn remote(&mut self, name: &'static str, probe: impl Fn() -> BoxFuture<'static, bool> + Send + Sync + 'static) {
+        self.readiness.push(ReadinessCheck { name: format!("{name}.remote"), probe: Arc::new(probe) });
+    }
+}
+
+#[cfg(feature = "catalog-local")]
+async fn sweep_expired_reservations(catalog: Arc<catalog::CatalogService>, every: std::time::Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(error) = catalog.expire_reservations().await {
+            tracing::warn!(%error, "releasing expired reservations failed; will retry");
+        }
+    }
+}
+
+/// Opens a local module's own database and applies its migrations (if configured).
+#[allow(dead_code)] // unused in a build with no local module (the gateway)
+async fn open_database<M: migrations::MigratorTrait>(
+    settings: &Settings,
+    name: &str,
+    own_url: Option<&String>,
+) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    let target = settings.database_target(own_url);
+    let db = shared_kernel::db::connect_module(name, &target, settings.database.max_connections)
+        .await
+        .with_context(|| format!("cannot open the {name} database"))?;
+    if settings.database.migrate_on_start {
+        M::up(&db, None).await.with_context(|| format!("cannot migrate the {name} database"))?;
+    }
+    Ok(db)
+}
+
+#[cfg(feature = "catalog-local")]
+async fn local_catalog(settings: &Settings) -> anyhow::Result<(catalog::CatalogService, Hosted)> {
+    let db = open_database::<migrations::catalog::Migrator>(settings, "catalog", settings.database.catalog_url.as_ref()).await?;
+    let outbox = shared_kernel::outbox::Outbox::new("catalog");
+    let catalog_settings =
+        catalog::CatalogSettings { reservation_ttl: chrono::Duration::seconds(settings.catalog.reservation_ttl_secs as i64) };
+    let service = catalog::CatalogService::new(db.clone(), Arc::new(shared_kernel::SystemClock), outbox.clone(), catalog_settings);
+    Ok((service, Hosted { database: db, outbox }))
 }
 
 fn remote_client(settings: &Settings, name: &str, module: &ModuleSettings) -> anyhow::Result<shared_kernel::wire::RpcClient> {
@@ -160,17 +287,8 @@ fn remote_client(settings: &Settings, name: &str, module: &ModuleSettings) -> an
 }
 
 #[cfg(feature = "users-local")]
-async fn local_users(
-    settings: &Settings,
-) -> anyhow::Result<(users::UsersService, sea_orm::DatabaseConnection, shared_kernel::outbox::Outbox)> {
-    use migrations::MigratorTrait as _;
-    let target = settings.database_target(settings.database.users_url.as_ref());
-    let db = shared_kernel::db::connect_module("users", &target, settings.database.max_connections)
-        .await
-        .context("cannot open the users database")?;
-    if settings.database.migrate_on_start {
-        migrations::users::Migrator::up(&db, None).await.context("cannot migrate the users database")?;
-    }
+async fn local_users(settings: &Settings) -> anyhow::Result<(users::UsersService, Hosted)> {
+    let db = open_database::<migrations::users::Migrator>(settings, "users", settings.database.users_url.as_ref()).await?;
     let keys = match &settings.auth.keys_json {
         Some(json) => users::KeyRing::from_json(json.expose()).context("auth.keys_json")?,
         None => {
@@ -196,7 +314,7 @@ async fn local_users(
             .await
             .map_err(|error| anyhow::anyhow!("ADMIN_EMAIL/ADMIN_PASSWORD: {error}"))?;
     }
-    Ok((service, db, outbox))
+    Ok((service, Hosted { database: db, outbox }))
 }
 
 /// Token verification keys from the users contract: in process, or over its wire.
@@ -213,5 +331,27 @@ impl KeySource for ContractKeySource {
             tracing::error!(%error, "the published keys are not a JWKS");
             ApiError::Internal
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(mode: Option<ModuleMode>, url: Option<&str>) -> ModuleSettings {
+        ModuleSettings { mode, url: url.map(str::to_owned), ..ModuleSettings::default() }
+    }
+
+    #[test]
+    fn placement_follows_what_is_compiled_in_and_configured() {
+        // Unset: local if compiled in, else remote if reachable, else not deployed.
+        assert_eq!(mode_of("m", &module(None, None), true, true).unwrap(), ModuleMode::Local);
+        assert_eq!(mode_of("m", &module(None, Some("http://m")), false, true).unwrap(), ModuleMode::Remote);
+        assert_eq!(mode_of("m", &module(None, None), false, true).unwrap(), ModuleMode::NotDeployed);
+        assert_eq!(mode_of("m", &module(None, Some("http://m")), false, false).unwrap(), ModuleMode::NotDeployed);
+        // Asked for explicitly: it must be compiled in, else start-up fails loudly.
+        assert!(mode_of("m", &module(Some(ModuleMode::Local), None), false, true).is_err());
+        assert!(mode_of("m", &module(Some(ModuleMode::Remote), Some("http://m")), true, false).is_err());
+        assert_eq!(mode_of("m", &module(Some(ModuleMode::NotDeployed), None), true, true).unwrap(), ModuleMode::NotDeployed);
     }
 }

@@ -18,6 +18,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub modules: ModulesSettings,
+    pub catalog: CatalogSettings,
     pub events: EventSettings,
     pub log: LogSettings,
     /// From `ADMIN_EMAIL` and `ADMIN_PASSWORD` (not a file key: credentials stay out of files).
@@ -65,6 +66,8 @@ pub struct DatabaseSettings {
     pub url: Option<String>,
     /// The users module's own database URL, overriding `url`.
     pub users_url: Option<String>,
+    /// The catalog module's own database URL, overriding `url`.
+    pub catalog_url: Option<String>,
     /// Pool size per module.
     pub max_connections: u32,
     /// Apply pending migrations at start-up.
@@ -132,6 +135,23 @@ impl EventSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct ModulesSettings {
     pub users: ModuleSettings,
+    pub catalog: ModuleSettings,
+}
+
+/// The catalog module's own settings (where it runs locally).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogSettings {
+    /// A stock reservation not committed within this time is released.
+    pub reservation_ttl_secs: u64,
+    /// How often expired reservations are looked for.
+    pub reservation_sweep_secs: u64,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        Self { reservation_ttl_secs: 900, reservation_sweep_secs: 30 }
+    }
 }
 
 /// Where a module runs.
@@ -142,12 +162,16 @@ pub enum ModuleMode {
     Local,
     /// In another process, reached over HTTP at `url`.
     Remote,
+    /// Not reachable from this process: its operations answer 503. The default for a module that
+    /// is neither compiled in nor given a `url` (a module service does not need every module).
+    NotDeployed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModuleSettings {
-    /// Unset: local when compiled in, else remote.
+    /// Unset: local when compiled in, else remote when a `url` is set (and the remote adapter is
+    /// compiled in), else not deployed.
     pub mode: Option<ModuleMode>,
     /// The remote service's base URL (remote mode).
     pub url: Option<String>,
@@ -180,6 +204,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             auth: AuthSettings::default(),
             modules: ModulesSettings::default(),
+            catalog: CatalogSettings::default(),
             events: EventSettings::default(),
             log: LogSettings::default(),
             admin_bootstrap: None,
@@ -204,7 +229,7 @@ impl Default for ServerSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: None, users_url: None, max_connections: 10, migrate_on_start: true }
+        Self { url: None, users_url: None, catalog_url: None, max_connections: 10, migrate_on_start: true }
     }
 }
 
@@ -273,7 +298,7 @@ impl Settings {
                 "database.url must be a postgres:// URL (for SQLite set data_dir: each module gets its own file there)"
             );
         }
-        for (name, module) in [("users", &self.modules.users)] {
+        for (name, module) in [("users", &self.modules.users), ("catalog", &self.modules.catalog)] {
             if let Some(url) = &module.url {
                 anyhow::ensure!(
                     url.starts_with("http://"),
@@ -289,6 +314,8 @@ impl Settings {
             (60..=365 * 24 * 3600).contains(&self.auth.refresh_token_ttl_secs),
             "auth.refresh_token_ttl_secs must be between 60 and 31536000 (a year)"
         );
+        anyhow::ensure!(self.catalog.reservation_ttl_secs >= 1, "catalog.reservation_ttl_secs must be positive");
+        anyhow::ensure!(self.catalog.reservation_sweep_secs >= 1, "catalog.reservation_sweep_secs must be positive");
         anyhow::ensure!(
             (1..=900).contains(&self.auth.access_token_ttl_secs),
             "auth.access_token_ttl_secs must be between 1 and 900 (15 minutes)"

@@ -16,6 +16,13 @@ use utoipa::{Modify, OpenApi};
         crate::rest::users::list_users,
         crate::rest::users::deactivate_user,
         crate::rest::users::jwks,
+        crate::rest::catalog::list_products,
+        crate::rest::catalog::get_product,
+        crate::rest::catalog::create_product,
+        crate::rest::catalog::update_product,
+        crate::rest::catalog::set_stock,
+        crate::rest::catalog::list_categories,
+        crate::rest::catalog::create_category,
         crate::rest::admin::list_dead_letters,
         crate::rest::admin::get_dead_letter,
         crate::rest::admin::replay_dead_letter,
@@ -29,6 +36,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "users", description = "Accounts"),
         (name = "auth", description = "Tokens and keys"),
+        (name = "catalog", description = "Products, categories, stock"),
         (name = "events", description = "Dead letters of event consumers (admin)"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -78,6 +86,10 @@ mod tests {
             "/api/admin/dead-letters",
             "/api/admin/dead-letters/{id}",
             "/api/admin/dead-letters/{id}/replay",
+            "/api/catalog/products",
+            "/api/catalog/products/{id}",
+            "/api/catalog/products/{id}/stock",
+            "/api/catalog/categories",
         ] {
             assert!(document["paths"].get(path).is_some(), "{path} is missing");
         }

@@ -101,11 +101,11 @@ impl Application {
     pub async fn run_until(mut self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         use futures::FutureExt as _;
         let stop = stop.boxed().shared();
-        // Background work: one outbox relay per local module, stopped after the servers drain.
+        // Background work (outbox relays, sweeps), stopped after the servers drain.
         let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
-        let relays: Vec<_> = std::mem::take(&mut self.composition.relays)
+        let background: Vec<_> = std::mem::take(&mut self.composition.background)
             .into_iter()
-            .map(|relay| tokio::spawn(relay.run(background_stopped.clone())))
+            .map(|task| tokio::spawn(task(background_stopped.clone())))
             .collect();
         let internal = self.internal.map(|(listener, router, _)| {
             let stop = stop.clone();
@@ -121,8 +121,8 @@ impl Application {
             internal.await.context("the internal server task failed")?.context("the internal server failed")?;
         }
         let _ = stop_background.send(true);
-        for relay in relays {
-            let _ = relay.await;
+        for task in background {
+            let _ = task.await;
         }
         public
     }
@@ -133,6 +133,7 @@ impl Application {
 pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
     let state = AppState {
         users: composition.users.clone(),
+        catalog: composition.catalog.clone(),
         resolver: composition.resolver.clone(),
         trust_forwarded_for: settings.server.trust_forwarded_for,
         bus: composition.bus.clone(),
@@ -142,6 +143,7 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
     let metrics = telemetry::metrics_handle();
     let router = Router::new()
         .merge(rest::users::routes())
+        .merge(rest::catalog::routes())
         .merge(rest::admin::routes())
         .with_state(state)
         .route("/health/live", get(health::live))

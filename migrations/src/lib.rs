@@ -3,6 +3,7 @@
 //! **Architecture Invariant:** a migration touches only its own module's tables. No foreign key
 //! ever points into another module's database.
 
+pub mod catalog;
 pub mod event_tables;
 pub mod users;
 
@@ -10,4 +11,4 @@ pub use sea_orm_migration::MigratorTrait;
 pub use sea_orm_migration::sea_orm;
 
 /// The modules that own a database, in the order `cleave migrate` applies them.
-pub const MODULES: &[&str] = &["users"];
+pub const MODULES: &[&str] = &["users", "catalog"];

@@ -42,6 +42,25 @@ macro_rules! contract {
             )*
         }
 
+        /// The adapter for a process that has this module neither in it nor within reach: every
+        /// operation answers 503, so the rest of the process works and says what is missing.
+        pub mod not_deployed {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[derive(Debug, Clone, Copy, Default)]
+            pub struct NotDeployed;
+
+            #[$crate::__private::async_trait]
+            impl $trait_name for NotDeployed {
+                $(
+                    async fn $op(&self, _caller: &$crate::Caller $(, _: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError> {
+                        Err($crate::ApiError::unavailable(concat!("the ", $module, " module is not deployed with this service"), 30))
+                    }
+                )*
+            }
+        }
+
         /// Both ends of this contract's HTTP wire, generated from the trait.
         #[cfg(feature = "http")]
         pub mod http_wire {

@@ -70,6 +70,18 @@ define_id!(
     /// A user account's id (owned by the users module, referred to by every other module).
     UserId
 );
+define_id!(
+    /// A catalog category.
+    CategoryId
+);
+define_id!(
+    /// A catalog product.
+    ProductId
+);
+define_id!(
+    /// An order (owned by orders; catalog reservations and payments are keyed by it).
+    OrderId
+);
 
 #[cfg(test)]
 mod tests {

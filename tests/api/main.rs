@@ -3,6 +3,7 @@
 
 mod architecture;
 mod auth;
+mod catalog;
 mod edge;
 mod events;
 mod operations;

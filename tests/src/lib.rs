@@ -182,8 +182,12 @@ impl TestApp {
                 let mut gateway_settings = base_settings(&self.temp.path().join("gateway"));
                 gateway_settings.server.service_name = "gateway".into();
                 gateway_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+                // The backend process hosts every module; the gateway reaches them all remotely.
+                let internal = internal.expect("the backend process has an internal listener");
                 gateway_settings.modules.users.mode = Some(ModuleMode::Remote);
-                gateway_settings.modules.users.url = Some(internal.expect("the users service has an internal listener"));
+                gateway_settings.modules.users.url = Some(internal.clone());
+                gateway_settings.modules.catalog.mode = Some(ModuleMode::Remote);
+                gateway_settings.modules.catalog.url = Some(internal);
                 let (gateway, address, _) = Server::start(gateway_settings, None).await.expect("the gateway starts");
                 self.gateway = Some(gateway);
                 address

@@ -2,6 +2,7 @@
 //! handlers serve whether a module is local or remote.
 
 pub mod admin;
+pub mod catalog;
 pub mod users;
 
 use crate::edge::HasCallerResolver;
@@ -16,6 +17,7 @@ use users_contract::UsersApi;
 #[derive(Clone)]
 pub struct AppState {
     pub users: Arc<dyn UsersApi>,
+    pub catalog: Arc<dyn catalog_contract::CatalogApi>,
     pub resolver: Arc<dyn CallerResolver>,
     pub trust_forwarded_for: bool,
     pub bus: Arc<dyn shared_kernel::events::EventBus>,

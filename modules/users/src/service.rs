@@ -371,23 +371,7 @@ fn view(model: &users::Model) -> UserView {
 
 /// A database failure: 503 when the database cannot be reached, else a logged 500.
 fn db_error(error: DbErr) -> ApiError {
-    use sea_orm::{RuntimeErr, sqlx};
-    let connection_lost = |runtime: &RuntimeErr| matches!(runtime, RuntimeErr::SqlxError(inner) if matches!(inner.as_ref(), sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed));
-    let unreachable = match &error {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Query(runtime) | DbErr::Exec(runtime) => connection_lost(runtime),
-        _ => false,
-    };
-    match error {
-        error if unreachable => {
-            tracing::error!(%error, "the users database is unreachable");
-            ApiError::unavailable("the users database is unavailable", 1)
-        }
-        other => {
-            tracing::error!(error = %other, "users database error");
-            ApiError::Internal
-        }
-    }
+    shared_kernel::db::api_error("users", error)
 }
 
 /// The users module is the source of its own verification keys in process.

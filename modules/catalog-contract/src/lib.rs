@@ -1,0 +1,210 @@
+//! The catalog module's contract. **API Boundary**: other modules, the edge and remote callers
+//! see the catalog only through what is here.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+pub use shared_kernel::{ApiError, Caller, CategoryId, Money, OrderId, Page, PageRequest, ProductId};
+
+/// `POST /api/catalog/categories`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCategory {
+    #[schema(example = "Books")]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CategoryView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: CategoryId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /api/catalog/products`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    /// Unique across the catalog (compared case-insensitively).
+    #[schema(example = "BK-0001")]
+    pub sku: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub price: Money,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub category_id: Option<CategoryId>,
+    /// Initial stock on hand (default 0).
+    #[serde(default)]
+    pub stock_on_hand: i64,
+}
+
+/// `PATCH /api/catalog/products/{id}`: only the fields present change. `version` must be the
+/// product's current version (optimistic concurrency): a stale one is 409.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatch {
+    pub version: i32,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub price: Option<Money>,
+    /// `null` removes the category; absent leaves it.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub category_id: Option<Option<CategoryId>>,
+}
+
+/// `PUT /api/catalog/products/{id}/stock`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetStock {
+    pub on_hand: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProductView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub price: Money,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub category_id: Option<CategoryId>,
+    /// On hand minus reserved: what can be ordered now.
+    pub stock_available: i64,
+    pub stock_on_hand: i64,
+    pub stock_reserved: i64,
+    pub version: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A product search: `GET /api/catalog/products?category&q&limit&cursor`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProductQuery {
+    pub category: Option<CategoryId>,
+    /// Case-insensitive text in the name, SKU or description.
+    pub q: Option<String>,
+    pub page: PageRequest,
+}
+
+/// One line to reserve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReserveLine {
+    #[schema(value_type = String, format = Uuid)]
+    pub product_id: ProductId,
+    pub quantity: u32,
+}
+
+/// A line as reserved, with the unit price at reservation time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReservedLine {
+    #[schema(value_type = String, format = Uuid)]
+    pub product_id: ProductId,
+    pub quantity: u32,
+    pub unit_price: Money,
+}
+
+/// Where a reservation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationStatus {
+    Reserved,
+    Committed,
+    Released,
+}
+
+/// The stock held for one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Reservation {
+    #[schema(value_type = String, format = Uuid)]
+    pub order_id: OrderId,
+    pub status: ReservationStatus,
+    pub lines: Vec<ReservedLine>,
+    pub expires_at: DateTime<Utc>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &Option<Option<T>>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(deserializer).map(Some)
+    }
+}
+
+shared_kernel::contract! {
+    /// What the catalog offers to the edge and to other modules.
+    ///
+    /// # Errors
+    /// The contract's [`ApiError`]: 401/403 for admin operations without an admin; 404 for an
+    /// unknown product or category; 409 for a duplicate SKU or category name, a stale
+    /// `version`, or stock that cannot be reserved; 422 for invalid input.
+    pub trait CatalogApi as "catalog" {
+        /// Every category, by name. Public.
+        fn list_categories(page: PageRequest) -> Page<CategoryView>;
+        /// Admin. 409 for a name already used (case-insensitive).
+        fn create_category(input: NewCategory) -> CategoryView;
+        /// Products, newest last, filtered by category and text. Public.
+        fn list_products(query: ProductQuery) -> Page<ProductView>;
+        /// One product. Public.
+        fn get_product(id: ProductId) -> ProductView;
+        /// Many products at once, in no particular order; unknown ids are left out. For other
+        /// modules (orders reads prices, GraphQL batches).
+        fn get_products(ids: Vec<ProductId>) -> Vec<ProductView>;
+        /// Admin. 409 for a duplicate SKU; 404 for an unknown category.
+        fn create_product(input: NewProduct) -> ProductView;
+        /// Admin. 409 when `patch.version` is not the current version.
+        fn update_product(id: ProductId, patch: ProductPatch) -> ProductView;
+        /// Admin. Sets stock on hand; 409 below what is reserved now.
+        fn set_stock(id: ProductId, stock: SetStock) -> ProductView;
+        /// Reserves every line or none (409 naming the first line short of stock). Idempotent per
+        /// order: asking again returns the same reservation and holds nothing more. A service or
+        /// an admin.
+        fn reserve(order_id: OrderId, lines: Vec<ReserveLine>) -> Reservation;
+        /// Gives a reservation's stock back. Idempotent; nothing happens for an unknown order or a
+        /// committed reservation.
+        fn release(order_id: OrderId) -> ();
+        /// Turns a reservation into a sale: stock on hand goes down. Idempotent. 409 for a released
+        /// (or expired) reservation, 404 for none.
+        fn commit(order_id: OrderId) -> ();
+    }
+}
+
+/// The catalog's integration events.
+pub mod events {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Serialize};
+    use shared_kernel::events::IntegrationEvent;
+    use shared_kernel::{Money, ProductId};
+
+    /// A product was created or its name or price changed (read models keep names current).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ProductChangedV1 {
+        pub product_id: ProductId,
+        pub sku: String,
+        pub name: String,
+        pub price: Money,
+        pub version: i32,
+        pub changed_at: DateTime<Utc>,
+    }
+
+    impl IntegrationEvent for ProductChangedV1 {
+        const TYPE: &'static str = "catalog.product_changed.v1";
+        const VERSION: u32 = 1;
+        fn aggregate_id(&self) -> String {
+            self.product_id.to_string()
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! The catalog's use cases, behind [`CatalogApi`].
+
+use crate::domain::{self, Checks};
+use crate::entities::{categories, products, reservations};
+use catalog_contract::events::ProductChangedV1;
+use catalog_contract::{
+    CatalogApi, CategoryView, NewCategory, NewProduct, ProductPatch, ProductQuery, ProductView, Reservation, ReservationStatus,
+    ReserveLine, ReservedLine, SetStock,
+};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait as _, LikeExpr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    SqlErr, TransactionTrait,
+};
+use shared_kernel::outbox::{Outbox, UnitOfWork};
+use shared_kernel::{ApiError, Caller, CategoryId, Clock, Money, OrderId, Page, PageRequest, ProductId};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+const RESERVED: &str = "reserved";
+const COMMITTED: &str = "committed";
+const RELEASED: &str = "released";
+
+/// How the catalog holds stock for orders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogSettings {
+    /// A reservation not committed within this time is released (the last line of defence when
+    /// an order never finishes).
+    pub reservation_ttl: chrono::Duration,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        Self { reservation_ttl: chrono::Duration::minutes(15) }
+    }
+}
+
+/// The catalog module. Cheap to clone.
+#[derive(Clone)]
+pub struct CatalogService {
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+    outbox: Outbox,
+    settings: CatalogSettings,
+}
+
+impl std::fmt::Debug for CatalogService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogService").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl CatalogService {
+    /// `db` must be the catalog's own database, already migrated.
+    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>, outbox: Outbox, settings: CatalogSettings) -> Self {
+        Self { db, clock, outbox, settings }
+    }
+
+    /// Whether this module's database answers.
+    pub async fn ping(&self) -> bool {
+        self.db.ping().await.is_ok()
+    }
+
+    /// Releases reservations past their time; returns how many orders' reservations it released.
+    ///
+    /// # Errors
+    /// The database is unavailable.
+    #[tracing::instrument(skip_all)]
+    pub async fn expire_reservations(&self) -> Result<usize, ApiError> {
+        let now = self.clock.now();
+        let expired: Vec<uuid::Uuid> = reservations::Entity::find()
+            .select_only()
+            .column(reservations::Column::OrderId)
+            .distinct()
+            .filter(reservations::Column::Status.eq(RESERVED))
+            .filter(reservations::Column::ExpiresAt.lt(now))
+            .limit(100)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        for order in &expired {
+            self.release_order(OrderId::from_uuid(*order)).await?;
+            tracing::info!(order_id = %order, "released an expired reservation");
+        }
+        Ok(expired.len())
+    }
+
+    async fn load_product(&self, id: ProductId) -> Result<products::Model, ApiError> {
+        products::Entity::find_by_id(id.as_uuid())
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| ApiError::not_found("product not found"))
+    }
+
+    async fn category_exists(&self, id: CategoryId) -> Result<bool, ApiError> {
+        Ok(categories::Entity::find_by_id(id.as_uuid()).one(&self.db).await.map_err(db_error)?.is_some())
+    }
+
+    async fn reservation_of(&self, order_id: OrderId) -> Result<Option<Reservation>, ApiError> {
+        let rows = reservations::Entity::find()
+            .filter(reservations::Column::OrderId.eq(order_id.as_uuid()))
+            .order_by_asc(reservations::Column::ProductId)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let status = match first.status.as_str() {
+            RESERVED => ReservationStatus::Reserved,
+            COMMITTED => ReservationStatus::Committed,
+            _ => ReservationStatus::Released,
+        };
+        Ok(Some(Reservation {
+            order_id,
+            status,
+            expires_at: first.expires_at,
+            lines: rows
+                .iter()
+                .map(|row| ReservedLine {
+                    product_id: ProductId::from_uuid(row.product_id),
+                    quantity: u32::try_from(row.quantity).unwrap_or(u32::MAX),
+                    unit_price: Money::new(row.unit_price_amount, domain::currency(&row.unit_price_currency)),
+                })
+                .collect(),
+        }))
+    }
+
+    /// Moves an order's reserved rows to `to` and returns them: the status change comes first,
+    /// so the transaction takes its write lock at once and a second caller finds nothing to move.
+    async fn move_reservation(
+        connection: &impl ConnectionTrait,
+        order_id: OrderId,
+        to: &str,
+        now: DateTime<Utc>,
+        unexpired_only: bool,
+    ) -> Result<Vec<reservations::Model>, DbErr> {
+        let mut update = reservations::Entity::update_many()
+            .col_expr(reservations::Column::Status, Expr::value(to))
+            .filter(reservations::Column::OrderId.eq(order_id.as_uuid()))
+            .filter(reservations::Column::Status.eq(RESERVED));
+        if unexpired_only {
+            update = update.filter(reservations::Column::ExpiresAt.gt(now));
+        }
+        update.exec_with_returning(connection).await
+    }
+
+    async fn release_order(&self, order_id: OrderId) -> Result<(), ApiError> {
+        let transaction = self.db.begin().await.map_err(db_error)?;
+        let moved = Self::move_reservation(&transaction, order_id, RELEASED, self.clock.now(), false).await.map_err(db_error)?;
+        for row in sorted(moved) {
+            products::Entity::update_many()
+                .col_expr(products::Column::Reserved, Expr::col(products::Column::Reserved).sub(row.quantity))
+                .filter(products::Column::Id.eq(row.product_id))
+                .exec(&transaction)
+                .await
+                .map_err(db_error)?;
+        }
+        transaction.commit().await.map_err(db_error)
+    }
+
+    async fn publish_changed(unit: &mut UnitOfWork, product: &products::Model, now: DateTime<Utc>) -> Result<(), ApiError> {
+        let event = ProductChangedV1 {
+            product_id: ProductId::from_uuid(product.id),
+            sku: product.sku.clone(),
+            name: product.name.clone(),
+            price: Money::new(product.price_amount, domain::currency(&product.price_currency)),
+            version: product.version,
+            changed_at: now,
+        };
+        unit.publish(&event, now, shared_kernel::current_request_context().as_ref()).await.map_err(db_error)?;
+        Ok(())
+    }
+}
+
+/// Rows in product-id order: every transaction locks products in the same order, so two
+/// reservations can never deadlock each other.
+fn sorted(mut rows: Vec<reservations::Model>) -> Vec<reservations::Model> {
+    rows.sort_by_key(|row| row.product_id);
+    rows
+}
+
+/// Reserving, releasing and committing stock: the orders module (a service) or an admin.
+fn require_service_or_admin(caller: &Caller) -> Result<(), ApiError> {
+    match caller {
+        Caller::Service(_) => Ok(()),
+        _ => caller.require_admin().map(|_| ()),
+    }
+}
+
+#[async_trait::async_trait]
+impl CatalogApi for CatalogService {
+    async fn list_categories(&self, _caller: &Caller, page: PageRequest) -> Result<Page<CategoryView>, ApiError> {
+        let mut query = categories::Entity::find().order_by_asc(categories::Column::NameKey).limit(u64::from(page.limit()) + 1);
+        if let Some(after) = page.after_key()? {
+            query = query.filter(categories::Column::NameKey.gt(after));
+        }
+        let rows = query.all(&self.db).await.map_err(db_error)?;
+        Ok(Page::from_overfetched(rows, page.limit(), |row| row.name_key.clone()).map(|row| category_view(&row)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_category(&self, caller: &Caller, input: NewCategory) -> Result<CategoryView, ApiError> {
+        caller.require_admin()?;
+        let name = domain::text("name", &input.name, 100, true).map_err(|e| ApiError::invalid(vec![e.into()]))?;
+        let row = categories::ActiveModel {
+            id: Set(CategoryId::new().as_uuid()),
+            name_key: Set(name.to_lowercase()),
+            name: Set(name),
+            created_at: Set(self.clock.now()),
+        };
+        match row.insert(&self.db).await {
+            Ok(created) => Ok(category_view(&created)),
+            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Err(ApiError::conflict("a category with this name exists"))
+            }
+            Err(error) => Err(db_error(error)),
+        }
+    }
+
+    async fn list_products(&self, _caller: &Caller, query: ProductQuery) -> Result<Page<ProductView>, ApiError> {
+        let page = &query.page;
+        let mut select = products::Entity::find().order_by_asc(products::Column::Id).limit(u64::from(page.limit()) + 1);
+        if let Some(category) = query.category {
+            select = select.filter(products::Column::CategoryId.eq(category.as_uuid()));
+        }
+        if let Some(text) = query.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            select = select.filter(Expr::col(products::Column::SearchText).like(LikeExpr::new(format!("%{escaped}%")).escape('\\')));
+        }
+        if let Some(after) = page.after_key()? {
+            let after = uuid::Uuid::parse_str(&after).map_err(|_| ApiError::invalid_field("cursor", "is not a cursor this API issued"))?;
+            select = select.filter(products::Column::Id.gt(after));
+        }
+        let rows = select.all(&self.db).await.map_err(db_error)?;
+        Ok(Page::from_overfetched(rows, page.limit(), |row| row.id.to_string()).map(|row| product_view(&row)))
+    }
+
+    async fn get_product(&self, _caller: &Caller, id: ProductId) -> Result<ProductView, ApiError> {
+        self.load_product(id).await.map(|row| product_view(&row))
+    }
+
+    async fn get_products(&self, _caller: &Caller, ids: Vec<ProductId>) -> Result<Vec<ProductView>, ApiError> {
+        if ids.len() > 1000 {
+            return Err(ApiError::invalid_field("ids", "at most 1000 at once"));
+        }
+        let unique: BTreeSet<uuid::Uuid> = ids.iter().map(ProductId::as_uuid).collect();
+        if unique.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = products::Entity::find().filter(products::Column::Id.is_in(unique)).all(&self.db).await.map_err(db_error)?;
+        Ok(rows.iter().map(product_view).collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_product(&self, caller: &Caller, input: NewProduct) -> Result<ProductView, ApiError> {
+        caller.require_admin()?;
+        let mut checks = Checks::default();
+        let sku = checks.check(domain::sku(&input.sku));
+        let name = checks.check(domain::text("name", &input.name, 200, true));
+        let description = checks.check(domain::text("description", &input.description, 5000, false));
+        let price = checks.check(domain::price(input.price));
+        let on_hand = checks.check(domain::stock("stock_on_hand", input.stock_on_hand));
+        let (Some(sku), Some(name), Some(description), Some(price), Some(on_hand)) = (sku, name, description, price, on_hand) else {
+            return Err(ApiError::invalid(checks.0.into_iter().map(Into::into).collect()));
+        };
+        if let Some(category) = input.category_id
+            && !self.category_exists(category).await?
+        {
+            return Err(ApiError::invalid_field("category_id", "no such category"));
+        }
+        let now = self.clock.now();
+        let row = products::ActiveModel {
+            id: Set(ProductId::new().as_uuid()),
+            sku_key: Set(sku.to_lowercase()),
+            search_text: Set(domain::search_text(&sku, &name, &description)),
+            sku: Set(sku),
+            name: Set(name),
+            description: Set(description),
+            price_amount: Set(price.amount()),
+            price_currency: Set(price.currency().to_string()),
+            category_id: Set(input.category_id.map(|c| c.as_uuid())),
+            on_hand: Set(on_hand),
+            reserved: Set(0),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        let mut unit = UnitOfWork::begin(&self.db, &self.outbox).await.map_err(db_error)?;
+        let created = match row.insert(&*unit).await {
+            Ok(created) => created,
+            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Err(ApiError::conflict("a product with this SKU exists"));
+            }
+            Err(error) => return Err(db_error(error)),
+        };
+        Self::publish_changed(&mut unit, &created, now).await?;
+        unit.commit().await.map_err(db_error)?;
+        tracing::info!(product_id = %created.id, "created a product");
+        Ok(product_view(&created))
+    }
+
+    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    async fn update_product(&self, caller: &Caller, id: ProductId, patch: ProductPatch) -> Result<ProductView, ApiError> {
+        caller.require_admin()?;
+        let current = self.load_product(id).await?;
+        let mut checks = Checks::default();
+        let name = patch.name.as_deref().map(|n| checks.check(domain::text("name", n, 200, true)));
+        let description = patch.description.as_deref().map(|d| checks.check(domain::text("description", d, 5000, false)));
+        let price = patch.price.map(|p| checks.check(domain::price(p)));
+        if !checks.0.is_empty() {
+            return Err(ApiError::invalid(checks.0.into_iter().map(Into::into).collect()));
+        }
+        if let Some(Some(category)) = patch.category_id
+            && !self.category_exists(category).await?
+        {
+            return Err(ApiError::invalid_field("category_id", "no such category"));
+        }
+        let name = name.flatten().unwrap_or_else(|| current.name.clone());
+        let description = description.flatten().unwrap_or_else(|| current.description.clone());
+        let price = price.flatten().unwrap_or_else(|| Money::new(current.price_amount, domain::currency(&current.price_currency)));
+        let category = match patch.category_id {
+            Some(category) => category.map(|c| c.as_uuid()),
+            None => current.category_id,
+        };
+        let now = self.clock.now();
+        let mut unit = UnitOfWork::begin(&self.db, &self.outbox).await.map_err(db_error)?;
+        // The version check is in the WHERE: a concurrent edit makes this match nothing.
+        let updated = products::Entity::update_many()
+            .col_expr(products::Column::Name, Expr::value(name.clone()))
+            .col_expr(products::Column::Description, Expr::value(description.clone()))
+            .col_expr(products::Column::SearchText, Expr::value(domain::search_text(&current.sku, &name, &description)))
+            .col_expr(products::Column::PriceAmount, Expr::value(price.amount()))
+            .col_expr(products::Column::PriceCurrency, Expr::value(price.currency().to_string()))
+            .col_expr(products::Column::CategoryId, Expr::value(category))
+            .col_expr(products::Column::Version, Expr::value(patch.version + 1))
+            .col_expr(products::Column::UpdatedAt, Expr::value(now))
+            .filter(products::Column::Id.eq(id.as_uuid()))
+            .filter(products::Column::Version.eq(patch.version))
+            .exec_with_returning(&*unit)
+            .await
+            .map_err(db_error)?;
+        let Some(product) = updated.into_iter().next() else {
+            return Err(ApiError::conflict(format!("the product changed meanwhile: the current version is {}", current.version)));
+        };
+        Self::publish_changed(&mut unit, &product, now).await?;
+        unit.commit().await.map_err(db_error)?;
+        Ok(product_view(&product))
+    }
+
+    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    async fn set_stock(&self, caller: &Caller, id: ProductId, stock: SetStock) -> Result<ProductView, ApiError> {
+        caller.require_admin()?;
+        let on_hand = domain::stock("on_hand", stock.on_hand).map_err(|e| ApiError::invalid(vec![e.into()]))?;
+        let updated = products::Entity::update_many()
+            .col_expr(products::Column::OnHand, Expr::value(on_hand))
+            .col_expr(products::Column::UpdatedAt, Expr::value(self.clock.now()))
+            .filter(products::Column::Id.eq(id.as_uuid()))
+            .filter(products::Column::Reserved.lte(on_hand))
+            .exec_with_returning(&self.db)
+            .await
+            .map_err(db_error)?;
+        match updated.into_iter().next() {
+            Some(product) => Ok(product_view(&product)),
+            None => {
+                let current = self.load_product(id).await?;
+                Err(ApiError::conflict(format!("{} units are reserved for orders: stock on hand cannot go below that", current.reserved)))
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %order_id))]
+    async fn reserve(&self, caller: &Caller, order_id: OrderId, lines: Vec<ReserveLine>) -> Result<Reservation, ApiError> {
+        require_service_or_admin(caller)?;
+        if lines.is_empty() || lines.len() > domain::MAX_LINES {
+            return Err(ApiError::invalid_field("lines", format!("must hold 1 to {} lines", domain::MAX_LINES)));
+        }
+        if lines.iter().any(|l| l.quantity == 0 || l.quantity > domain::MAX_QUANTITY) {
+            return Err(ApiError::invalid_field("quantity", format!("must be between 1 and {}", domain::MAX_QUANTITY)));
+        }
+        let ids: BTreeSet<uuid::Uuid> = lines.iter().map(|l| l.product_id.as_uuid()).collect();
+        if ids.len() != lines.len() {
+            return Err(ApiError::invalid_field("lines", "each product may appear once"));
+        }
+        if let Some(existing) = self.reservation_of(order_id).await? {
+            return Ok(existing);
+        }
+        let products = products::Entity::find().filter(products::Column::Id.is_in(ids.clone())).all(&self.db).await.map_err(db_error)?;
+        if products.len() != ids.len() {
+            return Err(ApiError::not_found("a product in the order does not exist"));
+        }
+        let now = self.clock.now();
+        let expires_at = now + self.settings.reservation_ttl;
+        let mut sorted_lines = lines.clone();
+        sorted_lines.sort_by_key(|l| l.product_id);
+        let transaction = self.db.begin().await.map_err(db_error)?;
+        // The rows of this order go in first: on SQLite that takes the write lock at once, and
+        // a concurrent reserve for the same order fails on the primary key instead of holding
+        // stock twice.
+        for line in &sorted_lines {
+            let product = products.iter().find(|p| p.id == line.product_id.as_uuid()).ok_or(ApiError::Internal)?;
+            let row = reservations::ActiveModel {
+                order_id: Set(order_id.as_uuid()),
+                product_id: Set(product.id),
+                quantity: Set(i64::from(line.quantity)),
+                unit_price_amount: Set(product.price_amount),
+                unit_price_currency: Set(product.price_currency.clone()),
+                status: Set(RESERVED.to_owned()),
+                expires_at: Set(expires_at),
+                created_at: Set(now),
+            };
+            if let Err(error) = row.insert(&transaction).await {
+                transaction.rollback().await.map_err(db_error)?;
+                if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+                    return self
+                        .reservation_of(order_id)
+                        .await?
+                        .ok_or_else(|| ApiError::conflict("the reservation is being made; try again"));
+                }
+                return Err(db_error(error));
+            }
+        }
+        for line in &sorted_lines {
+            let quantity = i64::from(line.quantity);
+            let held = products::Entity::update_many()
+                .col_expr(products::Column::Reserved, Expr::col(products::Column::Reserved).add(quantity))
+                .filter(products::Column::Id.eq(line.product_id.as_uuid()))
+                .filter(Expr::col(products::Column::OnHand).sub(Expr::col(products::Column::Reserved)).gte(quantity))
+                .exec(&transaction)
+                .await
+                .map_err(db_error)?;
+            if held.rows_affected != 1 {
+                transaction.rollback().await.map_err(db_error)?;
+                return Err(ApiError::conflict(format!("not enough stock of product {}", line.product_id)));
+            }
+        }
+        transaction.commit().await.map_err(db_error)?;
+        tracing::info!(lines = lines.len(), "reserved stock");
+        self.reservation_of(order_id).await?.ok_or(ApiError::Internal)
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %order_id))]
+    async fn release(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
+        require_service_or_admin(caller)?;
+        self.release_order(order_id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %order_id))]
+    async fn commit(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
+        require_service_or_admin(caller)?;
+        let transaction = self.db.begin().await.map_err(db_error)?;
+        let moved = Self::move_reservation(&transaction, order_id, COMMITTED, self.clock.now(), true).await.map_err(db_error)?;
+        if moved.is_empty() {
+            transaction.rollback().await.map_err(db_error)?;
+            return match self.reservation_of(order_id).await? {
+                Some(reservation) if reservation.status == ReservationStatus::Committed => Ok(()),
+                Some(_) => Err(ApiError::conflict("the reservation was released or has expired")),
+                None => Err(ApiError::not_found("no reservation for this order")),
+            };
+        }
+        for row in sorted(moved) {
+            products::Entity::update_many()
+                .col_expr(products::Column::OnHand, Expr::col(products::Column::OnHand).sub(row.quantity))
+                .col_expr(products::Column::Reserved, Expr::col(products::Column::Reserved).sub(row.quantity))
+                .filter(products::Column::Id.eq(row.product_id))
+                .exec(&transaction)
+                .await
+                .map_err(db_error)?;
+        }
+        transaction.commit().await.map_err(db_error)
+    }
+}
+
+fn category_view(row: &categories::Model) -> CategoryView {
+    CategoryView { id: CategoryId::from_uuid(row.id), name: row.name.clone(), created_at: row.created_at }
+}
+
+fn product_view(row: &products::Model) -> ProductView {
+    ProductView {
+        id: ProductId::from_uuid(row.id),
+        sku: row.sku.clone(),
+        name: row.name.clone(),
+        description: row.description.clone(),
+        price: Money::new(row.price_amount, domain::currency(&row.price_currency)),
+        category_id: row.category_id.map(CategoryId::from_uuid),
+        stock_available: row.on_hand - row.reserved,
+        stock_on_hand: row.on_hand,
+        stock_reserved: row.reserved,
+        version: row.version,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+/// A database failure: 503 when the database cannot be reached, else a logged 500.
+fn db_error(error: DbErr) -> ApiError {
+    shared_kernel::db::api_error("catalog", error)
+}

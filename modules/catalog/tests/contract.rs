@@ -1,0 +1,340 @@
+//! The catalog contract suite: one set of assertions, run in process and over the HTTP pair
+//! (generated router + client) on SQLite, and in process on PostgreSQL.
+
+use catalog::{CatalogService, CatalogSettings};
+use catalog_contract::{
+    CatalogApi, NewCategory, NewProduct, ProductPatch, ProductQuery, ReservationStatus, ReserveLine, SetStock, http_wire,
+};
+use migrations::MigratorTrait as _;
+use shared_kernel::db::{DatabaseTarget, connect_module};
+use shared_kernel::wire::{CallerResolver, RpcClient, RpcClientConfig};
+use shared_kernel::{
+    ApiError, AuthenticatedUser, Caller, CategoryId, Currency, ManualClock, Money, OrderId, PageRequest, ProductId, Role, Secret,
+    ServiceIdentity, UserId,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Harness {
+    api: Arc<dyn CatalogApi>,
+    service: CatalogService,
+    clock: Arc<ManualClock>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Tests stand in for token verification: `Bearer <role>:<user id>`; a service name header is
+/// a service. (Real verification is the users suite's and the black-box suites' business.)
+struct TestResolver;
+
+#[async_trait::async_trait]
+impl CallerResolver for TestResolver {
+    async fn resolve(&self, headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
+        if let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            let token = value.trim_start_matches("Bearer ");
+            let (role, id) = token.split_once(':').ok_or_else(|| ApiError::unauthenticated("bad test token"))?;
+            return Ok(user(Role::parse(role).unwrap_or(Role::Customer), UserId::parse(id)?));
+        }
+        if let Some(name) = headers.get(shared_kernel::wire::SERVICE_NAME_HEADER).and_then(|v| v.to_str().ok()) {
+            return Ok(Caller::Service(ServiceIdentity { name: name.to_owned() }));
+        }
+        Ok(Caller::Anonymous)
+    }
+}
+
+fn user(role: Role, id: UserId) -> Caller {
+    let roles = if role == Role::Admin { vec![Role::Customer, Role::Admin] } else { vec![Role::Customer] };
+    Caller::User(AuthenticatedUser { id, roles, token: Secret::new(format!("{}:{id}", role.as_str())) })
+}
+
+fn admin() -> Caller {
+    user(Role::Admin, UserId::new())
+}
+
+fn customer() -> Caller {
+    user(Role::Customer, UserId::new())
+}
+
+fn orders_service() -> Caller {
+    Caller::Service(ServiceIdentity { name: "orders".into() })
+}
+
+async fn service_on(target: DatabaseTarget, clock: Arc<ManualClock>) -> CatalogService {
+    let db = connect_module("catalog", &target, 10).await.expect("connect");
+    migrations::catalog::Migrator::up(&db, None).await.expect("migrate");
+    CatalogService::new(db, clock, shared_kernel::outbox::Outbox::new("catalog"), CatalogSettings::default())
+}
+
+impl Harness {
+    async fn sqlite() -> (CatalogService, Arc<ManualClock>, tempfile::TempDir) {
+        let temp = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        (service_on(DatabaseTarget::SqliteDir(temp.path().to_owned()), clock.clone()).await, clock, temp)
+    }
+
+    fn in_process(service: CatalogService, clock: Arc<ManualClock>, temp: Option<tempfile::TempDir>) -> Self {
+        Self { api: Arc::new(service.clone()), service, clock, _temp: temp }
+    }
+
+    async fn over_http(service: CatalogService, clock: Arc<ManualClock>, temp: Option<tempfile::TempDir>) -> Self {
+        let router = http_wire::router(Arc::new(service.clone()), Arc::new(TestResolver));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let client = RpcClient::new(RpcClientConfig {
+            base_url: format!("http://{addr}"),
+            timeout: Duration::from_secs(20),
+            service_name: "contract-tests".into(),
+            service_token: None,
+        })
+        .unwrap();
+        Self { api: Arc::new(http_wire::Client::new(client)), service, clock, _temp: temp }
+    }
+
+    async fn product(&self, sku: &str, price: i64, on_hand: i64, category: Option<CategoryId>) -> catalog_contract::ProductView {
+        let input = NewProduct {
+            sku: sku.into(),
+            name: format!("Product {sku}"),
+            description: format!("About {sku}"),
+            price: Money::new(price, Currency::EUR),
+            category_id: category,
+            stock_on_hand: on_hand,
+        };
+        self.api.create_product(&admin(), input).await.unwrap()
+    }
+}
+
+fn status<T: std::fmt::Debug>(result: Result<T, ApiError>) -> u16 {
+    result.expect_err("expected an error").status()
+}
+
+fn query(category: Option<CategoryId>, q: Option<&str>, limit: u32) -> ProductQuery {
+    ProductQuery { category, q: q.map(str::to_owned), page: PageRequest::new(Some(limit), None).unwrap() }
+}
+
+async fn categories_are_admin_made_unique_and_listed_by_name(h: Harness) {
+    let books = h.api.create_category(&admin(), NewCategory { name: "Books".into() }).await.unwrap();
+    h.api.create_category(&admin(), NewCategory { name: "Art".into() }).await.unwrap();
+    assert_eq!(status(h.api.create_category(&admin(), NewCategory { name: "BOOKS".into() }).await), 409);
+    assert_eq!(status(h.api.create_category(&customer(), NewCategory { name: "Toys".into() }).await), 403);
+    assert_eq!(status(h.api.create_category(&Caller::Anonymous, NewCategory { name: "Toys".into() }).await), 401);
+    assert_eq!(status(h.api.create_category(&admin(), NewCategory { name: " ".into() }).await), 422);
+    let first = h.api.list_categories(&Caller::Anonymous, PageRequest::new(Some(1), None).unwrap()).await.unwrap();
+    assert_eq!(first.items[0].name, "Art");
+    let second = h.api.list_categories(&Caller::Anonymous, PageRequest::new(Some(1), first.next_cursor).unwrap()).await.unwrap();
+    assert_eq!(second.items, vec![books]);
+    assert!(second.next_cursor.is_none());
+}
+
+async fn products_are_validated_unique_by_sku_and_found_by_category_and_text(h: Harness) {
+    let books = h.api.create_category(&admin(), NewCategory { name: "Books".into() }).await.unwrap();
+    let rust = h.product("BK-RUST", 3999, 5, Some(books.id)).await;
+    h.product("BK-GO", 2999, 5, Some(books.id)).await;
+    h.product("MUG-1", 999, 5, None).await;
+    assert_eq!(rust.stock_available, 5);
+    assert_eq!(rust.version, 1);
+    assert_eq!(rust.price, Money::new(3999, Currency::EUR));
+    let duplicate = NewProduct {
+        sku: "bk-rust".into(),
+        name: "Dup".into(),
+        description: String::new(),
+        price: Money::new(1, Currency::EUR),
+        category_id: None,
+        stock_on_hand: 0,
+    };
+    assert_eq!(status(h.api.create_product(&admin(), duplicate).await), 409);
+    let bad = NewProduct {
+        sku: "bad sku".into(),
+        name: "".into(),
+        description: String::new(),
+        price: Money::new(-5, Currency::EUR),
+        category_id: None,
+        stock_on_hand: -1,
+    };
+    let ApiError::Invalid { errors, .. } = h.api.create_product(&admin(), bad).await.unwrap_err() else { panic!("expected 422") };
+    assert_eq!(errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["sku", "name", "price", "stock_on_hand"]);
+    let orphan = NewProduct {
+        sku: "X-1".into(),
+        name: "X".into(),
+        description: String::new(),
+        price: Money::new(1, Currency::EUR),
+        category_id: Some(CategoryId::new()),
+        stock_on_hand: 0,
+    };
+    assert_eq!(status(h.api.create_product(&admin(), orphan).await), 422);
+    let as_customer = NewProduct {
+        sku: "X-2".into(),
+        name: "X".into(),
+        description: String::new(),
+        price: Money::new(1, Currency::EUR),
+        category_id: None,
+        stock_on_hand: 0,
+    };
+    assert_eq!(status(h.api.create_product(&customer(), as_customer).await), 403);
+
+    assert_eq!(h.api.get_product(&Caller::Anonymous, rust.id).await.unwrap(), rust);
+    assert_eq!(status(h.api.get_product(&Caller::Anonymous, ProductId::new()).await), 404);
+    let in_books = h.api.list_products(&Caller::Anonymous, query(Some(books.id), None, 10)).await.unwrap();
+    assert_eq!(in_books.items.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(), ["BK-RUST", "BK-GO"]);
+    let found = h.api.list_products(&Caller::Anonymous, query(None, Some("rUsT"), 10)).await.unwrap();
+    assert_eq!(found.items.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(), ["BK-RUST"]);
+    assert!(h.api.list_products(&Caller::Anonymous, query(None, Some("%"), 10)).await.unwrap().items.is_empty(), "% is literal");
+    let page = h.api.list_products(&Caller::Anonymous, query(None, None, 2)).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    let rest = h
+        .api
+        .list_products(
+            &Caller::Anonymous,
+            ProductQuery { category: None, q: None, page: PageRequest::new(Some(2), page.next_cursor).unwrap() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.iter().map(|p| p.sku.as_str()).collect::<Vec<_>>(), ["MUG-1"]);
+    let batch = h.api.get_products(&orders_service(), vec![rust.id, ProductId::new(), rust.id]).await.unwrap();
+    assert_eq!(batch.len(), 1);
+}
+
+async fn updates_need_the_current_version(h: Harness) {
+    let product = h.product("UPD-1", 1000, 3, None).await;
+    let patch = |version, price| ProductPatch {
+        version,
+        name: Some("Renamed".into()),
+        description: None,
+        price: Some(Money::new(price, Currency::EUR)),
+        category_id: None,
+    };
+    let updated = h.api.update_product(&admin(), product.id, patch(1, 1500)).await.unwrap();
+    assert_eq!((updated.version, updated.name.as_str(), updated.price.amount()), (2, "Renamed", 1500));
+    assert_eq!(updated.description, product.description);
+    assert_eq!(status(h.api.update_product(&admin(), product.id, patch(1, 1600)).await), 409, "a stale version");
+    assert_eq!(status(h.api.update_product(&customer(), product.id, patch(2, 1600)).await), 403);
+    assert_eq!(status(h.api.update_product(&admin(), ProductId::new(), patch(1, 1600)).await), 404);
+    assert_eq!(status(h.api.update_product(&admin(), product.id, patch(2, -1)).await), 422);
+    let category = h.api.create_category(&admin(), NewCategory { name: "Mugs".into() }).await.unwrap();
+    let with_category = ProductPatch { version: 2, name: None, description: None, price: None, category_id: Some(Some(category.id)) };
+    assert_eq!(h.api.update_product(&admin(), product.id, with_category).await.unwrap().category_id, Some(category.id));
+    let without = ProductPatch { version: 3, name: None, description: None, price: None, category_id: Some(None) };
+    assert_eq!(h.api.update_product(&admin(), product.id, without).await.unwrap().category_id, None);
+}
+
+async fn reservations_are_all_or_nothing_idempotent_and_committed_once(h: Harness) {
+    let a = h.product("RES-A", 100, 5, None).await;
+    let b = h.product("RES-B", 200, 1, None).await;
+    let order = OrderId::new();
+    let too_many = vec![ReserveLine { product_id: a.id, quantity: 2 }, ReserveLine { product_id: b.id, quantity: 2 }];
+    assert_eq!(status(h.api.reserve(&orders_service(), order, too_many).await), 409);
+    assert_eq!(h.api.get_product(&Caller::Anonymous, a.id).await.unwrap().stock_available, 5, "nothing held after a refusal");
+    let lines = vec![ReserveLine { product_id: a.id, quantity: 2 }, ReserveLine { product_id: b.id, quantity: 1 }];
+    assert_eq!(status(h.api.reserve(&customer(), order, lines.clone()).await), 403);
+    let reservation = h.api.reserve(&orders_service(), order, lines.clone()).await.unwrap();
+    assert_eq!(reservation.status, ReservationStatus::Reserved);
+    assert_eq!(reservation.lines.iter().map(|l| l.unit_price.amount()).sum::<i64>(), 300);
+    let again = h.api.reserve(&orders_service(), order, lines.clone()).await.unwrap();
+    assert_eq!(again, reservation, "the same order reserves once");
+    let product_a = h.api.get_product(&Caller::Anonymous, a.id).await.unwrap();
+    assert_eq!((product_a.stock_on_hand, product_a.stock_reserved, product_a.stock_available), (5, 2, 3));
+    assert_eq!(status(h.api.set_stock(&admin(), a.id, SetStock { on_hand: 1 }).await), 409, "below what is reserved");
+    assert_eq!(status(h.api.set_stock(&admin(), a.id, SetStock { on_hand: -3 }).await), 422);
+    h.api.commit(&orders_service(), order).await.unwrap();
+    h.api.commit(&orders_service(), order).await.unwrap();
+    h.api.release(&orders_service(), order).await.unwrap();
+    let product_a = h.api.get_product(&Caller::Anonymous, a.id).await.unwrap();
+    assert_eq!((product_a.stock_on_hand, product_a.stock_reserved), (3, 0), "committed once; release after commit changes nothing");
+    assert_eq!(status(h.api.commit(&orders_service(), OrderId::new()).await), 404);
+    h.api.release(&orders_service(), OrderId::new()).await.unwrap();
+    let invalid = vec![ReserveLine { product_id: a.id, quantity: 0 }];
+    assert_eq!(status(h.api.reserve(&orders_service(), OrderId::new(), invalid).await), 422);
+    let duplicate_lines = vec![ReserveLine { product_id: a.id, quantity: 1 }, ReserveLine { product_id: a.id, quantity: 1 }];
+    assert_eq!(status(h.api.reserve(&orders_service(), OrderId::new(), duplicate_lines).await), 422);
+    let unknown = vec![ReserveLine { product_id: ProductId::new(), quantity: 1 }];
+    assert_eq!(status(h.api.reserve(&orders_service(), OrderId::new(), unknown).await), 404);
+}
+
+async fn a_released_reservation_gives_stock_back_and_cannot_be_committed(h: Harness) {
+    let a = h.product("REL-A", 100, 4, None).await;
+    let order = OrderId::new();
+    h.api.reserve(&orders_service(), order, vec![ReserveLine { product_id: a.id, quantity: 3 }]).await.unwrap();
+    h.api.release(&orders_service(), order).await.unwrap();
+    h.api.release(&orders_service(), order).await.unwrap();
+    assert_eq!(h.api.get_product(&Caller::Anonymous, a.id).await.unwrap().stock_available, 4);
+    assert_eq!(status(h.api.commit(&orders_service(), order).await), 409);
+}
+
+async fn reservations_expire_after_their_ttl(h: Harness) {
+    let a = h.product("TTL-A", 100, 2, None).await;
+    let order = OrderId::new();
+    h.api.reserve(&orders_service(), order, vec![ReserveLine { product_id: a.id, quantity: 2 }]).await.unwrap();
+    assert_eq!(h.service.expire_reservations().await.unwrap(), 0, "not yet");
+    h.clock.advance(chrono::Duration::minutes(16));
+    assert_eq!(h.service.expire_reservations().await.unwrap(), 1);
+    assert_eq!(h.api.get_product(&Caller::Anonymous, a.id).await.unwrap().stock_available, 2);
+    assert_eq!(status(h.api.commit(&orders_service(), order).await), 409, "an expired reservation cannot be committed");
+}
+
+async fn one_hundred_twenty_concurrent_buyers_never_oversell_twenty_units(h: Harness) {
+    let product = h.product("HOT-1", 500, 20, None).await;
+    let attempts = futures::future::join_all((0..120).map(|_| {
+        let api = h.api.clone();
+        async move { api.reserve(&orders_service(), OrderId::new(), vec![ReserveLine { product_id: product.id, quantity: 1 }]).await }
+    }))
+    .await;
+    let won: Vec<_> = attempts.iter().filter_map(|a| a.as_ref().ok()).collect();
+    let lost = attempts.iter().filter(|a| matches!(a, Err(ApiError::Conflict { .. }))).count();
+    assert_eq!(
+        (won.len(), lost),
+        (20, 100),
+        "every attempt either won or was refused for stock: {:?}",
+        attempts.iter().filter(|a| a.is_err() && !matches!(a, Err(ApiError::Conflict { .. }))).collect::<Vec<_>>()
+    );
+    let after = h.api.get_product(&Caller::Anonymous, product.id).await.unwrap();
+    assert_eq!((after.stock_on_hand, after.stock_reserved, after.stock_available), (20, 20, 0));
+    for reservation in won {
+        h.api.commit(&orders_service(), reservation.order_id).await.unwrap();
+    }
+    let sold_out = h.api.get_product(&Caller::Anonymous, product.id).await.unwrap();
+    assert_eq!((sold_out.stock_on_hand, sold_out.stock_reserved, sold_out.stock_available), (0, 0, 0));
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod in_process_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (service, clock, temp) = super::Harness::sqlite().await;
+                    super::$case(super::Harness::in_process(service, clock, Some(temp))).await;
+                }
+            )*
+        }
+        mod over_http_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (service, clock, temp) = super::Harness::sqlite().await;
+                    super::$case(super::Harness::over_http(service, clock, Some(temp)).await).await;
+                }
+            )*
+        }
+        mod in_process_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(server) = cleave_test_support::postgres() else { return };
+                    let url = server.fresh_database().await.unwrap();
+                    let clock = std::sync::Arc::new(shared_kernel::ManualClock::new(chrono::Utc::now()));
+                    let service = super::service_on(shared_kernel::db::DatabaseTarget::Url(url), clock.clone()).await;
+                    super::$case(super::Harness::in_process(service, clock, None)).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    categories_are_admin_made_unique_and_listed_by_name,
+    products_are_validated_unique_by_sku_and_found_by_category_and_text,
+    updates_need_the_current_version,
+    reservations_are_all_or_nothing_idempotent_and_committed_once,
+    a_released_reservation_gives_stock_back_and_cannot_be_committed,
+    reservations_expire_after_their_ttl,
+    one_hundred_twenty_concurrent_buyers_never_oversell_twenty_units,
+);
