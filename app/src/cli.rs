@@ -41,6 +41,9 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Add the demo catalog (about fifty products in five categories); running it again adds
+    /// nothing. Needs the catalog module in this process.
+    Seed,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::CreateAdmin { email, .. } => create_admin(settings, &email).await,
             Command::Keys { command: KeysCommand::Generate { file } } => generate_key(&settings, file),
             Command::Openapi => Ok(()),
+            Command::Seed => seed(&settings).await,
         }
     })
 }
@@ -138,6 +142,20 @@ async fn create_admin(mut settings: Settings, email: &str) -> anyhow::Result<()>
         "create-admin needs the users module in this process"
     );
     println!("{email} is an admin");
+    Ok(())
+}
+
+async fn seed(settings: &Settings) -> anyhow::Result<()> {
+    let mode = crate::composition::mode_of(
+        "catalog",
+        &settings.modules.catalog,
+        cfg!(feature = "catalog-local"),
+        cfg!(feature = "catalog-remote"),
+    )?;
+    anyhow::ensure!(mode == crate::config::ModuleMode::Local, "seed runs where the catalog module is local (it is not here)");
+    let composition = crate::composition::compose(settings).await?;
+    let report = crate::seed::seed_demo(composition.catalog.as_ref()).await.map_err(|error| anyhow::anyhow!("seeding failed: {error}"))?;
+    println!("demo data: {} categories and {} products added", report.categories_created, report.products_created);
     Ok(())
 }
 

@@ -11,6 +11,7 @@ pub mod edge;
 pub mod health;
 pub mod openapi;
 pub mod rest;
+pub mod seed;
 pub mod startup;
 pub mod telemetry;
 

@@ -182,3 +182,31 @@ mod not_deployed {
         assert_eq!(app.register("still@example.com").await.status(), 201);
     }
 }
+
+mod demo_seed {
+    use cleave_tests::{Database, Topology, spawn_app};
+    use serde_json::Value;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_demo_seed_adds_fifty_products_once() {
+        let app = spawn_app(Topology::Monolith(Database::Sqlite)).await.unwrap();
+        let catalog = app.composition_catalog();
+        let first = cleave::seed::seed_demo(catalog.as_ref()).await.unwrap();
+        assert_eq!((first.categories_created, first.products_created), (5, 50));
+        let again = cleave::seed::seed_demo(catalog.as_ref()).await.unwrap();
+        assert_eq!((again.categories_created, again.products_created), (0, 0));
+        let mut count = 0;
+        let mut cursor = String::new();
+        loop {
+            let page: Value = app.get(&format!("/api/catalog/products?limit=100{cursor}"), None).await.json().await.unwrap();
+            count += page["items"].as_array().unwrap().len();
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(count, 50);
+        let books: Value = app.get("/api/catalog/products?q=rust", None).await.json().await.unwrap();
+        assert_eq!(books["items"].as_array().unwrap().len(), 2);
+    }
+}

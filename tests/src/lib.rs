@@ -68,6 +68,7 @@ pub type ComposeHook = Arc<dyn Fn(&cleave::composition::Composition) -> futures:
 
 /// One running server.
 struct Server {
+    catalog: Arc<dyn catalog_contract::CatalogApi>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -81,6 +82,7 @@ impl Server {
         }
         let address = format!("http://{}", application.local_addr());
         let internal = application.internal_addr().map(|addr| format!("http://{addr}"));
+        let catalog = application.composition().catalog.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = application
@@ -89,7 +91,7 @@ impl Server {
                 })
                 .await;
         });
-        Ok((Self { stop: Some(stop), task }, address, internal))
+        Ok((Self { catalog, stop: Some(stop), task }, address, internal))
     }
 
     async fn shutdown(mut self) {
@@ -212,6 +214,11 @@ impl TestApp {
         }
         change(&mut self.users_settings);
         self.start().await;
+    }
+
+    /// The catalog as the process hosting the modules reaches it (in process).
+    pub fn composition_catalog(&self) -> Arc<dyn catalog_contract::CatalogApi> {
+        self.users_server.as_ref().expect("a running topology").catalog.clone()
     }
 
     pub fn url(&self, path: &str) -> String {
