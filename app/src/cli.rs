@@ -118,6 +118,16 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     } else {
         println!("catalog: not local, nothing to migrate here");
     }
+    if mode_of("payments", &settings.modules.payments, cfg!(feature = "payments-local"), cfg!(feature = "payments-remote"))?
+        == ModuleMode::Local
+    {
+        let target = settings.database_target(settings.database.payments_url.as_ref());
+        let db = shared_kernel::db::connect_module("payments", &target, 1).await.context("cannot open the payments database")?;
+        migrations::payments::Migrator::up(&db, None).await.context("cannot migrate the payments database")?;
+        println!("payments: migrations applied");
+    } else {
+        println!("payments: not local, nothing to migrate here");
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use axum::Router;
 use catalog_contract::CatalogApi;
 use futures::future::BoxFuture;
+use payments_contract::PaymentsApi;
 use shared_kernel::auth::{KeySource, TokenPolicy, TokenVerifier};
 use shared_kernel::events::{EventBus, InProcessBus};
 use shared_kernel::outbox::DeadLetterStore;
@@ -30,6 +31,7 @@ pub type BackgroundTask = Box<dyn FnOnce(watch::Receiver<bool>) -> BoxFuture<'st
 pub struct Composition {
     pub users: Arc<dyn UsersApi>,
     pub catalog: Arc<dyn CatalogApi>,
+    pub payments: Arc<dyn PaymentsApi>,
     /// The event bus of this process (in-process adapter).
     pub bus: Arc<dyn EventBus>,
     /// The dead letters of the consumers of every module hosted here.
@@ -167,6 +169,49 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         }
     };
 
+    let payments_mode =
+        mode_of("payments", &settings.modules.payments, cfg!(feature = "payments-local"), cfg!(feature = "payments-remote"))?;
+    let payments: Arc<dyn PaymentsApi> = match payments_mode {
+        ModuleMode::Local => {
+            #[cfg(feature = "payments-local")]
+            {
+                let (service, hosted) = local_payments(settings).await?;
+                let service = Arc::new(service);
+                let probe = service.clone();
+                parts.host("payments", hosted, &bus, settings, move || {
+                    let probe = probe.clone();
+                    Box::pin(async move { probe.ping().await })
+                });
+                service
+            }
+            #[cfg(not(feature = "payments-local"))]
+            unreachable!("mode_of refuses local mode without the feature")
+        }
+        ModuleMode::Remote => {
+            let client: Arc<dyn PaymentsApi> =
+                Arc::new(payments_contract::http_wire::Client::new(remote_client(settings, "payments", &settings.modules.payments)?));
+            let probe = client.clone();
+            parts.remote("payments", move || {
+                let probe = probe.clone();
+                // Any answer but 503 proves the wire, the token and the service are up.
+                Box::pin(async move {
+                    let service = Caller::Service(shared_kernel::ServiceIdentity { name: "readiness".into() });
+                    !matches!(
+                        probe.get_payment(&service, shared_kernel::OrderId::from_uuid(uuid::Uuid::nil())).await,
+                        Err(ApiError::Unavailable { .. } | ApiError::Internal)
+                    )
+                })
+            });
+            client
+        }
+        ModuleMode::NotDeployed => {
+            tracing::warn!(
+                "the payments module is not deployed with this process (set modules.payments.url to reach it): its operations answer 503"
+            );
+            Arc::new(payments_contract::not_deployed::NotDeployed)
+        }
+    };
+
     let verifier = TokenVerifier::new(
         Arc::new(ContractKeySource { users: users.clone() }),
         TokenPolicy { issuer: settings.auth.issuer.clone(), audience: settings.auth.audience.clone(), leeway_secs: 5 },
@@ -183,11 +228,15 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         internal_routes = internal_routes.merge(users_contract::http_wire::router(users.clone(), internal_resolver.clone()));
     }
     if catalog_mode == ModuleMode::Local {
-        internal_routes = internal_routes.merge(catalog_contract::http_wire::router(catalog.clone(), internal_resolver));
+        internal_routes = internal_routes.merge(catalog_contract::http_wire::router(catalog.clone(), internal_resolver.clone()));
+    }
+    if payments_mode == ModuleMode::Local {
+        internal_routes = internal_routes.merge(payments_contract::http_wire::router(payments.clone(), internal_resolver));
     }
     Ok(Composition {
         users,
         catalog,
+        payments,
         bus,
         dead_letters: parts.dead_letters,
         background: parts.background,
@@ -263,6 +312,18 @@ async fn open_database<M: migrations::MigratorTrait>(
         M::up(&db, None).await.with_context(|| format!("cannot migrate the {name} database"))?;
     }
     Ok(db)
+}
+
+#[cfg(feature = "payments-local")]
+async fn local_payments(settings: &Settings) -> anyhow::Result<(payments::PaymentsService, Hosted)> {
+    let db = open_database::<migrations::payments::Migrator>(settings, "payments", settings.database.payments_url.as_ref()).await?;
+    let simulator = payments::SimulatorSettings {
+        latency: std::time::Duration::from_millis(settings.payments.simulator_latency_ms),
+        failure_rate: settings.payments.simulator_failure_rate,
+    };
+    let provider = Arc::new(payments::SimulatedCardProcessor::new(db.clone(), simulator));
+    let service = payments::PaymentsService::new(db.clone(), provider);
+    Ok((service, Hosted { database: db, outbox: shared_kernel::outbox::Outbox::new("payments") }))
 }
 
 #[cfg(feature = "catalog-local")]

@@ -19,6 +19,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub modules: ModulesSettings,
     pub catalog: CatalogSettings,
+    pub payments: PaymentsSettings,
     pub events: EventSettings,
     pub log: LogSettings,
     /// From `ADMIN_EMAIL` and `ADMIN_PASSWORD` (not a file key: credentials stay out of files).
@@ -68,6 +69,8 @@ pub struct DatabaseSettings {
     pub users_url: Option<String>,
     /// The catalog module's own database URL, overriding `url`.
     pub catalog_url: Option<String>,
+    /// The payments module's own database URL, overriding `url`.
+    pub payments_url: Option<String>,
     /// Pool size per module.
     pub max_connections: u32,
     /// Apply pending migrations at start-up.
@@ -136,6 +139,24 @@ impl EventSettings {
 pub struct ModulesSettings {
     pub users: ModuleSettings,
     pub catalog: ModuleSettings,
+    pub payments: ModuleSettings,
+}
+
+/// The payments module's own settings (where it runs locally): the built-in simulated card
+/// processor's behaviour beyond its published test numbers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentsSettings {
+    /// Latency added to every provider call, in milliseconds.
+    pub simulator_latency_ms: u64,
+    /// Share (0.0–1.0) of otherwise approved charges that fail as a provider error.
+    pub simulator_failure_rate: f64,
+}
+
+impl Default for PaymentsSettings {
+    fn default() -> Self {
+        Self { simulator_latency_ms: 0, simulator_failure_rate: 0.0 }
+    }
 }
 
 /// The catalog module's own settings (where it runs locally).
@@ -205,6 +226,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             modules: ModulesSettings::default(),
             catalog: CatalogSettings::default(),
+            payments: PaymentsSettings::default(),
             events: EventSettings::default(),
             log: LogSettings::default(),
             admin_bootstrap: None,
@@ -229,7 +251,7 @@ impl Default for ServerSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: None, users_url: None, catalog_url: None, max_connections: 10, migrate_on_start: true }
+        Self { url: None, users_url: None, catalog_url: None, payments_url: None, max_connections: 10, migrate_on_start: true }
     }
 }
 
@@ -298,7 +320,7 @@ impl Settings {
                 "database.url must be a postgres:// URL (for SQLite set data_dir: each module gets its own file there)"
             );
         }
-        for (name, module) in [("users", &self.modules.users), ("catalog", &self.modules.catalog)] {
+        for (name, module) in [("users", &self.modules.users), ("catalog", &self.modules.catalog), ("payments", &self.modules.payments)] {
             if let Some(url) = &module.url {
                 anyhow::ensure!(
                     url.starts_with("http://"),
@@ -313,6 +335,10 @@ impl Settings {
         anyhow::ensure!(
             (60..=365 * 24 * 3600).contains(&self.auth.refresh_token_ttl_secs),
             "auth.refresh_token_ttl_secs must be between 60 and 31536000 (a year)"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.payments.simulator_failure_rate),
+            "payments.simulator_failure_rate must be between 0.0 and 1.0"
         );
         anyhow::ensure!(self.catalog.reservation_ttl_secs >= 1, "catalog.reservation_ttl_secs must be positive");
         anyhow::ensure!(self.catalog.reservation_sweep_secs >= 1, "catalog.reservation_sweep_secs must be positive");

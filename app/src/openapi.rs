@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         crate::rest::catalog::set_stock,
         crate::rest::catalog::list_categories,
         crate::rest::catalog::create_category,
+        crate::rest::payments::get_payment,
         crate::rest::admin::list_dead_letters,
         crate::rest::admin::get_dead_letter,
         crate::rest::admin::replay_dead_letter,
@@ -37,6 +38,7 @@ use utoipa::{Modify, OpenApi};
         (name = "users", description = "Accounts"),
         (name = "auth", description = "Tokens and keys"),
         (name = "catalog", description = "Products, categories, stock"),
+        (name = "payments", description = "An order's payment"),
         (name = "events", description = "Dead letters of event consumers (admin)"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -90,6 +92,7 @@ mod tests {
             "/api/catalog/products/{id}",
             "/api/catalog/products/{id}/stock",
             "/api/catalog/categories",
+            "/api/orders/{id}/payment",
         ] {
             assert!(document["paths"].get(path).is_some(), "{path} is missing");
         }

@@ -134,6 +134,7 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
     let state = AppState {
         users: composition.users.clone(),
         catalog: composition.catalog.clone(),
+        payments: composition.payments.clone(),
         resolver: composition.resolver.clone(),
         trust_forwarded_for: settings.server.trust_forwarded_for,
         bus: composition.bus.clone(),
@@ -144,6 +145,7 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
     let router = Router::new()
         .merge(rest::users::routes())
         .merge(rest::catalog::routes())
+        .merge(rest::payments::routes())
         .merge(rest::admin::routes())
         .with_state(state)
         .route("/health/live", get(health::live))

@@ -5,10 +5,11 @@
 
 pub mod catalog;
 pub mod event_tables;
+pub mod payments;
 pub mod users;
 
 pub use sea_orm_migration::MigratorTrait;
 pub use sea_orm_migration::sea_orm;
 
 /// The modules that own a database, in the order `cleave migrate` applies them.
-pub const MODULES: &[&str] = &["users", "catalog"];
+pub const MODULES: &[&str] = &["users", "catalog", "payments"];

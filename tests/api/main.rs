@@ -7,6 +7,7 @@ mod catalog;
 mod edge;
 mod events;
 mod operations;
+mod payments;
 mod users;
 
 /// Generates, for each named `async fn(TestApp)`, one test per topology: the monolith on SQLite,

@@ -189,7 +189,9 @@ impl TestApp {
                 gateway_settings.modules.users.mode = Some(ModuleMode::Remote);
                 gateway_settings.modules.users.url = Some(internal.clone());
                 gateway_settings.modules.catalog.mode = Some(ModuleMode::Remote);
-                gateway_settings.modules.catalog.url = Some(internal);
+                gateway_settings.modules.catalog.url = Some(internal.clone());
+                gateway_settings.modules.payments.mode = Some(ModuleMode::Remote);
+                gateway_settings.modules.payments.url = Some(internal);
                 let (gateway, address, _) = Server::start(gateway_settings, None).await.expect("the gateway starts");
                 self.gateway = Some(gateway);
                 address

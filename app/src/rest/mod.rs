@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod payments;
 pub mod users;
 
 use crate::edge::HasCallerResolver;
@@ -18,6 +19,7 @@ use users_contract::UsersApi;
 pub struct AppState {
     pub users: Arc<dyn UsersApi>,
     pub catalog: Arc<dyn catalog_contract::CatalogApi>,
+    pub payments: Arc<dyn payments_contract::PaymentsApi>,
     pub resolver: Arc<dyn CallerResolver>,
     pub trust_forwarded_for: bool,
     pub bus: Arc<dyn shared_kernel::events::EventBus>,

@@ -5,57 +5,17 @@ use catalog::{CatalogService, CatalogSettings};
 use catalog_contract::{
     CatalogApi, NewCategory, NewProduct, ProductPatch, ProductQuery, ReservationStatus, ReserveLine, SetStock, http_wire,
 };
+use cleave_test_support::callers::{TestResolver, admin, customer, orders_service};
 use migrations::MigratorTrait as _;
 use shared_kernel::db::{DatabaseTarget, connect_module};
-use shared_kernel::wire::{CallerResolver, RpcClient, RpcClientConfig};
-use shared_kernel::{
-    ApiError, AuthenticatedUser, Caller, CategoryId, Currency, ManualClock, Money, OrderId, PageRequest, ProductId, Role, Secret,
-    ServiceIdentity, UserId,
-};
+use shared_kernel::{ApiError, Caller, CategoryId, Currency, ManualClock, Money, OrderId, PageRequest, ProductId};
 use std::sync::Arc;
-use std::time::Duration;
 
 struct Harness {
     api: Arc<dyn CatalogApi>,
     service: CatalogService,
     clock: Arc<ManualClock>,
     _temp: Option<tempfile::TempDir>,
-}
-
-/// Tests stand in for token verification: `Bearer <role>:<user id>`; a service name header is
-/// a service. (Real verification is the users suite's and the black-box suites' business.)
-struct TestResolver;
-
-#[async_trait::async_trait]
-impl CallerResolver for TestResolver {
-    async fn resolve(&self, headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
-        if let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-            let token = value.trim_start_matches("Bearer ");
-            let (role, id) = token.split_once(':').ok_or_else(|| ApiError::unauthenticated("bad test token"))?;
-            return Ok(user(Role::parse(role).unwrap_or(Role::Customer), UserId::parse(id)?));
-        }
-        if let Some(name) = headers.get(shared_kernel::wire::SERVICE_NAME_HEADER).and_then(|v| v.to_str().ok()) {
-            return Ok(Caller::Service(ServiceIdentity { name: name.to_owned() }));
-        }
-        Ok(Caller::Anonymous)
-    }
-}
-
-fn user(role: Role, id: UserId) -> Caller {
-    let roles = if role == Role::Admin { vec![Role::Customer, Role::Admin] } else { vec![Role::Customer] };
-    Caller::User(AuthenticatedUser { id, roles, token: Secret::new(format!("{}:{id}", role.as_str())) })
-}
-
-fn admin() -> Caller {
-    user(Role::Admin, UserId::new())
-}
-
-fn customer() -> Caller {
-    user(Role::Customer, UserId::new())
-}
-
-fn orders_service() -> Caller {
-    Caller::Service(ServiceIdentity { name: "orders".into() })
 }
 
 async fn service_on(target: DatabaseTarget, clock: Arc<ManualClock>) -> CatalogService {
@@ -76,17 +36,8 @@ impl Harness {
     }
 
     async fn over_http(service: CatalogService, clock: Arc<ManualClock>, temp: Option<tempfile::TempDir>) -> Self {
-        let router = http_wire::router(Arc::new(service.clone()), Arc::new(TestResolver));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        let client = RpcClient::new(RpcClientConfig {
-            base_url: format!("http://{addr}"),
-            timeout: Duration::from_secs(20),
-            service_name: "contract-tests".into(),
-            service_token: None,
-        })
-        .unwrap();
+        let base_url = cleave_test_support::callers::serve(http_wire::router(Arc::new(service.clone()), Arc::new(TestResolver))).await;
+        let client = cleave_test_support::callers::rpc_client(base_url);
         Self { api: Arc::new(http_wire::Client::new(client)), service, clock, _temp: temp }
     }
 

@@ -10,6 +10,8 @@
 //! When none is found, [`postgres`] returns `None` and prints why, so a developer without
 //! PostgreSQL still runs the SQLite suites; under `CI=true` it panics instead: CI never skips.
 
+pub mod callers;
+
 use anyhow::Context as _;
 use sea_orm::{ConnectionTrait, Database};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,27 @@
+//! An order's payment (api.md).
+
+use super::AppState;
+use crate::edge::CallerExt;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use payments_contract::PaymentView;
+use shared_kernel::{ApiError, OrderId, ProblemDetails};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/orders/{id}/payment", get(get_payment))
+}
+
+/// The payment of an order: its owner or an admin; 404 for anyone else.
+#[utoipa::path(get, path = "/api/orders/{id}/payment", tag = "payments", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
+    (status = 200, body = PaymentView),
+    (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 404, description = "No such payment, or not yours", body = ProblemDetails, content_type = "application/problem+json")))]
+pub async fn get_payment(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Path(id): Path<String>,
+) -> Result<Json<PaymentView>, ApiError> {
+    let order_id = OrderId::parse(&id).unwrap_or(OrderId::from_uuid(uuid::Uuid::nil()));
+    state.payments.get_payment(&caller, order_id).await.map(Json)
+}

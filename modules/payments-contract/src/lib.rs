@@ -1,0 +1,166 @@
+//! The payments module's contract. **API Boundary**: orders and the edge see payments only
+//! through what is here.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+pub use shared_kernel::{ApiError, Caller, Money, OrderId, Secret, UserId};
+
+/// A card number that passed the Luhn check: 12 to 19 digits (spaces and dashes dropped).
+/// Its `Debug` shows only the last four digits; it is never logged whole.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CardNumber(Secret<String>);
+
+impl CardNumber {
+    /// # Errors
+    /// A message for the `card_number` field.
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let digits: String = text.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("must contain only digits");
+        }
+        if !(12..=19).contains(&digits.len()) {
+            return Err("must have 12 to 19 digits");
+        }
+        if !luhn(&digits) {
+            return Err("is not a valid card number");
+        }
+        Ok(Self(Secret::new(digits)))
+    }
+
+    /// The digits. Only a payment provider adapter may read them.
+    pub fn expose_digits(&self) -> &str {
+        self.0.expose()
+    }
+
+    pub fn last4(&self) -> &str {
+        let digits = self.0.expose();
+        &digits[digits.len() - 4..]
+    }
+}
+
+fn luhn(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+impl std::fmt::Debug for CardNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CardNumber(**** {})", self.last4())
+    }
+}
+
+impl TryFrom<String> for CardNumber {
+    type Error = &'static str;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text)
+    }
+}
+
+impl From<CardNumber> for String {
+    fn from(card: CardNumber) -> Self {
+        card.0.into_inner()
+    }
+}
+
+/// Charge an order's total (orders calls this as a service).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChargeRequest {
+    pub order_id: OrderId,
+    /// The order's owner: the one who may see the payment besides admins.
+    pub customer_id: UserId,
+    pub amount: Money,
+    pub card_number: CardNumber,
+}
+
+/// Where a payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Sent to the provider, no answer recorded yet.
+    Pending,
+    Captured,
+    /// The card was refused (`failure_reason` says why); nothing was charged.
+    Declined,
+    /// The provider failed; nothing was charged, and trying again may succeed.
+    Failed,
+    PartiallyRefunded,
+    Refunded,
+}
+
+/// `GET /api/orders/{id}/payment`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PaymentView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub order_id: OrderId,
+    pub status: PaymentStatus,
+    pub amount: Money,
+    pub refunded_amount: Money,
+    pub failure_reason: Option<String>,
+    /// The last four digits of the card.
+    pub card_last4: String,
+    pub created_at: DateTime<Utc>,
+}
+
+shared_kernel::contract! {
+    /// What payments offers.
+    ///
+    /// # Errors
+    /// The contract's [`ApiError`]: 401/403 for callers that are neither a service nor an admin
+    /// (charge, refund); 404 for an unknown payment or one that is not the caller's; 409 for a
+    /// charge of the same order with another amount, or a refund beyond what was captured; 422
+    /// for invalid amounts; 503 when the provider fails (retryable: a retry never charges twice).
+    pub trait PaymentsApi as "payments" {
+        /// Charges the order's total. Idempotent per order: asking again returns the same payment
+        /// and never captures twice. A declined card is an answer (status `declined`), not an error.
+        fn charge(request: ChargeRequest) -> PaymentView;
+        /// Refunds `amount`, or everything not yet refunded. The refunded total never exceeds
+        /// what was captured; a full refund of a refunded payment changes nothing.
+        fn refund(order_id: OrderId, amount: Option<Money>) -> PaymentView;
+        /// The order's payment: its owner, an admin or a service.
+        fn get_payment(order_id: OrderId) -> PaymentView;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_published_test_numbers_pass_luhn_and_others_do_not() {
+        for good in ["4242424242424242", "4000000000000002", "4000000000009995", "4000000000000119", "4242 4242 4242 4242"] {
+            assert!(CardNumber::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["4242424242424241", "1234", "abcd efgh ijkl", "", "42424242424242424242"] {
+            assert!(CardNumber::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_card_number_never_prints_whole() {
+        let card = CardNumber::parse("4242424242424242").unwrap();
+        assert_eq!(format!("{card:?}"), "CardNumber(**** 4242)");
+        let request = ChargeRequest {
+            order_id: OrderId::new(),
+            customer_id: UserId::new(),
+            amount: Money::new(1, shared_kernel::Currency::EUR),
+            card_number: card,
+        };
+        assert!(!format!("{request:?}").contains("424242424242"));
+    }
+}

@@ -1,0 +1,5 @@
+//! sea-orm models of the payments module's own tables. Never leave this crate.
+
+pub mod payments;
+pub mod refunds;
+pub mod simulated_charges;

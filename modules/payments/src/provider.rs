@@ -1,0 +1,125 @@
+//! The payment provider port and the built-in simulated card processor.
+
+use crate::entities::simulated_charges;
+use chrono::Utc;
+use payments_contract::CardNumber;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{DatabaseConnection, EntityTrait, Set};
+use shared_kernel::Money;
+use std::time::Duration;
+
+/// What the provider said about a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderOutcome {
+    Captured { charge_id: String },
+    Declined { reason: String },
+}
+
+/// The provider could not be reached or failed: nothing was charged, and a retry with the same
+/// idempotency key is safe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payment provider error: {0}")]
+pub struct ProviderError(pub String);
+
+/// A card processor. Implementations MUST treat `idempotency_key` as the provider does: a second
+/// charge with the same key returns the first one's outcome and charges nothing.
+#[async_trait::async_trait]
+pub trait PaymentProvider: Send + Sync + 'static {
+    /// # Errors
+    /// [`ProviderError`] when nothing was decided.
+    async fn charge(&self, idempotency_key: &str, card: &CardNumber, amount: Money) -> Result<ProviderOutcome, ProviderError>;
+    /// Refunds part of a capture; returns the provider's refund id.
+    ///
+    /// # Errors
+    /// [`ProviderError`] when nothing was refunded.
+    async fn refund(&self, charge_id: &str, amount: Money) -> Result<String, ProviderError>;
+}
+
+/// How the simulator behaves beyond its published test numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulatorSettings {
+    /// Added to every call (to make benchmarks and timeouts realistic).
+    pub latency: Duration,
+    /// Share (0.0–1.0) of otherwise approved charges that fail as a provider error.
+    pub failure_rate: f64,
+}
+
+impl Default for SimulatorSettings {
+    fn default() -> Self {
+        Self { latency: Duration::ZERO, failure_rate: 0.0 }
+    }
+}
+
+/// The built-in processor with published test numbers:
+/// `4242424242424242` approves; `4000000000000002` declines; `4000000000009995` declines for
+/// insufficient funds; `4000000000000119` fails as a provider error (retryable); any other number
+/// that passes the Luhn check approves. It keeps its record of charges in the payments database
+/// (table `simulated_charges`), so its idempotency survives restarts, as a real provider's does.
+#[derive(Debug, Clone)]
+pub struct SimulatedCardProcessor {
+    db: DatabaseConnection,
+    settings: SimulatorSettings,
+}
+
+impl SimulatedCardProcessor {
+    pub fn new(db: DatabaseConnection, settings: SimulatorSettings) -> Self {
+        Self { db, settings }
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentProvider for SimulatedCardProcessor {
+    async fn charge(&self, idempotency_key: &str, card: &CardNumber, amount: Money) -> Result<ProviderOutcome, ProviderError> {
+        if !self.settings.latency.is_zero() {
+            tokio::time::sleep(self.settings.latency).await;
+        }
+        let unavailable = |e: sea_orm::DbErr| ProviderError(format!("simulator storage: {e}"));
+        if let Some(known) = simulated_charges::Entity::find_by_id(idempotency_key.to_owned()).one(&self.db).await.map_err(unavailable)? {
+            return Ok(outcome_of(&known));
+        }
+        let (outcome, reason) = match card.expose_digits() {
+            "4000000000000002" => ("declined", Some("card declined")),
+            "4000000000009995" => ("declined", Some("insufficient funds")),
+            "4000000000000119" => return Err(ProviderError("processing error".into())),
+            _ if self.settings.failure_rate > 0.0 && rand::random::<f64>() < self.settings.failure_rate => {
+                return Err(ProviderError("simulated outage".into()));
+            }
+            _ => ("captured", None),
+        };
+        let record = simulated_charges::ActiveModel {
+            idempotency_key: Set(idempotency_key.to_owned()),
+            charge_id: Set(format!("ch_{}", uuid::Uuid::now_v7().simple())),
+            outcome: Set(outcome.to_owned()),
+            reason: Set(reason.map(str::to_owned)),
+            amount: Set(amount.amount()),
+            created_at: Set(Utc::now()),
+        };
+        // Two concurrent charges with one key: the first record wins, both answer with it.
+        simulated_charges::Entity::insert(record)
+            .on_conflict(OnConflict::column(simulated_charges::Column::IdempotencyKey).do_nothing().to_owned())
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(unavailable)?;
+        let stored = simulated_charges::Entity::find_by_id(idempotency_key.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| ProviderError("the charge record vanished".into()))?;
+        Ok(outcome_of(&stored))
+    }
+
+    async fn refund(&self, _charge_id: &str, _amount: Money) -> Result<String, ProviderError> {
+        if !self.settings.latency.is_zero() {
+            tokio::time::sleep(self.settings.latency).await;
+        }
+        Ok(format!("re_{}", uuid::Uuid::now_v7().simple()))
+    }
+}
+
+fn outcome_of(record: &simulated_charges::Model) -> ProviderOutcome {
+    if record.outcome == "captured" {
+        ProviderOutcome::Captured { charge_id: record.charge_id.clone() }
+    } else {
+        ProviderOutcome::Declined { reason: record.reason.clone().unwrap_or_else(|| "declined".into()) }
+    }
+}

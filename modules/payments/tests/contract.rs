@@ -1,0 +1,201 @@
+//! The payments contract suite: one set of assertions, run in process and over the HTTP pair on
+//! SQLite, and in process on PostgreSQL.
+
+use cleave_test_support::callers::{TestResolver, admin, customer, orders_service, rpc_client, serve, user};
+use migrations::MigratorTrait as _;
+use payments::{PaymentProvider, PaymentsService, ProviderError, ProviderOutcome, SimulatedCardProcessor, SimulatorSettings};
+use payments_contract::{CardNumber, ChargeRequest, PaymentStatus, PaymentsApi, http_wire};
+use shared_kernel::db::{DatabaseTarget, connect_module};
+use shared_kernel::{ApiError, Caller, Currency, Money, OrderId, Role, UserId};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+/// The simulator, watched: every charge id it hands out is recorded, so a test can count
+/// distinct captures.
+struct Watched {
+    inner: SimulatedCardProcessor,
+    captures: Mutex<BTreeSet<String>>,
+}
+
+#[async_trait::async_trait]
+impl PaymentProvider for Watched {
+    async fn charge(&self, key: &str, card: &CardNumber, amount: Money) -> Result<ProviderOutcome, ProviderError> {
+        // A provider takes time: concurrent charges of one order overlap here, so a missing
+        // idempotency guard shows as a second capture, not by luck of timing.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let outcome = self.inner.charge(key, card, amount).await;
+        if let Ok(ProviderOutcome::Captured { charge_id }) = &outcome {
+            self.captures.lock().unwrap().insert(charge_id.clone());
+        }
+        outcome
+    }
+    async fn refund(&self, charge_id: &str, amount: Money) -> Result<String, ProviderError> {
+        self.inner.refund(charge_id, amount).await
+    }
+}
+
+struct Harness {
+    api: Arc<dyn PaymentsApi>,
+    provider: Arc<Watched>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+async fn service_on(target: DatabaseTarget) -> (PaymentsService, Arc<Watched>) {
+    let db = connect_module("payments", &target, 10).await.expect("connect");
+    migrations::payments::Migrator::up(&db, None).await.expect("migrate");
+    let provider = Arc::new(Watched {
+        inner: SimulatedCardProcessor::new(db.clone(), SimulatorSettings::default()),
+        captures: Mutex::new(BTreeSet::new()),
+    });
+    (PaymentsService::new(db, provider.clone()), provider)
+}
+
+impl Harness {
+    async fn sqlite() -> (PaymentsService, Arc<Watched>, tempfile::TempDir) {
+        let temp = tempfile::tempdir().unwrap();
+        let (service, provider) = service_on(DatabaseTarget::SqliteDir(temp.path().to_owned())).await;
+        (service, provider, temp)
+    }
+
+    fn in_process(service: PaymentsService, provider: Arc<Watched>, temp: Option<tempfile::TempDir>) -> Self {
+        Self { api: Arc::new(service), provider, _temp: temp }
+    }
+
+    async fn over_http(service: PaymentsService, provider: Arc<Watched>, temp: Option<tempfile::TempDir>) -> Self {
+        let base_url = serve(http_wire::router(Arc::new(service), Arc::new(TestResolver))).await;
+        Self { api: Arc::new(http_wire::Client::new(rpc_client(base_url))), provider, _temp: temp }
+    }
+
+    fn captures(&self) -> usize {
+        self.provider.captures.lock().unwrap().len()
+    }
+}
+
+fn euros(amount: i64) -> Money {
+    Money::new(amount, Currency::EUR)
+}
+
+fn charge(order: OrderId, customer: UserId, amount: i64, card: &str) -> ChargeRequest {
+    ChargeRequest { order_id: order, customer_id: customer, amount: euros(amount), card_number: CardNumber::parse(card).unwrap() }
+}
+
+fn status<T: std::fmt::Debug>(result: Result<T, ApiError>) -> u16 {
+    result.expect_err("expected an error").status()
+}
+
+async fn each_test_card_has_its_published_outcome(h: Harness) {
+    let owner = UserId::new();
+    let approved = h.api.charge(&orders_service(), charge(OrderId::new(), owner, 1999, "4242424242424242")).await.unwrap();
+    assert_eq!((approved.status, approved.amount, approved.card_last4.as_str()), (PaymentStatus::Captured, euros(1999), "4242"));
+    let declined = h.api.charge(&orders_service(), charge(OrderId::new(), owner, 1999, "4000000000000002")).await.unwrap();
+    assert_eq!((declined.status, declined.failure_reason.as_deref()), (PaymentStatus::Declined, Some("card declined")));
+    let broke = h.api.charge(&orders_service(), charge(OrderId::new(), owner, 1999, "4000000000009995")).await.unwrap();
+    assert_eq!((broke.status, broke.failure_reason.as_deref()), (PaymentStatus::Declined, Some("insufficient funds")));
+    let flaky_order = OrderId::new();
+    let failed = h.api.charge(&orders_service(), charge(flaky_order, owner, 1999, "4000000000000119")).await.unwrap_err();
+    assert_eq!((failed.status(), failed.retry_after_secs().is_some()), (503, true));
+    assert_eq!(h.api.get_payment(&orders_service(), flaky_order).await.unwrap().status, PaymentStatus::Failed);
+    assert_eq!(h.captures(), 1);
+}
+
+async fn charging_one_order_again_or_at_once_captures_once(h: Harness) {
+    let service = orders_service();
+    let order = OrderId::new();
+    let owner = UserId::new();
+    let first = h.api.charge(&orders_service(), charge(order, owner, 5000, "4242424242424242")).await.unwrap();
+    let again = h.api.charge(&orders_service(), charge(order, owner, 5000, "4242424242424242")).await.unwrap();
+    assert_eq!(first, again);
+    let concurrent_order = OrderId::new();
+    let results =
+        futures::future::join_all((0..10).map(|_| h.api.charge(&service, charge(concurrent_order, owner, 700, "4242424242424242")))).await;
+    let ids: BTreeSet<_> = results.iter().map(|r| r.as_ref().expect("every concurrent charge answers").id).collect();
+    assert_eq!(ids.len(), 1, "one payment for the order");
+    assert!(results.iter().all(|r| r.as_ref().unwrap().status == PaymentStatus::Captured));
+    assert_eq!(h.captures(), 2, "one capture per order, whatever the retries");
+    assert_eq!(
+        status(h.api.charge(&orders_service(), charge(order, owner, 4000, "4242424242424242")).await),
+        409,
+        "same order, another amount"
+    );
+}
+
+async fn refunds_never_exceed_the_capture(h: Harness) {
+    let service = orders_service();
+    let order = OrderId::new();
+    h.api.charge(&orders_service(), charge(order, UserId::new(), 1000, "4242424242424242")).await.unwrap();
+    let partial = h.api.refund(&orders_service(), order, Some(euros(300))).await.unwrap();
+    assert_eq!((partial.status, partial.refunded_amount), (PaymentStatus::PartiallyRefunded, euros(300)));
+    assert_eq!(status(h.api.refund(&orders_service(), order, Some(euros(800))).await), 409);
+    assert_eq!(status(h.api.refund(&orders_service(), order, Some(Money::new(100, Currency::USD))).await), 422);
+    assert_eq!(status(h.api.refund(&orders_service(), order, Some(euros(0))).await), 422);
+    let full = h.api.refund(&orders_service(), order, None).await.unwrap();
+    assert_eq!((full.status, full.refunded_amount), (PaymentStatus::Refunded, euros(1000)));
+    assert_eq!(h.api.refund(&orders_service(), order, None).await.unwrap(), full, "a full refund of a refunded payment changes nothing");
+    assert_eq!(status(h.api.refund(&orders_service(), OrderId::new(), None).await), 404);
+
+    let raced = OrderId::new();
+    h.api.charge(&orders_service(), charge(raced, UserId::new(), 1000, "4242424242424242")).await.unwrap();
+    let results = futures::future::join_all((0..5).map(|_| h.api.refund(&service, raced, Some(euros(300))))).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3, "three refunds of 300 fit in 1000, the others are refused");
+    assert_eq!(h.api.get_payment(&orders_service(), raced).await.unwrap().refunded_amount, euros(900));
+
+    let declined = OrderId::new();
+    h.api.charge(&orders_service(), charge(declined, UserId::new(), 1000, "4000000000000002")).await.unwrap();
+    assert_eq!(status(h.api.refund(&orders_service(), declined, None).await), 409);
+}
+
+async fn only_services_and_admins_charge_and_only_the_owner_sees_the_payment(h: Harness) {
+    let owner_id = UserId::new();
+    let order = OrderId::new();
+    assert_eq!(status(h.api.charge(&customer(), charge(order, owner_id, 100, "4242424242424242")).await), 403);
+    assert_eq!(status(h.api.charge(&Caller::Anonymous, charge(order, owner_id, 100, "4242424242424242")).await), 401);
+    h.api.charge(&admin(), charge(order, owner_id, 100, "4242424242424242")).await.unwrap();
+    let owner = user(Role::Customer, owner_id);
+    assert_eq!(h.api.get_payment(&owner, order).await.unwrap().order_id, order);
+    assert_eq!(status(h.api.get_payment(&customer(), order).await), 404, "another customer learns nothing");
+    assert_eq!(status(h.api.get_payment(&Caller::Anonymous, order).await), 401);
+    assert_eq!(h.api.get_payment(&admin(), order).await.unwrap().order_id, order);
+    assert_eq!(status(h.api.get_payment(&admin(), OrderId::new()).await), 404);
+    assert_eq!(status(h.api.refund(&customer(), order, None).await), 403);
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod in_process_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (service, provider, temp) = super::Harness::sqlite().await;
+                    super::$case(super::Harness::in_process(service, provider, Some(temp))).await;
+                }
+            )*
+        }
+        mod over_http_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (service, provider, temp) = super::Harness::sqlite().await;
+                    super::$case(super::Harness::over_http(service, provider, Some(temp)).await).await;
+                }
+            )*
+        }
+        mod in_process_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(server) = cleave_test_support::postgres() else { return };
+                    let url = server.fresh_database().await.unwrap();
+                    let (service, provider) = super::service_on(shared_kernel::db::DatabaseTarget::Url(url)).await;
+                    super::$case(super::Harness::in_process(service, provider, None)).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    each_test_card_has_its_published_outcome,
+    charging_one_order_again_or_at_once_captures_once,
+    refunds_never_exceed_the_capture,
+    only_services_and_admins_charge_and_only_the_owner_sees_the_payment,
+);

@@ -1,0 +1,63 @@
+//! Callers for contract suites, which test modules without real tokens: `Bearer <role>:<user id>`
+//! stands for a verified user, and a service-name header for a service. (Real token
+//! verification is proven by the users suite and the black-box suites.)
+
+use shared_kernel::wire::CallerResolver;
+use shared_kernel::{ApiError, AuthenticatedUser, Caller, Role, Secret, ServiceIdentity, UserId};
+
+/// Resolves the test conventions above on the server side of a contract's wire.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TestResolver;
+
+#[async_trait::async_trait]
+impl CallerResolver for TestResolver {
+    async fn resolve(&self, headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
+        if let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+            let token = value.trim_start_matches("Bearer ");
+            let (role, id) = token.split_once(':').ok_or_else(|| ApiError::unauthenticated("bad test token"))?;
+            return Ok(user(Role::parse(role).unwrap_or(Role::Customer), UserId::parse(id)?));
+        }
+        if let Some(name) = headers.get(shared_kernel::wire::SERVICE_NAME_HEADER).and_then(|v| v.to_str().ok()) {
+            return Ok(Caller::Service(ServiceIdentity { name: name.to_owned() }));
+        }
+        Ok(Caller::Anonymous)
+    }
+}
+
+/// A user with `role` (an admin is a customer too), whose test token the resolver understands.
+pub fn user(role: Role, id: UserId) -> Caller {
+    let roles = if role == Role::Admin { vec![Role::Customer, Role::Admin] } else { vec![Role::Customer] };
+    Caller::User(AuthenticatedUser { id, roles, token: Secret::new(format!("{}:{id}", role.as_str())) })
+}
+
+pub fn admin() -> Caller {
+    user(Role::Admin, UserId::new())
+}
+
+pub fn customer() -> Caller {
+    user(Role::Customer, UserId::new())
+}
+
+/// The orders module calling on its own behalf.
+pub fn orders_service() -> Caller {
+    Caller::Service(ServiceIdentity { name: "orders".into() })
+}
+
+/// Serves `router` on a free loopback port; returns its base URL.
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("an address");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+/// An RPC client for a contract suite's server.
+pub fn rpc_client(base_url: String) -> shared_kernel::wire::RpcClient {
+    shared_kernel::wire::RpcClient::new(shared_kernel::wire::RpcClientConfig {
+        base_url,
+        timeout: std::time::Duration::from_secs(20),
+        service_name: "contract-tests".into(),
+        service_token: None,
+    })
+    .expect("an HTTP client")
+}
