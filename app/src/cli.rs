@@ -97,37 +97,54 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    use crate::composition::mode_of;
-    use crate::config::ModuleMode;
-    use migrations::MigratorTrait as _;
-    if mode_of("users", &settings.modules.users, cfg!(feature = "users-local"), cfg!(feature = "users-remote"))? == ModuleMode::Local {
-        let target = settings.database_target(settings.database.users_url.as_ref());
-        let db = shared_kernel::db::connect_module("users", &target, 1).await.context("cannot open the users database")?;
-        migrations::users::Migrator::up(&db, None).await.context("cannot migrate the users database")?;
-        println!("users: migrations applied");
-    } else {
-        println!("users: not local, nothing to migrate here");
+    let modules = &settings.modules;
+    let database = &settings.database;
+    migrate_module::<migrations::users::Migrator>(
+        settings,
+        "users",
+        &modules.users,
+        database.users_url.as_ref(),
+        cfg!(feature = "users-local"),
+        cfg!(feature = "users-remote"),
+    )
+    .await?;
+    migrate_module::<migrations::catalog::Migrator>(
+        settings,
+        "catalog",
+        &modules.catalog,
+        database.catalog_url.as_ref(),
+        cfg!(feature = "catalog-local"),
+        cfg!(feature = "catalog-remote"),
+    )
+    .await?;
+    migrate_module::<migrations::payments::Migrator>(
+        settings,
+        "payments",
+        &modules.payments,
+        database.payments_url.as_ref(),
+        cfg!(feature = "payments-local"),
+        cfg!(feature = "payments-remote"),
+    )
+    .await
+}
+
+/// Applies module `name`'s migrations to its own database, if the module is local here.
+async fn migrate_module<M: migrations::MigratorTrait>(
+    settings: &Settings,
+    name: &str,
+    module: &crate::config::ModuleSettings,
+    own_url: Option<&String>,
+    compiled_local: bool,
+    compiled_remote: bool,
+) -> anyhow::Result<()> {
+    if crate::composition::mode_of(name, module, compiled_local, compiled_remote)? != crate::config::ModuleMode::Local {
+        println!("{name}: not local, nothing to migrate here");
+        return Ok(());
     }
-    if mode_of("catalog", &settings.modules.catalog, cfg!(feature = "catalog-local"), cfg!(feature = "catalog-remote"))?
-        == ModuleMode::Local
-    {
-        let target = settings.database_target(settings.database.catalog_url.as_ref());
-        let db = shared_kernel::db::connect_module("catalog", &target, 1).await.context("cannot open the catalog database")?;
-        migrations::catalog::Migrator::up(&db, None).await.context("cannot migrate the catalog database")?;
-        println!("catalog: migrations applied");
-    } else {
-        println!("catalog: not local, nothing to migrate here");
-    }
-    if mode_of("payments", &settings.modules.payments, cfg!(feature = "payments-local"), cfg!(feature = "payments-remote"))?
-        == ModuleMode::Local
-    {
-        let target = settings.database_target(settings.database.payments_url.as_ref());
-        let db = shared_kernel::db::connect_module("payments", &target, 1).await.context("cannot open the payments database")?;
-        migrations::payments::Migrator::up(&db, None).await.context("cannot migrate the payments database")?;
-        println!("payments: migrations applied");
-    } else {
-        println!("payments: not local, nothing to migrate here");
-    }
+    let target = settings.database_target(own_url);
+    let db = shared_kernel::db::connect_module(name, &target, 1).await.with_context(|| format!("cannot open the {name} database"))?;
+    M::up(&db, None).await.with_context(|| format!("cannot migrate the {name} database"))?;
+    println!("{name}: migrations applied");
     Ok(())
 }
 

@@ -142,3 +142,27 @@ impl MigratorTrait for EventTablesOnly {
         vec![Box::new(only::Migration)]
     }
 }
+
+/// Declares, in a module's migrator, the migration that creates that module's event tables.
+/// (Each module's migrator has its own, so its name is recorded in that module's database.)
+#[macro_export]
+macro_rules! event_tables_migration {
+    () => {
+        use sea_orm_migration::prelude::*;
+
+        /// This module's outbox, inbox and dead letters.
+        #[derive(DeriveMigrationName)]
+        pub struct Migration;
+
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                $crate::event_tables::create(manager).await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                $crate::event_tables::drop(manager).await
+            }
+        }
+    };
+}
