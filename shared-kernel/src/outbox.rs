@@ -486,6 +486,22 @@ impl DeadLetterStore {
         Err(ApiError::conflict("this dead letter was already replayed or discarded"))
     }
 
+    /// Puts a replayed dead letter back to pending (its replay could not be delivered).
+    ///
+    /// # Errors
+    /// The database is unavailable.
+    pub async fn reopen(&self, id: Uuid) -> Result<(), ApiError> {
+        dead_letters::Entity::update_many()
+            .col_expr(dead_letters::Column::Status, Expr::value("pending"))
+            .col_expr(dead_letters::Column::ResolvedAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .filter(dead_letters::Column::Id.eq(id))
+            .filter(dead_letters::Column::Status.eq("replayed"))
+            .exec(&self.db)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     fn view(&self, row: dead_letters::Model) -> Option<DeadLetter> {
         let event = serde_json::from_str(&row.envelope).ok()?;
         let attempts = serde_json::from_str(&row.attempts).unwrap_or_default();

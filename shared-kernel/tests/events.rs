@@ -238,6 +238,12 @@ async fn a_poison_event_is_dead_lettered_with_every_attempt_and_replays_once(pla
     assert!(letter.attempts.windows(2).all(|pair| pair[0].at <= pair[1].at));
     assert!(world.effects().await.is_empty());
 
+    // A replay that cannot be delivered goes back to pending.
+    world.dead_letters.resolve(letter.id, "replayed").await.unwrap();
+    world.dead_letters.reopen(letter.id).await.unwrap();
+    assert_eq!(world.dead_letters.get(letter.id).await.unwrap().status, "pending");
+    assert!(world.dead_letters.get(letter.id).await.unwrap().resolved_at.is_none());
+
     // The bug is fixed; the operator replays it.
     world.recorder.poison.store(false, Ordering::SeqCst);
     world.dead_letters.resolve(letter.id, "replayed").await.unwrap();

@@ -80,12 +80,14 @@ pub async fn replay_dead_letter(
     if dead_letter.status != "pending" {
         return Err(ApiError::conflict("this dead letter was already replayed or discarded"));
     }
-    // Claim it first, so two admins replaying at once deliver it once.
+    // Claim it first, so two admins replaying at once deliver it once; if the delivery cannot
+    // even be attempted, it goes back to pending rather than vanishing from the list.
     store.resolve(dead_letter.id, "replayed").await?;
-    state.bus.redeliver(&dead_letter.consumer, &dead_letter.event).await.map_err(|error| {
+    if let Err(error) = state.bus.redeliver(&dead_letter.consumer, &dead_letter.event).await {
         tracing::error!(%error, dead_letter = %dead_letter.id, "replay failed");
-        ApiError::unavailable("the event could not be delivered again", 1)
-    })?;
+        store.reopen(dead_letter.id).await?;
+        return Err(ApiError::unavailable("the event could not be delivered again", 1));
+    }
     tracing::info!(dead_letter = %dead_letter.id, consumer = %dead_letter.consumer, event_id = %dead_letter.event.id, "replayed a dead letter");
     Ok(Json(store.get(dead_letter.id).await?))
 }
