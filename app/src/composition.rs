@@ -55,6 +55,11 @@ pub struct Composition {
 /// # Errors
 /// A mode this binary was not built with.
 pub fn mode_of(name: &str, module: &ModuleSettings, compiled_local: bool, compiled_remote: bool) -> anyhow::Result<ModuleMode> {
+    if module.mode.is_none() && compiled_local && module.url.is_some() {
+        tracing::warn!(
+            "modules.{name}.url is set but {name} is compiled in and runs locally; set modules.{name}.mode = \"remote\" to use the URL"
+        );
+    }
     let mode = module.mode.unwrap_or(if compiled_local {
         ModuleMode::Local
     } else if compiled_remote && module.url.is_some() {
@@ -196,9 +201,9 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
                 // Any answer but 503 proves the wire, the token and the service are up.
                 Box::pin(async move {
                     let service = Caller::Service(shared_kernel::ServiceIdentity { name: "readiness".into() });
-                    !matches!(
+                    matches!(
                         probe.get_payment(&service, shared_kernel::OrderId::from_uuid(uuid::Uuid::nil())).await,
-                        Err(ApiError::Unavailable { .. } | ApiError::Internal)
+                        Ok(_) | Err(ApiError::NotFound { .. })
                     )
                 })
             });

@@ -174,7 +174,9 @@ where
         use axum::extract::rejection::JsonRejection;
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(JsonRejection::JsonDataError(error)) => Err(ApiError::invalid_field("body", error.body_text())),
+            Err(JsonRejection::JsonDataError(error)) => {
+                Err(ApiError::invalid_field("body", shared_kernel::error::redact_values(&error.body_text())))
+            }
             Err(JsonRejection::JsonSyntaxError(_)) => Err(ApiError::bad_request("the body is not valid JSON")),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad_request("expected Content-Type: application/json")),
             Err(JsonRejection::BytesRejection(error)) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {

@@ -211,9 +211,36 @@ impl ApiError {
     }
 }
 
+/// A deserialization message fit for a client: serde quotes offending values between
+/// backticks (`invalid type: integer `4242…``), and a value may be a card number or a
+/// password, so every quoted value is replaced by `…`.
+pub fn redact_values(message: &str) -> String {
+    let mut redacted = String::with_capacity(message.len());
+    let mut inside = false;
+    for ch in message.chars() {
+        if ch == '`' {
+            if !inside {
+                redacted.push_str("`…`");
+            }
+            inside = !inside;
+        } else if !inside {
+            redacted.push(ch);
+        }
+    }
+    redacted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deserialization_messages_lose_their_quoted_values() {
+        let message = "card_number: invalid type: integer `4242424242424242`, expected a string at line 1 column 30";
+        let redacted = redact_values(message);
+        assert!(!redacted.contains("4242"), "{redacted}");
+        assert_eq!(redacted, "card_number: invalid type: integer `…`, expected a string at line 1 column 30");
+    }
 
     fn every_variant() -> Vec<ApiError> {
         vec![

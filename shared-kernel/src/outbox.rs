@@ -314,12 +314,13 @@ impl Relay {
                 outcome = self.deliver_batch() => outcome,
                 _ = stop.changed() => break,
             };
+            // Measured on failures too: that is when the backlog grows.
+            if let Ok(backlog) = self.backlog().await {
+                metrics::gauge!("outbox_backlog", "module" => self.outbox.module).set(backlog as f64);
+            }
             let wait = match outcome {
                 Ok(count) => {
                     failures = 0;
-                    if let Ok(backlog) = self.backlog().await {
-                        metrics::gauge!("outbox_backlog", "module" => self.outbox.module).set(backlog as f64);
-                    }
                     if count > 0 { Duration::ZERO } else { self.poll_interval }
                 }
                 Err(error) => {
@@ -445,6 +446,16 @@ impl DeadLetterStore {
     /// # Errors
     /// The database is unavailable, or a foreign cursor.
     pub async fn list(&self, page: &PageRequest, include_resolved: bool) -> Result<Page<DeadLetter>, ApiError> {
+        let rows = self.list_overfetched(page, include_resolved).await?;
+        Ok(Page::from_overfetched(rows, page.limit(), |row| row.id.to_string()))
+    }
+
+    /// Up to `limit + 1` rows after the cursor, in id order: for merging the stores of several
+    /// modules into one page (the extra row says whether more exist).
+    ///
+    /// # Errors
+    /// The database is unavailable, or a foreign cursor.
+    pub async fn list_overfetched(&self, page: &PageRequest, include_resolved: bool) -> Result<Vec<DeadLetter>, ApiError> {
         let mut query = dead_letters::Entity::find().order_by_asc(dead_letters::Column::Id).limit(u64::from(page.limit()) + 1);
         if !include_resolved {
             query = query.filter(dead_letters::Column::Status.eq("pending"));
@@ -454,8 +465,7 @@ impl DeadLetterStore {
             query = query.filter(dead_letters::Column::Id.gt(after));
         }
         let rows = query.all(&self.db).await.map_err(unavailable)?;
-        let page = Page::from_overfetched(rows, page.limit(), |row| row.id.to_string());
-        Ok(Page { items: page.items.into_iter().filter_map(|row| self.view(row)).collect(), next_cursor: page.next_cursor })
+        Ok(rows.into_iter().filter_map(|row| self.view(row)).collect())
     }
 
     /// # Errors

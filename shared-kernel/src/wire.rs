@@ -81,7 +81,10 @@ where
             };
             let args: A = match serde_json::from_slice(&body) {
                 Ok(args) => args,
-                Err(error) => return ApiError::bad_request(format!("malformed arguments: {error}")).into_response(),
+                Err(error) => {
+                    return ApiError::bad_request(format!("malformed arguments: {}", crate::error::redact_values(&error.to_string())))
+                        .into_response();
+                }
             };
             match operation(caller, args).await {
                 Ok(result) => axum::Json(result).into_response(),

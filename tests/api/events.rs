@@ -15,6 +15,7 @@ use users_contract::events::{UserDeactivatedV1, UserRegisteredV1};
 struct TestConsumer {
     failing: AtomicBool,
     calls: AtomicU32,
+    /// Every successful delivery, duplicates included: "exactly once" is asserted on this.
     seen: Mutex<Vec<(uuid::Uuid, String)>>,
 }
 
@@ -26,10 +27,7 @@ impl EventHandler for TestConsumer {
             return Err(HandlerError::new("downstream is down"));
         }
         let registered: UserRegisteredV1 = event.decode().map_err(HandlerError::new)?;
-        let mut seen = self.seen.lock().unwrap();
-        if !seen.iter().any(|(id, _)| *id == event.id) {
-            seen.push((event.id, registered.email));
-        }
+        self.seen.lock().unwrap().push((event.id, registered.email));
         Ok(())
     }
 }
@@ -80,8 +78,10 @@ async fn a_stop_between_commit_and_delivery_loses_nothing(database: Database) {
     // ...when the process stops. It starts again with a working consumer.
     let healthy = Arc::new(TestConsumer::default());
     app.restart_with_hook(|_| {}, Some(subscribe(healthy.clone()))).await;
-    eventually("both registrations arrived", || healthy.times_seen(ADMIN_EMAIL) == 1 && healthy.times_seen("crash@example.com") == 1).await;
-    assert!(stuck.seen.lock().unwrap().is_empty());
+    eventually("both registrations arrived", || healthy.times_seen(ADMIN_EMAIL) >= 1 && healthy.times_seen("crash@example.com") >= 1).await;
+    // Nothing was lost; and this consumer keeps no inbox, so the relay itself did not send
+    // anything twice after the restart.
+    assert_eq!((healthy.times_seen(ADMIN_EMAIL), healthy.times_seen("crash@example.com")), (1, 1));
 }
 
 async fn the_dead_letter_api_lists_replays_and_discards(database: Database) {

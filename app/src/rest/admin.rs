@@ -44,7 +44,7 @@ pub async fn list_dead_letters(
     // one ordered list, and the last id is a cursor valid for every store.
     let mut rows = Vec::new();
     for store in state.dead_letters.iter() {
-        rows.extend(store.list(&page, query.include_resolved).await?.items);
+        rows.extend(store.list_overfetched(&page, query.include_resolved).await?);
     }
     rows.sort_by_key(|row| row.id);
     Ok(Json(Page::from_overfetched(rows, page.limit(), |row| row.id.to_string())))
@@ -83,9 +83,20 @@ pub async fn replay_dead_letter(
     // Claim it first, so two admins replaying at once deliver it once; if the delivery cannot
     // even be attempted, it goes back to pending rather than vanishing from the list.
     store.resolve(dead_letter.id, "replayed").await?;
-    if let Err(error) = state.bus.redeliver(&dead_letter.consumer, &dead_letter.event).await {
-        tracing::error!(%error, dead_letter = %dead_letter.id, "replay failed");
-        store.reopen(dead_letter.id).await?;
+    // Detached from the request: a client that goes away, or the request timeout, cannot stop a
+    // replay half-way and leave the letter marked replayed but undelivered.
+    let replay = {
+        let (bus, store, letter) = (state.bus.clone(), store.clone(), dead_letter.clone());
+        tokio::spawn(async move {
+            let outcome = bus.redeliver(&letter.consumer, &letter.event).await;
+            if let Err(error) = &outcome {
+                tracing::error!(%error, dead_letter = %letter.id, "replay failed; the dead letter is pending again");
+                let _ = store.reopen(letter.id).await;
+            }
+            outcome
+        })
+    };
+    if !matches!(replay.await, Ok(Ok(()))) {
         return Err(ApiError::unavailable("the event could not be delivered again", 1));
     }
     tracing::info!(dead_letter = %dead_letter.id, consumer = %dead_letter.consumer, event_id = %dead_letter.event.id, "replayed a dead letter");

@@ -1,7 +1,7 @@
 //! The catalog's use cases, behind [`CatalogApi`].
 
 use crate::domain::{self, Checks};
-use crate::entities::{categories, products, reservations};
+use crate::entities::{categories, products, reservation_orders, reservations};
 use catalog_contract::events::ProductChangedV1;
 use catalog_contract::{
     CatalogApi, CategoryView, NewCategory, NewProduct, ProductPatch, ProductQuery, ProductView, Reservation, ReservationStatus,
@@ -181,10 +181,11 @@ fn sorted(mut rows: Vec<reservations::Model>) -> Vec<reservations::Model> {
     rows
 }
 
-/// Reserving, releasing and committing stock: the orders module (a service) or an admin.
+/// Reserving, releasing and committing stock: the orders service, or an admin.
 fn require_service_or_admin(caller: &Caller) -> Result<(), ApiError> {
     match caller {
-        Caller::Service(_) => Ok(()),
+        Caller::Service(service) if service.name == "orders" => Ok(()),
+        Caller::Service(_) => Err(ApiError::forbidden("only the orders service may hold stock")),
         _ => caller.require_admin().map(|_| ()),
     }
 }
@@ -204,6 +205,10 @@ impl CatalogApi for CatalogService {
     async fn create_category(&self, caller: &Caller, input: NewCategory) -> Result<CategoryView, ApiError> {
         caller.require_admin()?;
         let name = domain::text("name", &input.name, 100, true).map_err(|e| ApiError::invalid(vec![e.into()]))?;
+        // Lower-casing can lengthen text (`İ` becomes two characters); the key must fit too.
+        if name.to_lowercase().chars().count() > 100 {
+            return Err(ApiError::invalid_field("name", "must be at most 100 characters"));
+        }
         let row = categories::ActiveModel {
             id: Set(CategoryId::new().as_uuid()),
             name_key: Set(name.to_lowercase()),
@@ -383,8 +388,17 @@ impl CatalogApi for CatalogService {
         if ids.len() != lines.len() {
             return Err(ApiError::invalid_field("lines", "each product may appear once"));
         }
-        if let Some(existing) = self.reservation_of(order_id).await? {
-            return Ok(existing);
+        let lines_key = {
+            let mut sorted: Vec<String> = lines.iter().map(|l| format!("{}x{}", l.product_id, l.quantity)).collect();
+            sorted.sort();
+            sorted.join(",")
+        };
+        let same_lines = |key: &str| {
+            if key == lines_key { Ok(()) } else { Err(ApiError::conflict("this order already reserved other lines")) }
+        };
+        if let Some(header) = reservation_orders::Entity::find_by_id(order_id.as_uuid()).one(&self.db).await.map_err(db_error)? {
+            same_lines(&header.lines_key)?;
+            return self.reservation_of(order_id).await?.ok_or_else(|| ApiError::conflict("the reservation is being made; try again"));
         }
         let products = products::Entity::find().filter(products::Column::Id.is_in(ids.clone())).all(&self.db).await.map_err(db_error)?;
         if products.len() != ids.len() {
@@ -395,9 +409,20 @@ impl CatalogApi for CatalogService {
         let mut sorted_lines = lines.clone();
         sorted_lines.sort_by_key(|l| l.product_id);
         let transaction = self.db.begin().await.map_err(db_error)?;
-        // The rows of this order go in first: on SQLite that takes the write lock at once, and
-        // a concurrent reserve for the same order fails on the primary key instead of holding
-        // stock twice.
+        // The order's header goes in first: on SQLite that takes the write lock at once, and a
+        // concurrent reserve for the same order (whatever its lines) fails on the primary key
+        // instead of holding stock twice.
+        let header =
+            reservation_orders::ActiveModel { order_id: Set(order_id.as_uuid()), lines_key: Set(lines_key.clone()), created_at: Set(now) };
+        if let Err(error) = header.insert(&transaction).await {
+            transaction.rollback().await.map_err(db_error)?;
+            if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+                let header = reservation_orders::Entity::find_by_id(order_id.as_uuid()).one(&self.db).await.map_err(db_error)?;
+                same_lines(&header.map(|h| h.lines_key).unwrap_or_default())?;
+                return self.reservation_of(order_id).await?.ok_or_else(|| ApiError::conflict("the reservation is being made; try again"));
+            }
+            return Err(db_error(error));
+        }
         for line in &sorted_lines {
             let product = products.iter().find(|p| p.id == line.product_id.as_uuid()).ok_or(ApiError::Internal)?;
             let row = reservations::ActiveModel {
@@ -410,16 +435,7 @@ impl CatalogApi for CatalogService {
                 expires_at: Set(expires_at),
                 created_at: Set(now),
             };
-            if let Err(error) = row.insert(&transaction).await {
-                transaction.rollback().await.map_err(db_error)?;
-                if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
-                    return self
-                        .reservation_of(order_id)
-                        .await?
-                        .ok_or_else(|| ApiError::conflict("the reservation is being made; try again"));
-                }
-                return Err(db_error(error));
-            }
+            row.insert(&transaction).await.map_err(db_error)?;
         }
         for line in &sorted_lines {
             let quantity = i64::from(line.quantity);

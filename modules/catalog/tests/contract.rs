@@ -181,6 +181,10 @@ async fn reservations_are_all_or_nothing_idempotent_and_committed_once(h: Harnes
     assert_eq!(reservation.lines.iter().map(|l| l.unit_price.amount()).sum::<i64>(), 300);
     let again = h.api.reserve(&orders_service(), order, lines.clone()).await.unwrap();
     assert_eq!(again, reservation, "the same order reserves once");
+    let other_lines = vec![ReserveLine { product_id: a.id, quantity: 1 }];
+    assert_eq!(status(h.api.reserve(&orders_service(), order, other_lines).await), 409, "one order, one set of lines");
+    let stranger = Caller::Service(shared_kernel::ServiceIdentity { name: "payments".into() });
+    assert_eq!(status(h.api.reserve(&stranger, OrderId::new(), lines.clone()).await), 403, "only orders holds stock");
     let product_a = h.api.get_product(&Caller::Anonymous, a.id).await.unwrap();
     assert_eq!((product_a.stock_on_hand, product_a.stock_reserved, product_a.stock_available), (5, 2, 3));
     assert_eq!(status(h.api.set_stock(&admin(), a.id, SetStock { on_hand: 1 }).await), 409, "below what is reserved");
@@ -208,6 +212,26 @@ async fn a_released_reservation_gives_stock_back_and_cannot_be_committed(h: Harn
     h.api.release(&orders_service(), order).await.unwrap();
     assert_eq!(h.api.get_product(&Caller::Anonymous, a.id).await.unwrap().stock_available, 4);
     assert_eq!(status(h.api.commit(&orders_service(), order).await), 409);
+}
+
+async fn concurrent_reserves_for_one_order_hold_stock_once(h: Harness) {
+    let a = h.product("ONE-A", 100, 10, None).await;
+    let b = h.product("ONE-B", 100, 10, None).await;
+    let order = OrderId::new();
+    let service = orders_service();
+    let attempts = futures::future::join_all((0..8).map(|i| {
+        let lines = if i % 2 == 0 {
+            vec![ReserveLine { product_id: a.id, quantity: 2 }]
+        } else {
+            vec![ReserveLine { product_id: b.id, quantity: 3 }]
+        };
+        h.api.reserve(&service, order, lines)
+    }))
+    .await;
+    assert!(attempts.iter().all(|a| a.is_ok() || matches!(a, Err(ApiError::Conflict { .. }))), "{attempts:?}");
+    let held = h.api.get_product(&Caller::Anonymous, a.id).await.unwrap().stock_reserved
+        + h.api.get_product(&Caller::Anonymous, b.id).await.unwrap().stock_reserved;
+    assert!(held == 2 || held == 3, "exactly one of the two line sets is held, not both: {held}");
 }
 
 async fn reservations_expire_after_their_ttl(h: Harness) {
@@ -287,5 +311,6 @@ suite!(
     reservations_are_all_or_nothing_idempotent_and_committed_once,
     a_released_reservation_gives_stock_back_and_cannot_be_committed,
     reservations_expire_after_their_ttl,
+    concurrent_reserves_for_one_order_hold_stock_once,
     one_hundred_twenty_concurrent_buyers_never_oversell_twenty_units,
 );

@@ -95,7 +95,8 @@ impl PaymentsApi for PaymentsService {
         let (status, charge_id, reason) = match &outcome {
             Ok(ProviderOutcome::Captured { charge_id }) => (CAPTURED, Some(charge_id.clone()), None),
             Ok(ProviderOutcome::Declined { reason }) => (DECLINED, None, Some(reason.clone())),
-            Err(error) => (FAILED, None, Some(error.0.clone())),
+            // A fixed reason: the provider's own text may hold internal detail (it is logged below).
+            Err(_) => (FAILED, None, Some("payment provider error".to_owned())),
         };
         let updated = payments::Entity::update_many()
             .col_expr(payments::Column::Status, Expr::value(status))
@@ -128,6 +129,7 @@ impl PaymentsApi for PaymentsService {
             return Err(ApiError::conflict("only a captured payment can be refunded"));
         }
         let remaining = payment.amount - payment.refunded_amount;
+        let requested_full = amount.is_none();
         let amount = match amount {
             None if remaining == 0 => return Ok(view(&payment)),
             None => remaining,
@@ -149,6 +151,13 @@ impl PaymentsApi for PaymentsService {
             .await
             .map_err(db_error)?;
         if claimed.rows_affected != 1 {
+            // A full refund that lost a race to another full refund: it is done, not a conflict.
+            if requested_full
+                && let Some(now) = self.load(order_id).await?
+                && now.refunded_amount == now.amount
+            {
+                return Ok(view(&now));
+            }
             return Err(ApiError::conflict("the refund would exceed what was captured"));
         }
         let money = Money::new(amount, currency(&payment.currency));

@@ -139,6 +139,16 @@ async fn refunds_never_exceed_the_capture(h: Harness) {
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3, "three refunds of 300 fit in 1000, the others are refused");
     assert_eq!(h.api.get_payment(&orders_service(), raced).await.unwrap().refunded_amount, euros(900));
 
+    let both_full = OrderId::new();
+    h.api.charge(&orders_service(), charge(both_full, UserId::new(), 1000, "4242424242424242")).await.unwrap();
+    let (first, second) = tokio::join!(h.api.refund(&service, both_full, None), h.api.refund(&service, both_full, None));
+    assert_eq!(
+        (first.unwrap().status, second.unwrap().status),
+        (PaymentStatus::Refunded, PaymentStatus::Refunded),
+        "two full refunds at once: both done, once"
+    );
+    assert_eq!(h.api.get_payment(&orders_service(), both_full).await.unwrap().refunded_amount, euros(1000));
+
     let declined = OrderId::new();
     h.api.charge(&orders_service(), charge(declined, UserId::new(), 1000, "4000000000000002")).await.unwrap();
     assert_eq!(status(h.api.refund(&orders_service(), declined, None).await), 409);

@@ -2,4 +2,5 @@
 
 pub mod categories;
 pub mod products;
+pub mod reservation_orders;
 pub mod reservations;
