@@ -117,6 +117,8 @@ pub enum ReservationStatus {
     Reserved,
     Committed,
     Released,
+    /// Committed, then put back on hand (the order was cancelled).
+    Restocked,
 }
 
 /// The stock held for one order.
@@ -179,6 +181,9 @@ shared_kernel::contract! {
         /// Turns a reservation into a sale: stock on hand goes down. Idempotent. 409 for a released
         /// (or expired) reservation, 404 for none.
         fn commit(order_id: OrderId) -> ();
+        /// Puts a committed order's stock back on hand (the order was cancelled). Idempotent. 409
+        /// for a reservation that was never committed, 404 for none.
+        fn restock(order_id: OrderId) -> ();
     }
 }
 

@@ -21,6 +21,7 @@ use std::sync::Arc;
 const RESERVED: &str = "reserved";
 const COMMITTED: &str = "committed";
 const RELEASED: &str = "released";
+const RESTOCKED: &str = "restocked";
 
 /// How the catalog holds stock for orders.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +111,7 @@ impl CatalogService {
         let status = match first.status.as_str() {
             RESERVED => ReservationStatus::Reserved,
             COMMITTED => ReservationStatus::Committed,
+            RESTOCKED => ReservationStatus::Restocked,
             _ => ReservationStatus::Released,
         };
         Ok(Some(Reservation {
@@ -127,11 +129,12 @@ impl CatalogService {
         }))
     }
 
-    /// Moves an order's reserved rows to `to` and returns them: the status change comes first,
+    /// Moves an order's rows from `from` to `to` and returns them: the status change comes first,
     /// so the transaction takes its write lock at once and a second caller finds nothing to move.
     async fn move_reservation(
         connection: &impl ConnectionTrait,
         order_id: OrderId,
+        from: &str,
         to: &str,
         now: DateTime<Utc>,
         unexpired_only: bool,
@@ -139,7 +142,7 @@ impl CatalogService {
         let mut update = reservations::Entity::update_many()
             .col_expr(reservations::Column::Status, Expr::value(to))
             .filter(reservations::Column::OrderId.eq(order_id.as_uuid()))
-            .filter(reservations::Column::Status.eq(RESERVED));
+            .filter(reservations::Column::Status.eq(from));
         if unexpired_only {
             update = update.filter(reservations::Column::ExpiresAt.gt(now));
         }
@@ -148,7 +151,7 @@ impl CatalogService {
 
     async fn release_order(&self, order_id: OrderId) -> Result<(), ApiError> {
         let transaction = self.db.begin().await.map_err(db_error)?;
-        let moved = Self::move_reservation(&transaction, order_id, RELEASED, self.clock.now(), false).await.map_err(db_error)?;
+        let moved = Self::move_reservation(&transaction, order_id, RESERVED, RELEASED, self.clock.now(), false).await.map_err(db_error)?;
         for row in sorted(moved) {
             products::Entity::update_many()
                 .col_expr(products::Column::Reserved, Expr::col(products::Column::Reserved).sub(row.quantity))
@@ -466,7 +469,7 @@ impl CatalogApi for CatalogService {
     async fn commit(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
         require_service_or_admin(caller)?;
         let transaction = self.db.begin().await.map_err(db_error)?;
-        let moved = Self::move_reservation(&transaction, order_id, COMMITTED, self.clock.now(), true).await.map_err(db_error)?;
+        let moved = Self::move_reservation(&transaction, order_id, RESERVED, COMMITTED, self.clock.now(), true).await.map_err(db_error)?;
         if moved.is_empty() {
             transaction.rollback().await.map_err(db_error)?;
             return match self.reservation_of(order_id).await? {
@@ -479,6 +482,31 @@ impl CatalogApi for CatalogService {
             products::Entity::update_many()
                 .col_expr(products::Column::OnHand, Expr::col(products::Column::OnHand).sub(row.quantity))
                 .col_expr(products::Column::Reserved, Expr::col(products::Column::Reserved).sub(row.quantity))
+                .filter(products::Column::Id.eq(row.product_id))
+                .exec(&transaction)
+                .await
+                .map_err(db_error)?;
+        }
+        transaction.commit().await.map_err(db_error)
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %order_id))]
+    async fn restock(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
+        require_service_or_admin(caller)?;
+        let transaction = self.db.begin().await.map_err(db_error)?;
+        let moved =
+            Self::move_reservation(&transaction, order_id, COMMITTED, RESTOCKED, self.clock.now(), false).await.map_err(db_error)?;
+        if moved.is_empty() {
+            transaction.rollback().await.map_err(db_error)?;
+            return match self.reservation_of(order_id).await? {
+                Some(reservation) if reservation.status == ReservationStatus::Restocked => Ok(()),
+                Some(_) => Err(ApiError::conflict("only committed stock can be put back")),
+                None => Err(ApiError::not_found("no reservation for this order")),
+            };
+        }
+        for row in sorted(moved) {
+            products::Entity::update_many()
+                .col_expr(products::Column::OnHand, Expr::col(products::Column::OnHand).add(row.quantity))
                 .filter(products::Column::Id.eq(row.product_id))
                 .exec(&transaction)
                 .await

@@ -204,6 +204,21 @@ async fn reservations_are_all_or_nothing_idempotent_and_committed_once(h: Harnes
     assert_eq!(status(h.api.reserve(&orders_service(), OrderId::new(), unknown).await), 404);
 }
 
+async fn committed_stock_of_a_cancelled_order_goes_back_once(h: Harness) {
+    let a = h.product("RST-A", 100, 5, None).await;
+    let order = OrderId::new();
+    h.api.reserve(&orders_service(), order, vec![ReserveLine { product_id: a.id, quantity: 3 }]).await.unwrap();
+    assert_eq!(status(h.api.restock(&orders_service(), order).await), 409, "never committed");
+    h.api.commit(&orders_service(), order).await.unwrap();
+    assert_eq!(h.api.get_product(&Caller::Anonymous, a.id).await.unwrap().stock_on_hand, 2);
+    h.api.restock(&orders_service(), order).await.unwrap();
+    h.api.restock(&orders_service(), order).await.unwrap();
+    let after = h.api.get_product(&Caller::Anonymous, a.id).await.unwrap();
+    assert_eq!((after.stock_on_hand, after.stock_reserved, after.stock_available), (5, 0, 5), "put back once");
+    assert_eq!(status(h.api.restock(&orders_service(), OrderId::new()).await), 404);
+    assert_eq!(status(h.api.restock(&customer(), order).await), 403);
+}
+
 async fn a_released_reservation_gives_stock_back_and_cannot_be_committed(h: Harness) {
     let a = h.product("REL-A", 100, 4, None).await;
     let order = OrderId::new();
@@ -312,5 +327,6 @@ suite!(
     a_released_reservation_gives_stock_back_and_cannot_be_committed,
     reservations_expire_after_their_ttl,
     concurrent_reserves_for_one_order_hold_stock_once,
+    committed_stock_of_a_cancelled_order_goes_back_once,
     one_hundred_twenty_concurrent_buyers_never_oversell_twenty_units,
 );
