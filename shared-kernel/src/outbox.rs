@@ -215,34 +215,15 @@ impl Relay {
 
     /// Publishes up to one batch of undelivered events, oldest first, and returns how many were
     /// delivered. Stops at the first event the bus refuses, so order is kept: that one is
-    /// first again next time.
+    /// first again next time. No transaction is held while handlers run.
     ///
-    /// On PostgreSQL the batch holds a transaction-scoped advisory lock, so with several
-    /// replicas of a module exactly one relays at a time.
+    /// One relay per module database at a time: [`Relay::run`] makes sure of it (on PostgreSQL
+    /// through leadership, see there); call this directly only where nothing else relays.
     ///
     /// # Errors
     /// The database or the bus is unavailable.
     pub async fn deliver_batch(&self) -> Result<usize, RelayError> {
-        if self.db.get_database_backend() == DbBackend::Postgres {
-            let transaction = self.db.begin().await?;
-            let locked = transaction
-                .query_one_raw(sea_orm::Statement::from_string(
-                    DbBackend::Postgres,
-                    format!("SELECT pg_try_advisory_xact_lock(hashtext('{}')) AS locked", self.outbox.channel()),
-                ))
-                .await?
-                .and_then(|row| row.try_get::<bool>("", "locked").ok())
-                .unwrap_or(false);
-            if !locked {
-                transaction.commit().await?;
-                return Ok(0);
-            }
-            let delivered = self.deliver_rows(&transaction).await;
-            transaction.commit().await?;
-            delivered
-        } else {
-            self.deliver_rows(&self.db).await
-        }
+        self.deliver_rows(&self.db).await
     }
 
     async fn deliver_rows(&self, connection: &impl ConnectionTrait) -> Result<usize, RelayError> {
@@ -298,12 +279,30 @@ impl Relay {
 
     /// Delivers until `stop` turns true: a batch whenever woken, polling as a fallback, backing
     /// off while the database or the bus is down.
+    ///
+    /// On PostgreSQL, several replicas of a module share one database: a relay delivers only
+    /// while it is the leader, holding a session advisory lock on a connection of its own (no
+    /// transaction stays open). If that connection dies, the lock goes with it and another
+    /// replica's relay takes over; meanwhile this one tries again at each poll.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let listener = self.listen_for_commits_elsewhere().await;
+        let postgres = self.db.get_database_backend() == DbBackend::Postgres;
+        let mut leadership: Option<sea_orm::sqlx::postgres::PgConnection> = None;
         let mut failures: u32 = 0;
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if postgres && !Self::still_leading(&mut leadership).await {
+                leadership = self.try_to_lead().await;
+                if leadership.is_none() {
+                    tokio::select! {
+                        () = tokio::time::sleep(self.poll_interval) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+                tracing::info!(module = self.outbox.module, "this process now relays the outbox");
             }
             // Register interest before looking, so a commit between the look and the wait
             // still wakes us.
@@ -340,6 +339,32 @@ impl Relay {
         }
         if let Some(listener) = listener {
             listener.abort();
+        }
+    }
+
+    /// Takes the module's relay lock on a new dedicated connection, if no other relay holds it.
+    async fn try_to_lead(&self) -> Option<sea_orm::sqlx::postgres::PgConnection> {
+        use sea_orm::sqlx::Connection as _;
+        let options = self.db.get_postgres_connection_pool().connect_options();
+        let mut connection = sea_orm::sqlx::postgres::PgConnection::connect_with(&options).await.ok()?;
+        let locked: bool = sea_orm::sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(self.outbox.channel())
+            .fetch_one(&mut connection)
+            .await
+            .ok()?;
+        if locked {
+            Some(connection)
+        } else {
+            let _ = connection.close().await;
+            None
+        }
+    }
+
+    /// Whether the leadership connection still answers (its lock lives as long as it does).
+    async fn still_leading(leadership: &mut Option<sea_orm::sqlx::postgres::PgConnection>) -> bool {
+        match leadership {
+            Some(connection) => sea_orm::sqlx::query("SELECT 1").execute(connection).await.is_ok(),
+            None => false,
         }
     }
 

@@ -329,6 +329,30 @@ async fn a_commit_wakes_the_relay_without_waiting_for_its_poll(place: Place) {
     relay.await.unwrap();
 }
 
+/// PostgreSQL only (SQLite has one process by construction): two relays on one database, as
+/// two replicas of a module would run, deliver each event once between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_on_one_postgres_database_deliver_each_event_once() {
+    let Some(place) = Place::postgres().await else { return };
+    let world = World::start(&place, 3).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let first = tokio::spawn(world.relay().with_poll_interval(Duration::from_millis(10)).run(stopped.clone()));
+    let second = tokio::spawn(world.relay().with_poll_interval(Duration::from_millis(10)).run(stopped));
+    for n in 0..30 {
+        bump(&world.db, &world.outbox, &format!("r-{}", n % 3)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while world.effects().await.len() < 30 {
+        assert!(tokio::time::Instant::now() < deadline, "only {} of 30 arrived", world.effects().await.len());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    first.await.unwrap();
+    second.await.unwrap();
+    // The handler's own count, before its inbox: no event reached it twice.
+    assert_eq!(world.recorder.calls.load(Ordering::SeqCst), 30);
+}
+
 macro_rules! on_both_databases {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
