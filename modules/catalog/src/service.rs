@@ -150,17 +150,31 @@ impl CatalogService {
     }
 
     async fn release_order(&self, order_id: OrderId) -> Result<(), ApiError> {
+        self.transition(order_id, RELEASE).await.map(|_| ())
+    }
+
+    /// Moves an order's rows along `change` and adjusts each product's stock to match, in one
+    /// transaction. Returns whether anything moved (nothing: the order was not in `change.from`).
+    async fn transition(&self, order_id: OrderId, change: Transition) -> Result<bool, ApiError> {
         let transaction = self.db.begin().await.map_err(db_error)?;
-        let moved = Self::move_reservation(&transaction, order_id, RESERVED, RELEASED, self.clock.now(), false).await.map_err(db_error)?;
+        let moved = Self::move_reservation(&transaction, order_id, change.from, change.to, self.clock.now(), change.unexpired_only)
+            .await
+            .map_err(db_error)?;
+        if moved.is_empty() {
+            transaction.rollback().await.map_err(db_error)?;
+            return Ok(false);
+        }
         for row in sorted(moved) {
             products::Entity::update_many()
-                .col_expr(products::Column::Reserved, Expr::col(products::Column::Reserved).sub(row.quantity))
+                .col_expr(products::Column::OnHand, Expr::col(products::Column::OnHand).add(change.on_hand * row.quantity))
+                .col_expr(products::Column::Reserved, Expr::col(products::Column::Reserved).add(change.reserved * row.quantity))
                 .filter(products::Column::Id.eq(row.product_id))
                 .exec(&transaction)
                 .await
                 .map_err(db_error)?;
         }
-        transaction.commit().await.map_err(db_error)
+        transaction.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
     async fn publish_changed(unit: &mut UnitOfWork, product: &products::Model, now: DateTime<Utc>) -> Result<(), ApiError> {
@@ -176,6 +190,24 @@ impl CatalogService {
         Ok(())
     }
 }
+
+/// A reservation status change and what it does to each product's stock (per unit reserved).
+#[derive(Debug, Clone, Copy)]
+struct Transition {
+    from: &'static str,
+    to: &'static str,
+    /// Only reservations not yet expired move (a commit must not revive an expired one).
+    unexpired_only: bool,
+    on_hand: i64,
+    reserved: i64,
+}
+
+/// Stock held for an order goes back to available.
+const RELEASE: Transition = Transition { from: RESERVED, to: RELEASED, unexpired_only: false, on_hand: 0, reserved: -1 };
+/// Held stock is sold: it leaves on hand and reserved alike.
+const COMMIT: Transition = Transition { from: RESERVED, to: COMMITTED, unexpired_only: true, on_hand: -1, reserved: -1 };
+/// Sold stock of a cancelled order comes back on hand.
+const RESTOCK: Transition = Transition { from: COMMITTED, to: RESTOCKED, unexpired_only: false, on_hand: 1, reserved: 0 };
 
 /// Rows in product-id order: every transaction locks products in the same order, so two
 /// reservations can never deadlock each other.
@@ -468,51 +500,27 @@ impl CatalogApi for CatalogService {
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
     async fn commit(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
         require_service_or_admin(caller)?;
-        let transaction = self.db.begin().await.map_err(db_error)?;
-        let moved = Self::move_reservation(&transaction, order_id, RESERVED, COMMITTED, self.clock.now(), true).await.map_err(db_error)?;
-        if moved.is_empty() {
-            transaction.rollback().await.map_err(db_error)?;
-            return match self.reservation_of(order_id).await? {
-                Some(reservation) if reservation.status == ReservationStatus::Committed => Ok(()),
-                Some(_) => Err(ApiError::conflict("the reservation was released or has expired")),
-                None => Err(ApiError::not_found("no reservation for this order")),
-            };
+        if self.transition(order_id, COMMIT).await? {
+            return Ok(());
         }
-        for row in sorted(moved) {
-            products::Entity::update_many()
-                .col_expr(products::Column::OnHand, Expr::col(products::Column::OnHand).sub(row.quantity))
-                .col_expr(products::Column::Reserved, Expr::col(products::Column::Reserved).sub(row.quantity))
-                .filter(products::Column::Id.eq(row.product_id))
-                .exec(&transaction)
-                .await
-                .map_err(db_error)?;
+        match self.reservation_of(order_id).await? {
+            Some(reservation) if reservation.status == ReservationStatus::Committed => Ok(()),
+            Some(_) => Err(ApiError::conflict("the reservation was released or has expired")),
+            None => Err(ApiError::not_found("no reservation for this order")),
         }
-        transaction.commit().await.map_err(db_error)
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
     async fn restock(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
         require_service_or_admin(caller)?;
-        let transaction = self.db.begin().await.map_err(db_error)?;
-        let moved =
-            Self::move_reservation(&transaction, order_id, COMMITTED, RESTOCKED, self.clock.now(), false).await.map_err(db_error)?;
-        if moved.is_empty() {
-            transaction.rollback().await.map_err(db_error)?;
-            return match self.reservation_of(order_id).await? {
-                Some(reservation) if reservation.status == ReservationStatus::Restocked => Ok(()),
-                Some(_) => Err(ApiError::conflict("only committed stock can be put back")),
-                None => Err(ApiError::not_found("no reservation for this order")),
-            };
+        if self.transition(order_id, RESTOCK).await? {
+            return Ok(());
         }
-        for row in sorted(moved) {
-            products::Entity::update_many()
-                .col_expr(products::Column::OnHand, Expr::col(products::Column::OnHand).add(row.quantity))
-                .filter(products::Column::Id.eq(row.product_id))
-                .exec(&transaction)
-                .await
-                .map_err(db_error)?;
+        match self.reservation_of(order_id).await? {
+            Some(reservation) if reservation.status == ReservationStatus::Restocked => Ok(()),
+            Some(_) => Err(ApiError::conflict("only committed stock can be put back")),
+            None => Err(ApiError::not_found("no reservation for this order")),
         }
-        transaction.commit().await.map_err(db_error)
     }
 }
 
