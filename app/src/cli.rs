@@ -117,6 +117,15 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         cfg!(feature = "catalog-remote"),
     )
     .await?;
+    migrate_module::<migrations::orders::Migrator>(
+        settings,
+        "orders",
+        &modules.orders,
+        database.orders_url.as_ref(),
+        cfg!(feature = "orders-local"),
+        cfg!(feature = "orders-remote"),
+    )
+    .await?;
     migrate_module::<migrations::payments::Migrator>(
         settings,
         "payments",

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use axum::Router;
 use catalog_contract::CatalogApi;
 use futures::future::BoxFuture;
+use orders_contract::OrdersApi;
 use payments_contract::PaymentsApi;
 use shared_kernel::auth::{KeySource, TokenPolicy, TokenVerifier};
 use shared_kernel::events::{EventBus, InProcessBus};
@@ -32,6 +33,7 @@ pub struct Composition {
     pub users: Arc<dyn UsersApi>,
     pub catalog: Arc<dyn CatalogApi>,
     pub payments: Arc<dyn PaymentsApi>,
+    pub orders: Arc<dyn OrdersApi>,
     /// The event bus of this process (in-process adapter).
     pub bus: Arc<dyn EventBus>,
     /// The dead letters of the consumers of every module hosted here.
@@ -48,6 +50,8 @@ pub struct Composition {
     pub users_local: Option<Arc<users::UsersService>>,
     #[cfg(feature = "catalog-local")]
     pub catalog_local: Option<Arc<catalog::CatalogService>>,
+    #[cfg(feature = "orders-local")]
+    pub orders_local: Option<Arc<orders::OrdersService>>,
 }
 
 /// The mode module `name` runs in, or why it cannot.
@@ -141,6 +145,10 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
             #[cfg(feature = "catalog-local")]
             {
                 let (service, hosted) = local_catalog(settings).await?;
+                let dead_letters = Arc::new(DeadLetterStore::new(hosted.database.clone(), "catalog"));
+                bus.subscribe(catalog::SalesCounter::new(hosted.database.clone()).consumer(dead_letters))
+                    .await
+                    .context("cannot subscribe the catalog's sales counter")?;
                 let service = Arc::new(service);
                 let probe = service.clone();
                 parts.host("catalog", hosted, &bus, settings, move || {
@@ -217,6 +225,61 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         }
     };
 
+    let orders_mode = mode_of("orders", &settings.modules.orders, cfg!(feature = "orders-local"), cfg!(feature = "orders-remote"))?;
+    #[cfg(feature = "orders-local")]
+    let mut orders_local = None;
+    let orders: Arc<dyn OrdersApi> = match orders_mode {
+        ModuleMode::Local => {
+            #[cfg(feature = "orders-local")]
+            {
+                let (service, hosted) = local_orders(settings, catalog.clone(), payments.clone()).await?;
+                let dead_letters: Arc<DeadLetterStore> = Arc::new(DeadLetterStore::new(hosted.database.clone(), "orders"));
+                bus.subscribe(orders::CustomerStatusProjection::new(hosted.database.clone()).consumer(dead_letters.clone()))
+                    .await
+                    .context("cannot subscribe orders' customer-status projection")?;
+                bus.subscribe(orders::ProductNamesProjection::new(hosted.database.clone()).consumer(dead_letters))
+                    .await
+                    .context("cannot subscribe orders' product-name projection")?;
+                let service = Arc::new(service);
+                let probe = service.clone();
+                parts.host("orders", hosted, &bus, settings, move || {
+                    let probe = probe.clone();
+                    Box::pin(async move { probe.ping().await })
+                });
+                let recovery = service.clone();
+                let every = std::time::Duration::from_secs(settings.orders.recovery_sweep_secs.max(1));
+                let stale_after = std::time::Duration::from_secs(settings.orders.stale_after_secs);
+                parts.background.push(Box::new(move |stop| Box::pin(recover_sagas(recovery, every, stale_after, stop))));
+                orders_local = Some(service.clone());
+                service
+            }
+            #[cfg(not(feature = "orders-local"))]
+            unreachable!("mode_of refuses local mode without the feature")
+        }
+        ModuleMode::Remote => {
+            let client: Arc<dyn OrdersApi> =
+                Arc::new(orders_contract::http_wire::Client::new(remote_client(settings, "orders", &settings.modules.orders)?));
+            let probe = client.clone();
+            parts.remote("orders", move || {
+                let probe = probe.clone();
+                // 401 proves the wire, the token check and the service are up.
+                Box::pin(async move {
+                    matches!(
+                        probe.get_order(&Caller::Anonymous, shared_kernel::OrderId::from_uuid(uuid::Uuid::nil())).await,
+                        Ok(_) | Err(ApiError::NotFound { .. } | ApiError::Unauthenticated { .. })
+                    )
+                })
+            });
+            client
+        }
+        ModuleMode::NotDeployed => {
+            tracing::warn!(
+                "the orders module is not deployed with this process (set modules.orders.url to reach it): its operations answer 503"
+            );
+            Arc::new(orders_contract::not_deployed::NotDeployed)
+        }
+    };
+
     let verifier = TokenVerifier::new(
         Arc::new(ContractKeySource { users: users.clone() }),
         TokenPolicy { issuer: settings.auth.issuer.clone(), audience: settings.auth.audience.clone(), leeway_secs: 5 },
@@ -235,6 +298,9 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
     if catalog_mode == ModuleMode::Local {
         internal_routes = internal_routes.merge(catalog_contract::http_wire::router(catalog.clone(), internal_resolver.clone()));
     }
+    if orders_mode == ModuleMode::Local {
+        internal_routes = internal_routes.merge(orders_contract::http_wire::router(orders.clone(), internal_resolver.clone()));
+    }
     if payments_mode == ModuleMode::Local {
         internal_routes = internal_routes.merge(payments_contract::http_wire::router(payments.clone(), internal_resolver));
     }
@@ -242,6 +308,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         users,
         catalog,
         payments,
+        orders,
         bus,
         dead_letters: parts.dead_letters,
         background: parts.background,
@@ -253,6 +320,8 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         users_local,
         #[cfg(feature = "catalog-local")]
         catalog_local,
+        #[cfg(feature = "orders-local")]
+        orders_local,
     })
 }
 
@@ -300,6 +369,52 @@ async fn sweep_expired_reservations(catalog: Arc<catalog::CatalogService>, every
             tracing::warn!(%error, "releasing expired reservations failed; will retry");
         }
     }
+}
+
+/// Resumes interrupted sagas: every unfinished one at start-up, then those that stall.
+#[cfg(feature = "orders-local")]
+async fn recover_sagas(
+    orders: Arc<orders::OrdersService>,
+    every: std::time::Duration,
+    stale_after: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut threshold = std::time::Duration::ZERO;
+    loop {
+        tokio::select! {
+            result = orders.recover_in_flight(threshold) => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "resuming interrupted orders failed; will retry");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+        threshold = stale_after;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(feature = "orders-local")]
+async fn local_orders(
+    settings: &Settings,
+    catalog: Arc<dyn CatalogApi>,
+    payments: Arc<dyn PaymentsApi>,
+) -> anyhow::Result<(orders::OrdersService, Hosted)> {
+    let db = open_database::<migrations::orders::Migrator>(settings, "orders", settings.database.orders_url.as_ref()).await?;
+    let outbox = shared_kernel::outbox::Outbox::new("orders");
+    let config = &settings.orders;
+    let orders_settings = orders::OrdersSettings {
+        placement_wait: std::time::Duration::from_millis(config.placement_wait_ms),
+        step_attempts: config.step_attempts.max(1),
+        step_retry_delay: std::time::Duration::from_millis(config.step_retry_delay_ms),
+        stale_after: std::time::Duration::from_secs(config.stale_after_secs),
+    };
+    let service =
+        orders::OrdersService::new(db.clone(), outbox.clone(), catalog, payments, Arc::new(shared_kernel::SystemClock), orders_settings);
+    Ok((service, Hosted { database: db, outbox }))
 }
 
 /// Opens a local module's own database and applies its migrations (if configured).

@@ -19,6 +19,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub modules: ModulesSettings,
     pub catalog: CatalogSettings,
+    pub orders: OrdersSettings,
     pub payments: PaymentsSettings,
     pub events: EventSettings,
     pub log: LogSettings,
@@ -69,6 +70,8 @@ pub struct DatabaseSettings {
     pub users_url: Option<String>,
     /// The catalog module's own database URL, overriding `url`.
     pub catalog_url: Option<String>,
+    /// The orders module's own database URL, overriding `url`.
+    pub orders_url: Option<String>,
     /// The payments module's own database URL, overriding `url`.
     pub payments_url: Option<String>,
     /// Pool size per module.
@@ -139,6 +142,7 @@ impl EventSettings {
 pub struct ModulesSettings {
     pub users: ModuleSettings,
     pub catalog: ModuleSettings,
+    pub orders: ModuleSettings,
     pub payments: ModuleSettings,
 }
 
@@ -156,6 +160,32 @@ pub struct PaymentsSettings {
 impl Default for PaymentsSettings {
     fn default() -> Self {
         Self { simulator_latency_ms: 0, simulator_failure_rate: 0.0 }
+    }
+}
+
+/// The orders module's own settings (where it runs locally): how it runs its sagas.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrdersSettings {
+    /// How long `POST /api/orders` waits for the saga before answering 202 with the order still
+    /// `pending` (it then finishes in the background). Keep it below the gateway's
+    /// `modules.orders.timeout_ms` when orders is remote.
+    pub placement_wait_ms: u64,
+    /// Calls per saga step while the catalog or payments answers "unavailable": past it a
+    /// reserve or a charge fails the order (compensated); later steps are left to the sweep.
+    pub step_attempts: u32,
+    /// The first retry's delay within a step, doubling per attempt.
+    pub step_retry_delay_ms: u64,
+    /// A saga with no progress for this long is resumed by the recovery sweep (at start-up every
+    /// unfinished saga is resumed at once).
+    pub stale_after_secs: u64,
+    /// How often the recovery sweep looks for stalled sagas.
+    pub recovery_sweep_secs: u64,
+}
+
+impl Default for OrdersSettings {
+    fn default() -> Self {
+        Self { placement_wait_ms: 3_000, step_attempts: 4, step_retry_delay_ms: 100, stale_after_secs: 30, recovery_sweep_secs: 10 }
     }
 }
 
@@ -226,6 +256,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             modules: ModulesSettings::default(),
             catalog: CatalogSettings::default(),
+            orders: OrdersSettings::default(),
             payments: PaymentsSettings::default(),
             events: EventSettings::default(),
             log: LogSettings::default(),
@@ -251,7 +282,15 @@ impl Default for ServerSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: None, users_url: None, catalog_url: None, payments_url: None, max_connections: 10, migrate_on_start: true }
+        Self {
+            url: None,
+            users_url: None,
+            catalog_url: None,
+            orders_url: None,
+            payments_url: None,
+            max_connections: 10,
+            migrate_on_start: true,
+        }
     }
 }
 

@@ -175,7 +175,8 @@ where
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(JsonRejection::JsonDataError(error)) => {
-                Err(ApiError::invalid_field("body", shared_kernel::error::redact_values(&error.body_text())))
+                let (field, message) = data_error_field(&error.body_text());
+                Err(ApiError::invalid_field(field, shared_kernel::error::redact_values(&message)))
             }
             Err(JsonRejection::JsonSyntaxError(_)) => Err(ApiError::bad_request("the body is not valid JSON")),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad_request("expected Content-Type: application/json")),
@@ -184,6 +185,16 @@ where
             }
             Err(other) => Err(ApiError::bad_request(other.body_text())),
         }
+    }
+}
+
+/// The field a body's data error is about (`payment.card_number`), and its message: axum
+/// reports `Failed to deserialize …: <path>: <message>` when serde knows the path.
+fn data_error_field(text: &str) -> (String, String) {
+    let detail = text.split_once("target type: ").map_or(text, |(_, rest)| rest);
+    match detail.split_once(": ") {
+        Some((path, message)) if !path.is_empty() && !path.contains(' ') => (path.to_owned(), message.to_owned()),
+        _ => ("body".to_owned(), detail.to_owned()),
     }
 }
 
@@ -243,6 +254,17 @@ mod tests {
         assert_eq!(acceptable_request_id(&HeaderValue::from_static("abc-123")).as_deref(), Some("abc-123"));
         assert!(acceptable_request_id(&HeaderValue::from_static("has space")).is_none());
         assert!(acceptable_request_id(&HeaderValue::from_str(&"x".repeat(129)).unwrap()).is_none());
+    }
+
+    #[test]
+    fn data_errors_name_the_field_when_serde_knows_it() {
+        let (field, message) = data_error_field(
+            "Failed to deserialize the JSON body into the target type: payment.card_number: is not a valid card number at line 1 column 80",
+        );
+        assert_eq!((field.as_str(), message.as_str()), ("payment.card_number", "is not a valid card number at line 1 column 80"));
+        let (field, _) =
+            data_error_field("Failed to deserialize the JSON body into the target type: missing field `items` at line 1 column 2");
+        assert_eq!(field, "body");
     }
 
     #[test]

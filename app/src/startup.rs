@@ -135,6 +135,7 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
         users: composition.users.clone(),
         catalog: composition.catalog.clone(),
         payments: composition.payments.clone(),
+        orders: composition.orders.clone(),
         resolver: composition.resolver.clone(),
         trust_forwarded_for: settings.server.trust_forwarded_for,
         bus: composition.bus.clone(),
@@ -145,6 +146,7 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
     let router = Router::new()
         .merge(rest::users::routes())
         .merge(rest::catalog::routes())
+        .merge(rest::orders::routes())
         .merge(rest::payments::routes())
         .merge(rest::admin::routes())
         .with_state(state)

@@ -7,6 +7,7 @@ mod catalog;
 mod edge;
 mod events;
 mod operations;
+mod orders;
 mod payments;
 mod users;
 

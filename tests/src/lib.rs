@@ -190,6 +190,8 @@ impl TestApp {
                 gateway_settings.modules.users.url = Some(internal.clone());
                 gateway_settings.modules.catalog.mode = Some(ModuleMode::Remote);
                 gateway_settings.modules.catalog.url = Some(internal.clone());
+                gateway_settings.modules.orders.mode = Some(ModuleMode::Remote);
+                gateway_settings.modules.orders.url = Some(internal.clone());
                 gateway_settings.modules.payments.mode = Some(ModuleMode::Remote);
                 gateway_settings.modules.payments.url = Some(internal);
                 let (gateway, address, _) = Server::start(gateway_settings, None).await.expect("the gateway starts");
@@ -268,6 +270,21 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::OK, "the bootstrap admin logs in");
         let body: Value = response.json().await.expect("a token pair");
         body["access_token"].as_str().expect("an access token").to_owned()
+    }
+
+    /// A valid access token for a new customer that never registered (signed with the real key):
+    /// many buyers without a registration and login each.
+    pub fn mint_customer_token(&self) -> String {
+        let (kid, pem) = self.signing_key_pem();
+        let now = chrono::Utc::now().timestamp();
+        let claims = json!({
+            "sub": uuid::Uuid::now_v7().to_string(), "roles": ["customer"], "exp": now + 600, "iat": now,
+            "iss": "cleave", "aud": "cleave-api", "jti": uuid::Uuid::now_v7().to_string(),
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(kid);
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).expect("an Ed25519 key"))
+            .expect("a token")
     }
 
     /// The private signing key of the users process (PKCS#8 PEM), to forge tokens with.

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod orders;
 pub mod payments;
 pub mod users;
 
@@ -20,6 +21,7 @@ pub struct AppState {
     pub users: Arc<dyn UsersApi>,
     pub catalog: Arc<dyn catalog_contract::CatalogApi>,
     pub payments: Arc<dyn payments_contract::PaymentsApi>,
+    pub orders: Arc<dyn orders_contract::OrdersApi>,
     pub resolver: Arc<dyn CallerResolver>,
     pub trust_forwarded_for: bool,
     pub bus: Arc<dyn shared_kernel::events::EventBus>,

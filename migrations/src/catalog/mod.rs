@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_catalog;
 mod m20261124_000002_create_event_tables;
 mod m20261124_000003_create_reservation_orders;
+mod m20261124_000004_add_units_sold;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_catalog::Migration),
             Box::new(m20261124_000002_create_event_tables::Migration),
             Box::new(m20261124_000003_create_reservation_orders::Migration),
+            Box::new(m20261124_000004_add_units_sold::Migration),
         ]
     }
 }

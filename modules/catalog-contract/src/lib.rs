@@ -79,6 +79,9 @@ pub struct ProductView {
     pub stock_available: i64,
     pub stock_on_hand: i64,
     pub stock_reserved: i64,
+    /// Units sold by confirmed orders (cancelled ones taken back); kept from orders' events, so
+    /// it may trail a confirmation by a moment.
+    pub units_sold: i64,
     pub version: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

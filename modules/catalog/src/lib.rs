@@ -9,6 +9,8 @@
 
 pub mod domain;
 mod entities;
+pub mod sales;
 pub mod service;
 
+pub use sales::SalesCounter;
 pub use service::{CatalogService, CatalogSettings};

@@ -324,6 +324,7 @@ impl CatalogApi for CatalogService {
             on_hand: Set(on_hand),
             reserved: Set(0),
             version: Set(1),
+            units_sold: Set(0),
             created_at: Set(now),
             updated_at: Set(now),
         };
@@ -539,6 +540,7 @@ fn product_view(row: &products::Model) -> ProductView {
         stock_available: row.on_hand - row.reserved,
         stock_on_hand: row.on_hand,
         stock_reserved: row.reserved,
+        units_sold: row.units_sold,
         version: row.version,
         created_at: row.created_at,
         updated_at: row.updated_at,

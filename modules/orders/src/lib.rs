@@ -1,7 +1,19 @@
-//! The orders module. So far: the domain of an order and its place-order saga, as a pure state
-//! machine (no I/O), so every rule is testable without a database or a wire. The use cases,
-//! persistence, contract and composition come next, on this core.
+//! The orders module: placement with idempotency keys, the place-order saga with persisted
+//! state, and orders' own read models (customers' account status, product names) kept from
+//! other modules' events.
 //!
-//! Not an API boundary.
+//! Not an API boundary: the edge and other processes reach orders only through
+//! `orders-contract`. Orders reaches the catalog and payments only through their contracts,
+//! as the service `orders`.
+//!
+//! **Architecture Invariant:** a card number is never stored or logged here. It lives in the
+//! memory of the task driving the order's saga; a saga resumed after a restart settles the
+//! charge from what payments recorded, and compensates when nothing was captured.
 
+mod entities;
+pub mod projections;
 pub mod saga;
+pub mod service;
+
+pub use projections::{CustomerStatusProjection, ProductNamesProjection};
+pub use service::{OrdersService, OrdersSettings};

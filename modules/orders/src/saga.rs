@@ -41,6 +41,47 @@ pub enum Step {
     Done,
 }
 
+/// A saga's persisted form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SagaParts {
+    pub status: OrderStatus,
+    pub step: Step,
+    pub stock_reserved: bool,
+    pub stock_committed: bool,
+    pub payment_captured: bool,
+    pub failure_reason: Option<String>,
+}
+
+impl Step {
+    pub const ALL: [Step; 7] =
+        [Step::ReserveStock, Step::ChargePayment, Step::CommitStock, Step::ReleaseStock, Step::RefundPayment, Step::Restock, Step::Done];
+
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReserveStock => "reserve_stock",
+            Self::ChargePayment => "charge_payment",
+            Self::CommitStock => "commit_stock",
+            Self::ReleaseStock => "release_stock",
+            Self::RefundPayment => "refund_payment",
+            Self::Restock => "restock",
+            Self::Done => "done",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|step| step.as_str() == name)
+    }
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 4] = [OrderStatus::Pending, OrderStatus::Confirmed, OrderStatus::Rejected, OrderStatus::Cancelled];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.to_string() == name)
+    }
+}
+
 /// What a step's call answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -48,8 +89,13 @@ pub enum Outcome {
     StockRefused(String),
     PaymentCaptured,
     PaymentDeclined(String),
-    /// The payment provider kept failing past the saga's retry budget.
+    /// Payments kept failing past the saga's retry budget, or the charge's outcome is unknown
+    /// (a restart lost the card number before the charge answered). A capture may exist, so the
+    /// compensation refunds (a refund of nothing is a no-op) before it releases.
     PaymentUnavailable,
+    /// The catalog could not be reached past the saga's retry budget while reserving. The
+    /// reservation may exist, so the compensation releases (a release of nothing is a no-op).
+    StockUnavailable,
     StockCommitted,
     StockReleased,
     PaymentRefunded,
@@ -107,6 +153,30 @@ impl Saga {
         }
     }
 
+    /// A saga as persisted. The caller vouches that these fields came from [`Saga::parts`].
+    pub fn restore(parts: SagaParts) -> Self {
+        Self {
+            status: parts.status,
+            step: parts.step,
+            stock_reserved: parts.stock_reserved,
+            stock_committed: parts.stock_committed,
+            payment_captured: parts.payment_captured,
+            failure_reason: parts.failure_reason,
+        }
+    }
+
+    /// Everything to persist.
+    pub fn parts(&self) -> SagaParts {
+        SagaParts {
+            status: self.status,
+            step: self.step,
+            stock_reserved: self.stock_reserved,
+            stock_committed: self.stock_committed,
+            payment_captured: self.payment_captured,
+            failure_reason: self.failure_reason.clone(),
+        }
+    }
+
     pub fn status(&self) -> OrderStatus {
         self.status
     }
@@ -137,12 +207,19 @@ impl Saga {
                 self.step = Step::ChargePayment;
             }
             (Step::ReserveStock, Outcome::StockRefused(reason)) => self.reject(reason),
+            (Step::ReserveStock, Outcome::StockUnavailable) => {
+                self.failure_reason = Some("the catalog is unavailable".to_owned());
+                self.step = Step::ReleaseStock;
+            }
             (Step::ChargePayment, Outcome::PaymentCaptured) => {
                 self.payment_captured = true;
                 self.step = Step::CommitStock;
             }
             (Step::ChargePayment, Outcome::PaymentDeclined(reason)) => self.compensate(reason),
-            (Step::ChargePayment, Outcome::PaymentUnavailable) => self.compensate("the payment provider is unavailable".to_owned()),
+            (Step::ChargePayment, Outcome::PaymentUnavailable) => {
+                self.failure_reason = Some("the payment could not be completed".to_owned());
+                self.step = Step::RefundPayment;
+            }
             (Step::CommitStock, Outcome::StockCommitted) => {
                 self.stock_reserved = false;
                 self.stock_committed = true;
@@ -275,6 +352,41 @@ mod tests {
         assert_eq!(Saga::new().cancel(), Err(SagaError::NotCancellable(OrderStatus::Pending)));
     }
 
+    #[test]
+    fn an_unknown_charge_outcome_refunds_defensively_then_releases() {
+        let mut saga = Saga::new();
+        saga.record(Outcome::StockReserved).unwrap();
+        saga.record(Outcome::PaymentUnavailable).unwrap();
+        assert_eq!(saga.next_step(), Step::RefundPayment);
+        saga.record(Outcome::PaymentRefunded).unwrap();
+        assert_eq!(saga.next_step(), Step::ReleaseStock);
+        saga.record(Outcome::StockReleased).unwrap();
+        assert_eq!((saga.status(), saga.failure_reason()), (OrderStatus::Rejected, Some("the payment could not be completed")));
+    }
+
+    #[test]
+    fn an_unreachable_catalog_at_reserve_releases_whatever_may_be_held() {
+        let mut saga = Saga::new();
+        saga.record(Outcome::StockUnavailable).unwrap();
+        assert_eq!((saga.status(), saga.next_step()), (OrderStatus::Pending, Step::ReleaseStock));
+        saga.record(Outcome::StockReleased).unwrap();
+        assert_eq!((saga.status(), saga.failure_reason()), (OrderStatus::Rejected, Some("the catalog is unavailable")));
+    }
+
+    #[test]
+    fn persisted_parts_restore_the_same_saga_and_names_round_trip() {
+        let mut saga = Saga::new();
+        saga.record(Outcome::StockReserved).unwrap();
+        assert_eq!(Saga::restore(saga.parts()), saga);
+        for step in Step::ALL {
+            assert_eq!(Step::parse(step.as_str()), Some(step));
+        }
+        for status in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(&status.to_string()), Some(status));
+        }
+        assert_eq!(Step::parse("nonsense"), None);
+    }
+
     fn any_outcome() -> impl Strategy<Value = Outcome> {
         prop_oneof![
             Just(Outcome::StockReserved),
@@ -282,6 +394,7 @@ mod tests {
             Just(Outcome::PaymentCaptured),
             Just(Outcome::PaymentDeclined("declined".into())),
             Just(Outcome::PaymentUnavailable),
+            Just(Outcome::StockUnavailable),
             Just(Outcome::StockCommitted),
             Just(Outcome::StockReleased),
             Just(Outcome::PaymentRefunded),

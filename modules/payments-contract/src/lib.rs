@@ -130,7 +130,8 @@ shared_kernel::contract! {
         /// and never captures twice. A declined card is an answer (status `declined`), not an error.
         fn charge(request: ChargeRequest) -> PaymentView;
         /// Refunds `amount`, or everything not yet refunded. The refunded total never exceeds
-        /// what was captured; a full refund of a refunded payment changes nothing.
+        /// what was captured; a full refund of a refunded payment changes nothing. 409 when nothing
+        /// was captured; 503 while the charge is still with the provider.
         fn refund(order_id: OrderId, amount: Option<Money>) -> PaymentView;
         /// The order's payment: its owner, an admin or a service.
         fn get_payment(order_id: OrderId) -> PaymentView;

@@ -125,6 +125,11 @@ impl PaymentsApi for PaymentsService {
     async fn refund(&self, caller: &Caller, order_id: OrderId, amount: Option<Money>) -> Result<PaymentView, ApiError> {
         require_service_or_admin(caller)?;
         let payment = self.load(order_id).await?.ok_or_else(|| ApiError::not_found("payment not found"))?;
+        if payment.status == PENDING {
+            // The charge is still with the provider: its outcome decides whether there is
+            // anything to refund, so ask again shortly rather than answer "nothing captured".
+            return Err(ApiError::unavailable("the charge is still in progress; try again", 1));
+        }
         if payment.status != CAPTURED {
             return Err(ApiError::conflict("only a captured payment can be refunded"));
         }

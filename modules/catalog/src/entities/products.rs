@@ -16,6 +16,8 @@ pub struct Model {
     pub on_hand: i64,
     pub reserved: i64,
     pub version: i32,
+    /// Units sold by confirmed orders (not cancelled), from orders' events.
+    pub units_sold: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -1,0 +1,15 @@
+//! The orders module's schema.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_orders;
+mod m20261124_000002_create_event_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_orders::Migration), Box::new(m20261124_000002_create_event_tables::Migration)]
+    }
+}

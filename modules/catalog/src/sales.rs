@@ -1,0 +1,58 @@
+//! Sales counters, choreographed: the catalog counts units sold from orders' events, with no
+//! call from orders. A confirmed order adds its quantities; a cancelled one takes them back.
+
+use crate::entities::products;
+use orders_contract::events::{OrderCancelledV1, OrderConfirmedV1, OrderedLine};
+use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use shared_kernel::events::{Consumer, DeadLetterSink, EventEnvelope, EventHandler, HandlerError, IntegrationEvent};
+use shared_kernel::outbox::Inbox;
+use std::sync::Arc;
+
+/// Keeps `units_sold` per product. Idempotent through the catalog's inbox.
+#[derive(Debug, Clone)]
+pub struct SalesCounter {
+    db: DatabaseConnection,
+}
+
+impl SalesCounter {
+    pub const CONSUMER: &'static str = "catalog.sales";
+
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// This handler as a durable consumer of orders' events.
+    pub fn consumer(self, dead_letters: Arc<dyn DeadLetterSink>) -> Consumer {
+        Consumer {
+            name: Self::CONSUMER.to_owned(),
+            event_types: vec![OrderConfirmedV1::TYPE.to_owned(), OrderCancelledV1::TYPE.to_owned()],
+            handler: Arc::new(self),
+            dead_letters,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventHandler for SalesCounter {
+    async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError> {
+        let (lines, sign): (Vec<OrderedLine>, i64) = if event.event_type == OrderConfirmedV1::TYPE {
+            (event.decode::<OrderConfirmedV1>().map_err(HandlerError::new)?.lines, 1)
+        } else {
+            (event.decode::<OrderCancelledV1>().map_err(HandlerError::new)?.lines, -1)
+        };
+        let Some(transaction) = Inbox::begin(&self.db, Self::CONSUMER, event.id).await.map_err(HandlerError::new)? else {
+            return Ok(());
+        };
+        for line in lines {
+            // A product deleted meanwhile has no counter to keep: the update touches nothing.
+            products::Entity::update_many()
+                .col_expr(products::Column::UnitsSold, Expr::col(products::Column::UnitsSold).add(sign * i64::from(line.quantity)))
+                .filter(products::Column::Id.eq(line.product_id.as_uuid()))
+                .exec(&transaction)
+                .await
+                .map_err(HandlerError::new)?;
+        }
+        transaction.commit().await.map_err(HandlerError::new)
+    }
+}
