@@ -442,7 +442,8 @@ async fn local_payments(settings: &Settings) -> anyhow::Result<(payments::Paymen
         failure_rate: settings.payments.simulator_failure_rate,
     };
     let provider = Arc::new(payments::SimulatedCardProcessor::new(db.clone(), simulator));
-    let service = payments::PaymentsService::new(db.clone(), provider);
+    let service = payments::PaymentsService::new(db.clone(), provider)
+        .with_pending_timeout(std::time::Duration::from_secs(settings.payments.pending_timeout_secs));
     Ok((service, Hosted { database: db, outbox: shared_kernel::outbox::Outbox::new("payments") }))
 }
 

@@ -155,11 +155,14 @@ pub struct PaymentsSettings {
     pub simulator_latency_ms: u64,
     /// Share (0.0–1.0) of otherwise approved charges that fail as a provider error.
     pub simulator_failure_rate: f64,
+    /// A charge still pending after this many seconds lost its caller (a crash): reading or
+    /// refunding it asks the provider what happened. Keep it above the longest provider call.
+    pub pending_timeout_secs: u64,
 }
 
 impl Default for PaymentsSettings {
     fn default() -> Self {
-        Self { simulator_latency_ms: 0, simulator_failure_rate: 0.0 }
+        Self { simulator_latency_ms: 0, simulator_failure_rate: 0.0, pending_timeout_secs: 60 }
     }
 }
 

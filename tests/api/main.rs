@@ -9,6 +9,7 @@ mod events;
 mod operations;
 mod orders;
 mod payments;
+mod saga_recovery;
 mod users;
 
 /// Generates, for each named `async fn(TestApp)`, one test per topology: the monolith on SQLite,

@@ -33,6 +33,12 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// # Errors
     /// [`ProviderError`] when nothing was refunded.
     async fn refund(&self, charge_id: &str, amount: Money) -> Result<String, ProviderError>;
+    /// What the provider decided for `idempotency_key`, if the charge ever reached it (settles a
+    /// charge whose caller stopped before the answer came back).
+    ///
+    /// # Errors
+    /// [`ProviderError`] when the provider cannot be asked.
+    async fn find_charge(&self, idempotency_key: &str) -> Result<Option<ProviderOutcome>, ProviderError>;
 }
 
 /// How the simulator behaves beyond its published test numbers.
@@ -106,6 +112,14 @@ impl PaymentProvider for SimulatedCardProcessor {
             .map_err(unavailable)?
             .ok_or_else(|| ProviderError("the charge record vanished".into()))?;
         Ok(outcome_of(&stored))
+    }
+
+    async fn find_charge(&self, idempotency_key: &str) -> Result<Option<ProviderOutcome>, ProviderError> {
+        let known = simulated_charges::Entity::find_by_id(idempotency_key.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(|e| ProviderError(format!("simulator storage: {e}")))?;
+        Ok(known.as_ref().map(outcome_of))
     }
 
     async fn refund(&self, _charge_id: &str, _amount: Money) -> Result<String, ProviderError> {

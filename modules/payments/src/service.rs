@@ -19,6 +19,7 @@ const FAILED: &str = "failed";
 pub struct PaymentsService {
     db: DatabaseConnection,
     provider: Arc<dyn PaymentProvider>,
+    pending_timeout: chrono::Duration,
 }
 
 impl std::fmt::Debug for PaymentsService {
@@ -30,7 +31,45 @@ impl std::fmt::Debug for PaymentsService {
 impl PaymentsService {
     /// `db` must be the payments module's own database, already migrated.
     pub fn new(db: DatabaseConnection, provider: Arc<dyn PaymentProvider>) -> Self {
-        Self { db, provider }
+        Self { db, provider, pending_timeout: chrono::Duration::seconds(60) }
+    }
+
+    /// A charge still `pending` after this long lost its caller (a crash, a restart): reading or
+    /// refunding it asks the provider what happened and records that. Keep it above the longest
+    /// provider call. Default 60 s.
+    #[must_use]
+    pub fn with_pending_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.pending_timeout = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        self
+    }
+
+    /// Settles `payment` if it is a charge left pending by a caller that went away: the
+    /// provider's record decides, and no record means the charge never reached it (failed).
+    async fn settle_if_stale(&self, payment: payments::Model) -> Result<payments::Model, ApiError> {
+        if payment.status != PENDING || Utc::now() - payment.updated_at < self.pending_timeout {
+            return Ok(payment);
+        }
+        let found = self.provider.find_charge(&OrderId::from_uuid(payment.order_id).to_string()).await.map_err(|error| {
+            tracing::warn!(%error, "cannot ask the payment provider about a pending charge");
+            ApiError::unavailable("the payment provider cannot be reached; try again", 2)
+        })?;
+        let (status, charge_id, reason) = match found {
+            Some(ProviderOutcome::Captured { charge_id }) => (CAPTURED, Some(charge_id), None),
+            Some(ProviderOutcome::Declined { reason }) => (DECLINED, None, Some(reason)),
+            None => (FAILED, None, Some("the charge did not reach the payment provider".to_owned())),
+        };
+        tracing::info!(order_id = %payment.order_id, status, "settled a charge its caller left pending");
+        payments::Entity::update_many()
+            .col_expr(payments::Column::Status, Expr::value(status))
+            .col_expr(payments::Column::ProviderChargeId, Expr::value(charge_id))
+            .col_expr(payments::Column::FailureReason, Expr::value(reason))
+            .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(payments::Column::Id.eq(payment.id))
+            .filter(payments::Column::Status.eq(PENDING))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        self.load(OrderId::from_uuid(payment.order_id)).await?.ok_or(ApiError::Internal)
     }
 
     /// Whether this module's database answers.
@@ -125,6 +164,7 @@ impl PaymentsApi for PaymentsService {
     async fn refund(&self, caller: &Caller, order_id: OrderId, amount: Option<Money>) -> Result<PaymentView, ApiError> {
         require_service_or_admin(caller)?;
         let payment = self.load(order_id).await?.ok_or_else(|| ApiError::not_found("payment not found"))?;
+        let payment = self.settle_if_stale(payment).await?;
         if payment.status == PENDING {
             // The charge is still with the provider: its outcome decides whether there is
             // anything to refund, so ask again shortly rather than answer "nothing captured".
@@ -204,7 +244,10 @@ impl PaymentsApi for PaymentsService {
                 .map_or(shared_kernel::UserId::from_uuid(uuid::Uuid::nil()), |p| shared_kernel::UserId::from_uuid(p.customer_id));
             caller.require_self_or_admin(owner, "payment")?;
         }
-        payment.map(|p| view(&p)).ok_or_else(not_found)
+        match payment {
+            Some(payment) => Ok(view(&self.settle_if_stale(payment).await?)),
+            None => Err(not_found()),
+        }
     }
 }
 

@@ -32,6 +32,9 @@ impl PaymentProvider for Watched {
     async fn refund(&self, charge_id: &str, amount: Money) -> Result<String, ProviderError> {
         self.inner.refund(charge_id, amount).await
     }
+    async fn find_charge(&self, key: &str) -> Result<Option<ProviderOutcome>, ProviderError> {
+        self.inner.find_charge(key).await
+    }
 }
 
 struct Harness {
