@@ -146,7 +146,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
             {
                 let (service, hosted) = local_catalog(settings).await?;
                 let dead_letters = Arc::new(DeadLetterStore::new(hosted.database.clone(), "catalog"));
-                bus.subscribe(catalog::SalesCounter::new(hosted.database.clone()).consumer(dead_letters))
+                bus.subscribe(service.sales_counter().consumer(dead_letters))
                     .await
                     .context("cannot subscribe the catalog's sales counter")?;
                 let service = Arc::new(service);
@@ -451,8 +451,10 @@ async fn local_payments(settings: &Settings) -> anyhow::Result<(payments::Paymen
 async fn local_catalog(settings: &Settings) -> anyhow::Result<(catalog::CatalogService, Hosted)> {
     let db = open_database::<migrations::catalog::Migrator>(settings, "catalog", settings.database.catalog_url.as_ref()).await?;
     let outbox = shared_kernel::outbox::Outbox::new("catalog");
-    let catalog_settings =
-        catalog::CatalogSettings { reservation_ttl: chrono::Duration::seconds(settings.catalog.reservation_ttl_secs as i64) };
+    let catalog_settings = catalog::CatalogSettings {
+        reservation_ttl: chrono::Duration::seconds(settings.catalog.reservation_ttl_secs as i64),
+        product_cache_ttl: std::time::Duration::from_millis(settings.catalog.product_cache_ttl_ms),
+    };
     let service = catalog::CatalogService::new(db.clone(), Arc::new(shared_kernel::SystemClock), outbox.clone(), catalog_settings);
     Ok((service, Hosted { database: db, outbox }))
 }

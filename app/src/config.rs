@@ -200,11 +200,14 @@ pub struct CatalogSettings {
     pub reservation_ttl_secs: u64,
     /// How often expired reservations are looked for.
     pub reservation_sweep_secs: u64,
+    /// How long a product read by id may be served from memory (0: never). This process's own
+    /// writes invalidate it at once; the TTL bounds how long another instance's writes take to show.
+    pub product_cache_ttl_ms: u64,
 }
 
 impl Default for CatalogSettings {
     fn default() -> Self {
-        Self { reservation_ttl_secs: 900, reservation_sweep_secs: 30 }
+        Self { reservation_ttl_secs: 900, reservation_sweep_secs: 30, product_cache_ttl_ms: 1_000 }
     }
 }
 

@@ -7,6 +7,7 @@
 //! (`… WHERE on_hand - reserved >= quantity`), never a read-modify-write in Rust, and the
 //! database checks `0 <= reserved <= on_hand` as well.
 
+mod cache;
 pub mod domain;
 mod entities;
 pub mod sales;

@@ -1,6 +1,7 @@
 //! Sales counters, choreographed: the catalog counts units sold from orders' events, with no
 //! call from orders. A confirmed order adds its quantities; a cancelled one takes them back.
 
+use crate::cache::ProductCache;
 use crate::entities::products;
 use orders_contract::events::{OrderCancelledV1, OrderConfirmedV1, OrderedLine};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
@@ -13,13 +14,15 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct SalesCounter {
     db: DatabaseConnection,
+    cache: Arc<ProductCache>,
 }
 
 impl SalesCounter {
     pub const CONSUMER: &'static str = "catalog.sales";
 
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// Made by [`crate::CatalogService::sales_counter`], sharing its product cache.
+    pub(crate) fn new(db: DatabaseConnection, cache: Arc<ProductCache>) -> Self {
+        Self { db, cache }
     }
 
     /// This handler as a durable consumer of orders' events.
@@ -44,6 +47,7 @@ impl EventHandler for SalesCounter {
         let Some(transaction) = Inbox::begin(&self.db, Self::CONSUMER, event.id).await.map_err(HandlerError::new)? else {
             return Ok(());
         };
+        let touched: Vec<uuid::Uuid> = lines.iter().map(|line| line.product_id.as_uuid()).collect();
         for line in lines {
             // A product deleted meanwhile has no counter to keep: the update touches nothing.
             products::Entity::update_many()
@@ -53,6 +57,8 @@ impl EventHandler for SalesCounter {
                 .await
                 .map_err(HandlerError::new)?;
         }
-        transaction.commit().await.map_err(HandlerError::new)
+        transaction.commit().await.map_err(HandlerError::new)?;
+        self.cache.invalidate(touched);
+        Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! The catalog's use cases, behind [`CatalogApi`].
 
+use crate::cache::ProductCache;
 use crate::domain::{self, Checks};
 use crate::entities::{categories, products, reservation_orders, reservations};
 use catalog_contract::events::ProductChangedV1;
@@ -29,11 +30,15 @@ pub struct CatalogSettings {
     /// A reservation not committed within this time is released (the last line of defence when
     /// an order never finishes).
     pub reservation_ttl: chrono::Duration,
+    /// How long a product read by id may be served from memory. Writes by this process
+    /// invalidate it at once; the TTL bounds what another instance's writes take to show.
+    /// Zero disables the cache.
+    pub product_cache_ttl: std::time::Duration,
 }
 
 impl Default for CatalogSettings {
     fn default() -> Self {
-        Self { reservation_ttl: chrono::Duration::minutes(15) }
+        Self { reservation_ttl: chrono::Duration::minutes(15), product_cache_ttl: std::time::Duration::from_secs(1) }
     }
 }
 
@@ -44,6 +49,7 @@ pub struct CatalogService {
     clock: Arc<dyn Clock>,
     outbox: Outbox,
     settings: CatalogSettings,
+    cache: Arc<ProductCache>,
 }
 
 impl std::fmt::Debug for CatalogService {
@@ -55,7 +61,13 @@ impl std::fmt::Debug for CatalogService {
 impl CatalogService {
     /// `db` must be the catalog's own database, already migrated.
     pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>, outbox: Outbox, settings: CatalogSettings) -> Self {
-        Self { db, clock, outbox, settings }
+        let cache = Arc::new(ProductCache::new(settings.product_cache_ttl));
+        Self { db, clock, outbox, settings, cache }
+    }
+
+    /// The sales counter consumer for this catalog (it invalidates the cached products it counts).
+    pub fn sales_counter(&self) -> crate::SalesCounter {
+        crate::SalesCounter::new(self.db.clone(), self.cache.clone())
     }
 
     /// Whether this module's database answers.
@@ -164,6 +176,7 @@ impl CatalogService {
             transaction.rollback().await.map_err(db_error)?;
             return Ok(false);
         }
+        let touched: Vec<uuid::Uuid> = moved.iter().map(|row| row.product_id).collect();
         for row in sorted(moved) {
             products::Entity::update_many()
                 .col_expr(products::Column::OnHand, Expr::col(products::Column::OnHand).add(change.on_hand * row.quantity))
@@ -174,6 +187,7 @@ impl CatalogService {
                 .map_err(db_error)?;
         }
         transaction.commit().await.map_err(db_error)?;
+        self.cache.invalidate(touched);
         Ok(true)
     }
 
@@ -278,7 +292,13 @@ impl CatalogApi for CatalogService {
     }
 
     async fn get_product(&self, _caller: &Caller, id: ProductId) -> Result<ProductView, ApiError> {
-        self.load_product(id).await.map(|row| product_view(&row))
+        if let Some(view) = self.cache.get(id.as_uuid()) {
+            return Ok(view);
+        }
+        let generation = self.cache.generation();
+        let view = product_view(&self.load_product(id).await?);
+        self.cache.put(&view, generation);
+        Ok(view)
     }
 
     async fn get_products(&self, _caller: &Caller, ids: Vec<ProductId>) -> Result<Vec<ProductView>, ApiError> {
@@ -387,6 +407,7 @@ impl CatalogApi for CatalogService {
         };
         Self::publish_changed(&mut unit, &product, now).await?;
         unit.commit().await.map_err(db_error)?;
+        self.cache.invalidate([product.id]);
         Ok(product_view(&product))
     }
 
@@ -403,7 +424,10 @@ impl CatalogApi for CatalogService {
             .await
             .map_err(db_error)?;
         match updated.into_iter().next() {
-            Some(product) => Ok(product_view(&product)),
+            Some(product) => {
+                self.cache.invalidate([product.id]);
+                Ok(product_view(&product))
+            }
             None => {
                 let current = self.load_product(id).await?;
                 Err(ApiError::conflict(format!("{} units are reserved for orders: stock on hand cannot go below that", current.reserved)))
@@ -488,6 +512,7 @@ impl CatalogApi for CatalogService {
             }
         }
         transaction.commit().await.map_err(db_error)?;
+        self.cache.invalidate(lines.iter().map(|line| line.product_id.as_uuid()));
         tracing::info!(lines = lines.len(), "reserved stock");
         self.reservation_of(order_id).await?.ok_or(ApiError::Internal)
     }

@@ -128,13 +128,14 @@ impl OrdersService {
     /// unavailable. `card` is present only in the task that placed the order. Returns whether
     /// the saga is done.
     async fn drive(&self, id: OrderId, card: Option<CardNumber>) -> Result<bool, ApiError> {
+        let mut order = self.load(id).await?.ok_or_else(|| ApiError::not_found("order not found"))?;
+        // An order's items never change: read them once.
+        let items = self.items_of(&[order.id]).await?.remove(&order.id).unwrap_or_default();
         loop {
-            let order = self.load(id).await?.ok_or_else(|| ApiError::not_found("order not found"))?;
             let mut saga = Saga::restore(parts_of(&order)?);
             if saga.next_step() == Step::Done {
                 return Ok(true);
             }
-            let items = self.items_of(&[order.id]).await?.remove(&order.id).unwrap_or_default();
             let outcome = match self.run_step(&order, &items, saga.next_step(), card.as_ref()).await {
                 Ok(outcome) => outcome,
                 Err(StepError::Unavailable(error)) => {
@@ -147,9 +148,12 @@ impl OrdersService {
                 tracing::error!(order_id = %id, %error, "the saga refused an outcome");
                 return Err(ApiError::Internal);
             }
-            if !self.save(&order, &items, &saga, before).await? {
-                tracing::debug!(order_id = %id, "another driver moved this saga on");
-                return Ok(false);
+            match self.save(&order, &items, &saga, before).await? {
+                Some(saved) => order = saved,
+                None => {
+                    tracing::debug!(order_id = %id, "another driver moved this saga on");
+                    return Ok(false);
+                }
             }
         }
     }
@@ -276,15 +280,15 @@ impl OrdersService {
     }
 
     /// Persists `saga` if the order is still at the version read; publishes the status change
-    /// (and, on confirmation or cancellation, the sale) in the same transaction. `false` when
-    /// another driver got there first.
+    /// (and, on confirmation or cancellation, the sale) in the same transaction. Returns the
+    /// order as saved, or `None` when another driver got there first.
     async fn save(
         &self,
         order: &orders::Model,
         items: &[order_items::Model],
         saga: &Saga,
         before: saga::OrderStatus,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<Option<orders::Model>, ApiError> {
         let inner = &self.inner;
         let now = inner.clock.now();
         let parts = saga.parts();
@@ -304,7 +308,7 @@ impl OrdersService {
             .await
             .map_err(db_error)?;
         if updated.rows_affected != 1 {
-            return Ok(false);
+            return Ok(None);
         }
         if parts.status != before {
             let status = contract_status(parts.status);
@@ -334,7 +338,17 @@ impl OrdersService {
             tracing::info!(order_id = %order.id, status = status.as_str(), "order status changed");
         }
         unit.commit().await.map_err(db_error)?;
-        Ok(true)
+        Ok(Some(orders::Model {
+            status: parts.status.to_string(),
+            step: parts.step.as_str().to_owned(),
+            stock_reserved: parts.stock_reserved,
+            stock_committed: parts.stock_committed,
+            payment_captured: parts.payment_captured,
+            failure_reason: parts.failure_reason,
+            saga_version: order.saga_version + 1,
+            updated_at: now,
+            ..order.clone()
+        }))
     }
 
     /// Runs `id`'s saga in its own task (a client that goes away does not stop it) and waits for
@@ -411,16 +425,6 @@ impl OrdersService {
         self.views(vec![row]).await?.pop().ok_or(ApiError::Internal)
     }
 
-    /// Keeps orders' product-name read model at least as new as `products`.
-    async fn remember_names(&self, products: &[ProductView]) -> Result<(), ApiError> {
-        for product in products {
-            crate::projections::upsert_product_name(&self.inner.db, product.id, &product.sku, &product.name, product.version)
-                .await
-                .map_err(db_error)?;
-        }
-        Ok(())
-    }
-
     async fn is_deactivated(&self, user: UserId) -> Result<bool, ApiError> {
         let row = customer_status::Entity::find_by_id(user.as_uuid()).one(&self.inner.db).await.map_err(db_error)?;
         Ok(row.is_some_and(|row| !row.active))
@@ -484,9 +488,6 @@ impl OrdersApi for OrdersService {
         if total.amount() <= 0 {
             return Err(ApiError::invalid_field("items", "the order total must be positive"));
         }
-        let product_list: Vec<ProductView> = products.into_values().collect();
-        self.remember_names(&product_list).await?;
-
         // The order, its items, its key and its first event, in one transaction: a concurrent
         // request with the same key loses on the key's primary key and replays this order.
         let inner = &self.inner;
@@ -547,6 +548,12 @@ impl OrdersApi for OrdersService {
             .insert(&*unit)
             .await
             .map_err(db_error)?;
+        }
+        // Orders' read model of product names is at least as new as the prices just read.
+        for product in products.values() {
+            crate::projections::upsert_product_name(&*unit, product.id, &product.sku, &product.name, product.version)
+                .await
+                .map_err(db_error)?;
         }
         let placed = OrderStatusChangedV1 {
             order_id: id,
@@ -610,7 +617,7 @@ impl OrdersApi for OrdersService {
             _ => {
                 saga.cancel().map_err(|error| ApiError::conflict(error.to_string()))?;
                 let items = self.items_of(&[row.id]).await?.remove(&row.id).unwrap_or_default();
-                if !self.save(&row, &items, &saga, saga.status()).await? {
+                if self.save(&row, &items, &saga, saga.status()).await?.is_none() {
                     return Err(ApiError::conflict("the order changed meanwhile; try again"));
                 }
                 tracing::info!("cancelling a confirmed order");
