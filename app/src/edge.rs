@@ -80,8 +80,8 @@ async fn request_context(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(context.clone());
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
-    let path = request.uri().path().to_owned();
-    let span = tracing::info_span!("request", request_id = %request_id, trace_id = %trace.trace_id(), method = %method, path = %path);
+    // Field values are only evaluated when the span is enabled.
+    let span = tracing::info_span!("request", request_id = %request_id, trace_id = %trace.trace_id(), method = %method, path = %request.uri().path());
     let mut response = {
         use tracing::Instrument as _;
         wire::with_request_context(context, next.run(request)).instrument(span.clone()).await
@@ -92,13 +92,23 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         .or_else(|| response.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()))
         .unwrap_or_else(|| "unmatched".to_owned());
     // Bounded label values: an arbitrary extension method must not mint a new series.
-    let method_label = match method {
-        Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD | Method::OPTIONS => method.to_string(),
-        _ => "OTHER".to_owned(),
+    let method_label: &'static str = match method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
     };
-    let labels = [("method", method_label), ("route", route), ("status", status.as_u16().to_string())];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    let labels = [
+        metrics::Label::from_static_parts("method", method_label),
+        metrics::Label::new("route", route),
+        metrics::Label::new("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", labels.iter()).increment(1);
+    metrics::histogram!("http_request_duration_seconds", labels[..2].iter()).record(elapsed.as_secs_f64());
     span.in_scope(|| {
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request failed");

@@ -131,7 +131,7 @@ impl Application {
 /// The whole router: public API, wire routes of local modules, operations endpoints, docs; all
 /// behind the edge.
 pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
-    let state = AppState {
+    let state = AppState::new(rest::Handles {
         users: composition.users.clone(),
         catalog: composition.catalog.clone(),
         payments: composition.payments.clone(),
@@ -140,7 +140,7 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
         trust_forwarded_for: settings.server.trust_forwarded_for,
         bus: composition.bus.clone(),
         dead_letters: std::sync::Arc::new(composition.dead_letters.clone()),
-    };
+    });
     let checks = composition.readiness.clone();
     let metrics = telemetry::metrics_handle();
     let router = Router::new()

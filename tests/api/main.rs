@@ -12,6 +12,32 @@ mod payments;
 mod saga_recovery;
 mod users;
 
+/// Generates, for each named `async fn(TestApp)`, one test with orders in a process of its own
+/// (on SQLite and on PostgreSQL): for the flows that need no events across processes.
+#[macro_export]
+macro_rules! orders_apart {
+    ($($case:ident),* $(,)?) => {
+        mod orders_apart_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let app = cleave_tests::spawn_app(cleave_tests::Topology::OrdersApart(cleave_tests::Database::Sqlite)).await.expect("SQLite needs nothing");
+                    super::$case(app).await;
+                }
+            )*
+        }
+        mod orders_apart_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(app) = cleave_tests::spawn_app(cleave_tests::Topology::OrdersApart(cleave_tests::Database::Postgres)).await else { return };
+                    super::$case(app).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Generates, for each named `async fn(TestApp)`, one test per topology: the monolith on SQLite,
 /// the monolith on PostgreSQL, and the gateway in front of a users service.
 #[macro_export]

@@ -28,6 +28,10 @@ pub enum Topology {
     Monolith(Database),
     /// A gateway in front of a users service.
     Extracted(Database),
+    /// The strangler step for orders: orders in a process of its own (reaching users, catalog and
+    /// payments over their wires, as the service `orders`), everything else in the backend
+    /// process, a gateway in front of both.
+    OrdersApart(Database),
 }
 
 /// Everything every test process logs, at debug level, so tests can prove what is never logged.
@@ -113,6 +117,7 @@ pub struct TestApp {
     pub users_data_dir: PathBuf,
     users_settings: Settings,
     users_server: Option<Server>,
+    orders_server: Option<Server>,
     gateway: Option<Server>,
     hook: Option<ComposeHook>,
     temp: tempfile::TempDir,
@@ -145,12 +150,15 @@ pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Sett
     users_settings.admin_bootstrap = Some(AdminBootstrap { email: ADMIN_EMAIL.into(), password: Secret::new(ADMIN_PASSWORD.into()) });
     let database = match topology {
         Topology::Monolith(database) => database,
-        Topology::Extracted(database) => {
+        Topology::Extracted(database) | Topology::OrdersApart(database) => {
             users_settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
             users_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
             database
         }
     };
+    if matches!(topology, Topology::OrdersApart(_)) {
+        users_settings.modules.orders.mode = Some(ModuleMode::NotDeployed);
+    }
     configure(&mut users_settings);
     if database == Database::Postgres {
         let server = cleave_test_support::postgres()?;
@@ -164,6 +172,7 @@ pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Sett
         users_data_dir: users_dir,
         users_settings,
         users_server: None,
+        orders_server: None,
         gateway: None,
         hook,
         temp,
@@ -180,7 +189,7 @@ impl TestApp {
         self.internal_address = internal.clone();
         self.address = match self.topology {
             Topology::Monolith(_) => users_address,
-            Topology::Extracted(_) => {
+            Topology::Extracted(_) | Topology::OrdersApart(_) => {
                 let mut gateway_settings = base_settings(&self.temp.path().join("gateway"));
                 gateway_settings.server.service_name = "gateway".into();
                 gateway_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
@@ -192,6 +201,11 @@ impl TestApp {
                 gateway_settings.modules.catalog.url = Some(internal.clone());
                 gateway_settings.modules.orders.mode = Some(ModuleMode::Remote);
                 gateway_settings.modules.orders.url = Some(internal.clone());
+                if matches!(self.topology, Topology::OrdersApart(_)) {
+                    let (orders, orders_internal) = self.start_orders(&internal).await;
+                    self.orders_server = Some(orders);
+                    gateway_settings.modules.orders.url = Some(orders_internal);
+                }
                 gateway_settings.modules.payments.mode = Some(ModuleMode::Remote);
                 gateway_settings.modules.payments.url = Some(internal);
                 let (gateway, address, _) = Server::start(gateway_settings, None).await.expect("the gateway starts");
@@ -199,6 +213,24 @@ impl TestApp {
                 address
             }
         };
+    }
+
+    /// The orders process of [`Topology::OrdersApart`]: its own database (a file of its own, or its
+    /// schema on the backend's PostgreSQL database), every other module over `backend`'s wire.
+    async fn start_orders(&self, backend: &str) -> (Server, String) {
+        let mut settings = base_settings(&self.temp.path().join("orders"));
+        settings.server.service_name = "orders".into();
+        settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
+        settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+        settings.database.url = self.users_settings.database.url.clone();
+        settings.orders = self.users_settings.orders.clone();
+        for module in [&mut settings.modules.users, &mut settings.modules.catalog, &mut settings.modules.payments] {
+            module.mode = Some(ModuleMode::Remote);
+            module.url = Some(backend.to_owned());
+        }
+        settings.modules.orders.mode = Some(ModuleMode::Local);
+        let (server, _, internal) = Server::start(settings, None).await.expect("the orders process starts");
+        (server, internal.expect("the orders process has an internal listener"))
     }
 
     /// Stops every process of the topology and starts it again on the same databases and keys,
@@ -212,6 +244,9 @@ impl TestApp {
         self.hook = hook;
         if let Some(gateway) = self.gateway.take() {
             gateway.shutdown().await;
+        }
+        if let Some(orders) = self.orders_server.take() {
+            orders.shutdown().await;
         }
         if let Some(server) = self.users_server.take() {
             server.shutdown().await;

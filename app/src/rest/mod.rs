@@ -15,9 +15,26 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use users_contract::UsersApi;
 
-/// What the public handlers need: the module contracts and the caller resolver.
+/// What the public handlers need: the module contracts and the caller resolver. Cloned per
+/// request by axum, so it is one `Arc` (one reference count to touch, not one per field).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Handles>);
+
+impl AppState {
+    pub fn new(handles: Handles) -> Self {
+        Self(Arc::new(handles))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+/// The module contracts and edge services behind [`AppState`].
+pub struct Handles {
     pub users: Arc<dyn UsersApi>,
     pub catalog: Arc<dyn catalog_contract::CatalogApi>,
     pub payments: Arc<dyn payments_contract::PaymentsApi>,
