@@ -456,16 +456,14 @@ impl CatalogApi for CatalogService {
         let same_lines = |key: &str| {
             if key == lines_key { Ok(()) } else { Err(ApiError::conflict("this order already reserved other lines")) }
         };
-        if let Some(header) = reservation_orders::Entity::find_by_id(order_id.as_uuid()).one(&self.db).await.map_err(db_error)? {
-            same_lines(&header.lines_key)?;
-            return self.reservation_of(order_id).await?.ok_or_else(|| ApiError::conflict("the reservation is being made; try again"));
-        }
+        // A repeat for the order is found by the header's primary key below.
         let products = products::Entity::find().filter(products::Column::Id.is_in(ids.clone())).all(&self.db).await.map_err(db_error)?;
         if products.len() != ids.len() {
             return Err(ApiError::not_found("a product in the order does not exist"));
         }
         let now = self.clock.now();
-        let expires_at = now + self.settings.reservation_ttl;
+        // Microseconds: what both databases store, so the answer equals what a read gives back.
+        let expires_at = chrono::SubsecRound::trunc_subsecs(now + self.settings.reservation_ttl, 6);
         let mut sorted_lines = lines.clone();
         sorted_lines.sort_by_key(|l| l.product_id);
         let transaction = self.db.begin().await.map_err(db_error)?;
@@ -514,7 +512,19 @@ impl CatalogApi for CatalogService {
         transaction.commit().await.map_err(db_error)?;
         self.cache.invalidate(lines.iter().map(|line| line.product_id.as_uuid()));
         tracing::info!(lines = lines.len(), "reserved stock");
-        self.reservation_of(order_id).await?.ok_or(ApiError::Internal)
+        // What was just written, as `reservation_of` would read it back.
+        let reserved = sorted_lines
+            .iter()
+            .map(|line| {
+                let product = products.iter().find(|p| p.id == line.product_id.as_uuid()).ok_or(ApiError::Internal)?;
+                Ok(ReservedLine {
+                    product_id: line.product_id,
+                    quantity: line.quantity,
+                    unit_price: Money::new(product.price_amount, domain::currency(&product.price_currency)),
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(Reservation { order_id, status: ReservationStatus::Reserved, lines: reserved, expires_at })
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]

@@ -117,7 +117,7 @@ impl OrdersService {
         let mut finished = 0;
         for id in stuck {
             tracing::info!(order_id = %id, "resuming an interrupted order saga");
-            if self.drive(OrderId::from_uuid(id), None).await.is_ok_and(|settled| settled) {
+            if self.drive(OrderId::from_uuid(id), None).await.is_ok_and(|done| done.is_some()) {
                 finished += 1;
             }
         }
@@ -127,20 +127,32 @@ impl OrdersService {
     /// Runs the saga of `id` until it is done, another driver takes over, or a step stays
     /// unavailable. `card` is present only in the task that placed the order. Returns whether
     /// the saga is done.
-    async fn drive(&self, id: OrderId, card: Option<CardNumber>) -> Result<bool, ApiError> {
-        let mut order = self.load(id).await?.ok_or_else(|| ApiError::not_found("order not found"))?;
+    async fn drive(&self, id: OrderId, card: Option<CardNumber>) -> Result<Option<orders::Model>, ApiError> {
+        let order = self.load(id).await?.ok_or_else(|| ApiError::not_found("order not found"))?;
         // An order's items never change: read them once.
         let items = self.items_of(&[order.id]).await?.remove(&order.id).unwrap_or_default();
+        self.drive_loaded(order, &items, card).await
+    }
+
+    /// [`OrdersService::drive`] from an order already in hand. Returns the order as finished, or
+    /// `None` when it was left for the recovery sweep or another driver.
+    async fn drive_loaded(
+        &self,
+        mut order: orders::Model,
+        items: &[order_items::Model],
+        card: Option<CardNumber>,
+    ) -> Result<Option<orders::Model>, ApiError> {
+        let id = OrderId::from_uuid(order.id);
         loop {
             let mut saga = Saga::restore(parts_of(&order)?);
             if saga.next_step() == Step::Done {
-                return Ok(true);
+                return Ok(Some(order));
             }
-            let outcome = match self.run_step(&order, &items, saga.next_step(), card.as_ref()).await {
+            let outcome = match self.run_step(&order, items, saga.next_step(), card.as_ref()).await {
                 Ok(outcome) => outcome,
                 Err(StepError::Unavailable(error)) => {
                     tracing::warn!(order_id = %id, step = saga.next_step().as_str(), %error, "a saga step is unavailable; the recovery sweep will retry it");
-                    return Ok(false);
+                    return Ok(None);
                 }
             };
             let before = saga.status();
@@ -148,11 +160,11 @@ impl OrdersService {
                 tracing::error!(order_id = %id, %error, "the saga refused an outcome");
                 return Err(ApiError::Internal);
             }
-            match self.save(&order, &items, &saga, before).await? {
+            match self.save(&order, items, &saga, before).await? {
                 Some(saved) => order = saved,
                 None => {
                     tracing::debug!(order_id = %id, "another driver moved this saga on");
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
         }
@@ -290,7 +302,7 @@ impl OrdersService {
         before: saga::OrderStatus,
     ) -> Result<Option<orders::Model>, ApiError> {
         let inner = &self.inner;
-        let now = inner.clock.now();
+        let now = stored_precision(inner.clock.now());
         let parts = saga.parts();
         let mut unit = UnitOfWork::begin(&inner.db, &inner.outbox).await.map_err(db_error)?;
         let updated = orders::Entity::update_many()
@@ -351,22 +363,29 @@ impl OrdersService {
         }))
     }
 
-    /// Runs `id`'s saga in its own task (a client that goes away does not stop it) and waits for
-    /// it up to the placement wait.
-    async fn drive_detached(&self, id: OrderId, card: Option<CardNumber>) {
+    /// Runs `order`'s saga in its own task (a client that goes away does not stop it) and waits
+    /// for it up to the placement wait. Returns the order if the saga finished meanwhile.
+    async fn drive_detached(
+        &self,
+        order: orders::Model,
+        items: Vec<order_items::Model>,
+        card: Option<CardNumber>,
+    ) -> Option<orders::Model> {
         let service = self.clone();
         let context = shared_kernel::current_request_context();
+        let id = order.id;
         let task = tokio::spawn(async move {
-            let run = service.drive(id, card);
+            let run = service.drive_loaded(order, &items, card);
             let result = match context {
                 Some(context) => shared_kernel::with_request_context(context, run).await,
                 None => run.await,
             };
-            if let Err(error) = result {
+            result.unwrap_or_else(|error| {
                 tracing::warn!(order_id = %id, %error, "an order saga stopped; the recovery sweep will resume it");
-            }
+                None
+            })
         });
-        let _ = tokio::time::timeout(self.inner.settings.placement_wait, task).await;
+        tokio::time::timeout(self.inner.settings.placement_wait, task).await.ok().and_then(Result::ok).flatten()
     }
 
     /// Waits (up to the placement wait) for a saga another request is driving.
@@ -491,12 +510,12 @@ impl OrdersApi for OrdersService {
         // The order, its items, its key and its first event, in one transaction: a concurrent
         // request with the same key loses on the key's primary key and replays this order.
         let inner = &self.inner;
-        let now = inner.clock.now();
+        let now = stored_precision(inner.clock.now());
         let id = OrderId::new();
         let fresh = Saga::new().parts();
         let mut unit = UnitOfWork::begin(&inner.db, &inner.outbox).await.map_err(db_error)?;
         // The order row first (the key points at it), then the key.
-        orders::ActiveModel {
+        let placed_row = orders::ActiveModel {
             id: Set(id.as_uuid()),
             customer_id: Set(customer.as_uuid()),
             status: Set(fresh.status.to_string()),
@@ -536,8 +555,9 @@ impl OrdersApi for OrdersService {
             let existing = self.find_key(customer, &idempotency_key).await?.ok_or(ApiError::Internal)?;
             return self.replay(existing, &hash).await;
         }
+        let mut item_rows = Vec::with_capacity(priced.len());
         for (no, (line, price)) in priced.iter().enumerate() {
-            order_items::ActiveModel {
+            let item = order_items::ActiveModel {
                 order_id: Set(id.as_uuid()),
                 line_no: Set(i32::try_from(no).unwrap_or(i32::MAX)),
                 product_id: Set(line.product_id.as_uuid()),
@@ -548,6 +568,7 @@ impl OrdersApi for OrdersService {
             .insert(&*unit)
             .await
             .map_err(db_error)?;
+            item_rows.push(item);
         }
         // Orders' read model of product names is at least as new as the prices just read.
         for product in products.values() {
@@ -574,9 +595,13 @@ impl OrdersApi for OrdersService {
         }
         tracing::info!(order_id = %id, lines = priced.len(), "order placed");
 
-        self.drive_detached(id, Some(order.payment.card_number)).await;
-        let row = self.load(id).await?.ok_or(ApiError::Internal)?;
-        Ok(Placement { order: self.view_of(row).await?, replayed: false })
+        // The answer is built from what this request holds: no reads after the saga.
+        let row = match self.drive_detached(placed_row, item_rows.clone(), Some(order.payment.card_number)).await {
+            Some(finished) => finished,
+            None => self.load(id).await?.ok_or(ApiError::Internal)?,
+        };
+        let names: HashMap<uuid::Uuid, String> = products.values().map(|p| (p.id.as_uuid(), p.name.clone())).collect();
+        Ok(Placement { order: view(row, &item_rows, &names)?, replayed: false })
     }
 
     async fn get_order(&self, caller: &Caller, id: OrderId) -> Result<OrderView, ApiError> {
@@ -623,8 +648,12 @@ impl OrdersApi for OrdersService {
                 tracing::info!("cancelling a confirmed order");
             }
         }
-        self.drive_detached(id, None).await;
+        let items = self.items_of(&[id.as_uuid()]).await?.remove(&id.as_uuid()).unwrap_or_default();
         let row = self.load(id).await?.ok_or(ApiError::Internal)?;
+        let row = match self.drive_detached(row, items, None).await {
+            Some(finished) => finished,
+            None => self.load(id).await?.ok_or(ApiError::Internal)?,
+        };
         self.view_of(row).await
     }
 }
@@ -732,4 +761,10 @@ fn view(row: orders::Model, items: &[order_items::Model], names: &HashMap<uuid::
 
 pub(crate) fn db_error(error: DbErr) -> ApiError {
     shared_kernel::db::api_error("orders", error)
+}
+
+/// `at` to microseconds, what both databases store: an answer built in memory then equals what
+/// a later read gives back.
+fn stored_precision(at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::SubsecRound::trunc_subsecs(at, 6)
 }

@@ -4,7 +4,7 @@ use crate::entities::simulated_charges;
 use chrono::Utc;
 use payments_contract::CardNumber;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{DatabaseConnection, EntityTrait, Set};
+use sea_orm::{DatabaseConnection, EntityTrait};
 use shared_kernel::Money;
 use std::time::Duration;
 
@@ -80,9 +80,6 @@ impl PaymentProvider for SimulatedCardProcessor {
             tokio::time::sleep(self.settings.latency).await;
         }
         let unavailable = |e: sea_orm::DbErr| ProviderError(format!("simulator storage: {e}"));
-        if let Some(known) = simulated_charges::Entity::find_by_id(idempotency_key.to_owned()).one(&self.db).await.map_err(unavailable)? {
-            return Ok(outcome_of(&known));
-        }
         let (outcome, reason) = match card.expose_digits() {
             "4000000000000002" => ("declined", Some("card declined")),
             "4000000000009995" => ("declined", Some("insufficient funds")),
@@ -92,20 +89,24 @@ impl PaymentProvider for SimulatedCardProcessor {
             }
             _ => ("captured", None),
         };
-        let record = simulated_charges::ActiveModel {
-            idempotency_key: Set(idempotency_key.to_owned()),
-            charge_id: Set(format!("ch_{}", uuid::Uuid::now_v7().simple())),
-            outcome: Set(outcome.to_owned()),
-            reason: Set(reason.map(str::to_owned)),
-            amount: Set(amount.amount()),
-            created_at: Set(Utc::now()),
+        let record = simulated_charges::Model {
+            idempotency_key: idempotency_key.to_owned(),
+            charge_id: format!("ch_{}", uuid::Uuid::now_v7().simple()),
+            outcome: outcome.to_owned(),
+            reason: reason.map(str::to_owned),
+            amount: amount.amount(),
+            created_at: Utc::now(),
         };
-        // Two concurrent charges with one key: the first record wins, both answer with it.
-        simulated_charges::Entity::insert(record)
+        // The first record for a key wins: a repeat (a retry, a concurrent charge) answers with it
+        // and charges nothing.
+        let inserted = simulated_charges::Entity::insert(simulated_charges::ActiveModel::from(record.clone()))
             .on_conflict(OnConflict::column(simulated_charges::Column::IdempotencyKey).do_nothing().to_owned())
             .exec_without_returning(&self.db)
             .await
             .map_err(unavailable)?;
+        if inserted == 1 {
+            return Ok(outcome_of(&record));
+        }
         let stored = simulated_charges::Entity::find_by_id(idempotency_key.to_owned())
             .one(&self.db)
             .await
