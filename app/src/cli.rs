@@ -1,4 +1,4 @@
-//! The command line: `cleave [--config FILE] [serve|migrate|create-admin|keys|openapi]`.
+//! The command line: `cleave [--config FILE] [serve|migrate|create-admin|keys|openapi|graphql-schema|seed]`.
 
 use crate::config::Settings;
 use crate::startup::Application;
@@ -41,6 +41,8 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Print the GraphQL schema (SDL), as committed in docs/schema.graphql.
+    GraphqlSchema,
     /// Add the demo catalog (about fifty products in five categories); running it again adds
     /// nothing. Needs the catalog module in this process.
     Seed,
@@ -74,6 +76,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", crate::openapi::document_json());
         return Ok(());
     }
+    if let Some(Command::GraphqlSchema) = cli.command {
+        print!("{}", crate::graphql::sdl());
+        return Ok(());
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     crate::telemetry::init_logging(&settings.log);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
@@ -83,7 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Migrate => migrate(&settings).await,
             Command::CreateAdmin { email, .. } => create_admin(settings, &email).await,
             Command::Keys { command: KeysCommand::Generate { file } } => generate_key(&settings, file),
-            Command::Openapi => Ok(()),
+            Command::Openapi | Command::GraphqlSchema => Ok(()),
             Command::Seed => seed(&settings).await,
         }
     })

@@ -22,6 +22,7 @@ pub struct Settings {
     pub orders: OrdersSettings,
     pub payments: PaymentsSettings,
     pub events: EventSettings,
+    pub graphql: GraphqlSettings,
     pub log: LogSettings,
     /// From `ADMIN_EMAIL` and `ADMIN_PASSWORD` (not a file key: credentials stay out of files).
     #[serde(skip)]
@@ -166,6 +167,25 @@ impl Default for PaymentsSettings {
     }
 }
 
+/// The GraphQL endpoint's limits (`POST /graphql`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphqlSettings {
+    /// Deepest selection nesting a query may have.
+    pub max_depth: usize,
+    /// Highest complexity a query may have: each field counts 1, a list of `first: n` counts n
+    /// times what it selects.
+    pub max_complexity: usize,
+    /// Whether the schema answers introspection (`__schema`, `__type`): the playground needs it.
+    pub introspection: bool,
+}
+
+impl Default for GraphqlSettings {
+    fn default() -> Self {
+        Self { max_depth: 10, max_complexity: 2_000, introspection: true }
+    }
+}
+
 /// The orders module's own settings (where it runs locally): how it runs its sagas.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -265,6 +285,7 @@ impl Default for Settings {
             orders: OrdersSettings::default(),
             payments: PaymentsSettings::default(),
             events: EventSettings::default(),
+            graphql: GraphqlSettings::default(),
             log: LogSettings::default(),
             admin_bootstrap: None,
         }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod composition;
 pub mod config;
 pub mod edge;
+pub mod graphql;
 pub mod health;
 pub mod openapi;
 pub mod rest;

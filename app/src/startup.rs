@@ -131,7 +131,20 @@ impl Application {
 /// The whole router: public API, wire routes of local modules, operations endpoints, docs; all
 /// behind the edge.
 pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
+    let graphql_modules = crate::graphql::Modules {
+        users: composition.users.clone(),
+        catalog: composition.catalog.clone(),
+        orders: composition.orders.clone(),
+        payments: composition.payments.clone(),
+    };
+    let limits = crate::graphql::Limits {
+        depth: settings.graphql.max_depth,
+        complexity: settings.graphql.max_complexity,
+        introspection: settings.graphql.introspection,
+    };
     let state = AppState::new(rest::Handles {
+        graphql: crate::graphql::schema(graphql_modules.clone(), limits),
+        graphql_modules,
         users: composition.users.clone(),
         catalog: composition.catalog.clone(),
         payments: composition.payments.clone(),
@@ -149,6 +162,7 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
         .merge(rest::orders::routes())
         .merge(rest::payments::routes())
         .merge(rest::admin::routes())
+        .route("/graphql", axum::routing::post(crate::graphql::execute))
         .with_state(state)
         .route("/health/live", get(health::live))
         .route("/health/ready", get(move || health::ready(checks.clone())))

@@ -6,6 +6,7 @@ mod auth;
 mod catalog;
 mod edge;
 mod events;
+mod graphql;
 mod operations;
 mod orders;
 mod payments;

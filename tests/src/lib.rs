@@ -73,6 +73,7 @@ pub type ComposeHook = Arc<dyn Fn(&cleave::composition::Composition) -> futures:
 /// One running server.
 struct Server {
     catalog: Arc<dyn catalog_contract::CatalogApi>,
+    modules: cleave::graphql::Modules,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -87,6 +88,13 @@ impl Server {
         let address = format!("http://{}", application.local_addr());
         let internal = application.internal_addr().map(|addr| format!("http://{addr}"));
         let catalog = application.composition().catalog.clone();
+        let composition = application.composition();
+        let modules = cleave::graphql::Modules {
+            users: composition.users.clone(),
+            catalog: composition.catalog.clone(),
+            orders: composition.orders.clone(),
+            payments: composition.payments.clone(),
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = application
@@ -95,7 +103,7 @@ impl Server {
                 })
                 .await;
         });
-        Ok((Self { catalog, stop: Some(stop), task }, address, internal))
+        Ok((Self { catalog, modules, stop: Some(stop), task }, address, internal))
     }
 
     async fn shutdown(mut self) {
@@ -258,6 +266,19 @@ impl TestApp {
     /// The catalog as the process hosting the modules reaches it (in process).
     pub fn composition_catalog(&self) -> Arc<dyn catalog_contract::CatalogApi> {
         self.users_server.as_ref().expect("a running topology").catalog.clone()
+    }
+
+    /// The module contracts as the process hosting the modules reaches them (for component
+    /// tests of the GraphQL schema).
+    pub fn composition_modules(&self) -> cleave::graphql::Modules {
+        self.users_server.as_ref().expect("a running topology").modules.clone()
+    }
+
+    /// Runs a GraphQL document over HTTP; returns the response body.
+    pub async fn graphql(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+        let response = self.post_json("/graphql", &json!({"query": query, "variables": variables}), token).await;
+        assert_eq!(response.status(), StatusCode::OK, "GraphQL answers 200 with errors in the body");
+        response.json().await.expect("a GraphQL response")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -43,6 +43,8 @@ pub struct Handles {
     pub trust_forwarded_for: bool,
     pub bus: Arc<dyn shared_kernel::events::EventBus>,
     pub dead_letters: Arc<Vec<shared_kernel::outbox::DeadLetterStore>>,
+    pub graphql: crate::graphql::CleaveSchema,
+    pub graphql_modules: crate::graphql::Modules,
 }
 
 impl HasCallerResolver for AppState {

@@ -161,6 +161,8 @@ shared_kernel::contract! {
         fn list_categories(page: PageRequest) -> Page<CategoryView>;
         /// Admin. 409 for a name already used (case-insensitive).
         fn create_category(input: NewCategory) -> CategoryView;
+        /// Many categories at once, in no particular order; unknown ids are left out. Public.
+        fn get_categories(ids: Vec<CategoryId>) -> Vec<CategoryView>;
         /// Products, newest last, filtered by category and text. Public.
         fn list_products(query: ProductQuery) -> Page<ProductView>;
         /// One product. Public.

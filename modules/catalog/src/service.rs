@@ -273,6 +273,18 @@ impl CatalogApi for CatalogService {
         }
     }
 
+    async fn get_categories(&self, _caller: &Caller, ids: Vec<CategoryId>) -> Result<Vec<CategoryView>, ApiError> {
+        if ids.len() > 1000 {
+            return Err(ApiError::invalid_field("ids", "at most 1000 at once"));
+        }
+        let unique: BTreeSet<uuid::Uuid> = ids.iter().map(CategoryId::as_uuid).collect();
+        if unique.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = categories::Entity::find().filter(categories::Column::Id.is_in(unique)).all(&self.db).await.map_err(db_error)?;
+        Ok(rows.iter().map(category_view).collect())
+    }
+
     async fn list_products(&self, _caller: &Caller, query: ProductQuery) -> Result<Page<ProductView>, ApiError> {
         let page = &query.page;
         let mut select = products::Entity::find().order_by_asc(products::Column::Id).limit(u64::from(page.limit()) + 1);

@@ -1,0 +1,178 @@
+//! The GraphQL API (`POST /graphql`): one schema merged from per-module parts, each written
+//! against its module's contract, so it answers the same whether a module is local or remote.
+//!
+//! Per request the schema gets the caller (from the same bearer token as REST) and fresh
+//! DataLoaders, which batch nested lookups into one contract call per kind (order items →
+//! `CatalogApi::get_products`, product categories → `CatalogApi::get_categories`).
+//!
+//! Not an API boundary for Rust code; its SDL (`docs/schema.graphql`, `cleave graphql-schema`)
+//! is the public contract.
+
+mod catalog;
+mod orders;
+mod users;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, EmptySubscription, ErrorExtensions, MergedObject, Schema};
+use shared_kernel::{ApiError, Caller};
+use std::sync::Arc;
+
+/// The contracts the schema resolves against (schema-wide data).
+#[derive(Clone)]
+pub struct Modules {
+    pub users: Arc<dyn users_contract::UsersApi>,
+    pub catalog: Arc<dyn catalog_contract::CatalogApi>,
+    pub orders: Arc<dyn orders_contract::OrdersApi>,
+    pub payments: Arc<dyn payments_contract::PaymentsApi>,
+}
+
+/// Limits on what one query may ask for; past them the query is refused with an error before
+/// anything runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub depth: usize,
+    pub complexity: usize,
+    pub introspection: bool,
+}
+
+#[derive(MergedObject, Default)]
+pub struct Query(users::UsersQuery, catalog::CatalogQuery, orders::OrdersQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(users::UsersMutation, catalog::CatalogMutation, orders::OrdersMutation);
+
+pub type CleaveSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// The schema, with its limits.
+pub fn schema(modules: Modules, limits: Limits) -> CleaveSchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(modules)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity);
+    if !limits.introspection {
+        builder = builder.disable_introspection();
+    }
+    builder.finish()
+}
+
+/// The SDL, as committed in `docs/schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish().sdl()
+}
+
+/// Who is asking, and from where (per request).
+pub struct RequestScope {
+    pub caller: Caller,
+    pub client_addr: Option<String>,
+}
+
+/// Adds what one request needs to `request`: its caller and fresh loaders (their caches live
+/// only as long as the request).
+pub fn scoped(request: async_graphql::Request, modules: &Modules, scope: RequestScope) -> async_graphql::Request {
+    let products = DataLoader::new(catalog::ProductLoader { catalog: modules.catalog.clone(), caller: scope.caller.clone() }, tokio::spawn);
+    let categories =
+        DataLoader::new(catalog::CategoryLoader { catalog: modules.catalog.clone(), caller: scope.caller.clone() }, tokio::spawn);
+    request.data(scope).data(products).data(categories)
+}
+
+fn modules<'a>(ctx: &Context<'a>) -> &'a Modules {
+    ctx.data_unchecked::<Modules>()
+}
+
+fn scope<'a>(ctx: &Context<'a>) -> &'a RequestScope {
+    ctx.data_unchecked::<RequestScope>()
+}
+
+fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
+    &scope(ctx).caller
+}
+
+/// A contract error as a GraphQL error: the message is the problem's detail (never internal
+/// detail), `extensions.code` the problem type's code (`not-found`, `validation-failed`, …),
+/// plus `status`, and the field errors of a validation failure.
+pub(crate) fn gql_error(error: ApiError) -> async_graphql::Error {
+    let problem = error.to_problem();
+    let message = problem.detail.clone();
+    async_graphql::Error::new(message).extend_with(|_, extensions| {
+        extensions.set("code", error.code());
+        extensions.set("status", i32::from(error.status()));
+        if let Some(retry_after) = error.retry_after_secs() {
+            extensions.set("retryAfter", retry_after);
+        }
+        if !problem.errors.is_empty() {
+            let fields: Vec<async_graphql::Value> = problem
+                .errors
+                .iter()
+                .map(|e| {
+                    let mut map = async_graphql::indexmap::IndexMap::new();
+                    map.insert(async_graphql::Name::new("field"), async_graphql::Value::from(e.field.clone()));
+                    map.insert(async_graphql::Name::new("message"), async_graphql::Value::from(e.message.clone()));
+                    async_graphql::Value::Object(map)
+                })
+                .collect();
+            extensions.set("errors", async_graphql::Value::List(fields));
+        }
+    })
+}
+
+/// `first` as a page size: 1..=100, default 20 (as REST's `limit`).
+fn page_request(first: Option<i32>, after: Option<String>) -> async_graphql::Result<shared_kernel::PageRequest> {
+    let limit = match first {
+        None => None,
+        Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+        Some(_) => return Err(gql_error(ApiError::invalid_field("first", "must be between 1 and 100"))),
+    };
+    let cursor = after
+        .map(|text| serde_json::from_value::<shared_kernel::Cursor>(serde_json::Value::String(text)))
+        .transpose()
+        .map_err(|_| gql_error(ApiError::invalid_field("after", "is not a cursor this API issued")))?;
+    shared_kernel::PageRequest::new(limit, cursor).map_err(|error| {
+        gql_error(match error {
+            ApiError::Invalid { .. } => ApiError::invalid_field("first", "must be between 1 and 100"),
+            other => other,
+        })
+    })
+}
+
+/// A Relay connection over one page of a module's list: each edge's cursor continues the list
+/// after that item (`key` gives the module's sort key for an item).
+fn connection<T, N: async_graphql::OutputType>(
+    page: shared_kernel::Page<T>,
+    had_cursor: bool,
+    key: impl Fn(&T) -> String,
+    node: impl Fn(T) -> N,
+) -> async_graphql::connection::Connection<String, N> {
+    let mut connection = async_graphql::connection::Connection::new(had_cursor, page.next_cursor.is_some());
+    connection.edges.extend(page.items.into_iter().map(|item| {
+        let cursor = shared_kernel::Cursor::encode(&key(&item)).as_str().to_owned();
+        async_graphql::connection::Edge::new(cursor, node(item))
+    }));
+    connection
+}
+
+/// `POST /graphql`: the caller comes from the same bearer token as REST.
+pub async fn execute(
+    axum::extract::State(state): axum::extract::State<crate::rest::AppState>,
+    crate::edge::CallerExt(caller): crate::edge::CallerExt,
+    crate::rest::PeerAddr(peer): crate::rest::PeerAddr,
+    headers: axum::http::HeaderMap,
+    request: async_graphql_axum::GraphQLRequest,
+) -> async_graphql_axum::GraphQLResponse {
+    let client_addr = crate::edge::client_addr(&headers, peer, state.trust_forwarded_for);
+    let request = scoped(request.into_inner(), &state.graphql_modules, RequestScope { caller, client_addr });
+    let mut response = state.graphql.execute(request).await;
+    for error in &mut response.errors {
+        tag_query_error(error);
+    }
+    response.into()
+}
+
+/// Errors the engine raises itself (a malformed query, an unknown field, a limit) are the
+/// query's fault: they get `extensions.code = "bad-request"`, as contract errors get theirs.
+fn tag_query_error(error: &mut async_graphql::ServerError) {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", ApiError::bad_request("").code());
+        extensions.set("status", 400);
+    }
+}

@@ -1,0 +1,303 @@
+//! The GraphQL API: queries, mutations, auth, errors and limits over HTTP in every topology;
+//! batching proven by counting contract calls; the committed SDL matches the code.
+
+use catalog_contract::{
+    CatalogApi, CategoryView, NewCategory, NewProduct, ProductPatch, ProductQuery, ProductView, Reservation, ReserveLine, SetStock,
+};
+use cleave_tests::{Database, TestApp, Topology, spawn_app};
+use serde_json::{Value, json};
+use shared_kernel::{ApiError, Caller, CategoryId, OrderId, Page, PageRequest, ProductId};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const GOOD_CARD: &str = "4242424242424242";
+
+async fn admin_product(app: &TestApp, admin: &str, sku: &str, category: Option<&str>) -> Value {
+    let created = app
+        .graphql(
+            "mutation($input: NewProductInput!) { createProduct(input: $input) { id sku name version price { amount currency } stockAvailable } }",
+            json!({"input": {"sku": sku, "name": format!("Name {sku}"), "price": {"amount": 1250, "currency": "EUR"}, "stockOnHand": 10, "categoryId": category}}),
+            Some(admin),
+        )
+        .await;
+    assert!(created["errors"].is_null(), "{created}");
+    created["data"]["createProduct"].clone()
+}
+
+async fn catalog_queries_and_admin_mutations_answer_as_rest_does(app: TestApp) {
+    let admin = app.admin_token().await;
+    let category = app.graphql("mutation { createCategory(name: \"Tools\") { id name } }", json!({}), Some(&admin)).await;
+    let category_id = category["data"]["createCategory"]["id"].as_str().unwrap().to_owned();
+    let hammer = admin_product(&app, &admin, "HAM-1", Some(&category_id)).await;
+    admin_product(&app, &admin, "SAW-1", None).await;
+    assert_eq!(hammer["price"], json!({"amount": 1250, "currency": "EUR"}));
+
+    let query = "query($id: ID!) { product(id: $id) { id sku name stockAvailable version category { id name } } }";
+    let fetched = app.graphql(query, json!({"id": hammer["id"]}), None).await;
+    let product = &fetched["data"]["product"];
+    assert_eq!((product["sku"].as_str(), product["stockAvailable"].as_i64()), (Some("HAM-1"), Some(10)));
+    assert_eq!(product["category"]["name"], "Tools");
+    let rest: Value = app.get(&format!("/api/catalog/products/{}", hammer["id"].as_str().unwrap()), None).await.json().await.unwrap();
+    assert_eq!(product["name"], rest["name"]);
+    let missing = app.graphql(query, json!({"id": uuid::Uuid::now_v7().to_string()}), None).await;
+    assert!(missing["data"]["product"].is_null() && missing["errors"].is_null(), "{missing}");
+
+    // Relay pagination over the module's cursors.
+    let page =
+        "query($after: String) { products(first: 1, after: $after) { edges { cursor node { sku } } pageInfo { hasNextPage endCursor } } }";
+    let first = app.graphql(page, json!({"after": null}), None).await;
+    let connection = &first["data"]["products"];
+    assert_eq!(connection["edges"][0]["node"]["sku"], "HAM-1");
+    assert_eq!(connection["pageInfo"]["hasNextPage"], true);
+    let second = app.graphql(page, json!({"after": connection["pageInfo"]["endCursor"]}), None).await;
+    assert_eq!(second["data"]["products"]["edges"][0]["node"]["sku"], "SAW-1");
+    assert_eq!(second["data"]["products"]["pageInfo"]["hasNextPage"], false);
+    let in_category = app
+        .graphql("query($c: ID) { products(category: $c) { edges { node { sku } } } categories { edges { node { name products { edges { node { sku } } } } } } }", json!({"c": category_id}), None)
+        .await;
+    assert_eq!(in_category["data"]["products"]["edges"].as_array().unwrap().len(), 1);
+    assert_eq!(in_category["data"]["categories"]["edges"][0]["node"]["products"]["edges"][0]["node"]["sku"], "HAM-1");
+
+    // Optimistic concurrency and admin-only writes, with the problem codes.
+    let update = "mutation($id: ID!, $v: Int!) { updateProduct(id: $id, input: {version: $v, name: \"Claw hammer\"}) { name version } }";
+    let updated = app.graphql(update, json!({"id": hammer["id"], "v": 1}), Some(&admin)).await;
+    assert_eq!(updated["data"]["updateProduct"], json!({"name": "Claw hammer", "version": 2}));
+    let stale = app.graphql(update, json!({"id": hammer["id"], "v": 1}), Some(&admin)).await;
+    assert_eq!(stale["errors"][0]["extensions"]["code"], "conflict", "{stale}");
+    let customer = app.customer("gql-shopper@example.com").await;
+    let refused = app.graphql("mutation { createCategory(name: \"Toys\") { id } }", json!({}), customer["access_token"].as_str()).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "forbidden", "{refused}");
+    let anonymous = app.graphql("mutation { createCategory(name: \"Toys\") { id } }", json!({}), None).await;
+    assert_eq!(anonymous["errors"][0]["extensions"]["code"], "unauthenticated");
+    let invalid = app.graphql("mutation { setStock(id: \"nope\", onHand: 5) { id } }", json!({}), Some(&admin)).await;
+    assert_eq!(invalid["errors"][0]["extensions"]["code"], "not-found");
+}
+
+async fn accounts_orders_and_payments_work_through_graphql(app: TestApp) {
+    let admin = app.admin_token().await;
+    let drill = admin_product(&app, &admin, "DRILL-1", None).await;
+    let registered = app
+        .graphql(
+            "mutation { register(email: \"gql@example.com\", password: \"correct horse battery staple\", name: \"G\") { id email status } }",
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(registered["data"]["register"]["status"], "ACTIVE", "{registered}");
+    assert!(!registered.to_string().contains("argon2"), "no hash is ever exposed");
+    let login = app
+        .graphql("mutation { login(email: \"gql@example.com\", password: \"correct horse battery staple\") { accessToken refreshToken tokenType } }", json!({}), None)
+        .await;
+    let token = login["data"]["login"]["accessToken"].as_str().unwrap().to_owned();
+    let wrong = app
+        .graphql("mutation { login(email: \"gql@example.com\", password: \"wrong password here\") { accessToken } }", json!({}), None)
+        .await;
+    assert_eq!(wrong["errors"][0]["extensions"]["code"], "unauthenticated");
+    let refreshed = app
+        .graphql(
+            "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }",
+            json!({"t": login["data"]["login"]["refreshToken"]}),
+            None,
+        )
+        .await;
+    assert!(refreshed["data"]["refreshToken"]["accessToken"].is_string(), "{refreshed}");
+    let me = app.graphql("{ me { email roles } }", json!({}), Some(&token)).await;
+    assert_eq!(me["data"]["me"], json!({"email": "gql@example.com", "roles": ["customer"]}));
+    let nobody = app.graphql("{ me { email } }", json!({}), None).await;
+    assert_eq!(nobody["errors"][0]["extensions"]["code"], "unauthenticated");
+
+    let place = "mutation($input: PlaceOrderInput!, $key: String!) { placeOrder(input: $input, idempotencyKey: $key) { id status total { amount } failureReason items { quantity unitPrice { amount } product { sku } } payment { status amount { amount } cardLast4 } } }";
+    let input = json!({"items": [{"productId": drill["id"], "quantity": 2}], "cardNumber": GOOD_CARD});
+    let placed = app.graphql(place, json!({"input": input, "key": "gql-1"}), Some(&token)).await;
+    let order = &placed["data"]["placeOrder"];
+    assert_eq!(order["status"], "CONFIRMED", "{placed}");
+    assert_eq!(order["total"]["amount"], 2500);
+    assert_eq!(order["items"][0]["product"]["sku"], "DRILL-1");
+    assert_eq!(order["payment"], json!({"status": "CAPTURED", "amount": {"amount": 2500}, "cardLast4": "4242"}));
+    let replay = app.graphql(place, json!({"input": input, "key": "gql-1"}), Some(&token)).await;
+    assert_eq!(replay["data"]["placeOrder"]["id"], order["id"], "the same key gives the same order");
+
+    let declined = app
+        .graphql(
+            place,
+            json!({"input": {"items": [{"productId": drill["id"], "quantity": 1}], "cardNumber": "4000000000000002"}, "key": "gql-2"}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(declined["data"]["placeOrder"]["status"], "REJECTED");
+    assert_eq!(declined["data"]["placeOrder"]["failureReason"], "card declined");
+    let luhn = app
+        .graphql(
+            place,
+            json!({"input": {"items": [{"productId": drill["id"], "quantity": 1}], "cardNumber": "4242424242424241"}, "key": "gql-3"}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(luhn["errors"][0]["extensions"]["code"], "validation-failed", "{luhn}");
+    assert_eq!(luhn["errors"][0]["extensions"]["errors"][0]["field"], "input.cardNumber");
+    assert!(!luhn.to_string().contains("4242424242424241"), "the card number is never echoed");
+
+    let mine = app.graphql("{ myOrders(first: 10) { edges { node { id status } } } }", json!({}), Some(&token)).await;
+    assert_eq!(mine["data"]["myOrders"]["edges"].as_array().unwrap().len(), 2);
+    let stranger = app.customer("gql-stranger@example.com").await;
+    let theirs =
+        app.graphql("query($id: ID!) { order(id: $id) { id } }", json!({"id": order["id"]}), stranger["access_token"].as_str()).await;
+    assert!(theirs["data"]["order"].is_null(), "another customer's order is not there: {theirs}");
+    let cancelled = app
+        .graphql("mutation($id: ID!) { cancelOrder(id: $id) { status payment { status } } }", json!({"id": order["id"]}), Some(&token))
+        .await;
+    assert_eq!(cancelled["data"]["cancelOrder"], json!({"status": "CANCELLED", "payment": {"status": "REFUNDED"}}));
+}
+
+async fn limits_refuse_deep_and_costly_queries_before_running_them(app: TestApp) {
+    let deep = "{ categories(first: 1) { edges { node { products(first: 1) { edges { node { category { products(first: 1) { edges { node { category { name } } } } } } } } } } } }";
+    let refused = app.graphql(deep, json!({}), None).await;
+    assert!(refused["data"].is_null(), "{refused}");
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{refused}");
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "bad-request");
+    let costly = "{ products(first: 100) { edges { node { category { products(first: 100) { edges { node { id } } } } } } } }";
+    let refused = app.graphql(costly, json!({}), None).await;
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("too complex"), "{refused}");
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "bad-request");
+    let fine = app.graphql("{ products(first: 5) { edges { node { id category { name } } } } }", json!({}), None).await;
+    assert!(fine["errors"].is_null(), "{fine}");
+    let malformed = app.graphql("{ products(first: 5) { edges ", json!({}), None).await;
+    assert!(malformed["errors"].is_array() && malformed["data"].is_null());
+}
+
+crate::topologies!(
+    catalog_queries_and_admin_mutations_answer_as_rest_does,
+    accounts_orders_and_payments_work_through_graphql,
+    limits_refuse_deep_and_costly_queries_before_running_them,
+);
+
+/// The catalog, counting the calls that matter for batching.
+struct Counting {
+    inner: Arc<dyn CatalogApi>,
+    get_product: AtomicUsize,
+    get_products: AtomicUsize,
+    get_categories: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl CatalogApi for Counting {
+    async fn list_categories(&self, caller: &Caller, page: PageRequest) -> Result<Page<CategoryView>, ApiError> {
+        self.inner.list_categories(caller, page).await
+    }
+    async fn create_category(&self, caller: &Caller, input: NewCategory) -> Result<CategoryView, ApiError> {
+        self.inner.create_category(caller, input).await
+    }
+    async fn get_categories(&self, caller: &Caller, ids: Vec<CategoryId>) -> Result<Vec<CategoryView>, ApiError> {
+        self.get_categories.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_categories(caller, ids).await
+    }
+    async fn list_products(&self, caller: &Caller, query: ProductQuery) -> Result<Page<ProductView>, ApiError> {
+        self.inner.list_products(caller, query).await
+    }
+    async fn get_product(&self, caller: &Caller, id: ProductId) -> Result<ProductView, ApiError> {
+        self.get_product.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_product(caller, id).await
+    }
+    async fn get_products(&self, caller: &Caller, ids: Vec<ProductId>) -> Result<Vec<ProductView>, ApiError> {
+        self.get_products.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_products(caller, ids).await
+    }
+    async fn create_product(&self, caller: &Caller, input: NewProduct) -> Result<ProductView, ApiError> {
+        self.inner.create_product(caller, input).await
+    }
+    async fn update_product(&self, caller: &Caller, id: ProductId, patch: ProductPatch) -> Result<ProductView, ApiError> {
+        self.inner.update_product(caller, id, patch).await
+    }
+    async fn set_stock(&self, caller: &Caller, id: ProductId, stock: SetStock) -> Result<ProductView, ApiError> {
+        self.inner.set_stock(caller, id, stock).await
+    }
+    async fn reserve(&self, caller: &Caller, order_id: OrderId, lines: Vec<ReserveLine>) -> Result<Reservation, ApiError> {
+        self.inner.reserve(caller, order_id, lines).await
+    }
+    async fn release(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
+        self.inner.release(caller, order_id).await
+    }
+    async fn commit(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
+        self.inner.commit(caller, order_id).await
+    }
+    async fn restock(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
+        self.inner.restock(caller, order_id).await
+    }
+}
+
+/// Nested fields are batched: however many orders, items and products a response holds, the
+/// products come from one `get_products` call and their categories from one `get_categories`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_products_and_categories_are_loaded_in_one_call_each() {
+    let app = spawn_app(Topology::Monolith(Database::Sqlite)).await.unwrap();
+    let admin = app.admin_token().await;
+    let mut categories = Vec::new();
+    for name in ["A", "B", "C"] {
+        let created = app.graphql(&format!("mutation {{ createCategory(name: \"{name}\") {{ id }} }}"), json!({}), Some(&admin)).await;
+        categories.push(created["data"]["createCategory"]["id"].as_str().unwrap().to_owned());
+    }
+    let mut products = Vec::new();
+    for i in 0..6 {
+        let product = admin_product(&app, &admin, &format!("N1-{i}"), Some(&categories[i % 3])).await;
+        products.push(product["id"].as_str().unwrap().to_owned());
+    }
+    let buyer = app.customer("batched@example.com").await;
+    let token = buyer["access_token"].as_str().unwrap();
+    for (n, chunk) in products.chunks(2).enumerate() {
+        let items: Vec<Value> = chunk.iter().map(|id| json!({"productId": id, "quantity": 1})).collect();
+        let placed = app
+            .graphql(
+                "mutation($input: PlaceOrderInput!, $key: String!) { placeOrder(input: $input, idempotencyKey: $key) { status } }",
+                json!({"input": {"items": items, "cardNumber": GOOD_CARD}, "key": format!("batch-{n}")}),
+                Some(token),
+            )
+            .await;
+        assert_eq!(placed["data"]["placeOrder"]["status"], "CONFIRMED", "{placed}");
+    }
+
+    let modules = app.composition_modules();
+    let counting = Arc::new(Counting {
+        inner: modules.catalog.clone(),
+        get_product: AtomicUsize::new(0),
+        get_products: AtomicUsize::new(0),
+        get_categories: AtomicUsize::new(0),
+    });
+    let counted = cleave::graphql::Modules { catalog: counting.clone(), ..modules };
+    let schema = cleave::graphql::schema(counted.clone(), cleave::graphql::Limits { depth: 10, complexity: 2_000, introspection: true });
+    let me: Value = app.get("/api/users/me", Some(token)).await.json().await.unwrap();
+    let caller = Caller::User(shared_kernel::AuthenticatedUser {
+        id: shared_kernel::UserId::parse(me["id"].as_str().unwrap()).unwrap(),
+        roles: vec![shared_kernel::Role::Customer],
+        token: shared_kernel::Secret::new(token.to_owned()),
+    });
+    let request = cleave::graphql::scoped(
+        async_graphql::Request::new("{ myOrders { edges { node { items { product { sku category { name } } } } } } }"),
+        &counted,
+        cleave::graphql::RequestScope { caller, client_addr: None },
+    );
+    let response = schema.execute(request).await;
+    assert!(response.errors.is_empty(), "{:?}", response.errors);
+    let data = response.data.into_json().unwrap();
+    let skus: Vec<&str> = data["myOrders"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|edge| edge["node"]["items"].as_array().unwrap())
+        .map(|item| item["product"]["sku"].as_str().unwrap())
+        .collect();
+    assert_eq!(skus.len(), 6, "{data}");
+    assert_eq!(counting.get_products.load(Ordering::SeqCst), 1, "items → products must be one batched call");
+    assert_eq!(counting.get_categories.load(Ordering::SeqCst), 1, "products → categories must be one batched call");
+    assert_eq!(counting.get_product.load(Ordering::SeqCst), 0);
+}
+
+/// docs/schema.graphql is what `cleave graphql-schema` prints; regenerate it with
+/// `cargo run -- graphql-schema > docs/schema.graphql` when the schema changes on purpose.
+#[test]
+fn the_committed_sdl_matches_the_code() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/schema.graphql")).expect("docs/schema.graphql");
+    assert!(
+        committed == cleave::graphql::sdl(),
+        "docs/schema.graphql is out of date: run `cargo run -- graphql-schema > docs/schema.graphql`"
+    );
+}
