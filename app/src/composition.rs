@@ -36,6 +36,8 @@ pub struct Composition {
     pub orders: Arc<dyn OrdersApi>,
     /// The event bus of this process (in-process adapter).
     pub bus: Arc<dyn EventBus>,
+    /// Order status changes seen on this bus, for GraphQL subscriptions.
+    pub order_status_feed: crate::graphql::OrderStatusFeed,
     /// The dead letters of the consumers of every module hosted here.
     pub dead_letters: Vec<DeadLetterStore>,
     /// Started by `Application::run_until`, stopped after the servers drain.
@@ -280,6 +282,10 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         }
     };
 
+    let order_status_feed =
+        crate::graphql::OrderStatusFeed::new(std::time::Duration::from_millis(settings.graphql.subscription_poll_ms.max(100)));
+    bus.subscribe(order_status_feed.consumer()).await.context("cannot subscribe the GraphQL order status feed")?;
+
     let verifier = TokenVerifier::new(
         Arc::new(ContractKeySource { users: users.clone() }),
         TokenPolicy { issuer: settings.auth.issuer.clone(), audience: settings.auth.audience.clone(), leeway_secs: 5 },
@@ -310,6 +316,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         payments,
         orders,
         bus,
+        order_status_feed,
         dead_letters: parts.dead_letters,
         background: parts.background,
         resolver,

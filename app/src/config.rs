@@ -178,11 +178,14 @@ pub struct GraphqlSettings {
     pub max_complexity: usize,
     /// Whether the schema answers introspection (`__schema`, `__type`): the playground needs it.
     pub introspection: bool,
+    /// How often a subscription also checks its order through the contract (for processes that
+    /// do not see orders' events on their own bus), in milliseconds.
+    pub subscription_poll_ms: u64,
 }
 
 impl Default for GraphqlSettings {
     fn default() -> Self {
-        Self { max_depth: 10, max_complexity: 2_000, introspection: true }
+        Self { max_depth: 10, max_complexity: 2_000, introspection: true, subscription_poll_ms: 2_000 }
     }
 }
 

@@ -143,7 +143,7 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
         introspection: settings.graphql.introspection,
     };
     let state = AppState::new(rest::Handles {
-        graphql: crate::graphql::schema(graphql_modules.clone(), limits),
+        graphql: crate::graphql::schema(graphql_modules.clone(), composition.order_status_feed.clone(), limits),
         graphql_modules,
         users: composition.users.clone(),
         catalog: composition.catalog.clone(),
@@ -163,6 +163,7 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
         .merge(rest::payments::routes())
         .merge(rest::admin::routes())
         .route("/graphql", axum::routing::post(crate::graphql::execute))
+        .route("/graphql/ws", get(crate::graphql::subscribe))
         .with_state(state)
         .route("/health/live", get(health::live))
         .route("/health/ready", get(move || health::ready(checks.clone())))

@@ -165,7 +165,87 @@ async fn limits_refuse_deep_and_costly_queries_before_running_them(app: TestApp)
     assert!(malformed["errors"].is_array() && malformed["data"].is_null());
 }
 
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A `graphql-transport-ws` connection, initialised with `token` (if any) in the payload.
+async fn connect(app: &TestApp, token: Option<&str>) -> Socket {
+    use futures::SinkExt as _;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let url = format!("{}/graphql/ws", app.address.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("the WebSocket upgrade");
+    let payload = token.map_or(json!({}), |token| json!({"Authorization": format!("Bearer {token}")}));
+    socket.send(json!({"type": "connection_init", "payload": payload}).to_string().into()).await.unwrap();
+    assert_eq!(next_message(&mut socket).await["type"], "connection_ack");
+    socket
+}
+
+/// The next protocol message (pings answered), failing after 10 s.
+async fn next_message(socket: &mut Socket) -> Value {
+    use futures::{SinkExt as _, StreamExt as _};
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next()).await.expect("a message within 10 s");
+        let text = match message.expect("the socket is open").expect("a frame") {
+            tokio_tungstenite::tungstenite::Message::Text(text) => text.to_string(),
+            _ => continue,
+        };
+        let value: Value = serde_json::from_str(&text).unwrap();
+        if value["type"] == "ping" {
+            socket.send(json!({"type": "pong"}).to_string().into()).await.unwrap();
+            continue;
+        }
+        return value;
+    }
+}
+
+async fn subscribe_to(socket: &mut Socket, order_id: &str) {
+    use futures::SinkExt as _;
+    let query = "subscription($id: ID!) { orderStatusChanged(orderId: $id) { orderId status failureReason } }";
+    let message = json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"id": order_id}}});
+    socket.send(message.to_string().into()).await.unwrap();
+}
+
+async fn a_subscription_follows_its_order_and_only_its_owner_may_subscribe(app: TestApp) {
+    let admin = app.admin_token().await;
+    let kettle = admin_product(&app, &admin, "KETTLE-1", None).await;
+    let owner = app.customer("watcher@example.com").await;
+    let token = owner["access_token"].as_str().unwrap();
+    let body = json!({"items": [{"product_id": kettle["id"], "quantity": 1}], "payment": {"card_number": GOOD_CARD}});
+    let placed = app
+        .request(reqwest::Method::POST, "/api/orders")
+        .bearer_auth(token)
+        .header("idempotency-key", "watched")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let order: Value = placed.json().await.unwrap();
+    let id = order["id"].as_str().unwrap();
+
+    let mut socket = connect(&app, Some(token)).await;
+    subscribe_to(&mut socket, id).await;
+    let first = next_message(&mut socket).await;
+    assert_eq!(first["type"], "next", "{first}");
+    assert_eq!(first["payload"]["data"]["orderStatusChanged"], json!({"orderId": id, "status": "CONFIRMED", "failureReason": null}));
+    let cancel = app.post_json(&format!("/api/orders/{id}/cancel"), &json!({}), Some(token)).await;
+    assert_eq!(cancel.status(), 200);
+    let change = next_message(&mut socket).await;
+    assert_eq!(change["payload"]["data"]["orderStatusChanged"]["status"], "CANCELLED", "{change}");
+
+    // Someone else's order, and no caller at all: refused.
+    let stranger = app.customer("peeker@example.com").await;
+    for (token, code) in [(stranger["access_token"].as_str(), "not-found"), (None, "unauthenticated")] {
+        let mut socket = connect(&app, token).await;
+        subscribe_to(&mut socket, id).await;
+        let refused = next_message(&mut socket).await;
+        let errors = if refused["type"] == "error" { refused["payload"].clone() } else { refused["payload"]["errors"].clone() };
+        assert_eq!(errors[0]["extensions"]["code"], code, "{refused}");
+    }
+}
+
 crate::topologies!(
+    a_subscription_follows_its_order_and_only_its_owner_may_subscribe,
     catalog_queries_and_admin_mutations_answer_as_rest_does,
     accounts_orders_and_payments_work_through_graphql,
     limits_refuse_deep_and_costly_queries_before_running_them,
@@ -263,7 +343,9 @@ async fn nested_products_and_categories_are_loaded_in_one_call_each() {
         get_categories: AtomicUsize::new(0),
     });
     let counted = cleave::graphql::Modules { catalog: counting.clone(), ..modules };
-    let schema = cleave::graphql::schema(counted.clone(), cleave::graphql::Limits { depth: 10, complexity: 2_000, introspection: true });
+    let feed = cleave::graphql::OrderStatusFeed::new(std::time::Duration::from_secs(60));
+    let schema =
+        cleave::graphql::schema(counted.clone(), feed, cleave::graphql::Limits { depth: 10, complexity: 2_000, introspection: true });
     let me: Value = app.get("/api/users/me", Some(token)).await.json().await.unwrap();
     let caller = Caller::User(shared_kernel::AuthenticatedUser {
         id: shared_kernel::UserId::parse(me["id"].as_str().unwrap()).unwrap(),
@@ -300,4 +382,40 @@ fn the_committed_sdl_matches_the_code() {
         committed == cleave::graphql::sdl(),
         "docs/schema.graphql is out of date: run `cargo run -- graphql-schema > docs/schema.graphql`"
     );
+}
+
+/// In a process that hosts orders the subscription is fed by orders' events: with the contract
+/// check every ten minutes, the change still arrives at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscription_is_fed_by_the_event_bus() {
+    let app = cleave_tests::spawn_app_with(
+        Topology::Monolith(Database::Sqlite),
+        |settings| settings.graphql.subscription_poll_ms = 600_000,
+        None,
+    )
+    .await
+    .unwrap();
+    let admin = app.admin_token().await;
+    let kettle = admin_product(&app, &admin, "KETTLE-2", None).await;
+    let owner = app.customer("evented@example.com").await;
+    let token = owner["access_token"].as_str().unwrap();
+    let body = json!({"items": [{"product_id": kettle["id"], "quantity": 1}], "payment": {"card_number": GOOD_CARD}});
+    let placed = app
+        .request(reqwest::Method::POST, "/api/orders")
+        .bearer_auth(token)
+        .header("idempotency-key", "evented")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let order: Value = placed.json().await.unwrap();
+    let id = order["id"].as_str().unwrap();
+    let mut socket = connect(&app, Some(token)).await;
+    subscribe_to(&mut socket, id).await;
+    assert_eq!(next_message(&mut socket).await["payload"]["data"]["orderStatusChanged"]["status"], "CONFIRMED");
+    let started = std::time::Instant::now();
+    assert_eq!(app.post_json(&format!("/api/orders/{id}/cancel"), &json!({}), Some(token)).await.status(), 200);
+    let change = next_message(&mut socket).await;
+    assert_eq!(change["payload"]["data"]["orderStatusChanged"]["status"], "CANCELLED", "{change}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the change came by the event, not the ten-minute check");
 }

@@ -10,10 +10,13 @@
 
 mod catalog;
 mod orders;
+mod subscription;
 mod users;
 
+pub use subscription::OrderStatusFeed;
+
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, EmptySubscription, ErrorExtensions, MergedObject, Schema};
+use async_graphql::{Context, ErrorExtensions, MergedObject, Schema};
 use shared_kernel::{ApiError, Caller};
 use std::sync::Arc;
 
@@ -41,12 +44,13 @@ pub struct Query(users::UsersQuery, catalog::CatalogQuery, orders::OrdersQuery);
 #[derive(MergedObject, Default)]
 pub struct Mutation(users::UsersMutation, catalog::CatalogMutation, orders::OrdersMutation);
 
-pub type CleaveSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type CleaveSchema = Schema<Query, Mutation, subscription::Subscription>;
 
 /// The schema, with its limits.
-pub fn schema(modules: Modules, limits: Limits) -> CleaveSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+pub fn schema(modules: Modules, feed: OrderStatusFeed, limits: Limits) -> CleaveSchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), subscription::Subscription)
         .data(modules)
+        .data(feed)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity);
     if !limits.introspection {
@@ -57,7 +61,7 @@ pub fn schema(modules: Modules, limits: Limits) -> CleaveSchema {
 
 /// The SDL, as committed in `docs/schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish().sdl()
+    Schema::build(Query::default(), Mutation::default(), subscription::Subscription).finish().sdl()
 }
 
 /// Who is asking, and from where (per request).
@@ -69,10 +73,72 @@ pub struct RequestScope {
 /// Adds what one request needs to `request`: its caller and fresh loaders (their caches live
 /// only as long as the request).
 pub fn scoped(request: async_graphql::Request, modules: &Modules, scope: RequestScope) -> async_graphql::Request {
-    let products = DataLoader::new(catalog::ProductLoader { catalog: modules.catalog.clone(), caller: scope.caller.clone() }, tokio::spawn);
-    let categories =
-        DataLoader::new(catalog::CategoryLoader { catalog: modules.catalog.clone(), caller: scope.caller.clone() }, tokio::spawn);
+    let (products, categories) = loaders(modules, &scope.caller);
     request.data(scope).data(products).data(categories)
+}
+
+fn loaders(modules: &Modules, caller: &Caller) -> (DataLoader<catalog::ProductLoader>, DataLoader<catalog::CategoryLoader>) {
+    let products = DataLoader::new(catalog::ProductLoader { catalog: modules.catalog.clone(), caller: caller.clone() }, tokio::spawn);
+    let categories = DataLoader::new(catalog::CategoryLoader { catalog: modules.catalog.clone(), caller: caller.clone() }, tokio::spawn);
+    (products, categories)
+}
+
+/// `GET /graphql/ws`: subscriptions (and queries) over `graphql-transport-ws` (or the older
+/// `graphql-ws`). The caller comes from the upgrade request's bearer token, or from the
+/// `connection_init` payload: `{"Authorization": "Bearer <token>"}` (also `authorization`,
+/// `token`, or inside `headers`), which browsers need since they cannot set headers on a
+/// WebSocket.
+pub async fn subscribe(
+    axum::extract::State(state): axum::extract::State<crate::rest::AppState>,
+    crate::rest::PeerAddr(peer): crate::rest::PeerAddr,
+    headers: axum::http::HeaderMap,
+    protocol: async_graphql_axum::GraphQLProtocol,
+    upgrade: axum::extract::WebSocketUpgrade,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let caller = match state.resolver.resolve(&headers).await {
+        Ok(caller) => caller,
+        Err(error) => return error.into_response(),
+    };
+    let client_addr = crate::edge::client_addr(&headers, peer, state.trust_forwarded_for);
+    let (schema, modules, resolver) = (state.graphql.clone(), state.graphql_modules.clone(), state.resolver.clone());
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            async_graphql_axum::GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let caller = match token_in(&payload) {
+                        Some(token) => {
+                            let mut headers = axum::http::HeaderMap::new();
+                            let value = axum::http::HeaderValue::from_str(&format!("Bearer {token}"))
+                                .map_err(|_| gql_error(ApiError::unauthenticated("malformed token")))?;
+                            headers.insert(axum::http::header::AUTHORIZATION, value);
+                            resolver.resolve(&headers).await.map_err(gql_error)?
+                        }
+                        None => caller,
+                    };
+                    let (products, categories) = loaders(&modules, &caller);
+                    let mut data = async_graphql::Data::default();
+                    data.insert(RequestScope { caller, client_addr });
+                    data.insert(products);
+                    data.insert(categories);
+                    Ok(data)
+                })
+                .serve()
+        })
+        .into_response()
+}
+
+/// The bearer token in a `connection_init` payload, if any.
+fn token_in(payload: &serde_json::Value) -> Option<String> {
+    let find = |object: &serde_json::Value| {
+        ["Authorization", "authorization", "token"]
+            .iter()
+            .find_map(|key| object.get(key).and_then(serde_json::Value::as_str).map(str::to_owned))
+    };
+    let text = find(payload).or_else(|| payload.get("headers").and_then(find))?;
+    let token = text.strip_prefix("Bearer ").or_else(|| text.strip_prefix("bearer ")).unwrap_or(&text).trim();
+    (!token.is_empty()).then(|| token.to_owned())
 }
 
 fn modules<'a>(ctx: &Context<'a>) -> &'a Modules {

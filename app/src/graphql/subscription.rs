@@ -1,0 +1,133 @@
+//! `Subscription.orderStatusChanged(orderId)` over `graphql-transport-ws` at `/graphql/ws`.
+//!
+//! Fed from the event bus: a consumer forwards orders' `OrderStatusChangedV1` events into a
+//! broadcast channel, and each subscription turns its receiver into a stream
+//! (tokio-stream) filtered to one order. A process that does not host orders sees none of its
+//! events until the NATS bus carries them across processes, so each subscription also checks
+//! the order through the contract every `poll_every` as a safety net; a status is sent once,
+//! whichever way it arrives first.
+
+use super::{caller, gql_error, modules};
+use crate::graphql::orders::OrderStatusObject;
+use async_graphql::{Context, ID, Result, SimpleObject, Subscription};
+use futures::Stream;
+use orders_contract::OrderStatus;
+use orders_contract::events::OrderStatusChangedV1;
+use shared_kernel::events::{Attempt, Consumer, DeadLetterSink, EventEnvelope, EventHandler, HandlerError, IntegrationEvent};
+use shared_kernel::{ApiError, OrderId};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
+
+/// The live feed of order status changes in this process.
+#[derive(Clone)]
+pub struct OrderStatusFeed {
+    sender: broadcast::Sender<OrderStatusChangedV1>,
+    poll_every: Duration,
+}
+
+impl OrderStatusFeed {
+    pub const CONSUMER: &'static str = "graphql.order_status";
+
+    pub fn new(poll_every: Duration) -> Self {
+        Self { sender: broadcast::channel(1024).0, poll_every }
+    }
+
+    /// The bus consumer that feeds subscriptions. It never fails: a live view has nothing to
+    /// retry (a subscriber that was not listening has nothing to miss).
+    pub fn consumer(&self) -> Consumer {
+        Consumer {
+            name: Self::CONSUMER.to_owned(),
+            event_types: vec![OrderStatusChangedV1::TYPE.to_owned()],
+            handler: Arc::new(self.clone()),
+            dead_letters: Arc::new(Nowhere),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventHandler for OrderStatusFeed {
+    async fn handle(&self, event: &EventEnvelope) -> std::result::Result<(), HandlerError> {
+        match event.decode::<OrderStatusChangedV1>() {
+            // No subscriber is not an error.
+            Ok(changed) => drop(self.sender.send(changed)),
+            Err(error) => tracing::warn!(%error, "an order status event does not decode; subscribers miss it"),
+        }
+        Ok(())
+    }
+}
+
+/// The feed's handler never fails, so nothing is ever dead-lettered.
+struct Nowhere;
+
+#[async_trait::async_trait]
+impl DeadLetterSink for Nowhere {
+    async fn dead_letter(&self, _consumer: &str, _event: &EventEnvelope, _attempts: &[Attempt]) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// An order's new status.
+#[derive(SimpleObject, Clone, PartialEq)]
+pub struct OrderStatusChange {
+    pub order_id: ID,
+    pub status: OrderStatusObject,
+    /// Why the order was rejected.
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Subscription;
+
+#[Subscription]
+impl Subscription {
+    /// The order's status now, then every change. Only the order's owner or an admin may
+    /// subscribe (anyone else gets `not-found`).
+    async fn order_status_changed(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+    ) -> Result<std::pin::Pin<Box<dyn Stream<Item = OrderStatusChange> + Send>>> {
+        let id = OrderId::parse(&order_id).map_err(|_| gql_error(ApiError::not_found("order not found")))?;
+        let orders = modules(ctx).orders.clone();
+        let caller = caller(ctx).clone();
+        // Authorizes, and gives the status to start from.
+        let current = orders.get_order(&caller, id).await.map_err(gql_error)?;
+        let feed = ctx.data_unchecked::<OrderStatusFeed>();
+        let events = BroadcastStream::new(feed.sender.subscribe()).filter_map(move |event| match event {
+            Ok(changed) if changed.order_id == id => Some(change(id, changed.status, changed.failure_reason)),
+            _ => None,
+        });
+        let polls = IntervalStream::new(tokio::time::interval(feed.poll_every)).then(move |_| {
+            let (orders, caller) = (orders.clone(), caller.clone());
+            async move { orders.get_order(&caller, id).await.ok().map(|order| change(id, order.status, order.failure_reason)) }
+        });
+        let first = change(id, current.status, current.failure_reason);
+        let mut last = None::<OrderStatusChange>;
+        let updates = tokio_stream::once(first).chain(events.merge(polls.filter_map(|polled| polled)));
+        // Each status once, and never backwards (a late event after a poll saw a newer status).
+        Ok(Box::pin(updates.filter_map(move |update| {
+            if last.as_ref().is_some_and(|last| rank(last.status) >= rank(update.status)) {
+                None
+            } else {
+                last = Some(update.clone());
+                Some(update)
+            }
+        })))
+    }
+}
+
+/// How far along an order is: statuses only move forward.
+fn rank(status: OrderStatusObject) -> u8 {
+    match status {
+        OrderStatusObject::Pending => 0,
+        OrderStatusObject::Confirmed | OrderStatusObject::Rejected => 1,
+        OrderStatusObject::Cancelled => 2,
+    }
+}
+
+fn change(id: OrderId, status: OrderStatus, failure_reason: Option<String>) -> OrderStatusChange {
+    OrderStatusChange { order_id: ID(id.to_string()), status: status.into(), failure_reason }
+}
