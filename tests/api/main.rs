@@ -10,6 +10,7 @@ mod graphql;
 mod operations;
 mod orders;
 mod payments;
+mod playground;
 mod saga_recovery;
 mod users;
 

@@ -10,6 +10,7 @@
 
 mod catalog;
 mod orders;
+pub mod playground;
 mod subscription;
 mod users;
 
