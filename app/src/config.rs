@@ -176,6 +176,10 @@ pub struct GraphqlSettings {
     /// Highest complexity a query may have: each field counts 1, a list of `first: n` counts n
     /// times what it selects.
     pub max_complexity: usize,
+    /// Most fields one operation may select at its root.
+    pub max_root_fields: usize,
+    /// Most aliases one query may use.
+    pub max_aliases: usize,
     /// Whether the schema answers introspection (`__schema`, `__type`): the playground needs it.
     pub introspection: bool,
     /// How often a subscription also checks its order through the contract (for processes that
@@ -185,7 +189,14 @@ pub struct GraphqlSettings {
 
 impl Default for GraphqlSettings {
     fn default() -> Self {
-        Self { max_depth: 10, max_complexity: 2_000, introspection: true, subscription_poll_ms: 2_000 }
+        Self {
+            max_depth: 10,
+            max_complexity: 2_000,
+            max_root_fields: 10,
+            max_aliases: 20,
+            introspection: true,
+            subscription_poll_ms: 2_000,
+        }
     }
 }
 

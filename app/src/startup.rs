@@ -140,6 +140,8 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
     let limits = crate::graphql::Limits {
         depth: settings.graphql.max_depth,
         complexity: settings.graphql.max_complexity,
+        root_fields: settings.graphql.max_root_fields,
+        aliases: settings.graphql.max_aliases,
         introspection: settings.graphql.introspection,
     };
     let state = AppState::new(rest::Handles {

@@ -161,6 +161,14 @@ async fn limits_refuse_deep_and_costly_queries_before_running_them(app: TestApp)
     assert_eq!(refused["errors"][0]["extensions"]["code"], "bad-request");
     let fine = app.graphql("{ products(first: 5) { edges { node { id category { name } } } } }", json!({}), None).await;
     assert!(fine["errors"].is_null(), "{fine}");
+    let aliased: String = (0..21).map(|i| format!("a{i}: categories(first: 1) {{ nodes {{ id }} }} ")).collect();
+    let refused = app.graphql(&format!("{{ {aliased} }}"), json!({}), None).await;
+    let message = refused["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("root fields") || message.contains("aliases"), "{refused}");
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "bad-request");
+    let aliases: String = (0..21).map(|i| format!("n{i}: id ")).collect();
+    let refused = app.graphql(&format!("{{ products(first: 1) {{ nodes {{ {aliases} }} }} }}"), json!({}), None).await;
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("at most 20 aliases"), "{refused}");
     let malformed = app.graphql("{ products(first: 5) { edges ", json!({}), None).await;
     assert!(malformed["errors"].is_array() && malformed["data"].is_null());
 }
@@ -344,8 +352,11 @@ async fn nested_products_and_categories_are_loaded_in_one_call_each() {
     });
     let counted = cleave::graphql::Modules { catalog: counting.clone(), ..modules };
     let feed = cleave::graphql::OrderStatusFeed::new(std::time::Duration::from_secs(60));
-    let schema =
-        cleave::graphql::schema(counted.clone(), feed, cleave::graphql::Limits { depth: 10, complexity: 2_000, introspection: true });
+    let schema = cleave::graphql::schema(
+        counted.clone(),
+        feed,
+        cleave::graphql::Limits { depth: 10, complexity: 2_000, root_fields: 10, aliases: 20, introspection: true },
+    );
     let me: Value = app.get("/api/users/me", Some(token)).await.json().await.unwrap();
     let caller = Caller::User(shared_kernel::AuthenticatedUser {
         id: shared_kernel::UserId::parse(me["id"].as_str().unwrap()).unwrap(),

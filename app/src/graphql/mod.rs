@@ -9,6 +9,7 @@
 //! is the public contract.
 
 mod catalog;
+mod limits;
 mod orders;
 pub mod playground;
 mod subscription;
@@ -36,6 +37,8 @@ pub struct Modules {
 pub struct Limits {
     pub depth: usize,
     pub complexity: usize,
+    pub root_fields: usize,
+    pub aliases: usize,
     pub introspection: bool,
 }
 
@@ -53,7 +56,8 @@ pub fn schema(modules: Modules, feed: OrderStatusFeed, limits: Limits) -> Cleave
         .data(modules)
         .data(feed)
         .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity);
+        .limit_complexity(limits.complexity)
+        .extension(limits::QueryShape { max_root_fields: limits.root_fields, max_aliases: limits.aliases });
     if !limits.introspection {
         builder = builder.disable_introspection();
     }
