@@ -313,6 +313,36 @@ impl CatalogApi for Counting {
     }
 }
 
+/// Payments, counting single and batched reads.
+struct CountingPayments {
+    inner: Arc<dyn payments_contract::PaymentsApi>,
+    get_payment: AtomicUsize,
+    get_payments: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl payments_contract::PaymentsApi for CountingPayments {
+    async fn charge(&self, caller: &Caller, request: payments_contract::ChargeRequest) -> Result<payments_contract::PaymentView, ApiError> {
+        self.inner.charge(caller, request).await
+    }
+    async fn refund(
+        &self,
+        caller: &Caller,
+        order_id: OrderId,
+        amount: Option<shared_kernel::Money>,
+    ) -> Result<payments_contract::PaymentView, ApiError> {
+        self.inner.refund(caller, order_id, amount).await
+    }
+    async fn get_payment(&self, caller: &Caller, order_id: OrderId) -> Result<payments_contract::PaymentView, ApiError> {
+        self.get_payment.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_payment(caller, order_id).await
+    }
+    async fn get_payments(&self, caller: &Caller, order_ids: Vec<OrderId>) -> Result<Vec<payments_contract::PaymentView>, ApiError> {
+        self.get_payments.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_payments(caller, order_ids).await
+    }
+}
+
 /// Nested fields are batched: however many orders, items and products a response holds, the
 /// products come from one `get_products` call and their categories from one `get_categories`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,7 +380,9 @@ async fn nested_products_and_categories_are_loaded_in_one_call_each() {
         get_products: AtomicUsize::new(0),
         get_categories: AtomicUsize::new(0),
     });
-    let counted = cleave::graphql::Modules { catalog: counting.clone(), ..modules };
+    let payments =
+        Arc::new(CountingPayments { inner: modules.payments.clone(), get_payment: AtomicUsize::new(0), get_payments: AtomicUsize::new(0) });
+    let counted = cleave::graphql::Modules { catalog: counting.clone(), payments: payments.clone(), ..modules };
     let feed = cleave::graphql::OrderStatusFeed::new(std::time::Duration::from_secs(60));
     let schema = cleave::graphql::schema(
         counted.clone(),
@@ -364,7 +396,7 @@ async fn nested_products_and_categories_are_loaded_in_one_call_each() {
         token: shared_kernel::Secret::new(token.to_owned()),
     });
     let request = cleave::graphql::scoped(
-        async_graphql::Request::new("{ myOrders { edges { node { items { product { sku category { name } } } } } } }"),
+        async_graphql::Request::new("{ myOrders { edges { node { payment { status } items { product { sku category { name } } } } } } }"),
         &counted,
         cleave::graphql::RequestScope { caller, client_addr: None },
     );
@@ -382,6 +414,10 @@ async fn nested_products_and_categories_are_loaded_in_one_call_each() {
     assert_eq!(counting.get_products.load(Ordering::SeqCst), 1, "items → products must be one batched call");
     assert_eq!(counting.get_categories.load(Ordering::SeqCst), 1, "products → categories must be one batched call");
     assert_eq!(counting.get_product.load(Ordering::SeqCst), 0);
+    let paid = data["myOrders"]["edges"].as_array().unwrap().iter().filter(|edge| edge["node"]["payment"]["status"] == "CAPTURED").count();
+    assert_eq!(paid, 3, "{data}");
+    assert_eq!(payments.get_payments.load(Ordering::SeqCst), 1, "orders → payments must be one batched call");
+    assert_eq!(payments.get_payment.load(Ordering::SeqCst), 0);
 }
 
 /// docs/schema.graphql is what `cleave graphql-schema` prints; regenerate it with

@@ -53,6 +53,9 @@ impl PaymentsApi for DyingPayments {
     async fn get_payment(&self, caller: &Caller, order_id: OrderId) -> Result<PaymentView, ApiError> {
         self.inner.get_payment(caller, order_id).await
     }
+    async fn get_payments(&self, caller: &Caller, order_ids: Vec<OrderId>) -> Result<Vec<PaymentView>, ApiError> {
+        self.inner.get_payments(caller, order_ids).await
+    }
 }
 
 /// The provider as payments sees it, with payments dying around the provider call.

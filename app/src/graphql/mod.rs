@@ -78,14 +78,17 @@ pub struct RequestScope {
 /// Adds what one request needs to `request`: its caller and fresh loaders (their caches live
 /// only as long as the request).
 pub fn scoped(request: async_graphql::Request, modules: &Modules, scope: RequestScope) -> async_graphql::Request {
-    let (products, categories) = loaders(modules, &scope.caller);
-    request.data(scope).data(products).data(categories)
+    let (products, categories, payments) = loaders(modules, &scope.caller);
+    request.data(scope).data(products).data(categories).data(payments)
 }
 
-fn loaders(modules: &Modules, caller: &Caller) -> (DataLoader<catalog::ProductLoader>, DataLoader<catalog::CategoryLoader>) {
+type Loaders = (DataLoader<catalog::ProductLoader>, DataLoader<catalog::CategoryLoader>, DataLoader<orders::PaymentLoader>);
+
+fn loaders(modules: &Modules, caller: &Caller) -> Loaders {
     let products = DataLoader::new(catalog::ProductLoader { catalog: modules.catalog.clone(), caller: caller.clone() }, tokio::spawn);
     let categories = DataLoader::new(catalog::CategoryLoader { catalog: modules.catalog.clone(), caller: caller.clone() }, tokio::spawn);
-    (products, categories)
+    let payments = DataLoader::new(orders::PaymentLoader { payments: modules.payments.clone(), caller: caller.clone() }, tokio::spawn);
+    (products, categories, payments)
 }
 
 /// `GET /graphql/ws`: subscriptions (and queries) over `graphql-transport-ws` (or the older
@@ -122,11 +125,12 @@ pub async fn subscribe(
                         }
                         None => caller,
                     };
-                    let (products, categories) = loaders(&modules, &caller);
+                    let (products, categories, payments) = loaders(&modules, &caller);
                     let mut data = async_graphql::Data::default();
                     data.insert(RequestScope { caller, client_addr });
                     data.insert(products);
                     data.insert(categories);
+                    data.insert(payments);
                     Ok(data)
                 })
                 .serve()

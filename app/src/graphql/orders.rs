@@ -121,13 +121,26 @@ impl Order {
     async fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
         self.0.created_at
     }
-    /// The order's payment (none when it was rejected before any charge).
+    /// The order's payment (none when it was rejected before any charge). Batched: one
+    /// payments call for every order in the response.
     async fn payment(&self, ctx: &Context<'_>) -> Result<Option<Payment>> {
-        match modules(ctx).payments.get_payment(caller(ctx), self.0.id).await {
-            Ok(payment) => Ok(Some(Payment(payment))),
-            Err(ApiError::NotFound { .. }) => Ok(None),
-            Err(error) => Err(gql_error(error)),
-        }
+        Ok(ctx.data_unchecked::<DataLoader<PaymentLoader>>().load_one(self.0.id).await?.map(Payment))
+    }
+}
+
+/// Payments by order, one `get_payments` call per batch.
+pub struct PaymentLoader {
+    pub payments: std::sync::Arc<dyn payments_contract::PaymentsApi>,
+    pub caller: shared_kernel::Caller,
+}
+
+impl async_graphql::dataloader::Loader<OrderId> for PaymentLoader {
+    type Value = PaymentView;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[OrderId]) -> Result<std::collections::HashMap<OrderId, PaymentView>, Self::Error> {
+        let found = self.payments.get_payments(&self.caller, keys.to_vec()).await.map_err(gql_error)?;
+        Ok(found.into_iter().map(|payment| (payment.order_id, payment)).collect())
     }
 }
 

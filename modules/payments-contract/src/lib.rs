@@ -135,6 +135,10 @@ shared_kernel::contract! {
         fn refund(order_id: OrderId, amount: Option<Money>) -> PaymentView;
         /// The order's payment: its owner, an admin or a service.
         fn get_payment(order_id: OrderId) -> PaymentView;
+        /// The payments of many orders at once (at most 1000), in no particular order: the ones
+        /// the caller may see (a user their own; an admin or a service all). Unknown orders are
+        /// left out.
+        fn get_payments(order_ids: Vec<OrderId>) -> Vec<PaymentView>;
     }
 }
 

@@ -235,6 +235,10 @@ impl PaymentsApi for PaymentsService {
         self.load(order_id).await?.map(|p| view(&p)).ok_or(ApiError::Internal)
     }
 
+    async fn get_payments(&self, caller: &Caller, order_ids: Vec<OrderId>) -> Result<Vec<PaymentView>, ApiError> {
+        self.payments_of(caller, order_ids).await
+    }
+
     async fn get_payment(&self, caller: &Caller, order_id: OrderId) -> Result<PaymentView, ApiError> {
         let not_found = || ApiError::not_found("payment not found");
         let payment = self.load(order_id).await?;
@@ -248,6 +252,29 @@ impl PaymentsApi for PaymentsService {
             Some(payment) => Ok(view(&self.settle_if_stale(payment).await?)),
             None => Err(not_found()),
         }
+    }
+}
+
+impl PaymentsService {
+    async fn payments_of(&self, caller: &Caller, order_ids: Vec<OrderId>) -> Result<Vec<PaymentView>, ApiError> {
+        if order_ids.len() > 1000 {
+            return Err(ApiError::invalid_field("order_ids", "at most 1000 at once"));
+        }
+        let sees_all = matches!(caller, Caller::Service(_)) || caller.is_admin();
+        let user = if sees_all { None } else { Some(caller.require_user()?.id) };
+        if order_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut select = payments::Entity::find().filter(payments::Column::OrderId.is_in(order_ids.iter().map(OrderId::as_uuid)));
+        if let Some(user) = user {
+            select = select.filter(payments::Column::CustomerId.eq(user.as_uuid()));
+        }
+        let rows = select.all(&self.db).await.map_err(db_error)?;
+        let mut views = Vec::with_capacity(rows.len());
+        for row in rows {
+            views.push(view(&self.settle_if_stale(row).await?));
+        }
+        Ok(views)
     }
 }
 
