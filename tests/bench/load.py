@@ -10,6 +10,8 @@ What it measures, each with wrk (2 threads, --connections connections, --duratio
   floor            GET /product on a bare axum server answering fixed JSON (app/examples/floor.rs)
   product by id    GET /api/catalog/products/{id}
   product list     GET /api/catalog/products?limit=20
+  graphql list     POST /graphql: products(first: 20) with every REST field plus each category's
+                   id and name (tests/bench/graphql_products.lua)
   place order      POST /api/orders, one line, the approving test card, a fresh Idempotency-Key
                    per request (tests/bench/place_order.lua); the full saga runs in the request
 for cleave on SQLite (files in a temp dir) and, with --postgres, on PostgreSQL (a fresh
@@ -129,10 +131,11 @@ def run_cleave(binary, args, database_url, label):
     try:
         wait_ready(f"{base}/health/ready", process)
         admin = http("POST", f"{base}/api/auth/login", {"email": ADMIN[0], "password": ADMIN[1]})["access_token"]
+        categories = [http("POST", f"{base}/api/catalog/categories", {"name": f"Bench category {c}"}, admin)["id"] for c in range(5)]
         product = None
         for i in range(25):
             body = {"sku": f"BENCH-{i}", "name": f"Benchmark product {i}", "price": {"amount": 1999, "currency": "EUR"},
-                    "stock_on_hand": 10_000_000}
+                    "stock_on_hand": 10_000_000, "category_id": categories[i % 5]}
             created = http("POST", f"{base}/api/catalog/products", body, admin)
             product = product or created
         http("POST", f"{base}/api/users/register", {"email": CUSTOMER[0], "password": CUSTOMER[1], "name": "Bench Buyer"})
@@ -140,6 +143,7 @@ def run_cleave(binary, args, database_url, label):
         results = {}
         results["product by id"] = wrk(f"{base}/api/catalog/products/{product['id']}", args.duration, args.connections)
         results["product list"] = wrk(f"{base}/api/catalog/products?limit=20", args.duration, args.connections)
+        results["graphql product list"] = wrk(f"{base}/graphql", args.duration, args.connections, os.path.join(HERE, "graphql_products.lua"))
         before_stock = http("GET", f"{base}/api/catalog/products/{product['id']}")["stock_on_hand"]
         database = database_url.rsplit("/", 1)[1] if database_url else None
         commits_before = committed(args.postgres, database) if database else None
@@ -231,11 +235,13 @@ def main():
     for db in ("sqlite", "postgres"):
         if db not in report:
             continue
-        for name in ("product by id", "product list", "place order"):
+        for name in ("product by id", "product list", "graphql product list", "place order"):
             r = report[db][name]
             notes = []
             if name == "product by id":
                 notes.append(f"{r['rps'] / floor_rps:.0%} of the floor")
+            if name == "graphql product list":
+                notes.append(f"{r['rps'] / report[db]['product list']['rps']:.0%} of the REST list")
             if name == "place order":
                 notes.append(f"{r['confirmed_per_s']:,.0f} confirmed orders/s")
                 if "db_commits_per_s" in r:
