@@ -214,22 +214,29 @@ async fn subscribe_to(socket: &mut Socket, order_id: &str) {
     socket.send(message.to_string().into()).await.unwrap();
 }
 
-async fn a_subscription_follows_its_order_and_only_its_owner_may_subscribe(app: TestApp) {
+/// A confirmed order of a new customer, for subscribers: (the customer's token, the order id).
+async fn a_confirmed_order(app: &TestApp, sku: &str, email: &str) -> (String, String) {
     let admin = app.admin_token().await;
-    let kettle = admin_product(&app, &admin, "KETTLE-1", None).await;
-    let owner = app.customer("watcher@example.com").await;
-    let token = owner["access_token"].as_str().unwrap();
-    let body = json!({"items": [{"product_id": kettle["id"], "quantity": 1}], "payment": {"card_number": GOOD_CARD}});
+    let product = admin_product(app, &admin, sku, None).await;
+    let owner = app.customer(email).await;
+    let token = owner["access_token"].as_str().unwrap().to_owned();
+    let body = json!({"items": [{"product_id": product["id"], "quantity": 1}], "payment": {"card_number": GOOD_CARD}});
     let placed = app
         .request(reqwest::Method::POST, "/api/orders")
-        .bearer_auth(token)
-        .header("idempotency-key", "watched")
+        .bearer_auth(&token)
+        .header("idempotency-key", sku)
         .json(&body)
         .send()
         .await
         .unwrap();
     let order: Value = placed.json().await.unwrap();
-    let id = order["id"].as_str().unwrap();
+    assert_eq!(order["status"], "confirmed", "{order}");
+    (token, order["id"].as_str().unwrap().to_owned())
+}
+
+async fn a_subscription_follows_its_order_and_only_its_owner_may_subscribe(app: TestApp) {
+    let (token, id) = a_confirmed_order(&app, "KETTLE-1", "watcher@example.com").await;
+    let (token, id) = (token.as_str(), id.as_str());
 
     let mut socket = connect(&app, Some(token)).await;
     subscribe_to(&mut socket, id).await;
@@ -442,21 +449,8 @@ async fn the_subscription_is_fed_by_the_event_bus() {
     )
     .await
     .unwrap();
-    let admin = app.admin_token().await;
-    let kettle = admin_product(&app, &admin, "KETTLE-2", None).await;
-    let owner = app.customer("evented@example.com").await;
-    let token = owner["access_token"].as_str().unwrap();
-    let body = json!({"items": [{"product_id": kettle["id"], "quantity": 1}], "payment": {"card_number": GOOD_CARD}});
-    let placed = app
-        .request(reqwest::Method::POST, "/api/orders")
-        .bearer_auth(token)
-        .header("idempotency-key", "evented")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let order: Value = placed.json().await.unwrap();
-    let id = order["id"].as_str().unwrap();
+    let (token, id) = a_confirmed_order(&app, "KETTLE-2", "evented@example.com").await;
+    let (token, id) = (token.as_str(), id.as_str());
     let mut socket = connect(&app, Some(token)).await;
     subscribe_to(&mut socket, id).await;
     assert_eq!(next_message(&mut socket).await["payload"]["data"]["orderStatusChanged"]["status"], "CONFIRMED");
