@@ -378,7 +378,9 @@ async fn sweep_expired_reservations(catalog: Arc<catalog::CatalogService>, every
     }
 }
 
-/// Resumes interrupted sagas: every unfinished one at start-up, then those that stall.
+/// Resumes sagas that made no progress for `stale_after`, at start-up and then every `every`.
+/// Never younger ones, even at start-up: in a rolling restart another instance may still be
+/// driving them (with the card in memory), and two drivers would both call the other modules.
 #[cfg(feature = "orders-local")]
 async fn recover_sagas(
     orders: Arc<orders::OrdersService>,
@@ -386,17 +388,15 @@ async fn recover_sagas(
     stale_after: std::time::Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut threshold = std::time::Duration::ZERO;
     loop {
         tokio::select! {
-            result = orders.recover_in_flight(threshold) => {
+            result = orders.recover_in_flight(stale_after) => {
                 if let Err(error) = result {
                     tracing::warn!(%error, "resuming interrupted orders failed; will retry");
                 }
             }
             _ = stop.changed() => return,
         }
-        threshold = stale_after;
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,

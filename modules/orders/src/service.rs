@@ -151,6 +151,17 @@ impl OrdersService {
             let outcome = match self.run_step(&order, items, saga.next_step(), card.as_ref()).await {
                 Ok(outcome) => outcome,
                 Err(StepError::Unavailable(error)) => {
+                    // To the back of the sweep's queue: a saga that keeps failing must not starve
+                    // the ones behind it.
+                    let touched = orders::Entity::update_many()
+                        .col_expr(orders::Column::UpdatedAt, Expr::value(stored_precision(self.inner.clock.now())))
+                        .filter(orders::Column::Id.eq(order.id))
+                        .filter(orders::Column::SagaVersion.eq(order.saga_version))
+                        .exec(&self.inner.db)
+                        .await;
+                    if let Err(error) = touched {
+                        tracing::warn!(order_id = %id, %error, "cannot mark a stalled saga");
+                    }
                     tracing::warn!(order_id = %id, step = saga.next_step().as_str(), %error, "a saga step is unavailable; the recovery sweep will retry it");
                     return Ok(None);
                 }
@@ -570,7 +581,10 @@ impl OrdersApi for OrdersService {
             item_rows.push(item);
         }
         // Orders' read model of product names is at least as new as the prices just read.
-        for product in products.values() {
+        // In id order: two placements sharing products lock their rows in the same order.
+        let mut by_id: Vec<&ProductView> = products.values().collect();
+        by_id.sort_by_key(|product| product.id);
+        for product in by_id {
             crate::projections::upsert_product_name(&*unit, product.id, &product.sku, &product.name, product.version)
                 .await
                 .map_err(db_error)?;

@@ -46,7 +46,10 @@ impl PaymentsService {
     /// Settles `payment` if it is a charge left pending by a caller that went away: the
     /// provider's record decides, and no record means the charge never reached it (failed).
     async fn settle_if_stale(&self, payment: payments::Model) -> Result<payments::Model, ApiError> {
-        if payment.status != PENDING || Utc::now() - payment.updated_at < self.pending_timeout {
+        // A failed charge may still have captured (a timeout is ambiguous): the provider's record
+        // decides, and without one it stays failed.
+        let failed = payment.status == FAILED;
+        if !failed && (payment.status != PENDING || Utc::now() - payment.updated_at < self.pending_timeout) {
             return Ok(payment);
         }
         let found = self.provider.find_charge(&OrderId::from_uuid(payment.order_id).to_string()).await.map_err(|error| {
@@ -56,6 +59,7 @@ impl PaymentsService {
         let (status, charge_id, reason) = match found {
             Some(ProviderOutcome::Captured { charge_id }) => (CAPTURED, Some(charge_id), None),
             Some(ProviderOutcome::Declined { reason }) => (DECLINED, None, Some(reason)),
+            None if failed => return Ok(payment),
             None => (FAILED, None, Some("the charge did not reach the payment provider".to_owned())),
         };
         tracing::info!(order_id = %payment.order_id, status, "settled a charge its caller left pending");
@@ -65,7 +69,7 @@ impl PaymentsService {
             .col_expr(payments::Column::FailureReason, Expr::value(reason))
             .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(payments::Column::Id.eq(payment.id))
-            .filter(payments::Column::Status.eq(PENDING))
+            .filter(payments::Column::Status.is_in([PENDING, FAILED]))
             .exec(&self.db)
             .await
             .map_err(db_error)?;
