@@ -247,6 +247,12 @@ async fn a_subscription_follows_its_order_and_only_its_owner_may_subscribe(app: 
     assert_eq!(cancel.status(), 200);
     let change = next_message(&mut socket).await;
     assert_eq!(change["payload"]["data"]["orderStatusChanged"]["status"], "CANCELLED", "{change}");
+    let complete = next_message(&mut socket).await;
+    assert_eq!(
+        (complete["type"].as_str(), complete["id"].as_str()),
+        (Some("complete"), Some("1")),
+        "a cancelled order changes no more: {complete}"
+    );
 
     // Someone else's order, and no caller at all: refused.
     let stranger = app.customer("peeker@example.com").await;

@@ -83,8 +83,9 @@ pub struct Subscription;
 
 #[Subscription]
 impl Subscription {
-    /// The order's status now, then every change. Only the order's owner or an admin may
-    /// subscribe (anyone else gets `not-found`).
+    /// The order's status now, then every change; it completes after `REJECTED` or
+    /// `CANCELLED`. Only the order's owner or an admin may subscribe (anyone else gets
+    /// `not-found`).
     async fn order_status_changed(
         &self,
         ctx: &Context<'_>,
@@ -108,14 +109,25 @@ impl Subscription {
         let mut last = None::<OrderStatusChange>;
         let updates = tokio_stream::once(first).chain(events.merge(polls.filter_map(|polled| polled)));
         // Each status once, and never backwards (a late event after a poll saw a newer status).
-        Ok(Box::pin(updates.filter_map(move |update| {
+        let changes = updates.filter_map(move |update| {
             if last.as_ref().is_some_and(|last| rank(last.status) >= rank(update.status)) {
                 None
             } else {
                 last = Some(update.clone());
                 Some(update)
             }
-        })))
+        });
+        // A rejected or cancelled order changes no more: the subscription completes after it
+        // (and stops checking the order).
+        let until_final = futures::stream::unfold((Box::pin(changes), false), |(mut changes, done)| async move {
+            if done {
+                return None;
+            }
+            let update = changes.next().await?;
+            let last = matches!(update.status, OrderStatusObject::Rejected | OrderStatusObject::Cancelled);
+            Some((update, (changes, last)))
+        });
+        Ok(Box::pin(until_final))
     }
 }
 
