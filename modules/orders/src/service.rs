@@ -411,6 +411,15 @@ impl OrdersService {
         }
     }
 
+    /// The order, for its owner or an admin; 404 for anyone else, as for an order that does not
+    /// exist (the check runs either way, so nobody learns which).
+    async fn load_for(&self, caller: &Caller, id: OrderId) -> Result<orders::Model, ApiError> {
+        let row = self.load(id).await?;
+        let owner = row.as_ref().map_or(UserId::from_uuid(uuid::Uuid::nil()), |row| UserId::from_uuid(row.customer_id));
+        caller.require_self_or_admin(owner, "order")?;
+        row.ok_or_else(|| ApiError::not_found("order not found"))
+    }
+
     async fn load(&self, id: OrderId) -> Result<Option<orders::Model>, ApiError> {
         orders::Entity::find_by_id(id.as_uuid()).one(&self.inner.db).await.map_err(db_error)
     }
@@ -618,10 +627,8 @@ impl OrdersApi for OrdersService {
     }
 
     async fn get_order(&self, caller: &Caller, id: OrderId) -> Result<OrderView, ApiError> {
-        let row = self.load(id).await?;
-        let owner = row.as_ref().map_or(UserId::from_uuid(uuid::Uuid::nil()), |row| UserId::from_uuid(row.customer_id));
-        caller.require_self_or_admin(owner, "order")?;
-        self.view_of(row.ok_or_else(|| ApiError::not_found("order not found"))?).await
+        let row = self.load_for(caller, id).await?;
+        self.view_of(row).await
     }
 
     async fn list_orders(&self, caller: &Caller, page: PageRequest) -> Result<Page<OrderView>, ApiError> {
@@ -643,10 +650,7 @@ impl OrdersApi for OrdersService {
 
     #[tracing::instrument(skip_all, fields(order_id = %id))]
     async fn cancel_order(&self, caller: &Caller, id: OrderId) -> Result<OrderView, ApiError> {
-        let row = self.load(id).await?;
-        let owner = row.as_ref().map_or(UserId::from_uuid(uuid::Uuid::nil()), |row| UserId::from_uuid(row.customer_id));
-        caller.require_self_or_admin(owner, "order")?;
-        let row = row.ok_or_else(|| ApiError::not_found("order not found"))?;
+        let row = self.load_for(caller, id).await?;
         let mut saga = Saga::restore(parts_of(&row)?);
         match (saga.status(), saga.next_step()) {
             (saga::OrderStatus::Cancelled, _) => return self.view_of(row).await,
