@@ -39,6 +39,12 @@ pub async fn connect_module(module: &str, target: &DatabaseTarget, max_connectio
     }
 }
 
+/// SQLite's page cache per connection, in KiB (its default is 2,000). Each module's pool keeps
+/// up to `max_connections` connections and each fills its cache as the data grows, so the default
+/// let a monolith's memory climb by up to 80 MB under load; the operating system's file cache
+/// serves what falls out of this one.
+const SQLITE_CACHE_KIB: u32 = 256;
+
 async fn connect_sqlite(path: &Path, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let mut options = ConnectOptions::new(url);
@@ -49,6 +55,7 @@ async fn connect_sqlite(path: &Path, max_connections: u32) -> Result<DatabaseCon
             .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
+            .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
     });
     Database::connect(options).await
 }
