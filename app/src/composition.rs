@@ -210,7 +210,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
                 let probe = probe.clone();
                 // Any answer but 503 proves the wire, the token and the service are up.
                 Box::pin(async move {
-                    let service = Caller::Service(shared_kernel::ServiceIdentity { name: "readiness".into() });
+                    let service = Caller::Service(shared_kernel::ServiceName::Edge);
                     matches!(
                         probe.get_payment(&service, shared_kernel::OrderId::from_uuid(uuid::Uuid::nil())).await,
                         Ok(_) | Err(ApiError::NotFound { .. })
@@ -236,12 +236,18 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
             {
                 let (service, hosted) = local_orders(settings, catalog.clone(), payments.clone()).await?;
                 let dead_letters: Arc<DeadLetterStore> = Arc::new(DeadLetterStore::new(hosted.database.clone(), "orders"));
-                bus.subscribe(orders::CustomerStatusProjection::new(hosted.database.clone()).consumer(dead_letters.clone()))
-                    .await
-                    .context("cannot subscribe orders' customer-status projection")?;
-                bus.subscribe(orders::ProductNamesProjection::new(hosted.database.clone()).consumer(dead_letters))
-                    .await
-                    .context("cannot subscribe orders' product-name projection")?;
+                bus.subscribe(
+                    orders::CustomerStatusProjection::new(hosted.database.clone(), Arc::new(shared_kernel::SystemClock))
+                        .consumer(dead_letters.clone()),
+                )
+                .await
+                .context("cannot subscribe orders' customer-status projection")?;
+                bus.subscribe(
+                    orders::ProductNamesProjection::new(hosted.database.clone(), Arc::new(shared_kernel::SystemClock))
+                        .consumer(dead_letters),
+                )
+                .await
+                .context("cannot subscribe orders' product-name projection")?;
                 let service = Arc::new(service);
                 let probe = service.clone();
                 parts.host("orders", hosted, &bus, settings, move || {

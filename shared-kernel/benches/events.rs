@@ -55,7 +55,10 @@ struct Recording {
 #[async_trait::async_trait]
 impl EventHandler for Recording {
     async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError> {
-        let Some(transaction) = Inbox::begin(&self.db, "bench", event.id).await.map_err(HandlerError::new)? else { return Ok(()) };
+        let Some(transaction) = Inbox::begin(&self.db, &shared_kernel::SystemClock, "bench", event.id).await.map_err(HandlerError::new)?
+        else {
+            return Ok(());
+        };
         let sql = format!("INSERT INTO bench_effects (aggregate_id) VALUES ('{}')", event.aggregate_id);
         transaction.execute_unprepared(&sql).await.map_err(HandlerError::new)?;
         transaction.commit().await.map_err(HandlerError::new)

@@ -38,10 +38,44 @@ pub struct AuthenticatedUser {
     pub token: Secret<String>,
 }
 
-/// Another service calling on its own behalf (a saga step, a consumer).
-#[derive(Debug, Clone)]
-pub struct ServiceIdentity {
-    pub name: String,
+/// A process calling on its own behalf (a saga step, a consumer, a readiness probe): a closed
+/// set, so a module decides what a service may do by matching on it, never by comparing text.
+/// Over the wire it is named by the `x-cleave-service` header and believed only with the
+/// service token; an unknown name is refused (401) by the resolver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceName {
+    Users,
+    Catalog,
+    Orders,
+    Payments,
+    /// The edge (a gateway or any process serving the public API) on its own behalf, e.g. the
+    /// readiness probe of a remote module.
+    Edge,
+}
+
+impl ServiceName {
+    pub const ALL: [ServiceName; 5] = [Self::Users, Self::Catalog, Self::Orders, Self::Payments, Self::Edge];
+
+    /// The name on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Catalog => "catalog",
+            Self::Orders => "orders",
+            Self::Payments => "payments",
+            Self::Edge => "edge",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|service| service.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The identity behind a call.
@@ -50,7 +84,7 @@ pub enum Caller {
     /// No credentials (public endpoints: register, login, product lists).
     Anonymous,
     User(AuthenticatedUser),
-    Service(ServiceIdentity),
+    Service(ServiceName),
 }
 
 impl Caller {
@@ -101,6 +135,15 @@ mod tests {
 
     fn user(roles: Vec<Role>) -> Caller {
         Caller::User(AuthenticatedUser { id: UserId::new(), roles, token: Secret::new("t".into()) })
+    }
+
+    #[test]
+    fn service_names_round_trip_and_unknown_ones_are_refused() {
+        for service in ServiceName::ALL {
+            assert_eq!(ServiceName::parse(service.as_str()), Some(service));
+        }
+        assert_eq!(ServiceName::parse("Orders"), None);
+        assert_eq!(ServiceName::parse("readiness"), None);
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub mod wire;
 
 mod contract_macro;
 
-pub use caller::{AuthenticatedUser, Caller, Role, ServiceIdentity};
+pub use caller::{AuthenticatedUser, Caller, Role, ServiceName};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ApiError, FieldError, ProblemDetails};
 pub use id::{CategoryId, OrderId, ProductId, UserId};

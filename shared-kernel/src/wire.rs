@@ -160,7 +160,7 @@ impl RpcClient {
         match caller {
             Caller::Anonymous => {}
             Caller::User(user) => request = request.bearer_auth(user.token.expose()),
-            Caller::Service(service) => request = request.header(SERVICE_NAME_HEADER, service.name.as_str()),
+            Caller::Service(service) => request = request.header(SERVICE_NAME_HEADER, service.as_str()),
         }
         // The client learns which module is down, never an internal address or path.
         let module = path.trim_start_matches("/rpc/").split('/').next().unwrap_or("a module");
@@ -218,8 +218,8 @@ impl CallerResolver for TokenCallerResolver {
             if expected.is_empty() || !constant_time_eq(presented, expected) {
                 return Err(ApiError::unauthenticated("the service token is missing or wrong"));
             }
-            let name = name.to_str().unwrap_or("unknown").to_owned();
-            return Ok(Caller::Service(crate::ServiceIdentity { name }));
+            let service = name.to_str().ok().and_then(crate::ServiceName::parse);
+            return service.map(Caller::Service).ok_or_else(|| ApiError::unauthenticated("unknown service name"));
         }
         Ok(Caller::Anonymous)
     }

@@ -125,7 +125,9 @@ impl EventHandler for Recorder {
             return Err(HandlerError::new("cannot handle this event"));
         }
         let bumped: Bumped = event.decode().map_err(HandlerError::new)?;
-        let Some(transaction) = Inbox::begin(&self.db, &self.name, event.id).await.map_err(HandlerError::new)? else {
+        let Some(transaction) =
+            Inbox::begin(&self.db, &shared_kernel::SystemClock, &self.name, event.id).await.map_err(HandlerError::new)?
+        else {
             return Ok(());
         };
         let arrival = self.arrivals.fetch_add(1, Ordering::SeqCst) as i64;
@@ -239,22 +241,25 @@ async fn a_poison_event_is_dead_lettered_with_every_attempt_and_replays_once(pla
     assert!(world.effects().await.is_empty());
 
     // A replay that cannot be delivered goes back to pending.
-    world.dead_letters.resolve(letter.id, "replayed").await.unwrap();
+    world.dead_letters.mark_replayed(letter.id).await.unwrap();
     world.dead_letters.reopen(letter.id).await.unwrap();
-    assert_eq!(world.dead_letters.get(letter.id).await.unwrap().status, "pending");
+    assert_eq!(world.dead_letters.get(letter.id).await.unwrap().status, shared_kernel::outbox::DeadLetterStatus::Pending);
     assert!(world.dead_letters.get(letter.id).await.unwrap().resolved_at.is_none());
 
     // The bug is fixed; the operator replays it.
     world.recorder.poison.store(false, Ordering::SeqCst);
-    world.dead_letters.resolve(letter.id, "replayed").await.unwrap();
+    world.dead_letters.mark_replayed(letter.id).await.unwrap();
     world.bus.redeliver("recorder", &letter.event).await.unwrap();
     assert_eq!(world.effects().await, [("p".into(), 1)]);
     // A second replay of the same event (say, two admins at once) has no second effect.
     world.bus.redeliver("recorder", &letter.event).await.unwrap();
     assert_eq!(world.effects().await.len(), 1);
-    assert_eq!(world.dead_letters.resolve(letter.id, "replayed").await.unwrap_err().status(), 409);
+    assert_eq!(world.dead_letters.mark_replayed(letter.id).await.unwrap_err().status(), 409);
     assert!(world.dead_letters.list(&PageRequest::default(), false).await.unwrap().items.is_empty());
-    assert_eq!(world.dead_letters.list(&PageRequest::default(), true).await.unwrap().items[0].status, "replayed");
+    assert_eq!(
+        world.dead_letters.list(&PageRequest::default(), true).await.unwrap().items[0].status,
+        shared_kernel::outbox::DeadLetterStatus::Replayed
+    );
 }
 
 async fn duplicate_deliveries_have_no_second_effect(place: Place) {

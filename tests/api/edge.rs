@@ -161,6 +161,19 @@ mod wire {
             .await
             .unwrap();
         assert_eq!(accepted.status(), 200);
+        // A service is one of a closed set: with the right token, an unknown name is still 401,
+        // and a known one is a service caller (get_user is for services, admins and the user).
+        let user_id = accepted.json::<serde_json::Value>().await.unwrap()["id"].clone();
+        let get_user = |service: &'static str| {
+            app.client
+                .post(format!("{internal}/rpc/users/get_user"))
+                .header("x-cleave-service-token", SERVICE_TOKEN)
+                .header("x-cleave-service", service)
+                .json(&json!({"id": user_id}))
+                .send()
+        };
+        problem(get_user("readiness").await.unwrap(), 401).await;
+        assert_eq!(get_user("orders").await.unwrap().status(), 200);
         // Health stays open for probes.
         assert_eq!(app.client.get(format!("{internal}/health/ready")).send().await.unwrap().status(), 200);
     }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use shared_kernel::outbox::{DeadLetter, DeadLetterStore};
+use shared_kernel::outbox::{DeadLetter, DeadLetterStatus, DeadLetterStore};
 use shared_kernel::{ApiError, Page, PageRequest, ProblemDetails};
 
 pub fn routes() -> Router<AppState> {
@@ -77,12 +77,12 @@ pub async fn replay_dead_letter(
 ) -> Result<Json<DeadLetter>, ApiError> {
     caller.require_admin()?;
     let (store, dead_letter) = find(&state, &id).await?;
-    if dead_letter.status != "pending" {
+    if dead_letter.status != DeadLetterStatus::Pending {
         return Err(ApiError::conflict("this dead letter was already replayed or discarded"));
     }
     // Claim it first, so two admins replaying at once deliver it once; if the delivery cannot
     // even be attempted, it goes back to pending rather than vanishing from the list.
-    store.resolve(dead_letter.id, "replayed").await?;
+    store.mark_replayed(dead_letter.id).await?;
     // Detached from the request: a client that goes away, or the request timeout, cannot stop a
     // replay half-way and leave the letter marked replayed but undelivered.
     let replay = {
@@ -115,7 +115,7 @@ pub async fn discard_dead_letter(
 ) -> Result<StatusCode, ApiError> {
     let admin = caller.require_admin()?;
     let (store, dead_letter) = find(&state, &id).await?;
-    store.resolve(dead_letter.id, "discarded").await?;
+    store.mark_discarded(dead_letter.id).await?;
     tracing::info!(dead_letter = %dead_letter.id, admin_id = %admin.id, "discarded a dead letter");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,23 +6,31 @@ use crate::entities::products;
 use orders_contract::events::{OrderCancelledV1, OrderConfirmedV1, OrderedLine};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use shared_kernel::Clock;
 use shared_kernel::events::{Consumer, DeadLetterSink, EventEnvelope, EventHandler, HandlerError, IntegrationEvent};
 use shared_kernel::outbox::Inbox;
 use std::sync::Arc;
 
 /// Keeps `units_sold` per product. Idempotent through the catalog's inbox.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SalesCounter {
     db: DatabaseConnection,
     cache: Arc<ProductCache>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SalesCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SalesCounter").finish_non_exhaustive()
+    }
 }
 
 impl SalesCounter {
     pub const CONSUMER: &'static str = "catalog.sales";
 
     /// Made by [`crate::CatalogService::sales_counter`], sharing its product cache.
-    pub(crate) fn new(db: DatabaseConnection, cache: Arc<ProductCache>) -> Self {
-        Self { db, cache }
+    pub(crate) fn new(db: DatabaseConnection, cache: Arc<ProductCache>, clock: Arc<dyn Clock>) -> Self {
+        Self { db, cache, clock }
     }
 
     /// This handler as a durable consumer of orders' events.
@@ -44,7 +52,7 @@ impl EventHandler for SalesCounter {
         } else {
             (event.decode::<OrderCancelledV1>().map_err(HandlerError::new)?.lines, -1)
         };
-        let Some(transaction) = Inbox::begin(&self.db, Self::CONSUMER, event.id).await.map_err(HandlerError::new)? else {
+        let Some(transaction) = Inbox::begin(&self.db, &*self.clock, Self::CONSUMER, event.id).await.map_err(HandlerError::new)? else {
             return Ok(());
         };
         let touched: Vec<uuid::Uuid> = lines.iter().map(|line| line.product_id.as_uuid()).collect();

@@ -15,7 +15,7 @@ use sea_orm::{
     SqlErr, TransactionTrait,
 };
 use shared_kernel::outbox::{Outbox, UnitOfWork};
-use shared_kernel::{ApiError, Caller, CategoryId, Clock, Money, OrderId, Page, PageRequest, ProductId};
+use shared_kernel::{ApiError, Caller, CategoryId, Clock, Money, OrderId, Page, PageRequest, ProductId, ServiceName};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -67,7 +67,7 @@ impl CatalogService {
 
     /// The sales counter consumer for this catalog (it invalidates the cached products it counts).
     pub fn sales_counter(&self) -> crate::SalesCounter {
-        crate::SalesCounter::new(self.db.clone(), self.cache.clone())
+        crate::SalesCounter::new(self.db.clone(), self.cache.clone(), self.clock.clone())
     }
 
     /// Whether this module's database answers.
@@ -233,7 +233,7 @@ fn sorted(mut rows: Vec<reservations::Model>) -> Vec<reservations::Model> {
 /// Reserving, releasing and committing stock: the orders service, or an admin.
 fn require_service_or_admin(caller: &Caller) -> Result<(), ApiError> {
     match caller {
-        Caller::Service(service) if service.name == "orders" => Ok(()),
+        Caller::Service(ServiceName::Orders) => Ok(()),
         Caller::Service(_) => Err(ApiError::forbidden("only the orders service may hold stock")),
         _ => caller.require_admin().map(|_| ()),
     }

@@ -183,7 +183,7 @@ async fn reservations_are_all_or_nothing_idempotent_and_committed_once(h: Harnes
     assert_eq!(again, reservation, "the same order reserves once");
     let other_lines = vec![ReserveLine { product_id: a.id, quantity: 1 }];
     assert_eq!(status(h.api.reserve(&orders_service(), order, other_lines).await), 409, "one order, one set of lines");
-    let stranger = Caller::Service(shared_kernel::ServiceIdentity { name: "payments".into() });
+    let stranger = Caller::Service(shared_kernel::ServiceName::Payments);
     assert_eq!(status(h.api.reserve(&stranger, OrderId::new(), lines.clone()).await), 403, "only orders holds stock");
     let product_a = h.api.get_product(&Caller::Anonymous, a.id).await.unwrap();
     assert_eq!((product_a.stock_on_hand, product_a.stock_reserved, product_a.stock_available), (5, 2, 3));

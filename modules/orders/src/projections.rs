@@ -7,24 +7,31 @@ use crate::entities::{customer_status, product_names};
 use catalog_contract::events::ProductChangedV1;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set};
-use shared_kernel::ProductId;
 use shared_kernel::events::{Consumer, DeadLetterSink, EventEnvelope, EventHandler, HandlerError, IntegrationEvent};
 use shared_kernel::outbox::Inbox;
+use shared_kernel::{Clock, ProductId};
 use std::sync::Arc;
 use users_contract::events::{UserDeactivatedV1, UserRegisteredV1};
 
 /// Users' account status as orders knows it: a deactivated customer cannot place orders, and
 /// orders learns it without a call per order.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CustomerStatusProjection {
     db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for CustomerStatusProjection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomerStatusProjection").finish_non_exhaustive()
+    }
 }
 
 impl CustomerStatusProjection {
     pub const CONSUMER: &'static str = "orders.customer_status";
 
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>) -> Self {
+        Self { db, clock }
     }
 
     /// This handler as a durable consumer of users' events.
@@ -41,7 +48,7 @@ impl CustomerStatusProjection {
 #[async_trait::async_trait]
 impl EventHandler for CustomerStatusProjection {
     async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError> {
-        let Some(transaction) = Inbox::begin(&self.db, Self::CONSUMER, event.id).await.map_err(HandlerError::new)? else {
+        let Some(transaction) = Inbox::begin(&self.db, &*self.clock, Self::CONSUMER, event.id).await.map_err(HandlerError::new)? else {
             return Ok(());
         };
         let (user_id, active, at) = if event.event_type == UserRegisteredV1::TYPE {
@@ -71,16 +78,23 @@ impl EventHandler for CustomerStatusProjection {
 }
 
 /// Product names for order views, kept current from the catalog's events.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProductNamesProjection {
     db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ProductNamesProjection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProductNamesProjection").finish_non_exhaustive()
+    }
 }
 
 impl ProductNamesProjection {
     pub const CONSUMER: &'static str = "orders.product_names";
 
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>) -> Self {
+        Self { db, clock }
     }
 
     /// This handler as a durable consumer of the catalog's events.
@@ -98,7 +112,7 @@ impl ProductNamesProjection {
 impl EventHandler for ProductNamesProjection {
     async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError> {
         let changed: ProductChangedV1 = event.decode().map_err(HandlerError::new)?;
-        let Some(transaction) = Inbox::begin(&self.db, Self::CONSUMER, event.id).await.map_err(HandlerError::new)? else {
+        let Some(transaction) = Inbox::begin(&self.db, &*self.clock, Self::CONSUMER, event.id).await.map_err(HandlerError::new)? else {
             return Ok(());
         };
         upsert_product_name(&transaction, changed.product_id, &changed.sku, &changed.name, changed.version)

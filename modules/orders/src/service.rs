@@ -10,7 +10,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr};
 use sha2::{Digest, Sha256};
 use shared_kernel::outbox::{Outbox, UnitOfWork};
-use shared_kernel::{ApiError, Caller, Clock, Currency, FieldError, Money, OrderId, Page, PageRequest, ProductId, ServiceIdentity, UserId};
+use shared_kernel::{ApiError, Caller, Clock, Currency, FieldError, Money, OrderId, Page, PageRequest, ProductId, ServiceName, UserId};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,7 +86,7 @@ impl OrdersService {
         clock: Arc<dyn Clock>,
         settings: OrdersSettings,
     ) -> Self {
-        let identity = Caller::Service(ServiceIdentity { name: "orders".to_owned() });
+        let identity = Caller::Service(ServiceName::Orders);
         Self { inner: Arc::new(Inner { db, outbox, catalog, payments, clock, settings, identity }) }
     }
 

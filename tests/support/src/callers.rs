@@ -3,7 +3,7 @@
 //! verification is proven by the users suite and the black-box suites.)
 
 use shared_kernel::wire::CallerResolver;
-use shared_kernel::{ApiError, AuthenticatedUser, Caller, Role, Secret, ServiceIdentity, UserId};
+use shared_kernel::{ApiError, AuthenticatedUser, Caller, Role, Secret, ServiceName, UserId};
 
 /// Resolves the test conventions above on the server side of a contract's wire.
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,7 +18,7 @@ impl CallerResolver for TestResolver {
             return Ok(user(Role::parse(role).unwrap_or(Role::Customer), UserId::parse(id)?));
         }
         if let Some(name) = headers.get(shared_kernel::wire::SERVICE_NAME_HEADER).and_then(|v| v.to_str().ok()) {
-            return Ok(Caller::Service(ServiceIdentity { name: name.to_owned() }));
+            return ServiceName::parse(name).map(Caller::Service).ok_or_else(|| ApiError::unauthenticated("unknown service name"));
         }
         Ok(Caller::Anonymous)
     }
@@ -40,7 +40,7 @@ pub fn customer() -> Caller {
 
 /// The orders module calling on its own behalf.
 pub fn orders_service() -> Caller {
-    Caller::Service(ServiceIdentity { name: "orders".into() })
+    Caller::Service(ServiceName::Orders)
 }
 
 /// Serves `router` on a free loopback port; returns its base URL.
