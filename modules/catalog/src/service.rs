@@ -19,10 +19,22 @@ use shared_kernel::{ApiError, Caller, CategoryId, Clock, Money, OrderId, Page, P
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-const RESERVED: &str = "reserved";
-const COMMITTED: &str = "committed";
-const RELEASED: &str = "released";
-const RESTOCKED: &str = "restocked";
+/// A reservation status as its rows store it (every match is exhaustive, so a new status must
+/// be given a name here).
+const fn stored_status(status: ReservationStatus) -> &'static str {
+    match status {
+        ReservationStatus::Reserved => "reserved",
+        ReservationStatus::Committed => "committed",
+        ReservationStatus::Released => "released",
+        ReservationStatus::Restocked => "restocked",
+    }
+}
+
+fn parse_stored_status(name: &str) -> Option<ReservationStatus> {
+    [ReservationStatus::Reserved, ReservationStatus::Committed, ReservationStatus::Released, ReservationStatus::Restocked]
+        .into_iter()
+        .find(|status| stored_status(*status) == name)
+}
 
 /// How the catalog holds stock for orders.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +98,7 @@ impl CatalogService {
             .select_only()
             .column(reservations::Column::OrderId)
             .distinct()
-            .filter(reservations::Column::Status.eq(RESERVED))
+            .filter(reservations::Column::Status.eq(stored_status(ReservationStatus::Reserved)))
             .filter(reservations::Column::ExpiresAt.lt(now))
             .limit(100)
             .into_tuple()
@@ -120,12 +132,10 @@ impl CatalogService {
             .await
             .map_err(db_error)?;
         let Some(first) = rows.first() else { return Ok(None) };
-        let status = match first.status.as_str() {
-            RESERVED => ReservationStatus::Reserved,
-            COMMITTED => ReservationStatus::Committed,
-            RESTOCKED => ReservationStatus::Restocked,
-            _ => ReservationStatus::Released,
-        };
+        let status = parse_stored_status(&first.status).ok_or_else(|| {
+            tracing::error!(order_id = %order_id, status = %first.status, "a reservation row holds an unknown status");
+            ApiError::Internal
+        })?;
         Ok(Some(Reservation {
             order_id,
             status,
@@ -146,15 +156,15 @@ impl CatalogService {
     async fn move_reservation(
         connection: &impl ConnectionTrait,
         order_id: OrderId,
-        from: &str,
-        to: &str,
+        from: ReservationStatus,
+        to: ReservationStatus,
         now: DateTime<Utc>,
         unexpired_only: bool,
     ) -> Result<Vec<reservations::Model>, DbErr> {
         let mut update = reservations::Entity::update_many()
-            .col_expr(reservations::Column::Status, Expr::value(to))
+            .col_expr(reservations::Column::Status, Expr::value(stored_status(to)))
             .filter(reservations::Column::OrderId.eq(order_id.as_uuid()))
-            .filter(reservations::Column::Status.eq(from));
+            .filter(reservations::Column::Status.eq(stored_status(from)));
         if unexpired_only {
             update = update.filter(reservations::Column::ExpiresAt.gt(now));
         }
@@ -208,8 +218,8 @@ impl CatalogService {
 /// A reservation status change and what it does to each product's stock (per unit reserved).
 #[derive(Debug, Clone, Copy)]
 struct Transition {
-    from: &'static str,
-    to: &'static str,
+    from: ReservationStatus,
+    to: ReservationStatus,
     /// Only reservations not yet expired move (a commit must not revive an expired one).
     unexpired_only: bool,
     on_hand: i64,
@@ -217,11 +227,14 @@ struct Transition {
 }
 
 /// Stock held for an order goes back to available.
-const RELEASE: Transition = Transition { from: RESERVED, to: RELEASED, unexpired_only: false, on_hand: 0, reserved: -1 };
+const RELEASE: Transition =
+    Transition { from: ReservationStatus::Reserved, to: ReservationStatus::Released, unexpired_only: false, on_hand: 0, reserved: -1 };
 /// Held stock is sold: it leaves on hand and reserved alike.
-const COMMIT: Transition = Transition { from: RESERVED, to: COMMITTED, unexpired_only: true, on_hand: -1, reserved: -1 };
+const COMMIT: Transition =
+    Transition { from: ReservationStatus::Reserved, to: ReservationStatus::Committed, unexpired_only: true, on_hand: -1, reserved: -1 };
 /// Sold stock of a cancelled order comes back on hand.
-const RESTOCK: Transition = Transition { from: COMMITTED, to: RESTOCKED, unexpired_only: false, on_hand: 1, reserved: 0 };
+const RESTOCK: Transition =
+    Transition { from: ReservationStatus::Committed, to: ReservationStatus::Restocked, unexpired_only: false, on_hand: 1, reserved: 0 };
 
 /// Rows in product-id order: every transaction locks products in the same order, so two
 /// reservations can never deadlock each other.
@@ -501,7 +514,7 @@ impl CatalogApi for CatalogService {
                 quantity: Set(i64::from(line.quantity)),
                 unit_price_amount: Set(product.price_amount),
                 unit_price_currency: Set(product.price_currency.clone()),
-                status: Set(RESERVED.to_owned()),
+                status: Set(stored_status(ReservationStatus::Reserved).to_owned()),
                 expires_at: Set(expires_at),
                 created_at: Set(now),
             };

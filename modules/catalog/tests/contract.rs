@@ -330,3 +330,22 @@ suite!(
     committed_stock_of_a_cancelled_order_goes_back_once,
     one_hundred_twenty_concurrent_buyers_never_oversell_twenty_units,
 );
+
+/// A stored reservation status the code does not know is an error naming the order, never read
+/// as some other status (it used to become `released`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_with_an_unknown_stored_status_is_an_error_not_a_guess() {
+    use sea_orm::ConnectionTrait as _;
+    let temp = tempfile::tempdir().unwrap();
+    let target = DatabaseTarget::SqliteDir(temp.path().to_owned());
+    let service = service_on(target.clone(), Arc::new(ManualClock::new(chrono::Utc::now()))).await;
+    let h = Harness::in_process(service, Arc::new(ManualClock::new(chrono::Utc::now())), None);
+    let product = h.product("ODD-1", 100, 5, None).await;
+    let order = OrderId::new();
+    let lines = vec![ReserveLine { product_id: product.id, quantity: 1 }];
+    h.api.reserve(&orders_service(), order, lines.clone()).await.unwrap();
+    let db = connect_module("catalog", &target, 1).await.unwrap();
+    db.execute_unprepared("UPDATE reservations SET status = 'misplaced'").await.unwrap();
+    assert_eq!(status(h.api.reserve(&orders_service(), order, lines).await), 500);
+    assert_eq!(status(h.api.commit(&orders_service(), order).await), 500);
+}
