@@ -126,7 +126,7 @@ impl PaymentsApi for PaymentsService {
                     return Err(ApiError::conflict("this order was charged with another amount"));
                 }
                 if existing.status != PENDING && existing.status != FAILED {
-                    return Ok(view(&existing));
+                    return view(&existing);
                 }
                 existing
             }
@@ -161,7 +161,7 @@ impl PaymentsApi for PaymentsService {
             None => self.load(request.order_id).await?.ok_or(ApiError::Internal)?,
         };
         tracing::info!(status = %payment.status, "charged");
-        Ok(view(&payment))
+        view(&payment)
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
@@ -177,10 +177,12 @@ impl PaymentsApi for PaymentsService {
         if payment.status != CAPTURED {
             return Err(ApiError::conflict("only a captured payment can be refunded"));
         }
+        // Read back (and checked) before anything is claimed.
+        let currency = view(&payment)?.amount.currency();
         let remaining = payment.amount - payment.refunded_amount;
         let requested_full = amount.is_none();
         let amount = match amount {
-            None if remaining == 0 => return Ok(view(&payment)),
+            None if remaining == 0 => return view(&payment),
             None => remaining,
             Some(money) if money.currency().as_str() != payment.currency => {
                 return Err(ApiError::invalid_field("amount", "must be in the payment's currency"));
@@ -205,11 +207,11 @@ impl PaymentsApi for PaymentsService {
                 && let Some(now) = self.load(order_id).await?
                 && now.refunded_amount == now.amount
             {
-                return Ok(view(&now));
+                return view(&now);
             }
             return Err(ApiError::conflict("the refund would exceed what was captured"));
         }
-        let money = Money::new(amount, currency(&payment.currency));
+        let money = Money::new(amount, currency);
         let charge_id = payment.provider_charge_id.clone().unwrap_or_default();
         let refund_id = match self.provider.refund(&charge_id, money).await {
             Ok(refund_id) => refund_id,
@@ -236,7 +238,7 @@ impl PaymentsApi for PaymentsService {
         .await
         .map_err(db_error)?;
         tracing::info!(amount, "refunded");
-        self.load(order_id).await?.map(|p| view(&p)).ok_or(ApiError::Internal)
+        self.load(order_id).await?.ok_or(ApiError::Internal).and_then(|p| view(&p))
     }
 
     async fn get_payments(&self, caller: &Caller, order_ids: Vec<OrderId>) -> Result<Vec<PaymentView>, ApiError> {
@@ -253,7 +255,7 @@ impl PaymentsApi for PaymentsService {
             caller.require_self_or_admin(owner, "payment")?;
         }
         match payment {
-            Some(payment) => Ok(view(&self.settle_if_stale(payment).await?)),
+            Some(payment) => view(&self.settle_if_stale(payment).await?),
             None => Err(not_found()),
         }
     }
@@ -276,27 +278,30 @@ impl PaymentsService {
         let rows = select.all(&self.db).await.map_err(db_error)?;
         let mut views = Vec::with_capacity(rows.len());
         for row in rows {
-            views.push(view(&self.settle_if_stale(row).await?));
+            views.push(view(&self.settle_if_stale(row).await?)?);
         }
         Ok(views)
     }
 }
 
-fn currency(code: &str) -> Currency {
-    Currency::parse(code).unwrap_or(Currency::EUR)
-}
-
-fn view(payment: &payments::Model) -> PaymentView {
+/// The payment as the contract shows it. A row whose status or currency does not read back is
+/// an error naming it, never a default.
+fn view(payment: &payments::Model) -> Result<PaymentView, ApiError> {
+    let corrupt = |what: &str, value: &str| {
+        tracing::error!(payment_id = %payment.id, order_id = %payment.order_id, what, value, "a payment row does not read back");
+        ApiError::Internal
+    };
     let status = match payment.status.as_str() {
         CAPTURED if payment.refunded_amount == payment.amount => PaymentStatus::Refunded,
         CAPTURED if payment.refunded_amount > 0 => PaymentStatus::PartiallyRefunded,
         CAPTURED => PaymentStatus::Captured,
         DECLINED => PaymentStatus::Declined,
         FAILED => PaymentStatus::Failed,
-        _ => PaymentStatus::Pending,
+        PENDING => PaymentStatus::Pending,
+        other => return Err(corrupt("status", other)),
     };
-    let currency = currency(&payment.currency);
-    PaymentView {
+    let currency = Currency::parse(&payment.currency).map_err(|_| corrupt("currency", &payment.currency))?;
+    Ok(PaymentView {
         id: payment.id,
         order_id: OrderId::from_uuid(payment.order_id),
         status,
@@ -305,7 +310,7 @@ fn view(payment: &payments::Model) -> PaymentView {
         failure_reason: payment.failure_reason.clone(),
         card_last4: payment.card_last4.clone(),
         created_at: payment.created_at,
-    }
+    })
 }
 
 fn db_error(error: DbErr) -> ApiError {

@@ -212,3 +212,23 @@ suite!(
     refunds_never_exceed_the_capture,
     only_services_and_admins_charge_and_only_the_owner_sees_the_payment,
 );
+
+/// A payment row whose status or currency does not read back is an error naming it, never a
+/// default (an unknown status used to read as `pending`, an unknown currency as EUR).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_row_that_does_not_read_back_is_an_error_not_a_default() {
+    use sea_orm::ConnectionTrait as _;
+    let temp = tempfile::tempdir().unwrap();
+    let target = DatabaseTarget::SqliteDir(temp.path().to_owned());
+    let (service, _provider) = service_on(target.clone()).await;
+    let order = OrderId::new();
+    service.charge(&orders_service(), charge(order, UserId::new(), 1999, "4242424242424242")).await.unwrap();
+    let db = connect_module("payments", &target, 1).await.unwrap();
+    db.execute_unprepared("UPDATE payments SET status = 'misplaced'").await.unwrap();
+    assert_eq!(status(service.get_payment(&admin(), order).await), 500);
+    db.execute_unprepared("UPDATE payments SET status = 'captured', currency = 'XXQ'").await.unwrap();
+    assert_eq!(status(service.get_payment(&admin(), order).await), 500);
+    assert_eq!(status(service.refund(&orders_service(), order, None).await), 500);
+    db.execute_unprepared("UPDATE payments SET currency = 'EUR'").await.unwrap();
+    assert_eq!(service.get_payment(&admin(), order).await.unwrap().status, PaymentStatus::Captured);
+}
