@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
 
 /// Where the current time comes from. Always UTC.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn now(&self) -> DateTime<Utc>;
 }
 

@@ -167,11 +167,16 @@ def run_cleave(binary, args, database_url, label):
         results["rss_mib"] = rss_mib(process.pid)
         return results
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
+
+
+def stop(process):
+    """SIGTERM, then a kill if it has not exited within 20 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def rss_mib(pid):

@@ -29,7 +29,6 @@ raised login limits; the data goes to SQLite files in a temp dir.
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from load import ADMIN, CUSTOMER, HERE, free_port, http, rss_mib, wait_ready  # noqa: E402
+from load import ADMIN, CUSTOMER, HERE, free_port, http, rss_mib, stop, wait_ready  # noqa: E402
 
 
 def start(binary, extra_env=None):
@@ -59,14 +58,6 @@ def start(binary, extra_env=None):
     base = f"http://127.0.0.1:{port}"
     wait_ready(f"{base}/health/ready", process)
     return process, base
-
-
-def stop(process):
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def login(base):

@@ -12,17 +12,11 @@ use shared_kernel::outbox::Inbox;
 use std::sync::Arc;
 
 /// Keeps `units_sold` per product. Idempotent through the catalog's inbox.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SalesCounter {
     db: DatabaseConnection,
     cache: Arc<ProductCache>,
     clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for SalesCounter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SalesCounter").finish_non_exhaustive()
-    }
 }
 
 impl SalesCounter {

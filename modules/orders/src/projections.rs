@@ -15,16 +15,10 @@ use users_contract::events::{UserDeactivatedV1, UserRegisteredV1};
 
 /// Users' account status as orders knows it: a deactivated customer cannot place orders, and
 /// orders learns it without a call per order.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct CustomerStatusProjection {
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for CustomerStatusProjection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CustomerStatusProjection").finish_non_exhaustive()
-    }
 }
 
 impl CustomerStatusProjection {
@@ -78,16 +72,10 @@ impl EventHandler for CustomerStatusProjection {
 }
 
 /// Product names for order views, kept current from the catalog's events.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ProductNamesProjection {
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for ProductNamesProjection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProductNamesProjection").finish_non_exhaustive()
-    }
 }
 
 impl ProductNamesProjection {

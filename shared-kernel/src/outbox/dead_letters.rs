@@ -57,17 +57,11 @@ impl DeadLetterStatus {
 }
 
 /// The dead letters of the consumers of one module, in that module's database.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct DeadLetterStore {
     db: DatabaseConnection,
     module: &'static str,
     clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for DeadLetterStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeadLetterStore").field("module", &self.module).finish_non_exhaustive()
-    }
 }
 
 impl DeadLetterStore {

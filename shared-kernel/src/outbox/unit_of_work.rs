@@ -10,18 +10,12 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// A module's outbox: where its unit of work appends and what wakes its relay.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Outbox {
     module: &'static str,
     pub(super) wake: Arc<Notify>,
     /// Stamps the outbox rows and the relay's delivery marks.
     pub(super) clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for Outbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("module", &self.module).finish_non_exhaustive()
-    }
 }
 
 impl Outbox {
