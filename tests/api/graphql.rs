@@ -1,9 +1,7 @@
 //! The GraphQL API: queries, mutations, auth, errors and limits over HTTP in every topology;
 //! batching proven by counting contract calls; the committed SDL matches the code.
 
-use catalog_contract::{
-    CatalogApi, CategoryView, NewCategory, NewProduct, ProductPatch, ProductQuery, ProductView, Reservation, ReserveLine, SetStock,
-};
+use catalog_contract::{CatalogApi, CategoryView, NewCategory, NewProduct, ProductPatch, ProductQuery, ProductView, ReserveLine, SetStock};
 use cleave_tests::{Database, TestApp, Topology, spawn_app};
 use serde_json::{Value, json};
 use shared_kernel::{ApiError, Caller, CategoryId, OrderId, Page, PageRequest, ProductId};
@@ -312,16 +310,21 @@ impl CatalogApi for Counting {
     async fn set_stock(&self, caller: &Caller, id: ProductId, stock: SetStock) -> Result<ProductView, ApiError> {
         self.inner.set_stock(caller, id, stock).await
     }
-    async fn reserve(&self, caller: &Caller, order_id: OrderId, lines: Vec<ReserveLine>) -> Result<Reservation, ApiError> {
+    async fn reserve(
+        &self,
+        caller: &Caller,
+        order_id: OrderId,
+        lines: Vec<ReserveLine>,
+    ) -> Result<catalog_contract::ReserveOutcome, ApiError> {
         self.inner.reserve(caller, order_id, lines).await
     }
     async fn release(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
         self.inner.release(caller, order_id).await
     }
-    async fn commit(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
+    async fn commit(&self, caller: &Caller, order_id: OrderId) -> Result<catalog_contract::CommitOutcome, ApiError> {
         self.inner.commit(caller, order_id).await
     }
-    async fn restock(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
+    async fn restock(&self, caller: &Caller, order_id: OrderId) -> Result<catalog_contract::RestockOutcome, ApiError> {
         self.inner.restock(caller, order_id).await
     }
 }
@@ -335,7 +338,11 @@ struct CountingPayments {
 
 #[async_trait::async_trait]
 impl payments_contract::PaymentsApi for CountingPayments {
-    async fn charge(&self, caller: &Caller, request: payments_contract::ChargeRequest) -> Result<payments_contract::PaymentView, ApiError> {
+    async fn charge(
+        &self,
+        caller: &Caller,
+        request: payments_contract::ChargeRequest,
+    ) -> Result<payments_contract::ChargeOutcome, ApiError> {
         self.inner.charge(caller, request).await
     }
     async fn refund(
@@ -343,7 +350,7 @@ impl payments_contract::PaymentsApi for CountingPayments {
         caller: &Caller,
         order_id: OrderId,
         amount: Option<shared_kernel::Money>,
-    ) -> Result<payments_contract::PaymentView, ApiError> {
+    ) -> Result<payments_contract::RefundOutcome, ApiError> {
         self.inner.refund(caller, order_id, amount).await
     }
     async fn get_payment(&self, caller: &Caller, order_id: OrderId) -> Result<payments_contract::PaymentView, ApiError> {

@@ -9,7 +9,7 @@ use migrations::MigratorTrait as _;
 use orders::{OrdersService, OrdersSettings};
 use orders_contract::{CardNumber, OrderLineInput, OrderStatus, OrdersApi, PaymentInput, PlaceOrder};
 use payments::{PaymentProvider, PaymentsService, ProviderError, ProviderOutcome, SimulatedCardProcessor, SimulatorSettings};
-use payments_contract::{ChargeRequest, PaymentStatus, PaymentView, PaymentsApi};
+use payments_contract::{ChargeOutcome, ChargeRequest, PaymentStatus, PaymentView, PaymentsApi, RefundOutcome};
 use shared_kernel::db::{DatabaseTarget, connect_module};
 use shared_kernel::outbox::Outbox;
 use shared_kernel::{ApiError, Caller, Currency, Money, OrderId, SystemClock};
@@ -37,7 +37,7 @@ struct DyingPayments {
 
 #[async_trait::async_trait]
 impl PaymentsApi for DyingPayments {
-    async fn charge(&self, caller: &Caller, request: ChargeRequest) -> Result<PaymentView, ApiError> {
+    async fn charge(&self, caller: &Caller, request: ChargeRequest) -> Result<ChargeOutcome, ApiError> {
         match self.crash {
             Crash::AfterReserve => std::future::pending().await,
             Crash::AfterCharge => {
@@ -47,7 +47,7 @@ impl PaymentsApi for DyingPayments {
             _ => self.inner.charge(caller, request).await,
         }
     }
-    async fn refund(&self, caller: &Caller, order_id: OrderId, amount: Option<Money>) -> Result<PaymentView, ApiError> {
+    async fn refund(&self, caller: &Caller, order_id: OrderId, amount: Option<Money>) -> Result<RefundOutcome, ApiError> {
         self.inner.refund(caller, order_id, amount).await
     }
     async fn get_payment(&self, caller: &Caller, order_id: OrderId) -> Result<PaymentView, ApiError> {

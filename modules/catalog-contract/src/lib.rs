@@ -134,6 +134,56 @@ pub struct Reservation {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What [`CatalogApi::reserve`] did, in the catalog's words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ReserveOutcome {
+    /// Every line is held for the order (now, or by an earlier call for the same order and
+    /// lines: the reservation as it stands, which may since have been released or committed).
+    Reserved { reservation: Reservation },
+    /// Nothing is held, and asking again will not change that.
+    Refused { refusal: StockRefusal },
+}
+
+/// Why the catalog holds nothing for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum StockRefusal {
+    /// A line asks for more than is available now.
+    #[error("not enough stock of product {product_id}")]
+    OutOfStock { product_id: ProductId },
+    /// A line names no product.
+    #[error("a product in the order does not exist")]
+    UnknownProduct,
+    /// The order already reserved other lines (a reservation is made once per order).
+    #[error("this order already reserved other lines")]
+    OtherLinesReserved,
+}
+
+/// What [`CatalogApi::commit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitOutcome {
+    /// The stock is sold (now, or already).
+    Committed,
+    /// The reservation was released, or expired, before the commit: nothing is sold.
+    Lapsed,
+    /// No reservation exists for the order.
+    NoReservation,
+}
+
+/// What [`CatalogApi::restock`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestockOutcome {
+    /// The order's committed stock is back on hand (now, or already).
+    Restocked,
+    /// The reservation was never committed: there is nothing to put back.
+    NotCommitted,
+    /// No reservation exists for the order.
+    NoReservation,
+}
+
 mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -154,8 +204,10 @@ shared_kernel::contract! {
     ///
     /// # Errors
     /// The contract's [`ApiError`]: 401/403 for admin operations without an admin; 404 for an
-    /// unknown product or category; 409 for a duplicate SKU or category name, a stale
-    /// `version`, or stock that cannot be reserved; 422 for invalid input.
+    /// unknown product or category; 409 for a duplicate SKU or category name or a stale
+    /// `version`; 422 for invalid input. The stock operations the order saga depends on
+    /// (`reserve`, `commit`, `restock`) answer what happened as an outcome; their errors are
+    /// only the caller's mistakes and unavailability.
     pub trait CatalogApi as "catalog" {
         /// Every category, by name. Public.
         fn list_categories(page: PageRequest) -> Page<CategoryView>;
@@ -176,19 +228,32 @@ shared_kernel::contract! {
         fn update_product(id: ProductId, patch: ProductPatch) -> ProductView;
         /// Admin. Sets stock on hand; 409 below what is reserved now.
         fn set_stock(id: ProductId, stock: SetStock) -> ProductView;
-        /// Reserves every line or none (409 naming the first line short of stock). Idempotent per
-        /// order: asking again returns the same reservation and holds nothing more. A service or
-        /// an admin.
-        fn reserve(order_id: OrderId, lines: Vec<ReserveLine>) -> Reservation;
+        /// Reserves every line or none. Idempotent per order: asking again with the same lines
+        /// returns the same reservation and holds nothing more. A service or an admin.
+        ///
+        /// # Errors
+        /// 403 for anyone else; 422 for lines the catalog never accepts (none, more than 100, a
+        /// quantity outside 1 to 10,000, a product twice); 503 while a concurrent call for the
+        /// same order is making the reservation (ask again). A refusal is an outcome, not an error.
+        fn reserve(order_id: OrderId, lines: Vec<ReserveLine>) -> ReserveOutcome;
         /// Gives a reservation's stock back. Idempotent; nothing happens for an unknown order or a
         /// committed reservation.
+        ///
+        /// # Errors
+        /// 403 for a caller that is neither a service nor an admin.
         fn release(order_id: OrderId) -> ();
-        /// Turns a reservation into a sale: stock on hand goes down. Idempotent. 409 for a released
-        /// (or expired) reservation, 404 for none.
-        fn commit(order_id: OrderId) -> ();
-        /// Puts a committed order's stock back on hand (the order was cancelled). Idempotent. 409
-        /// for a reservation that was never committed, 404 for none.
-        fn restock(order_id: OrderId) -> ();
+        /// Turns a reservation into a sale: stock on hand goes down. Idempotent.
+        ///
+        /// # Errors
+        /// 403 for a caller that is neither a service nor an admin. A lapsed or missing
+        /// reservation is an outcome, not an error.
+        fn commit(order_id: OrderId) -> CommitOutcome;
+        /// Puts a committed order's stock back on hand (the order was cancelled). Idempotent.
+        ///
+        /// # Errors
+        /// 403 for a caller that is neither a service nor an admin. A reservation never committed,
+        /// or none, is an outcome, not an error.
+        fn restock(order_id: OrderId) -> RestockOutcome;
     }
 }
 

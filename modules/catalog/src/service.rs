@@ -5,8 +5,8 @@ use crate::domain::{self, Checks};
 use crate::entities::{categories, products, reservation_orders, reservations};
 use catalog_contract::events::ProductChangedV1;
 use catalog_contract::{
-    CatalogApi, CategoryView, NewCategory, NewProduct, ProductPatch, ProductQuery, ProductView, Reservation, ReservationStatus,
-    ReserveLine, ReservedLine, SetStock,
+    CatalogApi, CategoryView, CommitOutcome, NewCategory, NewProduct, ProductPatch, ProductQuery, ProductView, Reservation,
+    ReservationStatus, ReserveLine, ReserveOutcome, ReservedLine, RestockOutcome, SetStock, StockRefusal,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait as _, LikeExpr};
@@ -461,7 +461,7 @@ impl CatalogApi for CatalogService {
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
-    async fn reserve(&self, caller: &Caller, order_id: OrderId, lines: Vec<ReserveLine>) -> Result<Reservation, ApiError> {
+    async fn reserve(&self, caller: &Caller, order_id: OrderId, lines: Vec<ReserveLine>) -> Result<ReserveOutcome, ApiError> {
         require_service_or_admin(caller)?;
         if lines.is_empty() || lines.len() > domain::MAX_LINES {
             return Err(ApiError::invalid_field("lines", format!("must hold 1 to {} lines", domain::MAX_LINES)));
@@ -478,13 +478,11 @@ impl CatalogApi for CatalogService {
             sorted.sort();
             sorted.join(",")
         };
-        let same_lines = |key: &str| {
-            if key == lines_key { Ok(()) } else { Err(ApiError::conflict("this order already reserved other lines")) }
-        };
+        let refused = |refusal| Ok(ReserveOutcome::Refused { refusal });
         // A repeat for the order is found by the header's primary key below.
         let products = products::Entity::find().filter(products::Column::Id.is_in(ids.clone())).all(&self.db).await.map_err(db_error)?;
         if products.len() != ids.len() {
-            return Err(ApiError::not_found("a product in the order does not exist"));
+            return refused(StockRefusal::UnknownProduct);
         }
         let now = self.clock.now();
         // Microseconds: what both databases store, so the answer equals what a read gives back.
@@ -501,8 +499,13 @@ impl CatalogApi for CatalogService {
             transaction.rollback().await.map_err(db_error)?;
             if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
                 let header = reservation_orders::Entity::find_by_id(order_id.as_uuid()).one(&self.db).await.map_err(db_error)?;
-                same_lines(&header.map(|h| h.lines_key).unwrap_or_default())?;
-                return self.reservation_of(order_id).await?.ok_or_else(|| ApiError::conflict("the reservation is being made; try again"));
+                if header.is_some_and(|header| header.lines_key != lines_key) {
+                    return refused(StockRefusal::OtherLinesReserved);
+                }
+                return match self.reservation_of(order_id).await? {
+                    Some(reservation) => Ok(ReserveOutcome::Reserved { reservation }),
+                    None => Err(ApiError::unavailable("the reservation is being made; try again", 1)),
+                };
             }
             return Err(db_error(error));
         }
@@ -531,7 +534,7 @@ impl CatalogApi for CatalogService {
                 .map_err(db_error)?;
             if held.rows_affected != 1 {
                 transaction.rollback().await.map_err(db_error)?;
-                return Err(ApiError::conflict(format!("not enough stock of product {}", line.product_id)));
+                return refused(StockRefusal::OutOfStock { product_id: line.product_id });
             }
         }
         transaction.commit().await.map_err(db_error)?;
@@ -549,7 +552,9 @@ impl CatalogApi for CatalogService {
                 })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-        Ok(Reservation { order_id, status: ReservationStatus::Reserved, lines: reserved, expires_at })
+        Ok(ReserveOutcome::Reserved {
+            reservation: Reservation { order_id, status: ReservationStatus::Reserved, lines: reserved, expires_at },
+        })
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
@@ -559,29 +564,30 @@ impl CatalogApi for CatalogService {
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
-    async fn commit(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
+    async fn commit(&self, caller: &Caller, order_id: OrderId) -> Result<CommitOutcome, ApiError> {
         require_service_or_admin(caller)?;
         if self.transition(order_id, COMMIT).await? {
-            return Ok(());
+            return Ok(CommitOutcome::Committed);
         }
-        match self.reservation_of(order_id).await? {
-            Some(reservation) if reservation.status == ReservationStatus::Committed => Ok(()),
-            Some(_) => Err(ApiError::conflict("the reservation was released or has expired")),
-            None => Err(ApiError::not_found("no reservation for this order")),
-        }
+        Ok(match self.reservation_of(order_id).await? {
+            Some(reservation) if reservation.status == ReservationStatus::Committed => CommitOutcome::Committed,
+            // Released, expired, or committed and then restocked: not a sale now.
+            Some(_) => CommitOutcome::Lapsed,
+            None => CommitOutcome::NoReservation,
+        })
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
-    async fn restock(&self, caller: &Caller, order_id: OrderId) -> Result<(), ApiError> {
+    async fn restock(&self, caller: &Caller, order_id: OrderId) -> Result<RestockOutcome, ApiError> {
         require_service_or_admin(caller)?;
         if self.transition(order_id, RESTOCK).await? {
-            return Ok(());
+            return Ok(RestockOutcome::Restocked);
         }
-        match self.reservation_of(order_id).await? {
-            Some(reservation) if reservation.status == ReservationStatus::Restocked => Ok(()),
-            Some(_) => Err(ApiError::conflict("only committed stock can be put back")),
-            None => Err(ApiError::not_found("no reservation for this order")),
-        }
+        Ok(match self.reservation_of(order_id).await? {
+            Some(reservation) if reservation.status == ReservationStatus::Restocked => RestockOutcome::Restocked,
+            Some(_) => RestockOutcome::NotCommitted,
+            None => RestockOutcome::NoReservation,
+        })
     }
 }
 

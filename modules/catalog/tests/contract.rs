@@ -3,7 +3,8 @@
 
 use catalog::{CatalogService, CatalogSettings};
 use catalog_contract::{
-    CatalogApi, NewCategory, NewProduct, ProductPatch, ProductQuery, ReservationStatus, ReserveLine, SetStock, http_wire,
+    CatalogApi, CommitOutcome, NewCategory, NewProduct, ProductPatch, ProductQuery, Reservation, ReservationStatus, ReserveLine,
+    ReserveOutcome, RestockOutcome, SetStock, StockRefusal, http_wire,
 };
 use cleave_test_support::callers::{TestResolver, admin, customer, orders_service};
 use migrations::MigratorTrait as _;
@@ -51,6 +52,22 @@ impl Harness {
             stock_on_hand: on_hand,
         };
         self.api.create_product(&admin(), input).await.unwrap()
+    }
+}
+
+/// The reservation a reserve answered, failing the test on a refusal.
+fn reserved(outcome: Result<ReserveOutcome, ApiError>) -> Reservation {
+    match outcome {
+        Ok(ReserveOutcome::Reserved { reservation }) => reservation,
+        other => panic!("expected a reservation, got {other:?}"),
+    }
+}
+
+/// The refusal a reserve answered, failing the test on anything else.
+fn refusal(outcome: Result<ReserveOutcome, ApiError>) -> StockRefusal {
+    match outcome {
+        Ok(ReserveOutcome::Refused { refusal }) => refusal,
+        other => panic!("expected a refusal, got {other:?}"),
     }
 }
 
@@ -172,61 +189,65 @@ async fn reservations_are_all_or_nothing_idempotent_and_committed_once(h: Harnes
     let b = h.product("RES-B", 200, 1, None).await;
     let order = OrderId::new();
     let too_many = vec![ReserveLine { product_id: a.id, quantity: 2 }, ReserveLine { product_id: b.id, quantity: 2 }];
-    assert_eq!(status(h.api.reserve(&orders_service(), order, too_many).await), 409);
+    assert_eq!(refusal(h.api.reserve(&orders_service(), order, too_many).await), StockRefusal::OutOfStock { product_id: b.id });
     assert_eq!(h.api.get_product(&Caller::Anonymous, a.id).await.unwrap().stock_available, 5, "nothing held after a refusal");
     let lines = vec![ReserveLine { product_id: a.id, quantity: 2 }, ReserveLine { product_id: b.id, quantity: 1 }];
     assert_eq!(status(h.api.reserve(&customer(), order, lines.clone()).await), 403);
-    let reservation = h.api.reserve(&orders_service(), order, lines.clone()).await.unwrap();
+    let reservation = reserved(h.api.reserve(&orders_service(), order, lines.clone()).await);
     assert_eq!(reservation.status, ReservationStatus::Reserved);
     assert_eq!(reservation.lines.iter().map(|l| l.unit_price.amount()).sum::<i64>(), 300);
-    let again = h.api.reserve(&orders_service(), order, lines.clone()).await.unwrap();
+    let again = reserved(h.api.reserve(&orders_service(), order, lines.clone()).await);
     assert_eq!(again, reservation, "the same order reserves once");
     let other_lines = vec![ReserveLine { product_id: a.id, quantity: 1 }];
-    assert_eq!(status(h.api.reserve(&orders_service(), order, other_lines).await), 409, "one order, one set of lines");
+    assert_eq!(
+        refusal(h.api.reserve(&orders_service(), order, other_lines).await),
+        StockRefusal::OtherLinesReserved,
+        "one order, one set of lines"
+    );
     let stranger = Caller::Service(shared_kernel::ServiceName::Payments);
     assert_eq!(status(h.api.reserve(&stranger, OrderId::new(), lines.clone()).await), 403, "only orders holds stock");
     let product_a = h.api.get_product(&Caller::Anonymous, a.id).await.unwrap();
     assert_eq!((product_a.stock_on_hand, product_a.stock_reserved, product_a.stock_available), (5, 2, 3));
     assert_eq!(status(h.api.set_stock(&admin(), a.id, SetStock { on_hand: 1 }).await), 409, "below what is reserved");
     assert_eq!(status(h.api.set_stock(&admin(), a.id, SetStock { on_hand: -3 }).await), 422);
-    h.api.commit(&orders_service(), order).await.unwrap();
-    h.api.commit(&orders_service(), order).await.unwrap();
+    assert_eq!(h.api.commit(&orders_service(), order).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(h.api.commit(&orders_service(), order).await.unwrap(), CommitOutcome::Committed, "a commit again is the same sale");
     h.api.release(&orders_service(), order).await.unwrap();
     let product_a = h.api.get_product(&Caller::Anonymous, a.id).await.unwrap();
     assert_eq!((product_a.stock_on_hand, product_a.stock_reserved), (3, 0), "committed once; release after commit changes nothing");
-    assert_eq!(status(h.api.commit(&orders_service(), OrderId::new()).await), 404);
+    assert_eq!(h.api.commit(&orders_service(), OrderId::new()).await.unwrap(), CommitOutcome::NoReservation);
     h.api.release(&orders_service(), OrderId::new()).await.unwrap();
     let invalid = vec![ReserveLine { product_id: a.id, quantity: 0 }];
     assert_eq!(status(h.api.reserve(&orders_service(), OrderId::new(), invalid).await), 422);
     let duplicate_lines = vec![ReserveLine { product_id: a.id, quantity: 1 }, ReserveLine { product_id: a.id, quantity: 1 }];
     assert_eq!(status(h.api.reserve(&orders_service(), OrderId::new(), duplicate_lines).await), 422);
     let unknown = vec![ReserveLine { product_id: ProductId::new(), quantity: 1 }];
-    assert_eq!(status(h.api.reserve(&orders_service(), OrderId::new(), unknown).await), 404);
+    assert_eq!(refusal(h.api.reserve(&orders_service(), OrderId::new(), unknown).await), StockRefusal::UnknownProduct);
 }
 
 async fn committed_stock_of_a_cancelled_order_goes_back_once(h: Harness) {
     let a = h.product("RST-A", 100, 5, None).await;
     let order = OrderId::new();
-    h.api.reserve(&orders_service(), order, vec![ReserveLine { product_id: a.id, quantity: 3 }]).await.unwrap();
-    assert_eq!(status(h.api.restock(&orders_service(), order).await), 409, "never committed");
-    h.api.commit(&orders_service(), order).await.unwrap();
+    reserved(h.api.reserve(&orders_service(), order, vec![ReserveLine { product_id: a.id, quantity: 3 }]).await);
+    assert_eq!(h.api.restock(&orders_service(), order).await.unwrap(), RestockOutcome::NotCommitted, "never committed");
+    assert_eq!(h.api.commit(&orders_service(), order).await.unwrap(), CommitOutcome::Committed);
     assert_eq!(h.api.get_product(&Caller::Anonymous, a.id).await.unwrap().stock_on_hand, 2);
-    h.api.restock(&orders_service(), order).await.unwrap();
-    h.api.restock(&orders_service(), order).await.unwrap();
+    assert_eq!(h.api.restock(&orders_service(), order).await.unwrap(), RestockOutcome::Restocked);
+    assert_eq!(h.api.restock(&orders_service(), order).await.unwrap(), RestockOutcome::Restocked);
     let after = h.api.get_product(&Caller::Anonymous, a.id).await.unwrap();
     assert_eq!((after.stock_on_hand, after.stock_reserved, after.stock_available), (5, 0, 5), "put back once");
-    assert_eq!(status(h.api.restock(&orders_service(), OrderId::new()).await), 404);
+    assert_eq!(h.api.restock(&orders_service(), OrderId::new()).await.unwrap(), RestockOutcome::NoReservation);
     assert_eq!(status(h.api.restock(&customer(), order).await), 403);
 }
 
 async fn a_released_reservation_gives_stock_back_and_cannot_be_committed(h: Harness) {
     let a = h.product("REL-A", 100, 4, None).await;
     let order = OrderId::new();
-    h.api.reserve(&orders_service(), order, vec![ReserveLine { product_id: a.id, quantity: 3 }]).await.unwrap();
+    reserved(h.api.reserve(&orders_service(), order, vec![ReserveLine { product_id: a.id, quantity: 3 }]).await);
     h.api.release(&orders_service(), order).await.unwrap();
     h.api.release(&orders_service(), order).await.unwrap();
     assert_eq!(h.api.get_product(&Caller::Anonymous, a.id).await.unwrap().stock_available, 4);
-    assert_eq!(status(h.api.commit(&orders_service(), order).await), 409);
+    assert_eq!(h.api.commit(&orders_service(), order).await.unwrap(), CommitOutcome::Lapsed);
 }
 
 async fn concurrent_reserves_for_one_order_hold_stock_once(h: Harness) {
@@ -243,7 +264,14 @@ async fn concurrent_reserves_for_one_order_hold_stock_once(h: Harness) {
         h.api.reserve(&service, order, lines)
     }))
     .await;
-    assert!(attempts.iter().all(|a| a.is_ok() || matches!(a, Err(ApiError::Conflict { .. }))), "{attempts:?}");
+    assert!(
+        attempts.iter().all(|a| matches!(
+            a,
+            Ok(ReserveOutcome::Reserved { .. } | ReserveOutcome::Refused { refusal: StockRefusal::OtherLinesReserved })
+                | Err(ApiError::Unavailable { .. })
+        )),
+        "{attempts:?}"
+    );
     let held = h.api.get_product(&Caller::Anonymous, a.id).await.unwrap().stock_reserved
         + h.api.get_product(&Caller::Anonymous, b.id).await.unwrap().stock_reserved;
     assert!(held == 2 || held == 3, "exactly one of the two line sets is held, not both: {held}");
@@ -252,12 +280,12 @@ async fn concurrent_reserves_for_one_order_hold_stock_once(h: Harness) {
 async fn reservations_expire_after_their_ttl(h: Harness) {
     let a = h.product("TTL-A", 100, 2, None).await;
     let order = OrderId::new();
-    h.api.reserve(&orders_service(), order, vec![ReserveLine { product_id: a.id, quantity: 2 }]).await.unwrap();
+    reserved(h.api.reserve(&orders_service(), order, vec![ReserveLine { product_id: a.id, quantity: 2 }]).await);
     assert_eq!(h.service.expire_reservations().await.unwrap(), 0, "not yet");
     h.clock.advance(chrono::Duration::minutes(16));
     assert_eq!(h.service.expire_reservations().await.unwrap(), 1);
     assert_eq!(h.api.get_product(&Caller::Anonymous, a.id).await.unwrap().stock_available, 2);
-    assert_eq!(status(h.api.commit(&orders_service(), order).await), 409, "an expired reservation cannot be committed");
+    assert_eq!(h.api.commit(&orders_service(), order).await.unwrap(), CommitOutcome::Lapsed, "an expired reservation cannot be committed");
 }
 
 async fn one_hundred_twenty_concurrent_buyers_never_oversell_twenty_units(h: Harness) {
@@ -267,18 +295,26 @@ async fn one_hundred_twenty_concurrent_buyers_never_oversell_twenty_units(h: Har
         async move { api.reserve(&orders_service(), OrderId::new(), vec![ReserveLine { product_id: product.id, quantity: 1 }]).await }
     }))
     .await;
-    let won: Vec<_> = attempts.iter().filter_map(|a| a.as_ref().ok()).collect();
-    let lost = attempts.iter().filter(|a| matches!(a, Err(ApiError::Conflict { .. }))).count();
+    let won: Vec<&Reservation> = attempts
+        .iter()
+        .filter_map(|a| match a {
+            Ok(ReserveOutcome::Reserved { reservation }) => Some(reservation),
+            _ => None,
+        })
+        .collect();
+    let out_of_stock =
+        |a: &&Result<ReserveOutcome, ApiError>| matches!(a, Ok(ReserveOutcome::Refused { refusal: StockRefusal::OutOfStock { .. } }));
+    let lost = attempts.iter().filter(out_of_stock).count();
     assert_eq!(
         (won.len(), lost),
         (20, 100),
         "every attempt either won or was refused for stock: {:?}",
-        attempts.iter().filter(|a| a.is_err() && !matches!(a, Err(ApiError::Conflict { .. }))).collect::<Vec<_>>()
+        attempts.iter().filter(|a| !out_of_stock(a) && !matches!(a, Ok(ReserveOutcome::Reserved { .. }))).collect::<Vec<_>>()
     );
     let after = h.api.get_product(&Caller::Anonymous, product.id).await.unwrap();
     assert_eq!((after.stock_on_hand, after.stock_reserved, after.stock_available), (20, 20, 0));
     for reservation in won {
-        h.api.commit(&orders_service(), reservation.order_id).await.unwrap();
+        assert_eq!(h.api.commit(&orders_service(), reservation.order_id).await.unwrap(), CommitOutcome::Committed);
     }
     let sold_out = h.api.get_product(&Caller::Anonymous, product.id).await.unwrap();
     assert_eq!((sold_out.stock_on_hand, sold_out.stock_reserved, sold_out.stock_available), (0, 0, 0));
@@ -343,7 +379,7 @@ async fn a_reservation_with_an_unknown_stored_status_is_an_error_not_a_guess() {
     let product = h.product("ODD-1", 100, 5, None).await;
     let order = OrderId::new();
     let lines = vec![ReserveLine { product_id: product.id, quantity: 1 }];
-    h.api.reserve(&orders_service(), order, lines.clone()).await.unwrap();
+    reserved(h.api.reserve(&orders_service(), order, lines.clone()).await);
     let db = connect_module("catalog", &target, 1).await.unwrap();
     db.execute_unprepared("UPDATE reservations SET status = 'misplaced'").await.unwrap();
     assert_eq!(status(h.api.reserve(&orders_service(), order, lines).await), 500);

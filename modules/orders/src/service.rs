@@ -2,10 +2,10 @@
 
 use crate::entities::{customer_status, idempotency_keys, order_items, orders, product_names};
 use crate::saga::{self, Outcome, Saga, SagaParts, Step};
-use catalog_contract::{CatalogApi, ProductView, ReserveLine};
+use catalog_contract::{CatalogApi, CommitOutcome, ProductView, ReserveLine, ReserveOutcome, RestockOutcome};
 use orders_contract::events::{OrderCancelledV1, OrderConfirmedV1, OrderStatusChangedV1, OrderedLine};
 use orders_contract::{CardNumber, OrderItemView, OrderStatus, OrderView, OrdersApi, PlaceOrder, Placement};
-use payments_contract::{ChargeRequest, PaymentStatus, PaymentsApi};
+use payments_contract::{ChargeOutcome, ChargeRequest, PaymentStatus, PaymentsApi, RefundOutcome};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr};
 use sha2::{Digest, Sha256};
@@ -19,6 +19,8 @@ use std::time::Duration;
 const MAX_LINES: usize = 50;
 const MAX_QUANTITY: u32 = 1000;
 const MAX_KEY_LEN: usize = 255;
+/// A declined payment's reason when payments gave none.
+const DECLINED: &str = "the card was declined";
 
 /// How orders runs its sagas.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,12 +238,10 @@ impl OrdersService {
                     .iter()
                     .map(|item| ReserveLine { product_id: ProductId::from_uuid(item.product_id), quantity: quantity(item) })
                     .collect();
-                match inner.catalog.reserve(caller, order_id, lines).await {
-                    Ok(_) => Ok(Outcome::StockReserved),
-                    Err(ApiError::Conflict { detail } | ApiError::NotFound { detail }) => Ok(Outcome::StockRefused(detail)),
-                    Err(ApiError::Invalid { detail, .. }) => Ok(Outcome::StockRefused(detail)),
-                    Err(error) => Err(error),
-                }
+                Ok(match inner.catalog.reserve(caller, order_id, lines).await? {
+                    ReserveOutcome::Reserved { .. } => Outcome::StockReserved,
+                    ReserveOutcome::Refused { refusal } => Outcome::StockRefused(refusal.to_string()),
+                })
             }
             Step::ChargePayment => {
                 let payment = match card {
@@ -252,51 +252,50 @@ impl OrdersService {
                             amount: total_of(order),
                             card_number: card.clone(),
                         };
-                        match inner.payments.charge(caller, request).await {
-                            Ok(payment) => payment,
-                            Err(ApiError::Invalid { detail, .. }) => return Ok(Outcome::PaymentDeclined(detail)),
-                            Err(ApiError::Conflict { .. }) => return Ok(Outcome::PaymentUnavailable),
-                            Err(error) => return Err(error),
+                        match inner.payments.charge(caller, request).await? {
+                            ChargeOutcome::Captured(_) => return Ok(Outcome::PaymentCaptured),
+                            ChargeOutcome::Declined(payment) => {
+                                return Ok(Outcome::PaymentDeclined(payment.failure_reason.unwrap_or_else(|| DECLINED.to_owned())));
+                            }
+                            // Not this order's charge: nothing can be captured for it.
+                            ChargeOutcome::AmountMismatch(_) => return Ok(Outcome::PaymentUnavailable),
                         }
                     }
                     // Resumed after a restart: the card is gone, so settle from what payments
-                    // recorded. Nothing captured → compensate.
-                    None => match inner.payments.get_payment(caller, order_id).await {
-                        Ok(payment) => payment,
-                        Err(ApiError::NotFound { .. }) => return Ok(Outcome::PaymentUnavailable),
-                        Err(error) => return Err(error),
+                    // recorded. Nothing recorded → compensate.
+                    None => match inner.payments.get_payments(caller, vec![order_id]).await?.pop() {
+                        Some(payment) => payment,
+                        None => return Ok(Outcome::PaymentUnavailable),
                     },
                 };
                 match payment.status {
                     PaymentStatus::Captured | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded => Ok(Outcome::PaymentCaptured),
-                    PaymentStatus::Declined => {
-                        Ok(Outcome::PaymentDeclined(payment.failure_reason.unwrap_or_else(|| "the card was declined".to_owned())))
-                    }
-                    PaymentStatus::Failed if card.is_none() => Ok(Outcome::PaymentUnavailable),
-                    PaymentStatus::Failed | PaymentStatus::Pending => Err(ApiError::unavailable("the payment is not settled yet", 1)),
+                    PaymentStatus::Declined => Ok(Outcome::PaymentDeclined(payment.failure_reason.unwrap_or_else(|| DECLINED.to_owned()))),
+                    PaymentStatus::Failed => Ok(Outcome::PaymentUnavailable),
+                    PaymentStatus::Pending => Err(ApiError::unavailable("the payment is not settled yet", 1)),
                 }
             }
-            Step::CommitStock => match inner.catalog.commit(caller, order_id).await {
-                Ok(()) => Ok(Outcome::StockCommitted),
-                Err(ApiError::Conflict { .. } | ApiError::NotFound { .. }) => {
+            Step::CommitStock => match inner.catalog.commit(caller, order_id).await? {
+                CommitOutcome::Committed => Ok(Outcome::StockCommitted),
+                CommitOutcome::Lapsed | CommitOutcome::NoReservation => {
                     Ok(Outcome::StockRefused("the stock reservation expired before the payment completed".to_owned()))
                 }
-                Err(error) => Err(error),
             },
             Step::ReleaseStock => inner.catalog.release(caller, order_id).await.map(|()| Outcome::StockReleased),
-            Step::RefundPayment => match inner.payments.refund(caller, order_id, None).await {
-                Ok(_) => Ok(Outcome::PaymentRefunded),
+            Step::RefundPayment => match inner.payments.refund(caller, order_id, None).await? {
                 // No payment, or one that captured nothing: there is nothing to give back.
-                Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Ok(Outcome::PaymentRefunded),
-                Err(error) => Err(error),
+                RefundOutcome::Refunded { .. } | RefundOutcome::NothingCaptured { .. } | RefundOutcome::NoPayment => {
+                    Ok(Outcome::PaymentRefunded)
+                }
+                // A concurrent partial refund moved the remainder: ask again for what is left now.
+                RefundOutcome::ExceedsCapture { .. } => Err(ApiError::unavailable("another refund of this payment is under way", 1)),
             },
-            Step::Restock => match inner.catalog.restock(caller, order_id).await {
-                Ok(()) => Ok(Outcome::Restocked),
-                Err(ApiError::Conflict { detail } | ApiError::NotFound { detail }) => {
-                    tracing::error!(order_id = %order.id, %detail, "the catalog holds no committed stock for a cancelled order");
+            Step::Restock => match inner.catalog.restock(caller, order_id).await? {
+                RestockOutcome::Restocked => Ok(Outcome::Restocked),
+                outcome @ (RestockOutcome::NotCommitted | RestockOutcome::NoReservation) => {
+                    tracing::error!(order_id = %order.id, ?outcome, "the catalog holds no committed stock for a cancelled order");
                     Ok(Outcome::Restocked)
                 }
-                Err(error) => Err(error),
             },
             Step::Done => Err(ApiError::Internal),
         }

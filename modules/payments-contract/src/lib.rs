@@ -117,22 +117,63 @@ pub struct PaymentView {
     pub created_at: DateTime<Utc>,
 }
 
+/// What [`PaymentsApi::charge`] did, in payments' words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "payment", rename_all = "snake_case")]
+pub enum ChargeOutcome {
+    /// The amount is captured (now, or by an earlier charge of the order; it may since have been
+    /// refunded, in part or whole).
+    Captured(PaymentView),
+    /// The card was refused: nothing was charged. `failure_reason` says why.
+    Declined(PaymentView),
+    /// The order was already charged with another amount: nothing more was charged. The view
+    /// is the earlier payment.
+    AmountMismatch(PaymentView),
+}
+
+/// What [`PaymentsApi::refund`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RefundOutcome {
+    /// The amount is given back (for a full refund: everything not yet refunded, which may be
+    /// nothing when an earlier refund gave it all back).
+    Refunded { payment: PaymentView },
+    /// The charge captured nothing (declined or failed): there is nothing to give back.
+    NothingCaptured { payment: PaymentView },
+    /// The order has no payment.
+    NoPayment,
+    /// The amount asked for is more than is left to refund (another refund may have just
+    /// taken it): nothing was refunded.
+    ExceedsCapture { payment: PaymentView },
+}
+
 shared_kernel::contract! {
     /// What payments offers.
     ///
     /// # Errors
     /// The contract's [`ApiError`]: 401/403 for callers that are neither a service nor an admin
-    /// (charge, refund); 404 for an unknown payment or one that is not the caller's; 409 for a
-    /// charge of the same order with another amount, or a refund beyond what was captured; 422
-    /// for invalid amounts; 503 when the provider fails (retryable: a retry never charges twice).
+    /// (charge, refund); 404 for an unknown payment or one that is not the caller's; 422 for
+    /// invalid amounts; 503 when the provider fails (retryable: a retry never charges twice).
+    /// The operations the order saga depends on (`charge`, `refund`) answer what happened as an
+    /// outcome; their errors are only the caller's mistakes and unavailability.
     pub trait PaymentsApi as "payments" {
         /// Charges the order's total. Idempotent per order: asking again returns the same payment
-        /// and never captures twice. A declined card is an answer (status `declined`), not an error.
-        fn charge(request: ChargeRequest) -> PaymentView;
+        /// and never captures twice.
+        ///
+        /// # Errors
+        /// 401/403 for a caller that is neither a service nor an admin; 422 for an amount that is
+        /// not positive; 503 when the provider fails or the charge is still in flight (retryable:
+        /// a retry never charges twice). A declined card is an outcome, not an error.
+        fn charge(request: ChargeRequest) -> ChargeOutcome;
         /// Refunds `amount`, or everything not yet refunded. The refunded total never exceeds
-        /// what was captured; a full refund of a refunded payment changes nothing. 409 when nothing
-        /// was captured; 503 while the charge is still with the provider.
-        fn refund(order_id: OrderId, amount: Option<Money>) -> PaymentView;
+        /// what was captured.
+        ///
+        /// # Errors
+        /// 401/403 for a caller that is neither a service nor an admin; 422 for an amount that is
+        /// not positive or not in the payment's currency; 503 while the charge is still with the
+        /// provider, or when the provider fails the refund. No payment, or nothing captured, is
+        /// an outcome, not an error.
+        fn refund(order_id: OrderId, amount: Option<Money>) -> RefundOutcome;
         /// The order's payment: its owner, an admin or a service.
         fn get_payment(order_id: OrderId) -> PaymentView;
         /// The payments of many orders at once (at most 1000), in no particular order: the ones

@@ -2,23 +2,55 @@
 
 use crate::entities::{payments, refunds};
 use crate::provider::{PaymentProvider, ProviderOutcome};
-use chrono::Utc;
-use payments_contract::{ChargeRequest, PaymentStatus, PaymentView, PaymentsApi};
+use payments_contract::{ChargeOutcome, ChargeRequest, PaymentStatus, PaymentView, PaymentsApi, RefundOutcome};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set, SqlErr};
-use shared_kernel::{ApiError, Caller, Currency, Money, OrderId};
+use shared_kernel::{ApiError, Caller, Clock, Currency, Money, OrderId, SystemClock};
 use std::sync::Arc;
 
-const PENDING: &str = "pending";
-const CAPTURED: &str = "captured";
-const DECLINED: &str = "declined";
-const FAILED: &str = "failed";
+/// A payment's status as stored. Refunds are not a status: they are `refunded_amount`, and the
+/// contract's `refunded` / `partially_refunded` are read from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// Sent to the provider, no answer recorded yet.
+    Pending,
+    Captured,
+    Declined,
+    /// The provider failed; trying again may succeed.
+    Failed,
+}
+
+impl Stored {
+    const ALL: [Stored; 4] = [Stored::Pending, Stored::Captured, Stored::Declined, Stored::Failed];
+
+    /// The name in the `status` column.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Captured => "captured",
+            Self::Declined => "declined",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The status of `payment`; a value the code does not know is an error naming the row.
+    fn of(payment: &payments::Model) -> Result<Self, ApiError> {
+        Self::ALL.into_iter().find(|status| status.as_str() == payment.status).ok_or_else(|| corrupt(payment, "status", &payment.status))
+    }
+}
+
+/// A payment row that does not read back: logged with its ids, answered as 500.
+fn corrupt(payment: &payments::Model, what: &str, value: &str) -> ApiError {
+    tracing::error!(payment_id = %payment.id, order_id = %payment.order_id, what, value, "a payment row does not read back");
+    ApiError::Internal
+}
 
 /// The payments module. Cheap to clone.
 #[derive(Clone)]
 pub struct PaymentsService {
     db: DatabaseConnection,
     provider: Arc<dyn PaymentProvider>,
+    clock: Arc<dyn Clock>,
     pending_timeout: chrono::Duration,
 }
 
@@ -31,7 +63,14 @@ impl std::fmt::Debug for PaymentsService {
 impl PaymentsService {
     /// `db` must be the payments module's own database, already migrated.
     pub fn new(db: DatabaseConnection, provider: Arc<dyn PaymentProvider>) -> Self {
-        Self { db, provider, pending_timeout: chrono::Duration::seconds(60) }
+        Self { db, provider, clock: Arc::new(SystemClock), pending_timeout: chrono::Duration::seconds(60) }
+    }
+
+    /// Where payments reads the time (default: the system clock).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// A charge still `pending` after this long lost its caller (a crash, a restart): reading or
@@ -48,8 +87,9 @@ impl PaymentsService {
     async fn settle_if_stale(&self, payment: payments::Model) -> Result<payments::Model, ApiError> {
         // A failed charge may still have captured (a timeout is ambiguous): the provider's record
         // decides, and without one it stays failed.
-        let failed = payment.status == FAILED;
-        if !failed && (payment.status != PENDING || Utc::now() - payment.updated_at < self.pending_timeout) {
+        let status = Stored::of(&payment)?;
+        let failed = status == Stored::Failed;
+        if !failed && (status != Stored::Pending || self.clock.now() - payment.updated_at < self.pending_timeout) {
             return Ok(payment);
         }
         let found = self.provider.find_charge(&OrderId::from_uuid(payment.order_id).to_string()).await.map_err(|error| {
@@ -57,19 +97,19 @@ impl PaymentsService {
             ApiError::unavailable("the payment provider cannot be reached; try again", 2)
         })?;
         let (status, charge_id, reason) = match found {
-            Some(ProviderOutcome::Captured { charge_id }) => (CAPTURED, Some(charge_id), None),
-            Some(ProviderOutcome::Declined { reason }) => (DECLINED, None, Some(reason)),
+            Some(ProviderOutcome::Captured { charge_id }) => (Stored::Captured, Some(charge_id), None),
+            Some(ProviderOutcome::Declined { reason }) => (Stored::Declined, None, Some(reason)),
             None if failed => return Ok(payment),
-            None => (FAILED, None, Some("the charge did not reach the payment provider".to_owned())),
+            None => (Stored::Failed, None, Some("the charge did not reach the payment provider".to_owned())),
         };
-        tracing::info!(order_id = %payment.order_id, status, "settled a charge its caller left pending");
+        tracing::info!(order_id = %payment.order_id, status = status.as_str(), "settled a charge its caller left pending");
         payments::Entity::update_many()
-            .col_expr(payments::Column::Status, Expr::value(status))
+            .col_expr(payments::Column::Status, Expr::value(status.as_str()))
             .col_expr(payments::Column::ProviderChargeId, Expr::value(charge_id))
             .col_expr(payments::Column::FailureReason, Expr::value(reason))
-            .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
+            .col_expr(payments::Column::UpdatedAt, Expr::value(self.clock.now()))
             .filter(payments::Column::Id.eq(payment.id))
-            .filter(payments::Column::Status.is_in([PENDING, FAILED]))
+            .filter(payments::Column::Status.is_in(UNSETTLED))
             .exec(&self.db)
             .await
             .map_err(db_error)?;
@@ -86,6 +126,9 @@ impl PaymentsService {
     }
 }
 
+/// The statuses a charge may still leave (`failed` may yet turn out captured).
+const UNSETTLED: [&str; 2] = ["pending", "failed"];
+
 /// Charging and refunding: the orders module (a service) or an admin.
 fn require_service_or_admin(caller: &Caller) -> Result<(), ApiError> {
     match caller {
@@ -97,12 +140,12 @@ fn require_service_or_admin(caller: &Caller) -> Result<(), ApiError> {
 #[async_trait::async_trait]
 impl PaymentsApi for PaymentsService {
     #[tracing::instrument(skip_all, fields(order_id = %request.order_id))]
-    async fn charge(&self, caller: &Caller, request: ChargeRequest) -> Result<PaymentView, ApiError> {
+    async fn charge(&self, caller: &Caller, request: ChargeRequest) -> Result<ChargeOutcome, ApiError> {
         require_service_or_admin(caller)?;
         if request.amount.amount() <= 0 {
             return Err(ApiError::invalid_field("amount", "must be positive"));
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let claim = payments::ActiveModel {
             id: Set(uuid::Uuid::now_v7()),
             order_id: Set(request.order_id.as_uuid()),
@@ -110,7 +153,7 @@ impl PaymentsApi for PaymentsService {
             amount: Set(request.amount.amount()),
             currency: Set(request.amount.currency().to_string()),
             refunded_amount: Set(0),
-            status: Set(PENDING.to_owned()),
+            status: Set(Stored::Pending.as_str().to_owned()),
             provider_charge_id: Set(None),
             failure_reason: Set(None),
             card_last4: Set(request.card_number.last4().to_owned()),
@@ -123,10 +166,10 @@ impl PaymentsApi for PaymentsService {
             Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 let existing = self.load(request.order_id).await?.ok_or(ApiError::Internal)?;
                 if existing.amount != request.amount.amount() || existing.currency != request.amount.currency().as_str() {
-                    return Err(ApiError::conflict("this order was charged with another amount"));
+                    return Ok(ChargeOutcome::AmountMismatch(view(&existing)?));
                 }
-                if existing.status != PENDING && existing.status != FAILED {
-                    return view(&existing);
+                if !matches!(Stored::of(&existing)?, Stored::Pending | Stored::Failed) {
+                    return charge_outcome(&existing);
                 }
                 existing
             }
@@ -136,18 +179,18 @@ impl PaymentsApi for PaymentsService {
         // capture exists for the order.
         let outcome = self.provider.charge(&request.order_id.to_string(), &request.card_number, request.amount).await;
         let (status, charge_id, reason) = match &outcome {
-            Ok(ProviderOutcome::Captured { charge_id }) => (CAPTURED, Some(charge_id.clone()), None),
-            Ok(ProviderOutcome::Declined { reason }) => (DECLINED, None, Some(reason.clone())),
+            Ok(ProviderOutcome::Captured { charge_id }) => (Stored::Captured, Some(charge_id.clone()), None),
+            Ok(ProviderOutcome::Declined { reason }) => (Stored::Declined, None, Some(reason.clone())),
             // A fixed reason: the provider's own text may hold internal detail (it is logged below).
-            Err(_) => (FAILED, None, Some("payment provider error".to_owned())),
+            Err(_) => (Stored::Failed, None, Some("payment provider error".to_owned())),
         };
         let updated = payments::Entity::update_many()
-            .col_expr(payments::Column::Status, Expr::value(status))
+            .col_expr(payments::Column::Status, Expr::value(status.as_str()))
             .col_expr(payments::Column::ProviderChargeId, Expr::value(charge_id))
             .col_expr(payments::Column::FailureReason, Expr::value(reason))
-            .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
+            .col_expr(payments::Column::UpdatedAt, Expr::value(self.clock.now()))
             .filter(payments::Column::Id.eq(payment.id))
-            .filter(payments::Column::Status.is_in([PENDING, FAILED]))
+            .filter(payments::Column::Status.is_in(UNSETTLED))
             .exec_with_returning(&self.db)
             .await
             .map_err(db_error)?;
@@ -161,28 +204,27 @@ impl PaymentsApi for PaymentsService {
             None => self.load(request.order_id).await?.ok_or(ApiError::Internal)?,
         };
         tracing::info!(status = %payment.status, "charged");
-        view(&payment)
+        charge_outcome(&payment)
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
-    async fn refund(&self, caller: &Caller, order_id: OrderId, amount: Option<Money>) -> Result<PaymentView, ApiError> {
+    async fn refund(&self, caller: &Caller, order_id: OrderId, amount: Option<Money>) -> Result<RefundOutcome, ApiError> {
         require_service_or_admin(caller)?;
-        let payment = self.load(order_id).await?.ok_or_else(|| ApiError::not_found("payment not found"))?;
+        let Some(payment) = self.load(order_id).await? else { return Ok(RefundOutcome::NoPayment) };
         let payment = self.settle_if_stale(payment).await?;
-        if payment.status == PENDING {
+        match Stored::of(&payment)? {
             // The charge is still with the provider: its outcome decides whether there is
             // anything to refund, so ask again shortly rather than answer "nothing captured".
-            return Err(ApiError::unavailable("the charge is still in progress; try again", 1));
-        }
-        if payment.status != CAPTURED {
-            return Err(ApiError::conflict("only a captured payment can be refunded"));
+            Stored::Pending => return Err(ApiError::unavailable("the charge is still in progress; try again", 1)),
+            Stored::Declined | Stored::Failed => return Ok(RefundOutcome::NothingCaptured { payment: view(&payment)? }),
+            Stored::Captured => {}
         }
         // Read back (and checked) before anything is claimed.
         let currency = view(&payment)?.amount.currency();
         let remaining = payment.amount - payment.refunded_amount;
         let requested_full = amount.is_none();
         let amount = match amount {
-            None if remaining == 0 => return view(&payment),
+            None if remaining == 0 => return Ok(RefundOutcome::Refunded { payment: view(&payment)? }),
             None => remaining,
             Some(money) if money.currency().as_str() != payment.currency => {
                 return Err(ApiError::invalid_field("amount", "must be in the payment's currency"));
@@ -194,22 +236,20 @@ impl PaymentsApi for PaymentsService {
         // to more than was captured.
         let claimed = payments::Entity::update_many()
             .col_expr(payments::Column::RefundedAmount, Expr::col(payments::Column::RefundedAmount).add(amount))
-            .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
+            .col_expr(payments::Column::UpdatedAt, Expr::value(self.clock.now()))
             .filter(payments::Column::Id.eq(payment.id))
-            .filter(payments::Column::Status.eq(CAPTURED))
+            .filter(payments::Column::Status.eq(Stored::Captured.as_str()))
             .filter(Expr::col(payments::Column::RefundedAmount).add(amount).lte(Expr::col(payments::Column::Amount)))
             .exec(&self.db)
             .await
             .map_err(db_error)?;
         if claimed.rows_affected != 1 {
+            let now = self.load(order_id).await?.ok_or(ApiError::Internal)?;
             // A full refund that lost a race to another full refund: it is done, not a conflict.
-            if requested_full
-                && let Some(now) = self.load(order_id).await?
-                && now.refunded_amount == now.amount
-            {
-                return view(&now);
+            if requested_full && now.refunded_amount == now.amount {
+                return Ok(RefundOutcome::Refunded { payment: view(&now)? });
             }
-            return Err(ApiError::conflict("the refund would exceed what was captured"));
+            return Ok(RefundOutcome::ExceedsCapture { payment: view(&now)? });
         }
         let money = Money::new(amount, currency);
         let charge_id = payment.provider_charge_id.clone().unwrap_or_default();
@@ -232,13 +272,14 @@ impl PaymentsApi for PaymentsService {
             payment_id: Set(payment.id),
             amount: Set(amount),
             provider_refund_id: Set(refund_id),
-            created_at: Set(Utc::now()),
+            created_at: Set(self.clock.now()),
         }
         .insert(&self.db)
         .await
         .map_err(db_error)?;
         tracing::info!(amount, "refunded");
-        self.load(order_id).await?.ok_or(ApiError::Internal).and_then(|p| view(&p))
+        let payment = self.load(order_id).await?.ok_or(ApiError::Internal)?;
+        Ok(RefundOutcome::Refunded { payment: view(&payment)? })
     }
 
     async fn get_payments(&self, caller: &Caller, order_ids: Vec<OrderId>) -> Result<Vec<PaymentView>, ApiError> {
@@ -287,20 +328,15 @@ impl PaymentsService {
 /// The payment as the contract shows it. A row whose status or currency does not read back is
 /// an error naming it, never a default.
 fn view(payment: &payments::Model) -> Result<PaymentView, ApiError> {
-    let corrupt = |what: &str, value: &str| {
-        tracing::error!(payment_id = %payment.id, order_id = %payment.order_id, what, value, "a payment row does not read back");
-        ApiError::Internal
+    let status = match Stored::of(payment)? {
+        Stored::Captured if payment.refunded_amount == payment.amount => PaymentStatus::Refunded,
+        Stored::Captured if payment.refunded_amount > 0 => PaymentStatus::PartiallyRefunded,
+        Stored::Captured => PaymentStatus::Captured,
+        Stored::Declined => PaymentStatus::Declined,
+        Stored::Failed => PaymentStatus::Failed,
+        Stored::Pending => PaymentStatus::Pending,
     };
-    let status = match payment.status.as_str() {
-        CAPTURED if payment.refunded_amount == payment.amount => PaymentStatus::Refunded,
-        CAPTURED if payment.refunded_amount > 0 => PaymentStatus::PartiallyRefunded,
-        CAPTURED => PaymentStatus::Captured,
-        DECLINED => PaymentStatus::Declined,
-        FAILED => PaymentStatus::Failed,
-        PENDING => PaymentStatus::Pending,
-        other => return Err(corrupt("status", other)),
-    };
-    let currency = Currency::parse(&payment.currency).map_err(|_| corrupt("currency", &payment.currency))?;
+    let currency = Currency::parse(&payment.currency).map_err(|_| corrupt(payment, "currency", &payment.currency))?;
     Ok(PaymentView {
         id: payment.id,
         order_id: OrderId::from_uuid(payment.order_id),
@@ -311,6 +347,16 @@ fn view(payment: &payments::Model) -> Result<PaymentView, ApiError> {
         card_last4: payment.card_last4.clone(),
         created_at: payment.created_at,
     })
+}
+
+/// What a charge that reached its end says. A charge another call still has in flight (or whose
+/// provider failed) is not an outcome yet: 503, ask again.
+fn charge_outcome(payment: &payments::Model) -> Result<ChargeOutcome, ApiError> {
+    match Stored::of(payment)? {
+        Stored::Captured => Ok(ChargeOutcome::Captured(view(payment)?)),
+        Stored::Declined => Ok(ChargeOutcome::Declined(view(payment)?)),
+        Stored::Pending | Stored::Failed => Err(ApiError::unavailable("the charge is still in progress; try again", 1)),
+    }
 }
 
 fn db_error(error: DbErr) -> ApiError {

@@ -4,7 +4,7 @@
 use cleave_test_support::callers::{TestResolver, admin, customer, orders_service, rpc_client, serve, user};
 use migrations::MigratorTrait as _;
 use payments::{PaymentProvider, PaymentsService, ProviderError, ProviderOutcome, SimulatedCardProcessor, SimulatorSettings};
-use payments_contract::{CardNumber, ChargeRequest, PaymentStatus, PaymentsApi, http_wire};
+use payments_contract::{CardNumber, ChargeOutcome, ChargeRequest, PaymentStatus, PaymentView, PaymentsApi, RefundOutcome, http_wire};
 use shared_kernel::db::{DatabaseTarget, connect_module};
 use shared_kernel::{ApiError, Caller, Currency, Money, OrderId, Role, UserId};
 use std::collections::BTreeSet;
@@ -82,17 +82,40 @@ fn charge(order: OrderId, customer: UserId, amount: i64, card: &str) -> ChargeRe
     ChargeRequest { order_id: order, customer_id: customer, amount: euros(amount), card_number: CardNumber::parse(card).unwrap() }
 }
 
+/// The payment a charge captured, failing the test on any other answer.
+fn captured(outcome: Result<ChargeOutcome, ApiError>) -> PaymentView {
+    match outcome {
+        Ok(ChargeOutcome::Captured(payment)) => payment,
+        other => panic!("expected a capture, got {other:?}"),
+    }
+}
+
+/// The payment a refund gave money back from, failing the test on any other answer.
+fn refunded(outcome: Result<RefundOutcome, ApiError>) -> PaymentView {
+    match outcome {
+        Ok(RefundOutcome::Refunded { payment }) => payment,
+        other => panic!("expected a refund, got {other:?}"),
+    }
+}
+
 fn status<T: std::fmt::Debug>(result: Result<T, ApiError>) -> u16 {
     result.expect_err("expected an error").status()
 }
 
 async fn each_test_card_has_its_published_outcome(h: Harness) {
     let owner = UserId::new();
-    let approved = h.api.charge(&orders_service(), charge(OrderId::new(), owner, 1999, "4242424242424242")).await.unwrap();
+    let approved = captured(h.api.charge(&orders_service(), charge(OrderId::new(), owner, 1999, "4242424242424242")).await);
     assert_eq!((approved.status, approved.amount, approved.card_last4.as_str()), (PaymentStatus::Captured, euros(1999), "4242"));
-    let declined = h.api.charge(&orders_service(), charge(OrderId::new(), owner, 1999, "4000000000000002")).await.unwrap();
+    let Ok(ChargeOutcome::Declined(declined)) =
+        h.api.charge(&orders_service(), charge(OrderId::new(), owner, 1999, "4000000000000002")).await
+    else {
+        panic!("the declined card is declined")
+    };
     assert_eq!((declined.status, declined.failure_reason.as_deref()), (PaymentStatus::Declined, Some("card declined")));
-    let broke = h.api.charge(&orders_service(), charge(OrderId::new(), owner, 1999, "4000000000009995")).await.unwrap();
+    let Ok(ChargeOutcome::Declined(broke)) = h.api.charge(&orders_service(), charge(OrderId::new(), owner, 1999, "4000000000009995")).await
+    else {
+        panic!("the insufficient-funds card is declined")
+    };
     assert_eq!((broke.status, broke.failure_reason.as_deref()), (PaymentStatus::Declined, Some("insufficient funds")));
     let flaky_order = OrderId::new();
     let failed = h.api.charge(&orders_service(), charge(flaky_order, owner, 1999, "4000000000000119")).await.unwrap_err();
@@ -105,48 +128,55 @@ async fn charging_one_order_again_or_at_once_captures_once(h: Harness) {
     let service = orders_service();
     let order = OrderId::new();
     let owner = UserId::new();
-    let first = h.api.charge(&orders_service(), charge(order, owner, 5000, "4242424242424242")).await.unwrap();
-    let again = h.api.charge(&orders_service(), charge(order, owner, 5000, "4242424242424242")).await.unwrap();
+    let first = captured(h.api.charge(&orders_service(), charge(order, owner, 5000, "4242424242424242")).await);
+    let again = captured(h.api.charge(&orders_service(), charge(order, owner, 5000, "4242424242424242")).await);
     assert_eq!(first, again);
     let concurrent_order = OrderId::new();
     let results =
         futures::future::join_all((0..10).map(|_| h.api.charge(&service, charge(concurrent_order, owner, 700, "4242424242424242")))).await;
-    let ids: BTreeSet<_> = results.iter().map(|r| r.as_ref().expect("every concurrent charge answers").id).collect();
+    let payments: Vec<PaymentView> = results.into_iter().map(captured).collect();
+    let ids: BTreeSet<_> = payments.iter().map(|payment| payment.id).collect();
     assert_eq!(ids.len(), 1, "one payment for the order");
-    assert!(results.iter().all(|r| r.as_ref().unwrap().status == PaymentStatus::Captured));
+    assert!(payments.iter().all(|payment| payment.status == PaymentStatus::Captured));
     assert_eq!(h.captures(), 2, "one capture per order, whatever the retries");
     assert_eq!(
-        status(h.api.charge(&orders_service(), charge(order, owner, 4000, "4242424242424242")).await),
-        409,
-        "same order, another amount"
+        h.api.charge(&orders_service(), charge(order, owner, 4000, "4242424242424242")).await.unwrap(),
+        ChargeOutcome::AmountMismatch(first),
+        "same order, another amount: the first payment, nothing more charged"
     );
+    assert_eq!(h.captures(), 2);
 }
 
 async fn refunds_never_exceed_the_capture(h: Harness) {
     let service = orders_service();
     let order = OrderId::new();
-    h.api.charge(&orders_service(), charge(order, UserId::new(), 1000, "4242424242424242")).await.unwrap();
-    let partial = h.api.refund(&orders_service(), order, Some(euros(300))).await.unwrap();
+    captured(h.api.charge(&orders_service(), charge(order, UserId::new(), 1000, "4242424242424242")).await);
+    let partial = refunded(h.api.refund(&orders_service(), order, Some(euros(300))).await);
     assert_eq!((partial.status, partial.refunded_amount), (PaymentStatus::PartiallyRefunded, euros(300)));
-    assert_eq!(status(h.api.refund(&orders_service(), order, Some(euros(800))).await), 409);
+    let Ok(RefundOutcome::ExceedsCapture { payment }) = h.api.refund(&orders_service(), order, Some(euros(800))).await else {
+        panic!("800 more than the 700 left is refused")
+    };
+    assert_eq!(payment.refunded_amount, euros(300), "and nothing more is refunded");
     assert_eq!(status(h.api.refund(&orders_service(), order, Some(Money::new(100, Currency::USD))).await), 422);
     assert_eq!(status(h.api.refund(&orders_service(), order, Some(euros(0))).await), 422);
-    let full = h.api.refund(&orders_service(), order, None).await.unwrap();
+    let full = refunded(h.api.refund(&orders_service(), order, None).await);
     assert_eq!((full.status, full.refunded_amount), (PaymentStatus::Refunded, euros(1000)));
-    assert_eq!(h.api.refund(&orders_service(), order, None).await.unwrap(), full, "a full refund of a refunded payment changes nothing");
-    assert_eq!(status(h.api.refund(&orders_service(), OrderId::new(), None).await), 404);
+    assert_eq!(refunded(h.api.refund(&orders_service(), order, None).await), full, "a full refund of a refunded payment changes nothing");
+    assert_eq!(h.api.refund(&orders_service(), OrderId::new(), None).await.unwrap(), RefundOutcome::NoPayment);
 
     let raced = OrderId::new();
-    h.api.charge(&orders_service(), charge(raced, UserId::new(), 1000, "4242424242424242")).await.unwrap();
+    captured(h.api.charge(&orders_service(), charge(raced, UserId::new(), 1000, "4242424242424242")).await);
     let results = futures::future::join_all((0..5).map(|_| h.api.refund(&service, raced, Some(euros(300))))).await;
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3, "three refunds of 300 fit in 1000, the others are refused");
+    let done = results.iter().filter(|r| matches!(r, Ok(RefundOutcome::Refunded { .. }))).count();
+    let refused = results.iter().filter(|r| matches!(r, Ok(RefundOutcome::ExceedsCapture { .. }))).count();
+    assert_eq!((done, refused), (3, 2), "three refunds of 300 fit in 1000, the others are refused");
     assert_eq!(h.api.get_payment(&orders_service(), raced).await.unwrap().refunded_amount, euros(900));
 
     let both_full = OrderId::new();
-    h.api.charge(&orders_service(), charge(both_full, UserId::new(), 1000, "4242424242424242")).await.unwrap();
+    captured(h.api.charge(&orders_service(), charge(both_full, UserId::new(), 1000, "4242424242424242")).await);
     let (first, second) = tokio::join!(h.api.refund(&service, both_full, None), h.api.refund(&service, both_full, None));
     assert_eq!(
-        (first.unwrap().status, second.unwrap().status),
+        (refunded(first).status, refunded(second).status),
         (PaymentStatus::Refunded, PaymentStatus::Refunded),
         "two full refunds at once: both done, once"
     );
@@ -154,7 +184,10 @@ async fn refunds_never_exceed_the_capture(h: Harness) {
 
     let declined = OrderId::new();
     h.api.charge(&orders_service(), charge(declined, UserId::new(), 1000, "4000000000000002")).await.unwrap();
-    assert_eq!(status(h.api.refund(&orders_service(), declined, None).await), 409);
+    assert!(
+        matches!(h.api.refund(&orders_service(), declined, None).await, Ok(RefundOutcome::NothingCaptured { .. })),
+        "a declined charge captured nothing to give back"
+    );
 }
 
 async fn only_services_and_admins_charge_and_only_the_owner_sees_the_payment(h: Harness) {
@@ -162,7 +195,7 @@ async fn only_services_and_admins_charge_and_only_the_owner_sees_the_payment(h: 
     let order = OrderId::new();
     assert_eq!(status(h.api.charge(&customer(), charge(order, owner_id, 100, "4242424242424242")).await), 403);
     assert_eq!(status(h.api.charge(&Caller::Anonymous, charge(order, owner_id, 100, "4242424242424242")).await), 401);
-    h.api.charge(&admin(), charge(order, owner_id, 100, "4242424242424242")).await.unwrap();
+    captured(h.api.charge(&admin(), charge(order, owner_id, 100, "4242424242424242")).await);
     let owner = user(Role::Customer, owner_id);
     assert_eq!(h.api.get_payment(&owner, order).await.unwrap().order_id, order);
     assert_eq!(status(h.api.get_payment(&customer(), order).await), 404, "another customer learns nothing");
@@ -222,7 +255,7 @@ async fn a_payment_row_that_does_not_read_back_is_an_error_not_a_default() {
     let target = DatabaseTarget::SqliteDir(temp.path().to_owned());
     let (service, _provider) = service_on(target.clone()).await;
     let order = OrderId::new();
-    service.charge(&orders_service(), charge(order, UserId::new(), 1999, "4242424242424242")).await.unwrap();
+    captured(service.charge(&orders_service(), charge(order, UserId::new(), 1999, "4242424242424242")).await);
     let db = connect_module("payments", &target, 1).await.unwrap();
     db.execute_unprepared("UPDATE payments SET status = 'misplaced'").await.unwrap();
     assert_eq!(status(service.get_payment(&admin(), order).await), 500);
