@@ -2,7 +2,11 @@
 //!
 //! - A contract crate (`*-contract`) depends on no module implementation crate and not on sea-orm.
 //! - A module implementation crate depends on no other module's implementation crate.
-//! - Only `cleave` (app) and the test crates depend on module implementation crates.
+//! - Only `cleave` (app) and the test crates depend on module implementation crates, with one
+//!   exception for module tests: a module may *dev*-depend on the implementation of a module
+//!   whose contract it already depends on (Spring Modulith's "a module with its direct
+//!   dependencies"), so its contract suite runs against the real neighbours. Never a normal or
+//!   build dependency: the shipped crate still sees them only through their contracts.
 //! - `shared-kernel` depends on no module crate.
 
 use std::collections::BTreeSet;
@@ -11,17 +15,22 @@ use std::collections::BTreeSet;
 const IMPLEMENTATIONS: &[&str] = &["users", "catalog", "orders", "payments"];
 const ALLOWED_TO_LINK_IMPLEMENTATIONS: &[&str] = &["cleave", "cleave-tests"];
 
-/// One dependency edge: `from` depends on `to` (any kind: normal, dev or build).
+/// One dependency edge: `from` depends on `to`; `dev` for a dev-dependency (tests only).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Edge {
     pub from: String,
     pub to: String,
+    pub dev: bool,
 }
 
 pub fn violations(workspace_members: &BTreeSet<String>, edges: &[Edge]) -> Vec<String> {
     let is_implementation = |name: &str| IMPLEMENTATIONS.contains(&name) && workspace_members.contains(name);
     let mut found = Vec::new();
-    for Edge { from, to } in edges {
+    let uses_contract = |from: &str, module: &str| {
+        let contract = format!("{module}-contract");
+        edges.iter().any(|edge| edge.from == from && edge.to == contract && !edge.dev)
+    };
+    for Edge { from, to, dev } in edges {
         if !workspace_members.contains(from) {
             continue;
         }
@@ -31,7 +40,8 @@ pub fn violations(workspace_members: &BTreeSet<String>, edges: &[Edge]) -> Vec<S
         if from == "shared-kernel" && (is_implementation(to) || to.ends_with("-contract")) {
             found.push(format!("shared-kernel depends on module crate `{to}`"));
         }
-        if is_implementation(to) && from != to && !ALLOWED_TO_LINK_IMPLEMENTATIONS.contains(&from.as_str()) {
+        let module_test_of_a_neighbour = *dev && is_implementation(from) && uses_contract(from, to);
+        if is_implementation(to) && from != to && !ALLOWED_TO_LINK_IMPLEMENTATIONS.contains(&from.as_str()) && !module_test_of_a_neighbour {
             found.push(format!("`{from}` depends on module implementation `{to}`: only app and tests may"));
         }
     }
@@ -46,7 +56,11 @@ fn workspace_graph() -> (BTreeSet<String>, Vec<Edge>) {
         .workspace_packages()
         .iter()
         .flat_map(|package| {
-            package.dependencies.iter().map(move |dependency| Edge { from: package.name.to_string(), to: dependency.name.clone() })
+            package.dependencies.iter().map(move |dependency| Edge {
+                from: package.name.to_string(),
+                to: dependency.name.clone(),
+                dev: dependency.kind == cargo_metadata::DependencyKind::Development,
+            })
         })
         .collect();
     (members, edges)
@@ -64,16 +78,24 @@ fn the_workspace_respects_the_module_boundaries() {
 fn the_checker_catches_each_kind_of_forbidden_edge() {
     let (mut members, mut edges) = workspace_graph();
     members.insert("orders".into());
-    let edge = |from: &str, to: &str| Edge { from: from.into(), to: to.into() };
+    let edge = |from: &str, to: &str| Edge { from: from.into(), to: to.into(), dev: false };
+    let dev_edge = |from: &str, to: &str| Edge { from: from.into(), to: to.into(), dev: true };
     edges.extend([
         edge("users-contract", "users"),
         edge("users-contract", "sea-orm"),
         edge("orders", "users"),
         edge("shared-kernel", "users-contract"),
         edge("migrations", "users"),
+        // A module's tests may boot a neighbour it reaches through its contract, but only as a
+        // dev-dependency, and only a neighbour: payments uses no catalog contract.
+        dev_edge("payments", "catalog"),
+        // Orders' own dev-edge to catalog is allowed (the real graph has it); a normal one is not.
+        edge("orders", "catalog"),
     ]);
     let found = violations(&members, &edges);
-    assert_eq!(found.len(), 6, "{found:#?}");
+    assert_eq!(found.len(), 8, "{found:#?}");
+    assert!(found.iter().any(|v| v.contains("`orders` depends on module implementation `catalog`")));
     assert!(found.iter().any(|v| v.contains("`orders` depends on module implementation `users`")));
+    assert!(found.iter().any(|v| v.contains("`payments` depends on module implementation `catalog`")));
     assert!(found.iter().any(|v| v.contains("contract crate `users-contract` depends on `sea-orm`")));
 }

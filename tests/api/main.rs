@@ -11,7 +11,6 @@ mod operations;
 mod orders;
 mod payments;
 mod playground;
-mod saga_recovery;
 mod users;
 
 /// Generates, for each named `async fn(TestApp)`, one test with orders in a process of its own

@@ -10,10 +10,17 @@
 //! memory of the task driving the order's saga; a saga resumed after a restart settles the
 //! charge from what payments recorded, and compensates when nothing was captured.
 
+mod cancellation;
+pub mod domain;
 mod entities;
+mod placement;
 pub mod projections;
+mod queries;
+mod recovery;
 pub mod saga;
+mod saga_driver;
 pub mod service;
+mod store;
 
 pub use projections::{CustomerStatusProjection, ProductNamesProjection};
 pub use service::{OrdersService, OrdersSettings};

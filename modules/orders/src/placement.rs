@@ -1,0 +1,127 @@
+//! Placing an order: the lines checked and priced, the order, its lines, its idempotency key and
+//! its first event written in one transaction, then the saga driven while the request waits.
+
+use crate::domain::{IdempotencyKey, Order, OrderLines, request_fingerprint};
+use crate::entities::{customer_status, idempotency_keys};
+use crate::queries::view;
+use crate::service::{OrdersService, db_error, invalid, stored_precision};
+use crate::store;
+use catalog_contract::ProductView;
+use orders_contract::{PlaceOrder, Placement};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{EntityTrait, Set, SqlErr};
+use shared_kernel::outbox::UnitOfWork;
+use shared_kernel::{ApiError, Caller, OrderId, ProductId, UserId};
+use std::collections::HashMap;
+use std::time::Duration;
+
+impl OrdersService {
+    pub(crate) async fn place(&self, caller: &Caller, idempotency_key: String, request: PlaceOrder) -> Result<Placement, ApiError> {
+        let customer = caller.require_user()?.id;
+        let key = IdempotencyKey::parse(idempotency_key).map_err(|violation| invalid(vec![violation]))?;
+        let lines = OrderLines::parse(request.items.iter().map(|line| (line.product_id, line.quantity))).map_err(invalid)?;
+        let card = request.payment.card_number;
+        let fingerprint = request_fingerprint(&lines, card.last4());
+        if self.is_deactivated(customer).await? {
+            return Err(ApiError::forbidden("this account is deactivated and cannot place orders"));
+        }
+        // No look-up of the key first: a new key is the common case, and a repeat loses on the
+        // key's primary key in the placement transaction below, then replays.
+
+        // Prices as the catalog has them now; they are the prices charged.
+        let inner = &self.inner;
+        let products: HashMap<ProductId, ProductView> =
+            inner.catalog.get_products(&inner.identity, lines.product_ids()).await?.into_iter().map(|p| (p.id, p)).collect();
+        let priced = lines.price(|id| products.get(&id).map(|product| product.price)).map_err(invalid)?;
+        let now = stored_precision(inner.clock.now());
+        let order = Order::place(OrderId::new(), customer, priced, card.last4().to_owned(), now);
+
+        // The order, its lines, its key and its first event, in one transaction: a concurrent
+        // request with the same key loses on the key's primary key and replays that order.
+        let mut unit = UnitOfWork::begin(&inner.db, &inner.outbox).await.map_err(db_error)?;
+        // The order row first (the key points at it), then the key.
+        store::insert_order(&*unit, &order).await.map_err(db_error)?;
+        let claimed = idempotency_keys::Entity::insert(idempotency_keys::ActiveModel {
+            customer_id: Set(customer.as_uuid()),
+            key: Set(key.as_str().to_owned()),
+            request_hash: Set(fingerprint.clone()),
+            order_id: Set(order.id().as_uuid()),
+            created_at: Set(now),
+        })
+        .on_conflict(OnConflict::columns([idempotency_keys::Column::CustomerId, idempotency_keys::Column::Key]).do_nothing().to_owned())
+        .exec_without_returning(&*unit)
+        .await;
+        let inserted = match claimed {
+            Ok(rows) => rows,
+            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => 0,
+            Err(error) => return Err(db_error(error)),
+        };
+        if inserted == 0 {
+            // Another request with this key won: roll this one back and answer with its order.
+            drop(unit);
+            return self.replay(customer, &key, &fingerprint).await;
+        }
+        store::insert_lines(&*unit, &order).await.map_err(db_error)?;
+        // Orders' read model of product names is at least as new as the prices just read.
+        // In id order: two placements sharing products lock their rows in the same order.
+        let mut by_id: Vec<&ProductView> = products.values().collect();
+        by_id.sort_by_key(|product| product.id);
+        for product in by_id {
+            crate::projections::upsert_product_name(&*unit, product.id, &product.sku, &product.name, product.version)
+                .await
+                .map_err(db_error)?;
+        }
+        unit.publish(&store::status_changed(&order), now, shared_kernel::current_request_context().as_ref()).await.map_err(db_error)?;
+        match unit.commit().await {
+            Ok(()) => {}
+            // PostgreSQL reports the lost race on the key at commit time under some plans.
+            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return self.replay(customer, &key, &fingerprint).await;
+            }
+            Err(error) => return Err(db_error(error)),
+        }
+        tracing::info!(order_id = %order.id(), lines = order.lines().len(), "order placed");
+
+        // The answer is built from what this request holds: no reads after the saga.
+        let id = order.id();
+        let finished = match self.drive_detached(order, Some(card)).await {
+            Some(finished) => finished,
+            None => store::load(&inner.db, id).await?.ok_or(ApiError::Internal)?,
+        };
+        let names: HashMap<ProductId, String> = products.into_values().map(|p| (p.id, p.name)).collect();
+        Ok(Placement { order: view(&finished, &names), replayed: false })
+    }
+
+    /// The placement already made under `key`: the same request gets its order (waiting for the
+    /// saga as the first request did); another request is 409.
+    async fn replay(&self, customer: UserId, key: &IdempotencyKey, fingerprint: &str) -> Result<Placement, ApiError> {
+        let existing = idempotency_keys::Entity::find_by_id((customer.as_uuid(), key.as_str().to_owned()))
+            .one(&self.inner.db)
+            .await
+            .map_err(db_error)?
+            .ok_or(ApiError::Internal)?;
+        if existing.request_hash != fingerprint {
+            return Err(ApiError::conflict("this Idempotency-Key was used with another request body"));
+        }
+        let order = self.wait_until_settled(OrderId::from_uuid(existing.order_id)).await?;
+        Ok(Placement { order: self.view_of(order).await?, replayed: true })
+    }
+
+    /// Waits (up to the placement wait) for a saga another request is driving.
+    async fn wait_until_settled(&self, id: OrderId) -> Result<Order, ApiError> {
+        let deadline = tokio::time::Instant::now() + self.inner.settings.placement_wait;
+        loop {
+            let order = store::load(&self.inner.db, id).await?.ok_or(ApiError::Internal)?;
+            if order.is_done() || tokio::time::Instant::now() >= deadline {
+                return Ok(order);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether orders' projection of users' events says the account is deactivated.
+    async fn is_deactivated(&self, user: UserId) -> Result<bool, ApiError> {
+        let row = customer_status::Entity::find_by_id(user.as_uuid()).one(&self.inner.db).await.map_err(db_error)?;
+        Ok(row.is_some_and(|row| !row.active))
+    }
+}

@@ -1,0 +1,293 @@
+//! The orders contract suite: one set of assertions, run against the service in process and over
+//! the HTTP pair (generated router + client) on SQLite, and in process on PostgreSQL. Orders runs
+//! with the real catalog and payments modules it reaches through their contracts (in process),
+//! as Spring Modulith boots a module with its direct dependencies. `saga_recovery` (the saga's
+//! component tests: crashes at four points, then a restart) lives beside it in this binary.
+
+mod saga_recovery;
+
+use catalog::{CatalogService, CatalogSettings};
+use catalog_contract::{CatalogApi, NewProduct, ProductView};
+use cleave_test_support::callers::{TestResolver, admin, customer, rpc_client, serve, user};
+use migrations::MigratorTrait as _;
+use orders::{CustomerStatusProjection, OrdersService, OrdersSettings};
+use orders_contract::{CardNumber, OrderLineInput, OrderStatus, OrdersApi, PaymentInput, PlaceOrder, http_wire};
+use payments::{PaymentsService, SimulatedCardProcessor, SimulatorSettings};
+use payments_contract::{PaymentStatus, PaymentsApi};
+use shared_kernel::db::{DatabaseTarget, connect_module};
+use shared_kernel::events::{EventEnvelope, EventHandler as _};
+use shared_kernel::outbox::Outbox;
+use shared_kernel::{ApiError, Caller, Currency, Cursor, Money, OrderId, PageRequest, ProductId, Role, SystemClock, UserId};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+const GOOD_CARD: &str = "4242424242424242";
+
+struct Harness {
+    /// Orders as the suite reaches it: in process or over HTTP.
+    api: Arc<dyn OrdersApi>,
+    catalog: Arc<dyn CatalogApi>,
+    payments: Arc<dyn PaymentsApi>,
+    orders_db: sea_orm::DatabaseConnection,
+    _temp: Option<tempfile::TempDir>,
+}
+
+struct Modules {
+    orders: OrdersService,
+    catalog: Arc<dyn CatalogApi>,
+    payments: Arc<dyn PaymentsApi>,
+    orders_db: sea_orm::DatabaseConnection,
+}
+
+async fn modules_on(target: DatabaseTarget) -> Modules {
+    let open = |name: &'static str| {
+        let target = target.clone();
+        async move { connect_module(name, &target, 5).await.expect("connect") }
+    };
+    let catalog_db = open("catalog").await;
+    migrations::catalog::Migrator::up(&catalog_db, None).await.expect("migrate catalog");
+    let payments_db = open("payments").await;
+    migrations::payments::Migrator::up(&payments_db, None).await.expect("migrate payments");
+    let orders_db = open("orders").await;
+    migrations::orders::Migrator::up(&orders_db, None).await.expect("migrate orders");
+    let catalog: Arc<dyn CatalogApi> =
+        Arc::new(CatalogService::new(catalog_db, Arc::new(SystemClock), Outbox::new("catalog"), CatalogSettings::default()));
+    let provider = Arc::new(SimulatedCardProcessor::new(payments_db.clone(), SimulatorSettings::default()));
+    let payments: Arc<dyn PaymentsApi> = Arc::new(PaymentsService::new(payments_db, provider));
+    let settings = OrdersSettings { step_retry_delay: Duration::from_millis(5), ..OrdersSettings::default() };
+    let orders =
+        OrdersService::new(orders_db.clone(), Outbox::new("orders"), catalog.clone(), payments.clone(), Arc::new(SystemClock), settings);
+    Modules { orders, catalog, payments, orders_db }
+}
+
+impl Harness {
+    async fn sqlite() -> (Modules, tempfile::TempDir) {
+        let temp = tempfile::tempdir().unwrap();
+        (modules_on(DatabaseTarget::SqliteDir(temp.path().to_owned())).await, temp)
+    }
+
+    fn in_process(modules: Modules, temp: Option<tempfile::TempDir>) -> Self {
+        let Modules { orders, catalog, payments, orders_db } = modules;
+        Self { api: Arc::new(orders), catalog, payments, orders_db, _temp: temp }
+    }
+
+    async fn over_http(modules: Modules, temp: Option<tempfile::TempDir>) -> Self {
+        let Modules { orders, catalog, payments, orders_db } = modules;
+        let base_url = serve(http_wire::router(Arc::new(orders), Arc::new(TestResolver))).await;
+        Self { api: Arc::new(http_wire::Client::new(rpc_client(base_url))), catalog, payments, orders_db, _temp: temp }
+    }
+
+    async fn product(&self, sku: &str, price: i64, on_hand: i64) -> ProductView {
+        let input = NewProduct {
+            sku: sku.into(),
+            name: format!("Product {sku}"),
+            description: String::new(),
+            price: Money::new(price, Currency::EUR),
+            category_id: None,
+            stock_on_hand: on_hand,
+        };
+        self.catalog.create_product(&admin(), input).await.unwrap()
+    }
+
+    /// `(on hand, reserved)` of `product` now.
+    async fn stock(&self, product: &ProductView) -> (i64, i64) {
+        let now = self.catalog.get_product(&Caller::Anonymous, product.id).await.unwrap();
+        (now.stock_on_hand, now.stock_reserved)
+    }
+}
+
+fn order(lines: &[(ProductId, u32)], card: &str) -> PlaceOrder {
+    PlaceOrder {
+        items: lines.iter().map(|&(product_id, quantity)| OrderLineInput { product_id, quantity }).collect(),
+        payment: PaymentInput { card_number: CardNumber::parse(card).unwrap() },
+    }
+}
+
+fn fields(error: ApiError) -> Vec<String> {
+    match error {
+        ApiError::Invalid { errors, .. } => errors.into_iter().map(|e| e.field).collect(),
+        other => panic!("expected 422, got {other:?}"),
+    }
+}
+
+fn status<T: std::fmt::Debug>(result: Result<T, ApiError>) -> u16 {
+    result.expect_err("expected an error").status()
+}
+
+async fn a_good_card_confirms_the_order_charges_it_and_sells_the_stock(h: Harness) {
+    let mug = h.product("MUG-1", 1500, 5).await;
+    let buyer = customer();
+    let placed = h.api.place_order(&buyer, "key-1".into(), order(&[(mug.id, 2)], GOOD_CARD)).await.unwrap();
+    assert!(!placed.replayed);
+    let view = placed.order;
+    assert_eq!((view.status, view.total, view.failure_reason.as_deref()), (OrderStatus::Confirmed, Money::new(3000, Currency::EUR), None));
+    assert_eq!(view.items.len(), 1);
+    let line = &view.items[0];
+    assert_eq!((line.quantity, line.unit_price.amount(), line.line_total.amount()), (2, 1500, 3000));
+    assert_eq!((line.product_name.as_str(), view.card_last4.as_str()), ("Product MUG-1", "4242"));
+    assert_eq!(h.stock(&mug).await, (3, 0), "sold: on hand down, nothing left reserved");
+    let payment = h.payments.get_payment(&admin(), view.id).await.unwrap();
+    assert_eq!((payment.status, payment.amount.amount()), (PaymentStatus::Captured, 3000));
+    assert_eq!(h.api.get_order(&buyer, view.id).await.unwrap(), view, "read back as answered");
+    let mine = h.api.list_orders(&buyer, PageRequest::new(Some(10), None).unwrap()).await.unwrap();
+    assert_eq!(mine.items, vec![view]);
+}
+
+async fn each_test_card_ends_as_the_api_says_and_a_rejection_keeps_nothing(h: Harness) {
+    let lamp = h.product("LAMP-1", 2500, 10).await;
+    let buyer = customer();
+    let cases = [
+        ("4000000000000002", "card declined", PaymentStatus::Declined),
+        ("4000000000009995", "insufficient funds", PaymentStatus::Declined),
+        ("4000000000000119", "the payment could not be completed", PaymentStatus::Failed),
+    ];
+    for (i, (card, reason, payment_status)) in cases.into_iter().enumerate() {
+        let placed = h.api.place_order(&buyer, format!("card-{i}"), order(&[(lamp.id, 1)], card)).await.unwrap();
+        assert_eq!((placed.order.status, placed.order.failure_reason.as_deref()), (OrderStatus::Rejected, Some(reason)), "{card}");
+        let payment = h.payments.get_payment(&admin(), placed.order.id).await.unwrap();
+        assert_eq!((payment.status, payment.refunded_amount.amount()), (payment_status, 0), "{card}: nothing captured or refunded");
+        assert_eq!(h.stock(&lamp).await, (10, 0), "{card}: nothing kept reserved");
+    }
+    // Not enough stock: rejected by the catalog's refusal, before any charge.
+    let short = h.api.place_order(&buyer, "too-many".into(), order(&[(lamp.id, 11)], GOOD_CARD)).await.unwrap();
+    assert_eq!(short.order.status, OrderStatus::Rejected);
+    assert_eq!(short.order.failure_reason, Some(format!("not enough stock of product {}", lamp.id)));
+    assert!(h.payments.get_payments(&admin(), vec![short.order.id]).await.unwrap().is_empty(), "never charged");
+    assert_eq!(h.stock(&lamp).await, (10, 0));
+}
+
+async fn an_idempotency_key_gives_one_order_sequentially_and_concurrently(h: Harness) {
+    let book = h.product("BOOK-1", 900, 10).await;
+    let buyer = customer();
+    let first = h.api.place_order(&buyer, "same".into(), order(&[(book.id, 1)], GOOD_CARD)).await.unwrap();
+    let again = h.api.place_order(&buyer, "same".into(), order(&[(book.id, 1)], GOOD_CARD)).await.unwrap();
+    assert!(again.replayed && !first.replayed);
+    assert_eq!(again.order, first.order);
+    assert_eq!(status(h.api.place_order(&buyer, "same".into(), order(&[(book.id, 2)], GOOD_CARD)).await), 409, "another body");
+    let other = h.api.place_order(&customer(), "same".into(), order(&[(book.id, 1)], GOOD_CARD)).await.unwrap();
+    assert_ne!(other.order.id, first.order.id, "a key is per customer");
+
+    let racer = customer();
+    let attempts =
+        futures::future::join_all((0..6).map(|_| h.api.place_order(&racer, "raced".into(), order(&[(book.id, 1)], GOOD_CARD)))).await;
+    let ids: BTreeSet<OrderId> = attempts.iter().map(|a| a.as_ref().expect("every attempt answers").order.id).collect();
+    assert_eq!(ids.len(), 1, "one order for one key");
+    assert_eq!(attempts.iter().filter(|a| !a.as_ref().unwrap().replayed).count(), 1, "placed once, replayed otherwise");
+    assert_eq!(h.stock(&book).await, (7, 0), "three orders sold three units");
+}
+
+async fn cancelling_a_confirmed_order_refunds_and_restocks_once(h: Harness) {
+    let pen = h.product("PEN-1", 400, 5).await;
+    let buyer = customer();
+    let placed = h.api.place_order(&buyer, "c-1".into(), order(&[(pen.id, 2)], GOOD_CARD)).await.unwrap().order;
+    assert_eq!(status(h.api.cancel_order(&customer(), placed.id).await), 404, "not another customer's to cancel");
+    let cancelled = h.api.cancel_order(&buyer, placed.id).await.unwrap();
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(h.api.cancel_order(&buyer, placed.id).await.unwrap(), cancelled, "cancelling again changes nothing");
+    assert_eq!(h.stock(&pen).await, (5, 0), "restocked once");
+    let payment = h.payments.get_payment(&admin(), placed.id).await.unwrap();
+    assert_eq!((payment.status, payment.refunded_amount.amount()), (PaymentStatus::Refunded, 800), "refunded once, in full");
+    let rejected = h.api.place_order(&buyer, "c-2".into(), order(&[(pen.id, 1)], "4000000000000002")).await.unwrap().order;
+    assert_eq!(status(h.api.cancel_order(&buyer, rejected.id).await), 409, "only a confirmed order can be cancelled");
+    let by_admin = h.api.place_order(&buyer, "c-3".into(), order(&[(pen.id, 1)], GOOD_CARD)).await.unwrap().order;
+    assert_eq!(h.api.cancel_order(&admin(), by_admin.id).await.unwrap().status, OrderStatus::Cancelled, "an admin may cancel");
+}
+
+async fn bad_orders_get_clear_errors_and_change_nothing(h: Harness) {
+    let cup = h.product("CUP-1", 300, 5).await;
+    let buyer = customer();
+    let place = |key: &str, lines: &[(ProductId, u32)]| h.api.place_order(&buyer, key.into(), order(lines, GOOD_CARD));
+    assert_eq!(fields(place("k", &[]).await.unwrap_err()), ["items"]);
+    assert_eq!(
+        fields(place("k", &[(cup.id, 0), (cup.id, 1001)]).await.unwrap_err()),
+        ["items[0].quantity", "items[1].quantity", "items[1].product_id"]
+    );
+    assert_eq!(fields(place("k", &[(cup.id, 1), (ProductId::new(), 1)]).await.unwrap_err()), ["items[1].product_id"]);
+    assert_eq!(fields(place("", &[(cup.id, 1)]).await.unwrap_err()), ["Idempotency-Key"]);
+    assert_eq!(fields(place("with space", &[(cup.id, 1)]).await.unwrap_err()), ["Idempotency-Key"]);
+    let anonymous = h.api.place_order(&Caller::Anonymous, "k".into(), order(&[(cup.id, 1)], GOOD_CARD)).await;
+    assert_eq!(status(anonymous), 401);
+    assert!(h.api.list_orders(&buyer, PageRequest::new(Some(10), None).unwrap()).await.unwrap().items.is_empty(), "nothing placed");
+    assert_eq!(h.stock(&cup).await, (5, 0), "nothing held");
+    assert_eq!(status(h.api.get_order(&buyer, OrderId::new()).await), 404);
+    assert_eq!(status(h.api.list_orders(&Caller::Anonymous, PageRequest::new(Some(10), None).unwrap()).await), 401);
+}
+
+async fn orders_are_their_owners_and_listed_newest_first_a_page_at_a_time(h: Harness) {
+    let tea = h.product("TEA-1", 250, 10).await;
+    let owner_id = UserId::new();
+    let owner = user(Role::Customer, owner_id);
+    let mut placed = Vec::new();
+    for i in 0..3 {
+        placed.push(h.api.place_order(&owner, format!("p-{i}"), order(&[(tea.id, 1)], GOOD_CARD)).await.unwrap().order.id);
+    }
+    let first = h.api.list_orders(&owner, PageRequest::new(Some(2), None).unwrap()).await.unwrap();
+    let second = h.api.list_orders(&owner, PageRequest::new(Some(2), first.next_cursor.clone()).unwrap()).await.unwrap();
+    let listed: Vec<OrderId> = first.items.iter().chain(&second.items).map(|o| o.id).collect();
+    placed.reverse();
+    assert_eq!(listed, placed, "newest first, every order once");
+    assert!(second.next_cursor.is_none());
+    assert!(h.api.list_orders(&customer(), PageRequest::new(Some(10), None).unwrap()).await.unwrap().items.is_empty());
+    assert_eq!(status(h.api.get_order(&customer(), placed[0]).await), 404, "another customer learns nothing");
+    assert_eq!(h.api.get_order(&admin(), placed[0]).await.unwrap().customer_id, owner_id, "an admin sees any order");
+    let forged = PageRequest::new(Some(2), Some(Cursor::encode("not-an-order-id"))).unwrap();
+    assert_eq!(status(h.api.list_orders(&owner, forged).await), 422, "a cursor this API did not issue");
+}
+
+async fn a_deactivated_customer_is_refused_from_orders_own_projection(h: Harness) {
+    let jam = h.product("JAM-1", 600, 5).await;
+    let id = UserId::new();
+    let customer = user(Role::Customer, id);
+    h.api.place_order(&customer, "before".into(), order(&[(jam.id, 1)], GOOD_CARD)).await.unwrap();
+    let deactivated = users_contract::events::UserDeactivatedV1 { user_id: id, deactivated_at: chrono::Utc::now() };
+    let event = EventEnvelope::wrap(&deactivated, chrono::Utc::now(), None).unwrap();
+    CustomerStatusProjection::new(h.orders_db.clone(), Arc::new(SystemClock)).handle(&event).await.unwrap();
+    let refused = h.api.place_order(&customer, "after".into(), order(&[(jam.id, 1)], GOOD_CARD)).await;
+    assert_eq!(status(refused), 403);
+    assert_eq!(h.stock(&jam).await, (4, 0), "the refused order held nothing");
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod in_process_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (modules, temp) = super::Harness::sqlite().await;
+                    super::$case(super::Harness::in_process(modules, Some(temp))).await;
+                }
+            )*
+        }
+        mod over_http_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (modules, temp) = super::Harness::sqlite().await;
+                    super::$case(super::Harness::over_http(modules, Some(temp)).await).await;
+                }
+            )*
+        }
+        mod in_process_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(server) = cleave_test_support::postgres() else { return };
+                    let url = server.fresh_database().await.unwrap();
+                    let modules = super::modules_on(shared_kernel::db::DatabaseTarget::Url(url)).await;
+                    super::$case(super::Harness::in_process(modules, None)).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    a_good_card_confirms_the_order_charges_it_and_sells_the_stock,
+    each_test_card_ends_as_the_api_says_and_a_rejection_keeps_nothing,
+    an_idempotency_key_gives_one_order_sequentially_and_concurrently,
+    cancelling_a_confirmed_order_refunds_and_restocks_once,
+    bad_orders_get_clear_errors_and_change_nothing,
+    orders_are_their_owners_and_listed_newest_first_a_page_at_a_time,
+    a_deactivated_customer_is_refused_from_orders_own_projection,
+);
