@@ -13,7 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Router, extract::DefaultBodyLimit};
 use shared_kernel::wire::{self, CallerResolver, REQUEST_ID_HEADER, TRACEPARENT_HEADER};
-use shared_kernel::{ApiError, Caller, RequestContext, TraceContext};
+use shared_kernel::{ApiError, Caller, Identifier, RequestContext, TraceContext};
 use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -220,6 +220,38 @@ pub async fn require_service_token(expected: Option<shared_kernel::Secret<String
         }
     }
     next.run(request).await
+}
+
+/// An id a client sent (in a path, or as a GraphQL argument). Text that is not a UUID names
+/// nothing: the module is asked for [`Identifier::UNKNOWN`] instead, so its authorization still
+/// answers first (401, 403, exactly as for a real id), and its 404 then says that the text was
+/// not an id at all.
+#[derive(Debug, Clone)]
+pub struct ClientId<T> {
+    id: T,
+    malformed: bool,
+}
+
+impl<T: Identifier> ClientId<T> {
+    pub fn new(text: &str) -> Self {
+        match T::parse_text(text) {
+            Ok(id) => Self { id, malformed: false },
+            Err(_) => Self { id: T::UNKNOWN, malformed: true },
+        }
+    }
+
+    /// The id to ask the module for.
+    pub fn get(&self) -> T {
+        self.id
+    }
+
+    /// The module's answer, with its 404 for a malformed id saying so.
+    pub fn explain<R>(&self, result: Result<R, ApiError>) -> Result<R, ApiError> {
+        match result {
+            Err(ApiError::NotFound { .. }) if self.malformed => Err(ApiError::not_found("the id is not a UUID, so it names nothing")),
+            result => result,
+        }
+    }
 }
 
 /// The verified caller of a public request.

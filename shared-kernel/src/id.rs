@@ -1,5 +1,18 @@
 //! Identifiers: UUIDv7 newtypes, time-ordered, one type per kind of thing so they cannot be mixed.
 
+/// What every id type offers code that handles ids of any kind (the edge).
+pub trait Identifier: Copy + Send + Sync + 'static {
+    /// An id no resource ever has: ids are made as UUIDv7, and this is the nil UUID. Asking a
+    /// module for it runs the module's checks and finds nothing.
+    const UNKNOWN: Self;
+
+    /// Parses the canonical string form.
+    ///
+    /// # Errors
+    /// The text is not a UUID.
+    fn parse_text(text: &str) -> Result<Self, crate::ApiError>;
+}
+
 /// Declares a UUIDv7 identifier newtype with parsing, display and serde as a plain string.
 #[macro_export]
 macro_rules! define_id {
@@ -48,6 +61,13 @@ macro_rules! define_id {
         impl ::std::fmt::Debug for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+
+        impl $crate::id::Identifier for $name {
+            const UNKNOWN: Self = Self($crate::__private::uuid::Uuid::nil());
+            fn parse_text(text: &str) -> Result<Self, $crate::ApiError> {
+                Self::parse(text)
             }
         }
 

@@ -30,7 +30,7 @@ mod contract_macro;
 pub use caller::{AuthenticatedUser, Caller, Role, ServiceName};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ApiError, FieldError, ProblemDetails};
-pub use id::{CategoryId, OrderId, ProductId, UserId};
+pub use id::{CategoryId, Identifier, OrderId, ProductId, UserId};
 pub use money::{Currency, Money, MoneyError};
 pub use pagination::{Cursor, Page, PageRequest};
 pub use secret::Secret;

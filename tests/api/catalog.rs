@@ -45,8 +45,10 @@ async fn products_can_be_created_listed_searched_and_read_by_anyone(app: TestApp
     assert!(second["next_cursor"].is_null());
     let categories: Value = app.get("/api/catalog/categories", None).await.json().await.unwrap();
     assert_eq!(categories["items"][0]["name"], "Books");
-    problem(app.get("/api/catalog/products/not-a-uuid", None).await, 404).await;
-    problem(app.get(&format!("/api/catalog/products/{}", uuid::Uuid::now_v7()), None).await, 404).await;
+    let malformed = problem(app.get("/api/catalog/products/not-a-uuid", None).await, 404).await;
+    assert_eq!(malformed["detail"], "the id is not a UUID, so it names nothing", "a malformed id says so");
+    let unknown = problem(app.get(&format!("/api/catalog/products/{}", uuid::Uuid::now_v7()), None).await, 404).await;
+    assert_ne!(unknown["detail"], malformed["detail"], "an unknown id is simply not found");
     problem(app.get("/api/catalog/products?category=nope", None).await, 422).await;
     problem(app.get("/api/catalog/products?limit=500", None).await, 422).await;
 }

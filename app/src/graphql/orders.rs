@@ -2,6 +2,7 @@
 
 use super::catalog::{MoneyObject, Product, ProductLoader};
 use super::{caller, connection, gql_error, modules, page_request};
+use crate::edge::ClientId;
 use async_graphql::connection::Connection;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
@@ -157,10 +158,6 @@ pub struct PlaceOrderInput {
     pub card_number: String,
 }
 
-fn order_id(id: &ID) -> OrderId {
-    OrderId::parse(id).unwrap_or(OrderId::from_uuid(uuid::Uuid::nil()))
-}
-
 #[derive(Default)]
 pub struct OrdersQuery;
 
@@ -168,7 +165,8 @@ pub struct OrdersQuery;
 impl OrdersQuery {
     /// One order: its owner or an admin (anyone else gets `null`).
     async fn order(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Order>> {
-        match modules(ctx).orders.get_order(caller(ctx), order_id(&id)).await {
+        let id = ClientId::<OrderId>::new(&id);
+        match id.explain(modules(ctx).orders.get_order(caller(ctx), id.get()).await) {
             Ok(order) => Ok(Some(Order(order))),
             Err(ApiError::NotFound { .. }) => Ok(None),
             Err(error) => Err(gql_error(error)),
@@ -208,6 +206,7 @@ impl OrdersMutation {
 
     /// Cancels a confirmed order: refunded and restocked. Its owner or an admin.
     async fn cancel_order(&self, ctx: &Context<'_>, id: ID) -> Result<Order> {
-        Ok(Order(modules(ctx).orders.cancel_order(caller(ctx), order_id(&id)).await.map_err(gql_error)?))
+        let id = ClientId::<OrderId>::new(&id);
+        Ok(Order(id.explain(modules(ctx).orders.cancel_order(caller(ctx), id.get()).await).map_err(gql_error)?))
     }
 }

@@ -1,7 +1,7 @@
 //! Catalog endpoints (api.md): public reads, admin writes.
 
 use super::AppState;
-use crate::edge::{AppJson, CallerExt};
+use crate::edge::{AppJson, CallerExt, ClientId};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
@@ -36,12 +36,6 @@ pub struct CategoryListQuery {
     pub cursor: Option<String>,
 }
 
-/// An id in a path that is not a UUID names nothing: the nil id makes the module answer 404
-/// after its own authorization checks.
-fn product_id(text: &str) -> ProductId {
-    ProductId::parse(text).unwrap_or(ProductId::from_uuid(uuid::Uuid::nil()))
-}
-
 /// Products, oldest first, filtered by category and text. Public.
 #[utoipa::path(get, path = "/api/catalog/products", tag = "catalog", params(ProductListQuery), responses(
     (status = 200, body = Page<ProductView>),
@@ -72,7 +66,8 @@ pub async fn get_product(
     CallerExt(caller): CallerExt,
     Path(id): Path<String>,
 ) -> Result<Json<ProductView>, ApiError> {
-    state.catalog.get_product(&caller, product_id(&id)).await.map(Json)
+    let id = ClientId::<ProductId>::new(&id);
+    id.explain(state.catalog.get_product(&caller, id.get()).await).map(Json)
 }
 
 /// Create a product (admin).
@@ -101,7 +96,8 @@ pub async fn update_product(
     Path(id): Path<String>,
     AppJson(body): AppJson<ProductPatch>,
 ) -> Result<Json<ProductView>, ApiError> {
-    state.catalog.update_product(&caller, product_id(&id), body).await.map(Json)
+    let id = ClientId::<ProductId>::new(&id);
+    id.explain(state.catalog.update_product(&caller, id.get(), body).await).map(Json)
 }
 
 /// Set stock on hand (admin); 409 below what is reserved for orders.
@@ -114,7 +110,8 @@ pub async fn set_stock(
     Path(id): Path<String>,
     AppJson(body): AppJson<SetStock>,
 ) -> Result<Json<ProductView>, ApiError> {
-    state.catalog.set_stock(&caller, product_id(&id), body).await.map(Json)
+    let id = ClientId::<ProductId>::new(&id);
+    id.explain(state.catalog.set_stock(&caller, id.get(), body).await).map(Json)
 }
 
 /// Categories by name. Public.

@@ -1,7 +1,7 @@
 //! Order endpoints (api.md): placement with an idempotency key, reads, cancellation.
 
 use super::AppState;
-use crate::edge::{AppJson, CallerExt};
+use crate::edge::{AppJson, CallerExt, ClientId};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,10 +27,6 @@ pub struct OrderListQuery {
 
 /// The header that makes placement safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-fn order_id(text: &str) -> OrderId {
-    OrderId::parse(text).unwrap_or(OrderId::from_uuid(uuid::Uuid::nil()))
-}
 
 /// Place an order. Send a fresh `Idempotency-Key` per order (a UUID is a good choice) and the
 /// same one again to retry: the retry answers the same order and charges nothing more. 201
@@ -80,7 +76,8 @@ pub async fn get_order(
     CallerExt(caller): CallerExt,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    state.orders.get_order(&caller, order_id(&id)).await.map(Json)
+    let id = ClientId::<OrderId>::new(&id);
+    id.explain(state.orders.get_order(&caller, id.get()).await).map(Json)
 }
 
 /// The caller's orders, newest first.
@@ -110,5 +107,6 @@ pub async fn cancel_order(
     CallerExt(caller): CallerExt,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    state.orders.cancel_order(&caller, order_id(&id)).await.map(Json)
+    let id = ClientId::<OrderId>::new(&id);
+    id.explain(state.orders.cancel_order(&caller, id.get()).await).map(Json)
 }

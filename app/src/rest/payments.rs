@@ -1,7 +1,7 @@
 //! An order's payment (api.md).
 
 use super::AppState;
-use crate::edge::CallerExt;
+use crate::edge::{CallerExt, ClientId};
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,6 +22,6 @@ pub async fn get_payment(
     CallerExt(caller): CallerExt,
     Path(id): Path<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
-    let order_id = OrderId::parse(&id).unwrap_or(OrderId::from_uuid(uuid::Uuid::nil()));
-    state.payments.get_payment(&caller, order_id).await.map(Json)
+    let id = ClientId::<OrderId>::new(&id);
+    id.explain(state.payments.get_payment(&caller, id.get()).await).map(Json)
 }

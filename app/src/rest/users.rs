@@ -1,7 +1,7 @@
 //! Users and auth endpoints.
 
 use super::{AppState, PeerAddr};
-use crate::edge::{AppJson, CallerExt, client_addr};
+use crate::edge::{AppJson, CallerExt, ClientId, client_addr};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -115,10 +115,8 @@ pub async fn deactivate_user(
     CallerExt(caller): CallerExt,
     Path(id): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
-    // An id that is not a UUID names no user: the nil id lets the module answer 401/403 first
-    // and then 404, exactly as for an unknown id.
-    let id = UserId::parse(&id).unwrap_or(UserId::from_uuid(uuid::Uuid::nil()));
-    state.users.deactivate_user(&caller, id).await.map(Json)
+    let id = ClientId::<UserId>::new(&id);
+    id.explain(state.users.deactivate_user(&caller, id.get()).await).map(Json)
 }
 
 /// The public keys that verify access tokens.

@@ -15,7 +15,7 @@ use sea_orm::{
     SqlErr, TransactionTrait,
 };
 use shared_kernel::outbox::{Outbox, UnitOfWork};
-use shared_kernel::{ApiError, Caller, CategoryId, Clock, Money, OrderId, Page, PageRequest, ProductId, ServiceName};
+use shared_kernel::{ApiError, Caller, CategoryId, Clock, Currency, Money, OrderId, Page, PageRequest, ProductId, ServiceName};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -142,12 +142,14 @@ impl CatalogService {
             expires_at: first.expires_at,
             lines: rows
                 .iter()
-                .map(|row| ReservedLine {
-                    product_id: ProductId::from_uuid(row.product_id),
-                    quantity: u32::try_from(row.quantity).unwrap_or(u32::MAX),
-                    unit_price: Money::new(row.unit_price_amount, domain::currency(&row.unit_price_currency)),
+                .map(|row| {
+                    Ok(ReservedLine {
+                        product_id: ProductId::from_uuid(row.product_id),
+                        quantity: u32::try_from(row.quantity).unwrap_or(u32::MAX),
+                        unit_price: stored_price(row.unit_price_amount, &row.unit_price_currency, "reservation", row.order_id)?,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, ApiError>>()?,
         }))
     }
 
@@ -206,7 +208,7 @@ impl CatalogService {
             product_id: ProductId::from_uuid(product.id),
             sku: product.sku.clone(),
             name: product.name.clone(),
-            price: Money::new(product.price_amount, domain::currency(&product.price_currency)),
+            price: stored_price(product.price_amount, &product.price_currency, "product", product.id)?,
             version: product.version,
             changed_at: now,
         };
@@ -313,7 +315,8 @@ impl CatalogApi for CatalogService {
             select = select.filter(products::Column::Id.gt(after));
         }
         let rows = select.all(&self.db).await.map_err(db_error)?;
-        Ok(Page::from_overfetched(rows, page.limit(), |row| row.id.to_string()).map(|row| product_view(&row)))
+        let page = Page::from_overfetched(rows, page.limit(), |row| row.id.to_string());
+        Ok(Page { items: page.items.iter().map(product_view).collect::<Result<_, _>>()?, next_cursor: page.next_cursor })
     }
 
     async fn get_product(&self, _caller: &Caller, id: ProductId) -> Result<ProductView, ApiError> {
@@ -321,7 +324,7 @@ impl CatalogApi for CatalogService {
             return Ok(view);
         }
         let generation = self.cache.generation();
-        let view = product_view(&self.load_product(id).await?);
+        let view = product_view(&self.load_product(id).await?)?;
         self.cache.put(&view, generation);
         Ok(view)
     }
@@ -335,7 +338,7 @@ impl CatalogApi for CatalogService {
             return Ok(Vec::new());
         }
         let rows = products::Entity::find().filter(products::Column::Id.is_in(unique)).all(&self.db).await.map_err(db_error)?;
-        Ok(rows.iter().map(product_view).collect())
+        rows.iter().map(product_view).collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -384,7 +387,7 @@ impl CatalogApi for CatalogService {
         Self::publish_changed(&mut unit, &created, now).await?;
         unit.commit().await.map_err(db_error)?;
         tracing::info!(product_id = %created.id, "created a product");
-        Ok(product_view(&created))
+        product_view(&created)
     }
 
     #[tracing::instrument(skip_all, fields(product_id = %id))]
@@ -405,7 +408,10 @@ impl CatalogApi for CatalogService {
         }
         let name = name.flatten().unwrap_or_else(|| current.name.clone());
         let description = description.flatten().unwrap_or_else(|| current.description.clone());
-        let price = price.flatten().unwrap_or_else(|| Money::new(current.price_amount, domain::currency(&current.price_currency)));
+        let price = match price.flatten() {
+            Some(price) => price,
+            None => stored_price(current.price_amount, &current.price_currency, "product", current.id)?,
+        };
         let category = match patch.category_id {
             Some(category) => category.map(|c| c.as_uuid()),
             None => current.category_id,
@@ -433,7 +439,7 @@ impl CatalogApi for CatalogService {
         Self::publish_changed(&mut unit, &product, now).await?;
         unit.commit().await.map_err(db_error)?;
         self.cache.invalidate([product.id]);
-        Ok(product_view(&product))
+        product_view(&product)
     }
 
     #[tracing::instrument(skip_all, fields(product_id = %id))]
@@ -451,7 +457,7 @@ impl CatalogApi for CatalogService {
         match updated.into_iter().next() {
             Some(product) => {
                 self.cache.invalidate([product.id]);
-                Ok(product_view(&product))
+                product_view(&product)
             }
             None => {
                 let current = self.load_product(id).await?;
@@ -548,7 +554,7 @@ impl CatalogApi for CatalogService {
                 Ok(ReservedLine {
                     product_id: line.product_id,
                     quantity: line.quantity,
-                    unit_price: Money::new(product.price_amount, domain::currency(&product.price_currency)),
+                    unit_price: stored_price(product.price_amount, &product.price_currency, "product", product.id)?,
                 })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
@@ -595,13 +601,24 @@ fn category_view(row: &categories::Model) -> CategoryView {
     CategoryView { id: CategoryId::from_uuid(row.id), name: row.name.clone(), created_at: row.created_at }
 }
 
-fn product_view(row: &products::Model) -> ProductView {
-    ProductView {
+/// A price read back from a row; a currency the code does not know is an error naming the row.
+fn stored_price(amount: i64, currency: &str, row: &'static str, id: uuid::Uuid) -> Result<Money, ApiError> {
+    match Currency::parse(currency) {
+        Ok(currency) => Ok(Money::new(amount, currency)),
+        Err(_) => {
+            tracing::error!(row, %id, currency, "a stored price has an unknown currency");
+            Err(ApiError::Internal)
+        }
+    }
+}
+
+fn product_view(row: &products::Model) -> Result<ProductView, ApiError> {
+    Ok(ProductView {
         id: ProductId::from_uuid(row.id),
         sku: row.sku.clone(),
         name: row.name.clone(),
         description: row.description.clone(),
-        price: Money::new(row.price_amount, domain::currency(&row.price_currency)),
+        price: stored_price(row.price_amount, &row.price_currency, "product", row.id)?,
         category_id: row.category_id.map(CategoryId::from_uuid),
         stock_available: row.on_hand - row.reserved,
         stock_on_hand: row.on_hand,
@@ -610,7 +627,7 @@ fn product_view(row: &products::Model) -> ProductView {
         version: row.version,
         created_at: row.created_at,
         updated_at: row.updated_at,
-    }
+    })
 }
 
 /// A database failure: 503 when the database cannot be reached, else a logged 500.

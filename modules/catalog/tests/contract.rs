@@ -385,3 +385,19 @@ async fn a_reservation_with_an_unknown_stored_status_is_an_error_not_a_guess() {
     assert_eq!(status(h.api.reserve(&orders_service(), order, lines).await), 500);
     assert_eq!(status(h.api.commit(&orders_service(), order).await), 500);
 }
+
+/// A stored price whose currency the code does not know is an error naming the product, never
+/// read as euros (it used to be).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_with_an_unknown_stored_currency_is_an_error_not_euros() {
+    use sea_orm::ConnectionTrait as _;
+    let temp = tempfile::tempdir().unwrap();
+    let target = DatabaseTarget::SqliteDir(temp.path().to_owned());
+    let service = service_on(target.clone(), Arc::new(ManualClock::new(chrono::Utc::now()))).await;
+    let h = Harness::in_process(service, Arc::new(ManualClock::new(chrono::Utc::now())), None);
+    let product = h.product("ODD-2", 100, 5, None).await;
+    let db = connect_module("catalog", &target, 1).await.unwrap();
+    db.execute_unprepared("UPDATE products SET price_currency = 'ZZZ'").await.unwrap();
+    assert_eq!(status(h.api.get_products(&orders_service(), vec![product.id]).await), 500);
+    assert_eq!(status(h.api.list_products(&Caller::Anonymous, query(None, None, 10)).await), 500);
+}
