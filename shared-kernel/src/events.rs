@@ -205,6 +205,7 @@ impl RetryPolicy {
 pub struct InProcessBus {
     consumers: RwLock<Vec<Arc<Consumer>>>,
     policy: RetryPolicy,
+    clock: Arc<dyn crate::Clock>,
 }
 
 impl std::fmt::Debug for InProcessBus {
@@ -215,7 +216,15 @@ impl std::fmt::Debug for InProcessBus {
 
 impl InProcessBus {
     pub fn new(policy: RetryPolicy) -> Self {
-        Self { consumers: RwLock::new(Vec::new()), policy }
+        Self { consumers: RwLock::new(Vec::new()), policy, clock: Arc::new(crate::SystemClock) }
+    }
+
+    /// Where the bus reads the time it records for each failed attempt (default: the system
+    /// clock).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn crate::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn matching(&self, event_type: &str) -> Vec<Arc<Consumer>> {
@@ -238,7 +247,7 @@ impl InProcessBus {
                 Err(_) => "the handler panicked".to_owned(),
             };
             tracing::warn!(consumer = %consumer.name, event_id = %event.id, event_type = %event.event_type, attempt, %error, "event handler failed");
-            attempts.push(Attempt { at: Utc::now(), error });
+            attempts.push(Attempt { at: self.clock.now(), error });
             if attempt < max_attempts {
                 metrics::counter!("events_retries_total", "consumer" => consumer.name.clone()).increment(1);
                 tokio::time::sleep(self.policy.delay_after(attempt)).await;

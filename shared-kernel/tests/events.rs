@@ -8,10 +8,10 @@ use migrations::MigratorTrait as _;
 use migrations::event_tables::EventTablesOnly;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde::{Deserialize, Serialize};
-use shared_kernel::PageRequest;
 use shared_kernel::db::{DatabaseTarget, connect_module};
 use shared_kernel::events::{Consumer, EventBus, EventEnvelope, EventHandler, HandlerError, InProcessBus, IntegrationEvent, RetryPolicy};
 use shared_kernel::outbox::{DeadLetterStore, Inbox, Outbox, Relay, UnitOfWork};
+use shared_kernel::{Clock as _, PageRequest};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -149,12 +149,14 @@ struct World {
     bus: Arc<InProcessBus>,
     recorder: Arc<Recorder>,
     dead_letters: DeadLetterStore,
+    clock: Arc<shared_kernel::ManualClock>,
 }
 
 impl World {
     async fn start(place: &Place, max_attempts: u32) -> Self {
         let db = place.connect().await;
-        let bus = Arc::new(InProcessBus::new(RetryPolicy { max_attempts, base_delay_ms: 1, max_delay_ms: 5 }));
+        let clock = Arc::new(shared_kernel::ManualClock::new(chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()));
+        let bus = Arc::new(InProcessBus::new(RetryPolicy { max_attempts, base_delay_ms: 1, max_delay_ms: 5 }).with_clock(clock.clone()));
         let recorder = Arc::new(Recorder {
             db: db.clone(),
             name: "recorder".into(),
@@ -172,7 +174,7 @@ impl World {
         })
         .await
         .unwrap();
-        Self { db, outbox: Outbox::new("tests"), bus, recorder, dead_letters }
+        Self { db, outbox: Outbox::new("tests"), bus, recorder, dead_letters, clock }
     }
 
     fn relay(&self) -> Relay {
@@ -238,6 +240,7 @@ async fn a_poison_event_is_dead_lettered_with_every_attempt_and_replays_once(pla
     assert_eq!(letter.attempts.len(), 3);
     assert!(letter.attempts.iter().all(|attempt| attempt.error == "cannot handle this event"));
     assert!(letter.attempts.windows(2).all(|pair| pair[0].at <= pair[1].at));
+    assert!(letter.attempts.iter().all(|attempt| attempt.at == world.clock.now()), "attempt times come from the bus's clock");
     assert!(world.effects().await.is_empty());
 
     // A replay that cannot be delivered goes back to pending.
