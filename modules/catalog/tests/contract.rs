@@ -367,20 +367,27 @@ suite!(
     one_hundred_twenty_concurrent_buyers_never_oversell_twenty_units,
 );
 
+/// A harness on SQLite with a product `sku`, and a raw connection to the same database, for
+/// tests that corrupt a row behind the module's back.
+async fn with_raw_database(sku: &str) -> (Harness, catalog_contract::ProductView, sea_orm::DatabaseConnection) {
+    let temp = tempfile::tempdir().unwrap();
+    let target = DatabaseTarget::SqliteDir(temp.path().to_owned());
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let h = Harness::in_process(service_on(target.clone(), clock.clone()).await, clock, Some(temp));
+    let product = h.product(sku, 100, 5, None).await;
+    let db = connect_module("catalog", &target, 1).await.unwrap();
+    (h, product, db)
+}
+
 /// A stored reservation status the code does not know is an error naming the order, never read
 /// as some other status (it used to become `released`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reservation_with_an_unknown_stored_status_is_an_error_not_a_guess() {
     use sea_orm::ConnectionTrait as _;
-    let temp = tempfile::tempdir().unwrap();
-    let target = DatabaseTarget::SqliteDir(temp.path().to_owned());
-    let service = service_on(target.clone(), Arc::new(ManualClock::new(chrono::Utc::now()))).await;
-    let h = Harness::in_process(service, Arc::new(ManualClock::new(chrono::Utc::now())), None);
-    let product = h.product("ODD-1", 100, 5, None).await;
+    let (h, product, db) = with_raw_database("ODD-1").await;
     let order = OrderId::new();
     let lines = vec![ReserveLine { product_id: product.id, quantity: 1 }];
     reserved(h.api.reserve(&orders_service(), order, lines.clone()).await);
-    let db = connect_module("catalog", &target, 1).await.unwrap();
     db.execute_unprepared("UPDATE reservations SET status = 'misplaced'").await.unwrap();
     assert_eq!(status(h.api.reserve(&orders_service(), order, lines).await), 500);
     assert_eq!(status(h.api.commit(&orders_service(), order).await), 500);
@@ -391,12 +398,7 @@ async fn a_reservation_with_an_unknown_stored_status_is_an_error_not_a_guess() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_product_with_an_unknown_stored_currency_is_an_error_not_euros() {
     use sea_orm::ConnectionTrait as _;
-    let temp = tempfile::tempdir().unwrap();
-    let target = DatabaseTarget::SqliteDir(temp.path().to_owned());
-    let service = service_on(target.clone(), Arc::new(ManualClock::new(chrono::Utc::now()))).await;
-    let h = Harness::in_process(service, Arc::new(ManualClock::new(chrono::Utc::now())), None);
-    let product = h.product("ODD-2", 100, 5, None).await;
-    let db = connect_module("catalog", &target, 1).await.unwrap();
+    let (h, product, db) = with_raw_database("ODD-2").await;
     db.execute_unprepared("UPDATE products SET price_currency = 'ZZZ'").await.unwrap();
     assert_eq!(status(h.api.get_products(&orders_service(), vec![product.id]).await), 500);
     assert_eq!(status(h.api.list_products(&Caller::Anonymous, query(None, None, 10)).await), 500);
