@@ -103,17 +103,26 @@ impl PaymentsService {
             None => (Stored::Failed, None, Some("the charge did not reach the payment provider".to_owned())),
         };
         tracing::info!(order_id = %payment.order_id, status = status.as_str(), "settled a charge its caller left pending");
+        self.record_outcome(payment.id, status, charge_id, reason).exec(&self.db).await.map_err(db_error)?;
+        self.load(OrderId::from_uuid(payment.order_id)).await?.ok_or(ApiError::Internal)
+    }
+
+    /// The update recording a charge's outcome, unless one was recorded first (only a charge
+    /// still unsettled changes).
+    fn record_outcome(
+        &self,
+        payment_id: uuid::Uuid,
+        status: Stored,
+        charge_id: Option<String>,
+        reason: Option<String>,
+    ) -> sea_orm::UpdateMany<payments::Entity> {
         payments::Entity::update_many()
             .col_expr(payments::Column::Status, Expr::value(status.as_str()))
             .col_expr(payments::Column::ProviderChargeId, Expr::value(charge_id))
             .col_expr(payments::Column::FailureReason, Expr::value(reason))
             .col_expr(payments::Column::UpdatedAt, Expr::value(self.clock.now()))
-            .filter(payments::Column::Id.eq(payment.id))
+            .filter(payments::Column::Id.eq(payment_id))
             .filter(payments::Column::Status.is_in(UNSETTLED))
-            .exec(&self.db)
-            .await
-            .map_err(db_error)?;
-        self.load(OrderId::from_uuid(payment.order_id)).await?.ok_or(ApiError::Internal)
     }
 
     /// Whether this module's database answers.
@@ -184,16 +193,7 @@ impl PaymentsApi for PaymentsService {
             // A fixed reason: the provider's own text may hold internal detail (it is logged below).
             Err(_) => (Stored::Failed, None, Some("payment provider error".to_owned())),
         };
-        let updated = payments::Entity::update_many()
-            .col_expr(payments::Column::Status, Expr::value(status.as_str()))
-            .col_expr(payments::Column::ProviderChargeId, Expr::value(charge_id))
-            .col_expr(payments::Column::FailureReason, Expr::value(reason))
-            .col_expr(payments::Column::UpdatedAt, Expr::value(self.clock.now()))
-            .filter(payments::Column::Id.eq(payment.id))
-            .filter(payments::Column::Status.is_in(UNSETTLED))
-            .exec_with_returning(&self.db)
-            .await
-            .map_err(db_error)?;
+        let updated = self.record_outcome(payment.id, status, charge_id, reason).exec_with_returning(&self.db).await.map_err(db_error)?;
         if let Err(error) = outcome {
             tracing::warn!(%error, "the payment provider failed; the charge may be retried");
             return Err(ApiError::unavailable("the payment provider failed; try again", 2));
