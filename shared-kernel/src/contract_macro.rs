@@ -21,7 +21,11 @@
 ///   `router(api, resolver)`, an axum router serving any `Arc<dyn UsersApi>` at
 ///   `POST /rpc/<module>/<op>`, and `Client`, which implements the trait over HTTP. Arguments
 ///   travel as a JSON object named after the parameters; results as JSON; errors as problem
-///   details, read back into the same `ApiError`.
+///   details, read back into the same `ApiError`;
+/// - with its `nats` feature (which needs `http`), `pub mod nats_wire` holding `serve(api,
+///   resolver, options)`, the module as a NATS micro service (service name = the module, one
+///   endpoint per operation), and `Client`, which implements the trait by NATS request/reply.
+///   The same codec as over HTTP ([`crate::wire::codec`]).
 #[macro_export]
 macro_rules! contract {
     (
@@ -61,9 +65,24 @@ macro_rules! contract {
             }
         }
 
+        /// Each operation's arguments as one value: what every wire carries.
+        #[cfg(feature = "http")]
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        pub mod wire_args {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[derive($crate::__private::serde::Serialize, $crate::__private::serde::Deserialize)]
+                #[serde(crate = "shared_kernel::__private::serde", deny_unknown_fields)]
+                pub struct $op { $( pub $arg: $arg_ty, )* }
+            )*
+        }
+
         /// Both ends of this contract's HTTP wire, generated from the trait.
         #[cfg(feature = "http")]
         pub mod http_wire {
+            use super::wire_args as args;
             #[allow(unused_imports)]
             use super::*;
 
@@ -72,17 +91,6 @@ macro_rules! contract {
 
             /// The operations' paths, for documentation and tests.
             pub const OPERATIONS: &[&str] = &[$(concat!("/rpc/", $module, "/", stringify!($op))),*];
-
-            #[allow(non_camel_case_types)]
-            mod args {
-                #[allow(unused_imports)]
-                use super::*;
-                $(
-                    #[derive($crate::__private::serde::Serialize, $crate::__private::serde::Deserialize)]
-                    #[serde(crate = "shared_kernel::__private::serde", deny_unknown_fields)]
-                    pub struct $op { $( pub $arg: $arg_ty, )* }
-                )*
-            }
 
             /// An axum router serving `api` over the wire. Every request's caller is resolved
             /// (tokens verified) by `resolver` on this side: nothing from the wire is trusted.
@@ -127,6 +135,70 @@ macro_rules! contract {
                     async fn $op(&self, caller: &$crate::Caller $(, $arg: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError> {
                         let args = args::$op { $($arg),* };
                         self.rpc.call(caller, concat!("/rpc/", $module, "/", stringify!($op)), &args).await
+                    }
+                )*
+            }
+        }
+
+        /// Both ends of this contract's NATS wire, generated from the trait.
+        #[cfg(feature = "nats")]
+        pub mod nats_wire {
+            use super::wire_args as args;
+            #[allow(unused_imports)]
+            use super::*;
+
+            /// The module's name on the wire: its service name, and its subjects'
+            /// (`<prefix>.rpc.<module>.<operation>`).
+            pub const MODULE: &str = $module;
+
+            /// The operations' endpoint names.
+            pub const OPERATIONS: &[&str] = &[$(stringify!($op)),*];
+
+            /// Serves `api` as the NATS micro service of this module. Every call's caller is
+            /// resolved by `resolver` on this side: nothing from the wire is trusted.
+            ///
+            /// # Errors
+            /// The service cannot be registered (the connection is gone).
+            pub async fn serve(
+                api: ::std::sync::Arc<dyn $trait_name>,
+                resolver: ::std::sync::Arc<dyn $crate::wire::CallerResolver>,
+                options: $crate::nats_wire::ServeOptions,
+            ) -> ::std::result::Result<$crate::nats_wire::NatsService, $crate::nats_wire::WireError> {
+                #[allow(unused_mut)]
+                let mut operations = ::std::vec::Vec::new();
+                $(
+                    operations.push($crate::nats_wire::Operation::new(stringify!($op), {
+                        let api = api.clone();
+                        move |caller: $crate::Caller, args: args::$op| {
+                            let api = api.clone();
+                            #[allow(unused_variables)]
+                            let args::$op { $($arg),* } = args;
+                            async move { api.$op(&caller $(, $arg)*).await }
+                        }
+                    }));
+                )*
+                let description = concat!("cleave's ", $module, " module");
+                $crate::nats_wire::serve($module, env!("CARGO_PKG_VERSION"), description, resolver, options, operations).await
+            }
+
+            /// Implements the contract by calling the module's NATS service.
+            #[derive(Clone, Debug)]
+            pub struct Client {
+                nats: $crate::nats_wire::NatsClient,
+            }
+
+            impl Client {
+                pub fn new(nats: $crate::nats_wire::NatsClient) -> Self {
+                    Self { nats }
+                }
+            }
+
+            #[$crate::__private::async_trait]
+            impl $trait_name for Client {
+                $(
+                    async fn $op(&self, caller: &$crate::Caller $(, $arg: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError> {
+                        let args = args::$op { $($arg),* };
+                        self.nats.call(caller, stringify!($op), &args).await
                     }
                 )*
             }

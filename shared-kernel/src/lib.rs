@@ -2,7 +2,7 @@
 //!
 //! **API Boundary.** Everything here is used by every contract crate, so a change here is a
 //! change to every module's public surface. The kernel knows nothing about axum, sqlx or any
-//! module; infrastructure helpers sit behind features (`http`, `auth`, `db`).
+//! module; infrastructure helpers sit behind features (`http`, `nats`, `auth`, `db`).
 
 extern crate self as shared_kernel;
 
@@ -20,6 +20,8 @@ pub mod trace_context;
 pub mod auth;
 #[cfg(feature = "db")]
 pub mod db;
+#[cfg(feature = "nats")]
+pub mod nats_wire;
 #[cfg(feature = "db")]
 pub mod outbox;
 #[cfg(feature = "http")]

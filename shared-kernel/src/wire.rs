@@ -2,7 +2,7 @@
 //! context that travels with a call, caller resolution on the server, and the RPC client.
 
 use crate::error::PROBLEM_JSON;
-use crate::{ApiError, Caller, ProblemDetails, Secret};
+use crate::{ApiError, Caller, Secret};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +27,60 @@ pub const WIRE_AUTH_REFUSED_HEADER: &str = "x-cleave-wire-auth";
 
 pub use crate::trace_context::{current_request_context, with_request_context};
 
+/// The one codec of every wire (HTTP and NATS alike): arguments as a JSON object named after the
+/// operation's parameters, results as JSON, errors as RFC 9457 problem details.
+pub mod codec {
+    use crate::{ApiError, ProblemDetails, current_request_context};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    /// A result or arguments as sent.
+    ///
+    /// # Errors
+    /// A value serde cannot encode (a bug): logged, 500.
+    pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+        serde_json::to_vec(value).map_err(|error| {
+            tracing::error!(%error, "cannot encode a wire value");
+            ApiError::Internal
+        })
+    }
+
+    /// An operation's arguments as received.
+    ///
+    /// # Errors
+    /// 400 naming what is malformed, with the values themselves redacted.
+    pub fn decode_args<A: DeserializeOwned>(bytes: &[u8]) -> Result<A, ApiError> {
+        serde_json::from_slice(bytes)
+            .map_err(|error| ApiError::bad_request(format!("malformed arguments: {}", crate::error::redact_values(&error.to_string()))))
+    }
+
+    /// A result as received from `module`.
+    ///
+    /// # Errors
+    /// An unreadable result: logged, 500.
+    pub fn decode_result<R: DeserializeOwned>(bytes: &[u8], module: &str) -> Result<R, ApiError> {
+        serde_json::from_slice(bytes).map_err(|error| {
+            tracing::error!(module, %error, "a remote module answered an unreadable result");
+            ApiError::Internal
+        })
+    }
+
+    /// The problem details of `error` as sent, with the current request id.
+    pub fn problem(error: &ApiError) -> ProblemDetails {
+        let mut problem = error.to_problem();
+        problem.request_id = current_request_context().map(|context| context.request_id);
+        problem
+    }
+
+    /// The error a problem body stands for; `status` decides when the body is not a problem.
+    pub fn decode_problem(bytes: &[u8], status: u16) -> ApiError {
+        match serde_json::from_slice::<ProblemDetails>(bytes) {
+            Ok(problem) => ApiError::from_problem(problem),
+            Err(_) => ApiError::from_status(status),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         problem_response(&self)
@@ -36,8 +90,7 @@ impl IntoResponse for ApiError {
 /// The problem+json response for an error, with `Retry-After` where it applies and the current
 /// request id in the body.
 pub fn problem_response(error: &ApiError) -> Response {
-    let mut problem = error.to_problem();
-    problem.request_id = current_request_context().map(|context| context.request_id);
+    let problem = codec::problem(error);
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{\"status\":500}".to_vec());
     let mut response = (status, body).into_response();
@@ -79,12 +132,9 @@ where
                 Ok(caller) => caller,
                 Err(error) => return error.into_response(),
             };
-            let args: A = match serde_json::from_slice(&body) {
+            let args: A = match codec::decode_args(&body) {
                 Ok(args) => args,
-                Err(error) => {
-                    return ApiError::bad_request(format!("malformed arguments: {}", crate::error::redact_values(&error.to_string())))
-                        .into_response();
-                }
+                Err(error) => return error.into_response(),
             };
             match operation(caller, args).await {
                 Ok(result) => axum::Json(result).into_response(),
@@ -92,6 +142,27 @@ where
             }
         }
     })
+}
+
+/// The headers every outgoing contract call carries, on either wire: the request id and a child
+/// of the current trace, the service token (which authenticates this process to the remote on
+/// every call), and the caller's own identity beside it (the forwarded bearer token, or the
+/// service name).
+pub fn outgoing_headers(caller: &Caller, service_token: Option<&Secret<String>>) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::with_capacity(4);
+    if let Some(context) = current_request_context() {
+        headers.push((REQUEST_ID_HEADER, context.request_id));
+        headers.push((TRACEPARENT_HEADER, context.trace.child().header_value()));
+    }
+    if let Some(token) = service_token {
+        headers.push((SERVICE_TOKEN_HEADER, token.expose().clone()));
+    }
+    match caller {
+        Caller::Anonymous => {}
+        Caller::User(user) => headers.push(("authorization", format!("Bearer {}", user.token.expose()))),
+        Caller::Service(service) => headers.push((SERVICE_NAME_HEADER, service.as_str().to_owned())),
+    }
+    headers
 }
 
 /// How a client reaches a remote module.
@@ -146,21 +217,9 @@ impl RpcClient {
     /// reached or times out; [`ApiError::Internal`] when it answers something unreadable.
     pub async fn call<A: Serialize + Sync, R: DeserializeOwned>(&self, caller: &Caller, path: &str, args: &A) -> Result<R, ApiError> {
         let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
-        let mut request = self.http.post(&url).json(args);
-        if let Some(context) = current_request_context() {
-            request = request
-                .header(REQUEST_ID_HEADER, context.request_id.as_str())
-                .header(TRACEPARENT_HEADER, context.trace.child().header_value());
-        }
-        // The service token authenticates this process to the remote's internal listener on
-        // every call; the caller's own identity travels beside it.
-        if let Some(token) = &self.config.service_token {
-            request = request.header(SERVICE_TOKEN_HEADER, token.expose().as_str());
-        }
-        match caller {
-            Caller::Anonymous => {}
-            Caller::User(user) => request = request.bearer_auth(user.token.expose()),
-            Caller::Service(service) => request = request.header(SERVICE_NAME_HEADER, service.as_str()),
+        let mut request = self.http.post(&url).header(header::CONTENT_TYPE, "application/json").body(codec::encode(args)?);
+        for (name, value) in outgoing_headers(caller, self.config.service_token.as_ref()) {
+            request = request.header(name, value);
         }
         // The client learns which module is down, never an internal address or path.
         let module = path.trim_start_matches("/rpc/").split('/').next().unwrap_or("a module");
@@ -178,15 +237,9 @@ impl RpcClient {
             ApiError::unavailable(format!("the {module} module did not answer"), 1)
         })?;
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|error| {
-                tracing::error!(%url, %error, "remote answered an unreadable result");
-                ApiError::Internal
-            });
+            return codec::decode_result(&body, module);
         }
-        match serde_json::from_slice::<ProblemDetails>(&body) {
-            Ok(problem) => Err(ApiError::from_problem(problem)),
-            Err(_) => Err(ApiError::from_status(status.as_u16())),
-        }
+        Err(codec::decode_problem(&body, status.as_u16()))
     }
 }
 

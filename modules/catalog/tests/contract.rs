@@ -1,10 +1,11 @@
-//! The catalog contract suite: one set of assertions, run in process and over the HTTP pair
-//! (generated router + client) on SQLite, and in process on PostgreSQL.
+//! The catalog contract suite: one set of assertions, run in process, over the HTTP pair
+//! (generated router + client) and over the NATS pair (generated service + client, against a
+//! real nats-server) on SQLite, and in process on PostgreSQL.
 
 use catalog::{CatalogService, CatalogSettings};
 use catalog_contract::{
     CatalogApi, CommitOutcome, NewCategory, NewProduct, ProductPatch, ProductQuery, Reservation, ReservationStatus, ReserveLine,
-    ReserveOutcome, RestockOutcome, SetStock, StockRefusal, http_wire,
+    ReserveOutcome, RestockOutcome, SetStock, StockRefusal, http_wire, nats_wire,
 };
 use cleave_test_support::callers::{TestResolver, admin, customer, orders_service};
 use migrations::MigratorTrait as _;
@@ -17,6 +18,7 @@ struct Harness {
     service: CatalogService,
     clock: Arc<ManualClock>,
     _temp: Option<tempfile::TempDir>,
+    _served: Option<shared_kernel::nats_wire::NatsService>,
 }
 
 async fn service_on(target: DatabaseTarget, clock: Arc<ManualClock>) -> CatalogService {
@@ -33,13 +35,24 @@ impl Harness {
     }
 
     fn in_process(service: CatalogService, clock: Arc<ManualClock>, temp: Option<tempfile::TempDir>) -> Self {
-        Self { api: Arc::new(service.clone()), service, clock, _temp: temp }
+        Self { api: Arc::new(service.clone()), service, clock, _temp: temp, _served: None }
     }
 
     async fn over_http(service: CatalogService, clock: Arc<ManualClock>, temp: Option<tempfile::TempDir>) -> Self {
         let base_url = cleave_test_support::callers::serve(http_wire::router(Arc::new(service.clone()), Arc::new(TestResolver))).await;
         let client = cleave_test_support::callers::rpc_client(base_url);
-        Self { api: Arc::new(http_wire::Client::new(client)), service, clock, _temp: temp }
+        Self { api: Arc::new(http_wire::Client::new(client)), service, clock, _temp: temp, _served: None }
+    }
+
+    /// Over the NATS pair, or `None` when there is no NATS server (never under `CI=true`).
+    async fn over_nats(service: CatalogService, clock: Arc<ManualClock>, temp: Option<tempfile::TempDir>) -> Option<Self> {
+        use cleave_test_support::nats;
+        let client = nats::client().await?;
+        let prefix = nats::unique_prefix();
+        let served =
+            nats_wire::serve(Arc::new(service.clone()), Arc::new(TestResolver), nats::serve_options(&client, &prefix)).await.unwrap();
+        let api = Arc::new(nats_wire::Client::new(nats::rpc_client(&client, nats_wire::MODULE, &prefix)));
+        Some(Self { api, service, clock, _temp: temp, _served: Some(served) })
     }
 
     async fn product(&self, sku: &str, price: i64, on_hand: i64, category: Option<CategoryId>) -> catalog_contract::ProductView {
@@ -340,6 +353,16 @@ macro_rules! suite {
                 }
             )*
         }
+        mod over_nats_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (service, clock, temp) = super::Harness::sqlite().await;
+                    let Some(harness) = super::Harness::over_nats(service, clock, Some(temp)).await else { return };
+                    super::$case(harness).await;
+                }
+            )*
+        }
         mod in_process_postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,4 +425,111 @@ async fn a_product_with_an_unknown_stored_currency_is_an_error_not_euros() {
     db.execute_unprepared("UPDATE products SET price_currency = 'ZZZ'").await.unwrap();
     assert_eq!(status(h.api.get_products(&orders_service(), vec![product.id]).await), 500);
     assert_eq!(status(h.api.list_products(&Caller::Anonymous, query(None, None, 10)).await), 500);
+}
+
+/// The NATS wire's own promises, shown on the catalog's contract: the standard micro-service
+/// protocol, a shared queue group, "no responders" at once, and the service token.
+mod nats_wire_behaviour {
+    use super::*;
+    use cleave_test_support::nats;
+    use futures::StreamExt as _;
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
+
+    /// Every reply to `subject` within `wait` (the micro protocol's discovery answers from every
+    /// instance).
+    async fn gather(client: &async_nats::Client, subject: &str, wait: Duration) -> Vec<serde_json::Value> {
+        let inbox = client.new_inbox();
+        let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+        client.publish_with_reply(subject.to_owned(), inbox, "".into()).await.unwrap();
+        client.flush().await.unwrap();
+        let mut found = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await {
+            found.push(serde_json::from_slice(&message.payload).unwrap());
+        }
+        found
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_service_answers_the_micro_protocol_and_two_instances_share_the_calls() {
+        let Some(client) = nats::client().await else { return };
+        let prefix = nats::unique_prefix();
+        let (service, _clock, _temp) = Harness::sqlite().await;
+        let api: Arc<dyn CatalogApi> = Arc::new(service);
+        let first = nats_wire::serve(api.clone(), Arc::new(TestResolver), nats::serve_options(&client, &prefix)).await.unwrap();
+        let second = nats_wire::serve(api.clone(), Arc::new(TestResolver), nats::serve_options(&client, &prefix)).await.unwrap();
+        let remote = nats_wire::Client::new(nats::rpc_client(&client, nats_wire::MODULE, &prefix));
+        for _ in 0..40 {
+            remote.list_categories(&Caller::Anonymous, PageRequest::default()).await.unwrap();
+        }
+        let pings = gather(&client, "$SRV.PING.catalog", Duration::from_millis(500)).await;
+        assert!(pings.len() >= 2, "both instances answer PING: {pings:?}");
+        assert!(pings.iter().all(|ping| ping["name"] == "catalog" && ping["version"] == "0.1.0"), "{pings:?}");
+        let infos = gather(&client, "$SRV.INFO.catalog", Duration::from_millis(500)).await;
+        let ours: Vec<_> = infos
+            .iter()
+            .filter(|info| info["endpoints"][0]["subject"].as_str().is_some_and(|subject| subject.starts_with(&prefix)))
+            .collect();
+        assert_eq!(ours.len(), 2, "{infos:?}");
+        let subjects: BTreeSet<&str> = ours[0]["endpoints"].as_array().unwrap().iter().map(|e| e["subject"].as_str().unwrap()).collect();
+        assert_eq!(subjects.len(), nats_wire::OPERATIONS.len(), "one endpoint per operation");
+        assert!(subjects.contains(format!("{prefix}.rpc.catalog.get_product").as_str()), "{subjects:?}");
+        assert!(ours.iter().all(|info| info["endpoints"][0]["queue_group"] == "q"), "one queue group for every instance");
+        let stats = gather(&client, "$SRV.STATS.catalog", Duration::from_millis(500)).await;
+        let served: Vec<u64> = stats
+            .iter()
+            .filter(|s| s["endpoints"][0]["subject"].as_str().is_some_and(|subject| subject.starts_with(&prefix)))
+            .map(|s| {
+                s["endpoints"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| e["name"] == "list_categories")
+                    .map(|e| e["num_requests"].as_u64().unwrap())
+                    .sum()
+            })
+            .collect();
+        assert_eq!(served.iter().sum::<u64>(), 40, "{stats:?}");
+        assert!(served.len() == 2 && served.iter().all(|&n| n > 0), "both instances took calls: {served:?}");
+        drop((first, second));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_module_nobody_serves_is_unavailable_at_once_not_after_the_timeout() {
+        let Some(client) = nats::client().await else { return };
+        let nobody = nats_wire::Client::new(shared_kernel::nats_wire::NatsClient::new(
+            client.clone(),
+            nats_wire::MODULE,
+            nats::unique_prefix(),
+            Duration::from_secs(30),
+            None,
+        ));
+        let started = Instant::now();
+        let error = nobody.get_product(&Caller::Anonymous, ProductId::new()).await.unwrap_err();
+        assert_eq!((error.status(), error.retry_after_secs()), (503, Some(1)), "{error:?}");
+        assert!(started.elapsed() < Duration::from_secs(10), "answered at once, not after the 30 s timeout: {:?}", started.elapsed());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_a_service_token_every_call_must_carry_it() {
+        let Some(client) = nats::client().await else { return };
+        let prefix = nats::unique_prefix();
+        let (service, _clock, _temp) = Harness::sqlite().await;
+        let token = shared_kernel::Secret::new("wire-secret".to_owned());
+        let options =
+            shared_kernel::nats_wire::ServeOptions { service_token: Some(token.clone()), ..nats::serve_options(&client, &prefix) };
+        let _served = nats_wire::serve(Arc::new(service), Arc::new(TestResolver), options).await.unwrap();
+        let call = |token: Option<shared_kernel::Secret<String>>| {
+            let client = client.clone();
+            let prefix = prefix.clone();
+            async move {
+                let nats = shared_kernel::nats_wire::NatsClient::new(client, nats_wire::MODULE, prefix, Duration::from_secs(10), token);
+                nats_wire::Client::new(nats).list_categories(&Caller::Anonymous, PageRequest::default()).await
+            }
+        };
+        assert!(call(Some(token.clone())).await.is_ok());
+        assert_eq!(status(call(None).await), 500, "a process without the token is a deployment error, not its caller's");
+        assert_eq!(status(call(Some(shared_kernel::Secret::new("wrong".into()))).await), 500);
+    }
 }

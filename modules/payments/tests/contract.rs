@@ -1,10 +1,12 @@
-//! The payments contract suite: one set of assertions, run in process and over the HTTP pair on
-//! SQLite, and in process on PostgreSQL.
+//! The payments contract suite: one set of assertions, run in process, over the HTTP pair and
+//! over the NATS pair (against a real nats-server) on SQLite, and in process on PostgreSQL.
 
 use cleave_test_support::callers::{TestResolver, admin, customer, orders_service, rpc_client, serve, user};
 use migrations::MigratorTrait as _;
 use payments::{PaymentProvider, PaymentsService, ProviderError, ProviderOutcome, SimulatedCardProcessor, SimulatorSettings};
-use payments_contract::{CardNumber, ChargeOutcome, ChargeRequest, PaymentStatus, PaymentView, PaymentsApi, RefundOutcome, http_wire};
+use payments_contract::{
+    CardNumber, ChargeOutcome, ChargeRequest, PaymentStatus, PaymentView, PaymentsApi, RefundOutcome, http_wire, nats_wire,
+};
 use shared_kernel::db::{DatabaseTarget, connect_module};
 use shared_kernel::{ApiError, Caller, Currency, Money, OrderId, Role, UserId};
 use std::collections::BTreeSet;
@@ -41,6 +43,7 @@ struct Harness {
     api: Arc<dyn PaymentsApi>,
     provider: Arc<Watched>,
     _temp: Option<tempfile::TempDir>,
+    _served: Option<shared_kernel::nats_wire::NatsService>,
 }
 
 async fn service_on(target: DatabaseTarget) -> (PaymentsService, Arc<Watched>) {
@@ -61,12 +64,22 @@ impl Harness {
     }
 
     fn in_process(service: PaymentsService, provider: Arc<Watched>, temp: Option<tempfile::TempDir>) -> Self {
-        Self { api: Arc::new(service), provider, _temp: temp }
+        Self { api: Arc::new(service), provider, _temp: temp, _served: None }
     }
 
     async fn over_http(service: PaymentsService, provider: Arc<Watched>, temp: Option<tempfile::TempDir>) -> Self {
         let base_url = serve(http_wire::router(Arc::new(service), Arc::new(TestResolver))).await;
-        Self { api: Arc::new(http_wire::Client::new(rpc_client(base_url))), provider, _temp: temp }
+        Self { api: Arc::new(http_wire::Client::new(rpc_client(base_url))), provider, _temp: temp, _served: None }
+    }
+
+    /// Over the NATS pair, or `None` when there is no NATS server (never under `CI=true`).
+    async fn over_nats(service: PaymentsService, provider: Arc<Watched>, temp: Option<tempfile::TempDir>) -> Option<Self> {
+        use cleave_test_support::nats;
+        let client = nats::client().await?;
+        let prefix = nats::unique_prefix();
+        let served = nats_wire::serve(Arc::new(service), Arc::new(TestResolver), nats::serve_options(&client, &prefix)).await.unwrap();
+        let api = Arc::new(nats_wire::Client::new(nats::rpc_client(&client, nats_wire::MODULE, &prefix)));
+        Some(Self { api, provider, _temp: temp, _served: Some(served) })
     }
 
     fn captures(&self) -> usize {
@@ -222,6 +235,16 @@ macro_rules! suite {
                 async fn $case() {
                     let (service, provider, temp) = super::Harness::sqlite().await;
                     super::$case(super::Harness::over_http(service, provider, Some(temp)).await).await;
+                }
+            )*
+        }
+        mod over_nats_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (service, provider, temp) = super::Harness::sqlite().await;
+                    let Some(harness) = super::Harness::over_nats(service, provider, Some(temp)).await else { return };
+                    super::$case(harness).await;
                 }
             )*
         }

@@ -1,6 +1,7 @@
-//! The users contract suite: one set of assertions, run against the in-process service and
-//! against the HTTP pair (generated router + generated client, server on port 0), on SQLite,
-//! and in process on PostgreSQL.
+//! The users contract suite: one set of assertions, run against the in-process service, against
+//! the HTTP pair (generated router + generated client, server on port 0) and against the NATS
+//! pair (generated service + client, a real nats-server), on SQLite, and in process on
+//! PostgreSQL.
 
 use migrations::MigratorTrait as _;
 use shared_kernel::auth::{TokenPolicy, TokenVerifier};
@@ -10,7 +11,7 @@ use shared_kernel::{ApiError, Caller, PageRequest, Role, Secret, SystemClock};
 use std::sync::Arc;
 use std::time::Duration;
 use users::{KeyRing, UsersService, UsersSettings};
-use users_contract::{Credentials, RefreshRequest, RegisterUser, TokenPair, UserStatus, UsersApi, http_wire};
+use users_contract::{Credentials, RefreshRequest, RegisterUser, TokenPair, UserStatus, UsersApi, http_wire, nats_wire};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -19,6 +20,7 @@ struct Harness {
     service: UsersService,
     verifier: TokenVerifier,
     _temp: Option<tempfile::TempDir>,
+    _served: Option<shared_kernel::nats_wire::NatsService>,
 }
 
 fn policy() -> TokenPolicy {
@@ -46,7 +48,7 @@ impl Harness {
 
     async fn in_process(service: UsersService, temp: Option<tempfile::TempDir>) -> Self {
         let verifier = TokenVerifier::new(Arc::new(service.clone()), policy());
-        Self { api: Arc::new(service.clone()), service, verifier, _temp: temp }
+        Self { api: Arc::new(service.clone()), service, verifier, _temp: temp, _served: None }
     }
 
     async fn over_http(service: UsersService, temp: Option<tempfile::TempDir>) -> Self {
@@ -63,7 +65,20 @@ impl Harness {
             service_token: None,
         })
         .unwrap();
-        Self { api: Arc::new(http_wire::Client::new(client)), service, verifier, _temp: temp }
+        Self { api: Arc::new(http_wire::Client::new(client)), service, verifier, _temp: temp, _served: None }
+    }
+
+    /// Over the NATS pair, with the real token resolver on the service's side; `None` when
+    /// there is no NATS server (never under `CI=true`).
+    async fn over_nats(service: UsersService, temp: Option<tempfile::TempDir>) -> Option<Self> {
+        use cleave_test_support::nats;
+        let client = nats::client().await?;
+        let prefix = nats::unique_prefix();
+        let verifier = TokenVerifier::new(Arc::new(service.clone()), policy());
+        let resolver = Arc::new(TokenCallerResolver { verifier: verifier.clone(), service_token: None, accept_service_callers: true });
+        let served = nats_wire::serve(Arc::new(service.clone()), resolver, nats::serve_options(&client, &prefix)).await.unwrap();
+        let api = Arc::new(nats_wire::Client::new(nats::rpc_client(&client, nats_wire::MODULE, &prefix)));
+        Some(Self { api, service, verifier, _temp: temp, _served: Some(served) })
     }
 
     async fn register(&self, email: &str) -> Result<users_contract::UserView, ApiError> {
@@ -274,6 +289,16 @@ macro_rules! suite {
                 async fn $case() {
                     let (service, temp) = super::Harness::sqlite().await;
                     super::$case(super::Harness::over_http(service, Some(temp)).await).await;
+                }
+            )*
+        }
+        mod over_nats_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (service, temp) = super::Harness::sqlite().await;
+                    let Some(harness) = super::Harness::over_nats(service, Some(temp)).await else { return };
+                    super::$case(harness).await;
                 }
             )*
         }

@@ -1,4 +1,5 @@
-//! Test harness for services: finds a PostgreSQL server and hands out fresh databases.
+//! Test harness for services: finds a PostgreSQL server and hands out fresh databases, and
+//! finds a NATS server ([`nats`]).
 //!
 //! Order of search, once per test process:
 //! 1. `DATABASE_URL` (a `postgres://` URL of a server where we may create databases);
@@ -11,6 +12,9 @@
 //! PostgreSQL still runs the SQLite suites; under `CI=true` it panics instead: CI never skips.
 
 pub mod callers;
+pub mod nats;
+
+pub use nats::{NatsServer, nats};
 
 use anyhow::Context as _;
 use sea_orm::{ConnectionTrait, Database};

@@ -1,5 +1,6 @@
-//! The orders contract suite: one set of assertions, run against the service in process and over
-//! the HTTP pair (generated router + client) on SQLite, and in process on PostgreSQL. Orders runs
+//! The orders contract suite: one set of assertions, run against the service in process, over
+//! the HTTP pair (generated router + client) and over the NATS pair (generated service + client,
+//! a real nats-server) on SQLite, and in process on PostgreSQL. Orders runs
 //! with the real catalog and payments modules it reaches through their contracts (in process),
 //! as Spring Modulith boots a module with its direct dependencies. `saga_recovery` (the saga's
 //! component tests: crashes at four points, then a restart) lives beside it in this binary.
@@ -11,7 +12,7 @@ use catalog_contract::{CatalogApi, NewProduct, ProductView};
 use cleave_test_support::callers::{TestResolver, admin, customer, rpc_client, serve, user};
 use migrations::MigratorTrait as _;
 use orders::{CustomerStatusProjection, OrdersService, OrdersSettings};
-use orders_contract::{CardNumber, OrderLineInput, OrderStatus, OrdersApi, PaymentInput, PlaceOrder, http_wire};
+use orders_contract::{CardNumber, OrderLineInput, OrderStatus, OrdersApi, PaymentInput, PlaceOrder, http_wire, nats_wire};
 use payments::{PaymentsService, SimulatedCardProcessor, SimulatorSettings};
 use payments_contract::{PaymentStatus, PaymentsApi};
 use shared_kernel::db::{DatabaseTarget, connect_module};
@@ -31,6 +32,7 @@ struct Harness {
     payments: Arc<dyn PaymentsApi>,
     orders_db: sea_orm::DatabaseConnection,
     _temp: Option<tempfile::TempDir>,
+    _served: Option<shared_kernel::nats_wire::NatsService>,
 }
 
 struct Modules {
@@ -69,13 +71,24 @@ impl Harness {
 
     fn in_process(modules: Modules, temp: Option<tempfile::TempDir>) -> Self {
         let Modules { orders, catalog, payments, orders_db } = modules;
-        Self { api: Arc::new(orders), catalog, payments, orders_db, _temp: temp }
+        Self { api: Arc::new(orders), catalog, payments, orders_db, _temp: temp, _served: None }
     }
 
     async fn over_http(modules: Modules, temp: Option<tempfile::TempDir>) -> Self {
         let Modules { orders, catalog, payments, orders_db } = modules;
         let base_url = serve(http_wire::router(Arc::new(orders), Arc::new(TestResolver))).await;
-        Self { api: Arc::new(http_wire::Client::new(rpc_client(base_url))), catalog, payments, orders_db, _temp: temp }
+        Self { api: Arc::new(http_wire::Client::new(rpc_client(base_url))), catalog, payments, orders_db, _temp: temp, _served: None }
+    }
+
+    /// Over the NATS pair, or `None` when there is no NATS server (never under `CI=true`).
+    async fn over_nats(modules: Modules, temp: Option<tempfile::TempDir>) -> Option<Self> {
+        use cleave_test_support::nats;
+        let Modules { orders, catalog, payments, orders_db } = modules;
+        let client = nats::client().await?;
+        let prefix = nats::unique_prefix();
+        let served = nats_wire::serve(Arc::new(orders), Arc::new(TestResolver), nats::serve_options(&client, &prefix)).await.unwrap();
+        let api = Arc::new(nats_wire::Client::new(nats::rpc_client(&client, nats_wire::MODULE, &prefix)));
+        Some(Self { api, catalog, payments, orders_db, _temp: temp, _served: Some(served) })
     }
 
     async fn product(&self, sku: &str, price: i64, on_hand: i64) -> ProductView {
@@ -265,6 +278,16 @@ macro_rules! suite {
                 async fn $case() {
                     let (modules, temp) = super::Harness::sqlite().await;
                     super::$case(super::Harness::over_http(modules, Some(temp)).await).await;
+                }
+            )*
+        }
+        mod over_nats_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (modules, temp) = super::Harness::sqlite().await;
+                    let Some(harness) = super::Harness::over_nats(modules, Some(temp)).await else { return };
+                    super::$case(harness).await;
                 }
             )*
         }

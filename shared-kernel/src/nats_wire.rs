@@ -1,0 +1,368 @@
+//! Both ends of the NATS wire shared by every contract: a module served as a service of the
+//! standard NATS micro-service protocol (it answers `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS`;
+//! instances of one module share its queue group), and a client calling it by request/reply.
+//!
+//! Same codec as the HTTP wire ([`crate::wire::codec`]): JSON arguments and results, problem
+//! details for errors. The same headers travel (caller identity, service token, request id,
+//! trace), and the server resolves the caller with the same [`CallerResolver`].
+//!
+//! Subjects: `<prefix>.rpc.<module>.<operation>`, the prefix `cleave` unless configured (two
+//! deployments sharing one NATS account keep apart by prefix). An error answers with the
+//! protocol's `Nats-Service-Error` / `Nats-Service-Error-Code` headers (status text and HTTP
+//! status) and the whole problem in [`PROBLEM_HEADER`].
+
+use crate::wire::{
+    CallerResolver, REQUEST_ID_HEADER, SERVICE_NAME_HEADER, SERVICE_TOKEN_HEADER, TRACEPARENT_HEADER, WIRE_AUTH_REFUSED_HEADER, codec,
+    constant_time_eq, outgoing_headers,
+};
+use crate::{ApiError, Caller, ProblemDetails, RequestContext, Secret, TraceContext, current_request_context, with_request_context};
+use async_nats::service::ServiceExt as _;
+use bytes::Bytes;
+use futures::StreamExt as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Carries an error's whole problem details (JSON) on a response.
+pub const PROBLEM_HEADER: &str = "Cleave-Problem";
+/// The micro-service protocol's error headers.
+const SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
+/// The headers a server reads; every other one is ignored.
+const CALL_HEADERS: [&str; 5] = ["authorization", SERVICE_NAME_HEADER, SERVICE_TOKEN_HEADER, REQUEST_ID_HEADER, TRACEPARENT_HEADER];
+
+/// How this process connects to NATS.
+#[derive(Clone, Default)]
+pub struct NatsOptions {
+    /// One or more server URLs (`nats://host:4222`); the client fails over between them.
+    pub urls: Vec<String>,
+    pub token: Option<Secret<String>>,
+    pub user: Option<String>,
+    pub password: Option<Secret<String>>,
+    /// A `.creds` file (JWT and NKey seed).
+    pub credentials_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to verify the servers with; TLS is then required.
+    pub tls_ca_file: Option<PathBuf>,
+    /// The connection's name, as the server's monitoring shows it.
+    pub name: String,
+}
+
+impl std::fmt::Debug for NatsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsOptions")
+            .field("urls", &self.urls)
+            .field("user", &self.user)
+            .field("credentials_file", &self.credentials_file)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a NATS wire could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("nats.url holds no server URL")]
+    NoUrl,
+    #[error("cannot read the NATS credentials file {path}: {source}")]
+    Credentials { path: PathBuf, source: std::io::Error },
+    #[error("cannot connect to NATS at {urls}: {source}")]
+    Connect { urls: String, source: async_nats::ConnectError },
+    #[error("cannot start the {module} NATS service: {detail}")]
+    Service { module: &'static str, detail: String },
+}
+
+/// Connects with `options`. Waits for the first connection: a process whose wire is NATS does
+/// not start without it.
+///
+/// # Errors
+/// No URL, an unreadable credentials file, or no server reachable.
+pub async fn connect(options: &NatsOptions) -> Result<async_nats::Client, WireError> {
+    if options.urls.is_empty() {
+        return Err(WireError::NoUrl);
+    }
+    let mut connect = async_nats::ConnectOptions::new().name(&options.name).connection_timeout(Duration::from_secs(5));
+    if let Some(token) = &options.token {
+        connect = connect.token(token.expose().clone());
+    }
+    if let (Some(user), Some(password)) = (&options.user, &options.password) {
+        connect = connect.user_and_password(user.clone(), password.expose().clone());
+    }
+    if let Some(path) = &options.credentials_file {
+        connect = connect.credentials_file(path).await.map_err(|source| WireError::Credentials { path: path.clone(), source })?;
+    }
+    if let Some(ca) = &options.tls_ca_file {
+        connect = connect.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    connect.connect(options.urls.as_slice()).await.map_err(|source| WireError::Connect { urls: options.urls.join(","), source })
+}
+
+/// The subject of `operation` of `module` under `prefix`.
+pub fn subject(prefix: &str, module: &str, operation: &str) -> String {
+    format!("{prefix}.rpc.{module}.{operation}")
+}
+
+type Handler = Arc<dyn Fn(Caller, Bytes) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, ApiError>> + Send>> + Send + Sync>;
+
+/// One operation of a contract, as its NATS endpoint serves it.
+pub struct Operation {
+    name: &'static str,
+    handler: Handler,
+}
+
+impl Operation {
+    /// `operation` served under `name`: arguments decoded, the result encoded, by the codec.
+    pub fn new<A, R, F, Fut>(name: &'static str, operation: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(Caller, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |caller, payload: Bytes| match codec::decode_args::<A>(&payload) {
+            Ok(args) => {
+                let call = operation(caller, args);
+                Box::pin(async move { codec::encode(&call.await?) })
+            }
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        });
+        Self { name, handler }
+    }
+}
+
+/// How a module's NATS service runs.
+#[derive(Clone)]
+pub struct ServeOptions {
+    pub client: async_nats::Client,
+    /// The subjects' first token (`cleave`).
+    pub subject_prefix: String,
+    /// With a service token configured, every call must carry it (as on the internal HTTP
+    /// listener).
+    pub service_token: Option<Secret<String>>,
+    /// Calls handled at once by this instance; more wait (backpressure on the subscription).
+    pub max_in_flight: usize,
+}
+
+/// A running module service. Dropping it stops answering; [`NatsService::stop`] also tells the
+/// micro-service protocol that this instance is gone.
+pub struct NatsService {
+    service: Option<async_nats::service::Service>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for NatsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsService").field("endpoints", &self.workers.len()).finish()
+    }
+}
+
+impl NatsService {
+    /// Stops taking calls; calls in flight finish.
+    pub async fn stop(mut self) {
+        if let Some(service) = self.service.take()
+            && let Err(error) = service.stop().await
+        {
+            tracing::warn!(%error, "cannot stop a NATS service cleanly");
+        }
+        for worker in self.workers.drain(..) {
+            worker.abort();
+        }
+    }
+}
+
+impl Drop for NatsService {
+    fn drop(&mut self) {
+        for worker in &self.workers {
+            worker.abort();
+        }
+    }
+}
+
+/// Serves `operations` of `module` as the micro service `module`, version `version`, one
+/// endpoint per operation, in the module's queue group. Every call's caller is resolved by
+/// `resolver` on this side: nothing from the wire is trusted.
+///
+/// # Errors
+/// The service or an endpoint cannot be registered (the connection is gone).
+pub async fn serve(
+    module: &'static str,
+    version: &str,
+    description: &str,
+    resolver: Arc<dyn CallerResolver>,
+    options: ServeOptions,
+    operations: Vec<Operation>,
+) -> Result<NatsService, WireError> {
+    let failed = |error: async_nats::Error| WireError::Service { module, detail: error.to_string() };
+    let service = options.client.service_builder().description(description).start(module, version).await.map_err(failed)?;
+    let group = service.group(format!("{}.rpc.{module}", options.subject_prefix));
+    let permits = Arc::new(tokio::sync::Semaphore::new(options.max_in_flight.max(1)));
+    let service_token = Arc::new(options.service_token.clone());
+    let mut workers = Vec::with_capacity(operations.len());
+    for operation in operations {
+        let mut endpoint = group.endpoint_builder().name(operation.name).add(operation.name).await.map_err(failed)?;
+        let (resolver, permits, service_token) = (resolver.clone(), permits.clone(), service_token.clone());
+        let handler = operation.handler;
+        workers.push(tokio::spawn(async move {
+            while let Some(request) = endpoint.next().await {
+                let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let (resolver, handler, service_token) = (resolver.clone(), handler.clone(), service_token.clone());
+                tokio::spawn(async move {
+                    answer(module, request, resolver.as_ref(), &handler, service_token.as_ref().as_ref()).await;
+                    drop(permit);
+                });
+            }
+        }));
+    }
+    tracing::info!(module, subjects = %format!("{}.rpc.{module}.*", options.subject_prefix), "serving the module over NATS");
+    Ok(NatsService { service: Some(service), workers })
+}
+
+/// Handles one call and sends its answer.
+async fn answer(
+    module: &'static str,
+    request: async_nats::service::Request,
+    resolver: &dyn CallerResolver,
+    handler: &Handler,
+    service_token: Option<&Secret<String>>,
+) {
+    let headers = call_headers(request.message.headers.as_ref());
+    let context = incoming_context(&headers);
+    let outcome = with_request_context(context.clone(), async {
+        if let Some(expected) = service_token {
+            let presented = headers.get(SERVICE_TOKEN_HEADER).map(http::HeaderValue::as_bytes).unwrap_or_default();
+            if !constant_time_eq(presented, expected.expose().as_bytes()) {
+                return Err((ApiError::unauthenticated("the internal wire requires the service token"), true));
+            }
+        }
+        let caller = resolver.resolve(&headers).await.map_err(|error| (error, false))?;
+        handler(caller, request.message.payload.clone()).await.map_err(|error| (error, false))
+    })
+    .await;
+    let sent = match outcome {
+        Ok(body) => request.respond(Ok(body.into())).await,
+        Err((error, service_token_refused)) => {
+            let problem = with_request_context(context, async { codec::problem(&error) }).await;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(PROBLEM_HEADER, serde_json::to_string(&problem).unwrap_or_default().as_str());
+            if service_token_refused {
+                headers.insert(WIRE_AUTH_REFUSED_HEADER, "service-token");
+            }
+            let status = async_nats::service::error::Error { status: problem.title.clone(), code: usize::from(problem.status) };
+            request.respond_with_headers(Err(status), headers).await
+        }
+    };
+    if let Err(error) = sent {
+        tracing::warn!(module, %error, "cannot answer a NATS call");
+    }
+}
+
+/// The call headers a server reads, as the `CallerResolver` takes them.
+fn call_headers(incoming: Option<&async_nats::HeaderMap>) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    let Some(incoming) = incoming else { return headers };
+    for name in CALL_HEADERS {
+        if let Some(value) = incoming.get(name)
+            && let Ok(value) = http::HeaderValue::from_str(value.as_str())
+        {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+/// The request id and trace a call carries in (a child of the caller's trace), or new ones.
+fn incoming_context(headers: &http::HeaderMap) -> RequestContext {
+    let request_id = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|text| !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    let trace = headers
+        .get(TRACEPARENT_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(TraceContext::parse)
+        .map_or_else(TraceContext::new_root, |incoming| incoming.child());
+    RequestContext { request_id, trace }
+}
+
+/// The client half of the NATS wire: requests a contract operation and reads back its result or
+/// its `ApiError`.
+#[derive(Clone)]
+pub struct NatsClient {
+    client: async_nats::Client,
+    module: &'static str,
+    subject_prefix: String,
+    timeout: Duration,
+    service_token: Option<Secret<String>>,
+}
+
+impl std::fmt::Debug for NatsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsClient").field("module", &self.module).field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl NatsClient {
+    /// Calls `module` on `client`, each call bounded by `timeout`.
+    pub fn new(
+        client: async_nats::Client,
+        module: &'static str,
+        subject_prefix: impl Into<String>,
+        timeout: Duration,
+        service_token: Option<Secret<String>>,
+    ) -> Self {
+        Self { client, module, subject_prefix: subject_prefix.into(), timeout, service_token }
+    }
+
+    /// Calls `operation` on whichever instance of the module answers first.
+    ///
+    /// # Errors
+    /// The remote's `ApiError` as it sent it; [`ApiError::Unavailable`] at once when no
+    /// instance is subscribed, or when the call times out or the connection is down;
+    /// [`ApiError::Internal`] when it answers something unreadable.
+    pub async fn call<A: Serialize + Sync, R: DeserializeOwned>(&self, caller: &Caller, operation: &str, args: &A) -> Result<R, ApiError> {
+        let module = self.module;
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, value) in outgoing_headers(caller, self.service_token.as_ref()) {
+            headers.insert(name, value.as_str());
+        }
+        let request = async_nats::Request::new().payload(codec::encode(args)?.into()).headers(headers).timeout(Some(self.timeout));
+        let subject = subject(&self.subject_prefix, module, operation);
+        let response = self.client.send_request(subject, request).await.map_err(|error| {
+            use async_nats::client::RequestErrorKind;
+            let context = current_request_context().map(|context| context.request_id).unwrap_or_default();
+            match error.kind() {
+                RequestErrorKind::NoResponders => {
+                    tracing::warn!(module, operation, request_id = %context, "no instance of the module is serving over NATS");
+                    ApiError::unavailable(format!("the {module} module is unreachable"), 1)
+                }
+                RequestErrorKind::TimedOut => {
+                    tracing::warn!(module, operation, request_id = %context, "a NATS call timed out");
+                    ApiError::unavailable(format!("the {module} module did not answer"), 1)
+                }
+                RequestErrorKind::InvalidSubject | RequestErrorKind::MaxPayloadExceeded => {
+                    tracing::error!(module, operation, %error, "a NATS call could not be sent");
+                    ApiError::Internal
+                }
+                RequestErrorKind::Other => {
+                    tracing::warn!(module, operation, %error, "a NATS call failed");
+                    ApiError::unavailable(format!("the {module} module is unreachable"), 1)
+                }
+            }
+        })?;
+        let Some(headers) = response.headers.as_ref().filter(|headers| headers.get(SERVICE_ERROR_CODE).is_some()) else {
+            return codec::decode_result(&response.payload, module);
+        };
+        if headers.get(WIRE_AUTH_REFUSED_HEADER).is_some() {
+            tracing::error!(module, "the remote refused this process's service token: check auth.service_token on both sides");
+            return Err(ApiError::Internal);
+        }
+        let status = headers.get(SERVICE_ERROR_CODE).and_then(|code| code.as_str().parse::<u16>().ok()).unwrap_or(500);
+        match headers.get(PROBLEM_HEADER).map(|problem| serde_json::from_str::<ProblemDetails>(problem.as_str())) {
+            Some(Ok(problem)) => Err(ApiError::from_problem(problem)),
+            _ => Err(ApiError::from_status(status)),
+        }
+    }
+}
