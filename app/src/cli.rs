@@ -103,70 +103,28 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let modules = &settings.modules;
-    let database = &settings.database;
-    migrate_module::<migrations::users::Migrator>(
-        settings,
-        "users",
-        &modules.users,
-        database.users_url.as_ref(),
-        cfg!(feature = "users-local"),
-        cfg!(feature = "users-remote"),
-    )
-    .await?;
-    migrate_module::<migrations::catalog::Migrator>(
-        settings,
-        "catalog",
-        &modules.catalog,
-        database.catalog_url.as_ref(),
-        cfg!(feature = "catalog-local"),
-        cfg!(feature = "catalog-remote"),
-    )
-    .await?;
-    migrate_module::<migrations::orders::Migrator>(
-        settings,
-        "orders",
-        &modules.orders,
-        database.orders_url.as_ref(),
-        cfg!(feature = "orders-local"),
-        cfg!(feature = "orders-remote"),
-    )
-    .await?;
-    migrate_module::<migrations::payments::Migrator>(
-        settings,
-        "payments",
-        &modules.payments,
-        database.payments_url.as_ref(),
-        cfg!(feature = "payments-local"),
-        cfg!(feature = "payments-remote"),
-    )
-    .await
-}
-
-/// Applies module `name`'s migrations to its own database, if the module is local here.
-async fn migrate_module<M: migrations::MigratorTrait>(
-    settings: &Settings,
-    name: &str,
-    module: &crate::config::ModuleSettings,
-    own_url: Option<&String>,
-    compiled_local: bool,
-    compiled_remote: bool,
-) -> anyhow::Result<()> {
-    if crate::composition::mode_of(name, module, compiled_local, compiled_remote)? != crate::config::ModuleMode::Local {
-        println!("{name}: not local, nothing to migrate here");
-        return Ok(());
+    for module in crate::composition::modules() {
+        let name = module.name;
+        if !module.is_local(settings)? {
+            println!("{name}: not local, nothing to migrate here");
+            continue;
+        }
+        let target = settings.database_target((module.own_url)(&settings.database));
+        let db = shared_kernel::db::connect_module(name, &target, 1).await.with_context(|| format!("cannot open the {name} database"))?;
+        (module.migrate)(db).await.with_context(|| format!("cannot migrate the {name} database"))?;
+        println!("{name}: migrations applied");
     }
-    let target = settings.database_target(own_url);
-    let db = shared_kernel::db::connect_module(name, &target, 1).await.with_context(|| format!("cannot open the {name} database"))?;
-    M::up(&db, None).await.with_context(|| format!("cannot migrate the {name} database"))?;
-    println!("{name}: migrations applied");
     Ok(())
 }
 
+/// Whether module `name` runs in this process under `settings`.
+fn is_local(settings: &Settings, name: &str) -> anyhow::Result<bool> {
+    let module = crate::composition::modules().into_iter().find(|module| module.name == name).context("no such module")?;
+    module.is_local(settings)
+}
+
 async fn create_admin(mut settings: Settings, email: &str) -> anyhow::Result<()> {
-    let users_mode =
-        crate::composition::mode_of("users", &settings.modules.users, cfg!(feature = "users-local"), cfg!(feature = "users-remote"))?;
-    anyhow::ensure!(users_mode == crate::config::ModuleMode::Local, "create-admin runs where the users module is local (it is not here)");
+    anyhow::ensure!(is_local(&settings, "users")?, "create-admin runs where the users module is local (it is not here)");
     let password = match std::env::var("ADMIN_PASSWORD") {
         Ok(password) if !password.is_empty() => password,
         _ => {
@@ -188,15 +146,10 @@ async fn create_admin(mut settings: Settings, email: &str) -> anyhow::Result<()>
 }
 
 async fn seed(settings: &Settings) -> anyhow::Result<()> {
-    let mode = crate::composition::mode_of(
-        "catalog",
-        &settings.modules.catalog,
-        cfg!(feature = "catalog-local"),
-        cfg!(feature = "catalog-remote"),
-    )?;
-    anyhow::ensure!(mode == crate::config::ModuleMode::Local, "seed runs where the catalog module is local (it is not here)");
+    anyhow::ensure!(is_local(settings, "catalog")?, "seed runs where the catalog module is local (it is not here)");
     let composition = crate::composition::compose(settings).await?;
-    let report = crate::seed::seed_demo(composition.catalog.as_ref()).await.map_err(|error| anyhow::anyhow!("seeding failed: {error}"))?;
+    let report =
+        crate::seed::seed_demo(composition.modules.catalog.as_ref()).await.map_err(|error| anyhow::anyhow!("seeding failed: {error}"))?;
     println!("demo data: {} categories and {} products added", report.categories_created, report.products_created);
     Ok(())
 }

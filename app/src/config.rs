@@ -18,6 +18,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub modules: ModulesSettings,
+    pub nats: NatsSettings,
     pub catalog: CatalogSettings,
     pub orders: OrdersSettings,
     pub payments: PaymentsSettings,
@@ -245,13 +246,75 @@ impl Default for CatalogSettings {
     }
 }
 
+/// How this process connects to NATS: for the NATS wire (serving the modules hosted here, and
+/// calling the modules set to `wire = "nats"`). Unset `url`: no NATS at all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    /// One server URL, or several separated by commas (`nats://a:4222,nats://b:4222`).
+    pub url: Option<String>,
+    pub token: Option<Secret<String>>,
+    pub user: Option<String>,
+    pub password: Option<Secret<String>>,
+    /// A `.creds` file (JWT and NKey seed).
+    pub credentials_file: Option<PathBuf>,
+    /// A CA certificate (PEM); when set, TLS is required and the servers are verified with it.
+    pub tls_ca_file: Option<PathBuf>,
+    /// The first token of every wire subject (`<prefix>.rpc.<module>.<operation>`).
+    pub subject_prefix: String,
+    /// Calls one instance of a module handles at once; more wait.
+    pub max_in_flight: usize,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            token: None,
+            user: None,
+            password: None,
+            credentials_file: None,
+            tls_ca_file: None,
+            subject_prefix: "cleave".to_owned(),
+            max_in_flight: 512,
+        }
+    }
+}
+
+impl NatsSettings {
+    /// The connection options, when `url` is set; `name` is this process's name.
+    pub fn options(&self, name: &str) -> Option<shared_kernel::nats_wire::NatsOptions> {
+        let url = self.url.as_ref()?;
+        Some(shared_kernel::nats_wire::NatsOptions {
+            urls: url.split(',').map(str::trim).filter(|url| !url.is_empty()).map(str::to_owned).collect(),
+            token: self.token.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            credentials_file: self.credentials_file.clone(),
+            tls_ca_file: self.tls_ca_file.clone(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// Which wire reaches a remote module.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wire {
+    /// `POST <url>/rpc/<module>/<operation>` (needs `modules.<m>.url`).
+    #[default]
+    Http,
+    /// NATS request/reply to the module's micro service (needs `nats.url`; no address).
+    Nats,
+}
+
 /// Where a module runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModuleMode {
     /// In this process (the implementation crate must be compiled in).
     Local,
-    /// In another process, reached over HTTP at `url`.
+    /// In another process, reached over `wire` (HTTP at `url`, or NATS).
     Remote,
     /// Not reachable from this process: its operations answer 503. The default for a module that
     /// is neither compiled in nor given a `url` (a module service does not need every module).
@@ -261,11 +324,13 @@ pub enum ModuleMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModuleSettings {
-    /// Unset: local when compiled in, else remote when a `url` is set (and the remote adapter is
-    /// compiled in), else not deployed.
+    /// Unset: local when compiled in, else remote when `wire = "nats"` or a `url` is set, else
+    /// not deployed.
     pub mode: Option<ModuleMode>,
-    /// The remote service's base URL (remote mode).
+    /// The remote service's base URL (remote over HTTP).
     pub url: Option<String>,
+    /// How a remote module is reached. A module hosted here ignores it.
+    pub wire: Wire,
     /// Bound on one remote call, in milliseconds.
     pub timeout_ms: u64,
 }
@@ -295,6 +360,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             auth: AuthSettings::default(),
             modules: ModulesSettings::default(),
+            nats: NatsSettings::default(),
             catalog: CatalogSettings::default(),
             orders: OrdersSettings::default(),
             payments: PaymentsSettings::default(),
@@ -354,7 +420,7 @@ impl Default for AuthSettings {
 
 impl Default for ModuleSettings {
     fn default() -> Self {
-        Self { mode: None, url: None, timeout_ms: 5_000 }
+        Self { mode: None, url: None, wire: Wire::Http, timeout_ms: 5_000 }
     }
 }
 
@@ -400,7 +466,10 @@ impl Settings {
                 "database.url must be a postgres:// URL (for SQLite set data_dir: each module gets its own file there)"
             );
         }
-        for (name, module) in [("users", &self.modules.users), ("catalog", &self.modules.catalog), ("payments", &self.modules.payments)] {
+        let modules = &self.modules;
+        for (name, module) in
+            [("users", &modules.users), ("catalog", &modules.catalog), ("orders", &modules.orders), ("payments", &modules.payments)]
+        {
             if let Some(url) = &module.url {
                 anyhow::ensure!(
                     url.starts_with("http://"),
@@ -408,6 +477,21 @@ impl Settings {
                 );
             }
         }
+        if let Some(options) = self.nats.options(&self.server.service_name) {
+            anyhow::ensure!(!options.urls.is_empty(), "nats.url holds no server URL");
+            for url in &options.urls {
+                anyhow::ensure!(
+                    ["nats://", "tls://"].iter().any(|scheme| url.starts_with(scheme)) || !url.contains("://"),
+                    "nats.url must hold nats:// (or tls://) URLs, not {url:?}"
+                );
+            }
+            anyhow::ensure!(self.nats.user.is_some() == self.nats.password.is_some(), "nats.user and nats.password go together");
+        }
+        anyhow::ensure!(
+            !self.nats.subject_prefix.is_empty()
+                && self.nats.subject_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "nats.subject_prefix must be letters, digits, `-` or `_` (one subject token)"
+        );
         anyhow::ensure!(
             self.server.internal_addr.is_none() || self.auth.service_token.is_some() || self.server.allow_unauthenticated_internal,
             "server.internal_addr needs auth.service_token (or server.allow_unauthenticated_internal = true, for development only)"

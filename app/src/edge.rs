@@ -254,6 +254,17 @@ impl<T: Identifier> ClientId<T> {
     }
 }
 
+/// The TCP peer, when the server was started with connection info (absent in `oneshot` tests).
+pub struct PeerAddr(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|info| info.0)))
+    }
+}
+
 /// The verified caller of a public request.
 pub struct CallerExt(pub Caller);
 

@@ -10,10 +10,12 @@ pub mod config;
 pub mod edge;
 pub mod graphql;
 pub mod health;
+pub mod modules;
 pub mod openapi;
 pub mod rest;
 pub mod seed;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 
 pub use config::Settings;

@@ -131,12 +131,6 @@ impl Application {
 /// The whole router: public API, wire routes of local modules, operations endpoints, docs; all
 /// behind the edge.
 pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
-    let graphql_modules = crate::graphql::Modules {
-        users: composition.users.clone(),
-        catalog: composition.catalog.clone(),
-        orders: composition.orders.clone(),
-        payments: composition.payments.clone(),
-    };
     let limits = crate::graphql::Limits {
         depth: settings.graphql.max_depth,
         complexity: settings.graphql.max_complexity,
@@ -145,12 +139,8 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
         introspection: settings.graphql.introspection,
     };
     let state = AppState::new(rest::Handles {
-        graphql: crate::graphql::schema(graphql_modules.clone(), composition.order_status_feed.clone(), limits),
-        graphql_modules,
-        users: composition.users.clone(),
-        catalog: composition.catalog.clone(),
-        payments: composition.payments.clone(),
-        orders: composition.orders.clone(),
+        graphql: crate::graphql::schema(composition.modules.clone(), composition.order_status_feed.clone(), limits),
+        modules: composition.modules.clone(),
         resolver: composition.resolver.clone(),
         trust_forwarded_for: settings.server.trust_forwarded_for,
         bus: composition.bus.clone(),

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 /// Carries an error's whole problem details (JSON) on a response.
 pub const PROBLEM_HEADER: &str = "Cleave-Problem";
@@ -203,13 +204,13 @@ pub async fn serve(
     for operation in operations {
         let mut endpoint = group.endpoint_builder().name(operation.name).add(operation.name).await.map_err(failed)?;
         let (resolver, permits, service_token) = (resolver.clone(), permits.clone(), service_token.clone());
-        let handler = operation.handler;
+        let (handler, name) = (operation.handler, operation.name);
         workers.push(tokio::spawn(async move {
             while let Some(request) = endpoint.next().await {
                 let Ok(permit) = permits.clone().acquire_owned().await else { return };
                 let (resolver, handler, service_token) = (resolver.clone(), handler.clone(), service_token.clone());
                 tokio::spawn(async move {
-                    answer(module, request, resolver.as_ref(), &handler, service_token.as_ref().as_ref()).await;
+                    answer(module, name, request, resolver.as_ref(), &handler, service_token.as_ref().as_ref()).await;
                     drop(permit);
                 });
             }
@@ -219,16 +220,20 @@ pub async fn serve(
     Ok(NatsService { service: Some(service), workers })
 }
 
-/// Handles one call and sends its answer.
+/// Handles one call and sends its answer; logs it (with its request id and trace, like the
+/// HTTP access log) and counts it (`nats_calls_total`, `nats_call_duration_seconds`).
 async fn answer(
     module: &'static str,
+    operation: &'static str,
     request: async_nats::service::Request,
     resolver: &dyn CallerResolver,
     handler: &Handler,
     service_token: Option<&Secret<String>>,
 ) {
+    let started = std::time::Instant::now();
     let headers = call_headers(request.message.headers.as_ref());
     let context = incoming_context(&headers);
+    let span = tracing::info_span!("call", request_id = %context.request_id, trace_id = %context.trace.trace_id(), module, operation);
     let outcome = with_request_context(context.clone(), async {
         if let Some(expected) = service_token {
             let presented = headers.get(SERVICE_TOKEN_HEADER).map(http::HeaderValue::as_bytes).unwrap_or_default();
@@ -239,7 +244,9 @@ async fn answer(
         let caller = resolver.resolve(&headers).await.map_err(|error| (error, false))?;
         handler(caller, request.message.payload.clone()).await.map_err(|error| (error, false))
     })
+    .instrument(span.clone())
     .await;
+    let status = outcome.as_ref().map_or_else(|(error, _)| error.status(), |_| 200);
     let sent = match outcome {
         Ok(body) => request.respond(Ok(body.into())).await,
         Err((error, service_token_refused)) => {
@@ -253,9 +260,24 @@ async fn answer(
             request.respond_with_headers(Err(status), headers).await
         }
     };
-    if let Err(error) = sent {
-        tracing::warn!(module, %error, "cannot answer a NATS call");
-    }
+    let elapsed = started.elapsed();
+    let labels = [
+        metrics::Label::from_static_parts("module", module),
+        metrics::Label::from_static_parts("operation", operation),
+        metrics::Label::new("status", status.to_string()),
+    ];
+    metrics::counter!("nats_calls_total", labels.iter()).increment(1);
+    metrics::histogram!("nats_call_duration_seconds", labels[..2].iter()).record(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        if let Err(error) = &sent {
+            tracing::warn!(status, elapsed_ms, %error, "cannot answer a NATS call");
+        } else if status >= 500 {
+            tracing::error!(status, elapsed_ms, "call failed");
+        } else {
+            tracing::info!(status, elapsed_ms, "call");
+        }
+    });
 }
 
 /// The call headers a server reads, as the `CallerResolver` takes them.

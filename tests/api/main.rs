@@ -27,6 +27,15 @@ macro_rules! orders_apart {
                 }
             )*
         }
+        mod orders_apart_over_nats_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(app) = cleave_tests::spawn_app(cleave_tests::Topology::OrdersApartOverNats(cleave_tests::Database::Sqlite)).await else { return };
+                    super::$case(app).await;
+                }
+            )*
+        }
         mod orders_apart_postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,7 +49,7 @@ macro_rules! orders_apart {
 }
 
 /// Generates, for each named `async fn(TestApp)`, one test per topology: the monolith on SQLite,
-/// the monolith on PostgreSQL, and the gateway in front of a users service.
+/// the monolith on PostgreSQL, and the gateway in front of the modules over HTTP and over NATS.
 #[macro_export]
 macro_rules! topologies {
     ($($case:ident),* $(,)?) => {
@@ -67,6 +76,15 @@ macro_rules! topologies {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let app = cleave_tests::spawn_app(cleave_tests::Topology::Extracted(cleave_tests::Database::Sqlite)).await.expect("SQLite needs nothing");
+                    super::$case(app).await;
+                }
+            )*
+        }
+        mod extracted_over_nats_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(app) = cleave_tests::spawn_app(cleave_tests::Topology::ExtractedOverNats(cleave_tests::Database::Sqlite)).await else { return };
                     super::$case(app).await;
                 }
             )*

@@ -12,7 +12,7 @@ async fn health_reports_each_check(app: TestApp) {
     assert_eq!(body["status"], "ready");
     let check = match app.topology {
         Topology::Monolith(_) => "users.database",
-        Topology::Extracted(_) | Topology::OrdersApart(_) => "users.remote",
+        _ => "users.remote",
     };
     assert_eq!(body["checks"][check], "ok", "{body}");
 }

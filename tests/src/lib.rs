@@ -1,10 +1,11 @@
 //! Black-box harness: `spawn_app(topology)` starts cleave on port 0 with fresh databases and
 //! returns typed helpers. Every suite runs against each topology:
 //! - the monolith on SQLite, and on PostgreSQL;
-//! - the extracted topology: a users service (users local) behind a gateway (users remote),
-//!   both real servers talking HTTP.
+//! - the extracted topology: a backend process hosting the modules behind a gateway that
+//!   reaches them all remotely, both real servers talking HTTP, or NATS;
+//! - orders apart: orders in a process of its own, over HTTP or NATS.
 
-use cleave::config::{AdminBootstrap, ModuleMode, Settings};
+use cleave::config::{AdminBootstrap, ModuleMode, ModuleSettings, Settings, Wire};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use shared_kernel::Secret;
@@ -32,6 +33,37 @@ pub enum Topology {
     /// payments over their wires, as the service `orders`), everything else in the backend
     /// process, a gateway in front of both.
     OrdersApart(Database),
+    /// [`Topology::Extracted`] with every module reached over NATS (no addresses).
+    ExtractedOverNats(Database),
+    /// [`Topology::OrdersApart`] with every module reached over NATS.
+    OrdersApartOverNats(Database),
+}
+
+impl Topology {
+    pub fn database(self) -> Database {
+        match self {
+            Self::Monolith(database)
+            | Self::Extracted(database)
+            | Self::OrdersApart(database)
+            | Self::ExtractedOverNats(database)
+            | Self::OrdersApartOverNats(database) => database,
+        }
+    }
+
+    /// Whether the public API is served by a gateway in front of other processes.
+    pub fn is_split(self) -> bool {
+        !matches!(self, Self::Monolith(_))
+    }
+
+    /// Whether orders runs in a process of its own.
+    pub fn orders_apart(self) -> bool {
+        matches!(self, Self::OrdersApart(_) | Self::OrdersApartOverNats(_))
+    }
+
+    /// The wire between the processes.
+    pub fn wire(self) -> Wire {
+        if matches!(self, Self::ExtractedOverNats(_) | Self::OrdersApartOverNats(_)) { Wire::Nats } else { Wire::Http }
+    }
 }
 
 /// Everything every test process logs, at debug level, so tests can prove what is never logged.
@@ -87,14 +119,8 @@ impl Server {
         }
         let address = format!("http://{}", application.local_addr());
         let internal = application.internal_addr().map(|addr| format!("http://{addr}"));
-        let catalog = application.composition().catalog.clone();
-        let composition = application.composition();
-        let modules = cleave::graphql::Modules {
-            users: composition.users.clone(),
-            catalog: composition.catalog.clone(),
-            orders: composition.orders.clone(),
-            payments: composition.payments.clone(),
-        };
+        let modules = application.composition().modules.clone();
+        let catalog = modules.catalog.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = application
@@ -131,6 +157,19 @@ pub struct TestApp {
     temp: tempfile::TempDir,
 }
 
+/// Every module's settings.
+fn modules_mut(settings: &mut Settings) -> [&mut ModuleSettings; 4] {
+    let modules = &mut settings.modules;
+    [&mut modules.users, &mut modules.catalog, &mut modules.orders, &mut modules.payments]
+}
+
+/// Makes `module` remote over `wire`: at `url` over HTTP, by name over NATS.
+fn remote(module: &mut ModuleSettings, wire: Wire, url: &str) {
+    module.mode = Some(ModuleMode::Remote);
+    module.wire = wire;
+    module.url = (wire == Wire::Http).then(|| url.to_owned());
+}
+
 /// The service token of the extracted topology's internal wire.
 pub const SERVICE_TOKEN: &str = "service token for tests";
 
@@ -156,15 +195,17 @@ pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Sett
     let users_dir = temp.path().join("users");
     let mut users_settings = base_settings(&users_dir);
     users_settings.admin_bootstrap = Some(AdminBootstrap { email: ADMIN_EMAIL.into(), password: Secret::new(ADMIN_PASSWORD.into()) });
-    let database = match topology {
-        Topology::Monolith(database) => database,
-        Topology::Extracted(database) | Topology::OrdersApart(database) => {
-            users_settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
-            users_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
-            database
-        }
-    };
-    if matches!(topology, Topology::OrdersApart(_)) {
+    let database = topology.database();
+    if topology.is_split() {
+        users_settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
+        users_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+    }
+    if topology.wire() == Wire::Nats {
+        // Every process of this topology on one server, under a prefix of its own.
+        users_settings.nats.url = Some(cleave_test_support::nats()?.url.clone());
+        users_settings.nats.subject_prefix = cleave_test_support::nats::unique_prefix();
+    }
+    if topology.orders_apart() {
         users_settings.modules.orders.mode = Some(ModuleMode::NotDeployed);
     }
     configure(&mut users_settings);
@@ -195,32 +236,28 @@ impl TestApp {
             Server::start(self.users_settings.clone(), self.hook.as_ref()).await.expect("the users process starts");
         self.users_server = Some(users_server);
         self.internal_address = internal.clone();
-        self.address = match self.topology {
-            Topology::Monolith(_) => users_address,
-            Topology::Extracted(_) | Topology::OrdersApart(_) => {
-                let mut gateway_settings = base_settings(&self.temp.path().join("gateway"));
-                gateway_settings.server.service_name = "gateway".into();
-                gateway_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
-                // The backend process hosts every module; the gateway reaches them all remotely.
-                let internal = internal.expect("the backend process has an internal listener");
-                gateway_settings.modules.users.mode = Some(ModuleMode::Remote);
-                gateway_settings.modules.users.url = Some(internal.clone());
-                gateway_settings.modules.catalog.mode = Some(ModuleMode::Remote);
-                gateway_settings.modules.catalog.url = Some(internal.clone());
-                gateway_settings.modules.orders.mode = Some(ModuleMode::Remote);
-                gateway_settings.modules.orders.url = Some(internal.clone());
-                if matches!(self.topology, Topology::OrdersApart(_)) {
-                    let (orders, orders_internal) = self.start_orders(&internal).await;
-                    self.orders_server = Some(orders);
-                    gateway_settings.modules.orders.url = Some(orders_internal);
-                }
-                gateway_settings.modules.payments.mode = Some(ModuleMode::Remote);
-                gateway_settings.modules.payments.url = Some(internal);
-                let (gateway, address, _) = Server::start(gateway_settings, None).await.expect("the gateway starts");
-                self.gateway = Some(gateway);
-                address
-            }
-        };
+        if !self.topology.is_split() {
+            self.address = users_address;
+            return;
+        }
+        let mut gateway_settings = base_settings(&self.temp.path().join("gateway"));
+        gateway_settings.server.service_name = "gateway".into();
+        gateway_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+        gateway_settings.nats = self.users_settings.nats.clone();
+        // The backend process hosts every module; the gateway reaches them all remotely.
+        let internal = internal.expect("the backend process has an internal listener");
+        let wire = self.topology.wire();
+        for module in modules_mut(&mut gateway_settings) {
+            remote(module, wire, &internal);
+        }
+        if self.topology.orders_apart() {
+            let (orders, orders_internal) = self.start_orders(&internal).await;
+            self.orders_server = Some(orders);
+            remote(&mut gateway_settings.modules.orders, wire, &orders_internal);
+        }
+        let (gateway, address, _) = Server::start(gateway_settings, None).await.expect("the gateway starts");
+        self.gateway = Some(gateway);
+        self.address = address;
     }
 
     /// The orders process of [`Topology::OrdersApart`]: its own database (a file of its own, or its
@@ -232,9 +269,10 @@ impl TestApp {
         settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
         settings.database.url = self.users_settings.database.url.clone();
         settings.orders = self.users_settings.orders.clone();
+        settings.nats = self.users_settings.nats.clone();
+        let wire = self.topology.wire();
         for module in [&mut settings.modules.users, &mut settings.modules.catalog, &mut settings.modules.payments] {
-            module.mode = Some(ModuleMode::Remote);
-            module.url = Some(backend.to_owned());
+            remote(module, wire, backend);
         }
         settings.modules.orders.mode = Some(ModuleMode::Local);
         let (server, _, internal) = Server::start(settings, None).await.expect("the orders process starts");

@@ -23,12 +23,15 @@ use shared_kernel::{ApiError, Caller};
 use std::sync::Arc;
 
 /// The contracts the schema resolves against (schema-wide data).
+pub type Modules = crate::modules::ModuleHandles;
+
+/// What the GraphQL routes take from the router's state.
 #[derive(Clone)]
-pub struct Modules {
-    pub users: Arc<dyn users_contract::UsersApi>,
-    pub catalog: Arc<dyn catalog_contract::CatalogApi>,
-    pub orders: Arc<dyn orders_contract::OrdersApi>,
-    pub payments: Arc<dyn payments_contract::PaymentsApi>,
+pub struct GraphqlState {
+    pub schema: CleaveSchema,
+    pub modules: Modules,
+    pub resolver: Arc<dyn shared_kernel::wire::CallerResolver>,
+    pub trust_forwarded_for: bool,
 }
 
 /// Limits on what one query may ask for; past them the query is refused with an error before
@@ -97,8 +100,8 @@ fn loaders(modules: &Modules, caller: &Caller) -> Loaders {
 /// `token`, or inside `headers`), which browsers need since they cannot set headers on a
 /// WebSocket.
 pub async fn subscribe(
-    axum::extract::State(state): axum::extract::State<crate::rest::AppState>,
-    crate::rest::PeerAddr(peer): crate::rest::PeerAddr,
+    axum::extract::State(state): axum::extract::State<GraphqlState>,
+    crate::edge::PeerAddr(peer): crate::edge::PeerAddr,
     headers: axum::http::HeaderMap,
     protocol: async_graphql_axum::GraphQLProtocol,
     upgrade: axum::extract::WebSocketUpgrade,
@@ -109,7 +112,7 @@ pub async fn subscribe(
         Err(error) => return error.into_response(),
     };
     let client_addr = crate::edge::client_addr(&headers, peer, state.trust_forwarded_for);
-    let (schema, modules, resolver) = (state.graphql.clone(), state.graphql_modules.clone(), state.resolver.clone());
+    let GraphqlState { schema, modules, resolver, .. } = state;
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
@@ -227,15 +230,15 @@ fn connection<T, N: async_graphql::OutputType>(
 
 /// `POST /graphql`: the caller comes from the same bearer token as REST.
 pub async fn execute(
-    axum::extract::State(state): axum::extract::State<crate::rest::AppState>,
+    axum::extract::State(state): axum::extract::State<GraphqlState>,
     crate::edge::CallerExt(caller): crate::edge::CallerExt,
-    crate::rest::PeerAddr(peer): crate::rest::PeerAddr,
+    crate::edge::PeerAddr(peer): crate::edge::PeerAddr,
     headers: axum::http::HeaderMap,
     request: async_graphql_axum::GraphQLRequest,
 ) -> async_graphql_axum::GraphQLResponse {
     let client_addr = crate::edge::client_addr(&headers, peer, state.trust_forwarded_for);
-    let request = scoped(request.into_inner(), &state.graphql_modules, RequestScope { caller, client_addr });
-    let mut response = state.graphql.execute(request).await;
+    let request = scoped(request.into_inner(), &state.modules, RequestScope { caller, client_addr });
+    let mut response = state.schema.execute(request).await;
     for error in &mut response.errors {
         tag_query_error(error);
     }

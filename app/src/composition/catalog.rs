@@ -1,0 +1,81 @@
+//! The catalog module in the composition.
+
+use super::{HostFn, ModuleInfo, ModuleSpec};
+use catalog_contract::CatalogApi;
+use shared_kernel::Caller;
+use std::sync::Arc;
+
+pub(super) fn spec() -> ModuleSpec<dyn CatalogApi> {
+    ModuleSpec {
+        name: "catalog",
+        settings: |modules| &modules.catalog,
+        http_client: |rpc| Arc::new(catalog_contract::http_wire::Client::new(rpc)),
+        nats_client: |nats| Arc::new(catalog_contract::nats_wire::Client::new(nats)),
+        not_deployed: || Arc::new(catalog_contract::not_deployed::NotDeployed),
+        http_router: catalog_contract::http_wire::router,
+        serve_nats: |api, resolver, options| Box::pin(catalog_contract::nats_wire::serve(api, resolver, options)),
+        probe: |api| Box::pin(async move { api.list_categories(&Caller::Anonymous, shared_kernel::PageRequest::default()).await.is_ok() }),
+        host: host(),
+    }
+}
+
+/// How to host the module here, when its implementation is compiled in (the `catalog-local`
+/// feature).
+fn host() -> Option<HostFn<dyn CatalogApi>> {
+    let mut compiled = Vec::<HostFn<dyn CatalogApi>>::new();
+    #[cfg(feature = "catalog-local")]
+    compiled.push(|ctx| Box::pin(local(ctx)));
+    compiled.pop()
+}
+
+pub(super) fn info() -> ModuleInfo {
+    ModuleInfo {
+        name: "catalog",
+        compiled_local: cfg!(feature = "catalog-local"),
+        settings: |modules| &modules.catalog,
+        own_url: |database| database.catalog_url.as_ref(),
+        migrate: super::migrator::<migrations::catalog::Migrator>,
+    }
+}
+
+#[cfg(feature = "catalog-local")]
+async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn CatalogApi>> {
+    use anyhow::Context as _;
+    let settings = &ctx.settings;
+    let db = super::open_database::<migrations::catalog::Migrator>(settings, "catalog", settings.database.catalog_url.as_ref()).await?;
+    let outbox = shared_kernel::outbox::Outbox::new("catalog").with_clock(ctx.clock.clone());
+    let catalog_settings = catalog::CatalogSettings {
+        reservation_ttl: chrono::Duration::seconds(i64::try_from(settings.catalog.reservation_ttl_secs).unwrap_or(i64::MAX)),
+        product_cache_ttl: std::time::Duration::from_millis(settings.catalog.product_cache_ttl_ms),
+    };
+    let every = std::time::Duration::from_secs(settings.catalog.reservation_sweep_secs.max(1));
+    let service = catalog::CatalogService::new(db.clone(), ctx.clock.clone(), outbox.clone(), catalog_settings);
+    let dead_letters = Arc::new(shared_kernel::outbox::DeadLetterStore::new(db.clone(), "catalog").with_clock(ctx.clock.clone()));
+    ctx.bus.subscribe(service.sales_counter().consumer(dead_letters)).await.context("cannot subscribe the catalog's sales counter")?;
+    let service = Arc::new(service);
+    let probe = service.clone();
+    ctx.host("catalog", super::Hosted { database: db, outbox }, move || {
+        let probe = probe.clone();
+        Box::pin(async move { probe.ping().await })
+    });
+    let sweeper = service.clone();
+    ctx.background(Box::new(move |stop| Box::pin(sweep_expired_reservations(sweeper, every, stop))));
+    Ok(service)
+}
+
+#[cfg(feature = "catalog-local")]
+async fn sweep_expired_reservations(
+    catalog: Arc<catalog::CatalogService>,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(error) = catalog.expire_reservations().await {
+            tracing::warn!(%error, "releasing expired reservations failed; will retry");
+        }
+    }
+}

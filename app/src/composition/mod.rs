@@ -1,0 +1,406 @@
+//! Which adapter each module gets: its implementation in this process (`local`), a client of its
+//! contract over HTTP or over NATS (`remote`), or "not deployed". Every build links every
+//! module's clients on both wires; a module's implementation is linked by its `<m>-local`
+//! feature. Configuration picks among what is linked; asking for something that is not stops
+//! start-up with a clear error.
+//!
+//! Each module is described once ([`ModuleSpec`], one file per module beside this one) and
+//! placed by one code path ([`place`]): adding a module is one file here, one field in
+//! [`ModuleHandles`] and one line in [`compose`].
+
+mod catalog;
+mod orders;
+mod payments;
+mod users;
+
+use crate::config::{ModuleMode, ModuleSettings, ModulesSettings, Settings, Wire};
+use crate::modules::ModuleHandles;
+use anyhow::Context as _;
+use axum::Router;
+use futures::future::BoxFuture;
+use shared_kernel::auth::{KeySource, TokenPolicy, TokenVerifier};
+use shared_kernel::events::{EventBus, InProcessBus};
+use shared_kernel::nats_wire::{NatsClient, NatsService, ServeOptions, WireError};
+use shared_kernel::outbox::DeadLetterStore;
+use shared_kernel::wire::{CallerResolver, RpcClient, TokenCallerResolver};
+use shared_kernel::{ApiError, Caller, Clock};
+use std::sync::Arc;
+use tokio::sync::watch;
+use users_contract::UsersApi;
+
+/// A readiness check: a name (`users.database`, `users.remote`) and a probe.
+#[derive(Clone)]
+pub struct ReadinessCheck {
+    pub name: String,
+    pub probe: Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>,
+}
+
+/// Work that runs beside the servers until told to stop (outbox relays, reservation sweeps).
+pub type BackgroundTask = Box<dyn FnOnce(watch::Receiver<bool>) -> BoxFuture<'static, ()> + Send>;
+
+/// The modules as this process reaches them.
+pub struct Composition {
+    pub modules: ModuleHandles,
+    /// The event bus of this process (in-process adapter).
+    pub bus: Arc<dyn EventBus>,
+    /// Order status changes seen on this bus, for GraphQL subscriptions.
+    pub order_status_feed: crate::graphql::OrderStatusFeed,
+    /// The dead letters of the consumers of every module hosted here.
+    pub dead_letters: Vec<DeadLetterStore>,
+    /// Started by `Application::run_until`, stopped after the servers drain.
+    pub background: Vec<BackgroundTask>,
+    pub resolver: Arc<dyn CallerResolver>,
+    pub readiness: Vec<ReadinessCheck>,
+    /// The wire routes (`/rpc/<module>/…`) of the modules hosted here, for the internal listener.
+    pub internal_routes: Router,
+    /// The NATS services of the modules hosted here (when `nats.url` is set).
+    pub nats_services: Vec<NatsService>,
+    /// Names of the modules hosted here, for the start-up banner and `/health/ready`.
+    pub local_modules: Vec<&'static str>,
+}
+
+/// How module `name` is reached from this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Local,
+    Http,
+    Nats,
+    NotDeployed,
+}
+
+/// Where module `name` runs, or why it cannot. A hosted module ignores `wire`, so one
+/// environment can be given to every process of a deployment.
+///
+/// # Errors
+/// `local` without the implementation compiled in; `remote` over HTTP without a `url`, or over
+/// NATS without `nats.url`.
+pub fn placement_of(name: &str, module: &ModuleSettings, compiled_local: bool, nats_configured: bool) -> anyhow::Result<Placement> {
+    let remote = || match module.wire {
+        Wire::Http => {
+            anyhow::ensure!(module.url.is_some(), "modules.{name}.url is required when {name} is remote over HTTP");
+            Ok(Placement::Http)
+        }
+        Wire::Nats => {
+            anyhow::ensure!(nats_configured, "modules.{name}.wire is `nats` but nats.url is not set");
+            Ok(Placement::Nats)
+        }
+    };
+    match module.mode {
+        Some(ModuleMode::Local) if !compiled_local => {
+            anyhow::bail!("modules.{name}.mode is `local` but this binary was built without the `{name}-local` feature")
+        }
+        Some(ModuleMode::Local) => Ok(Placement::Local),
+        Some(ModuleMode::Remote) => remote(),
+        Some(ModuleMode::NotDeployed) => Ok(Placement::NotDeployed),
+        None if compiled_local => {
+            if module.url.is_some() || module.wire == Wire::Nats {
+                tracing::warn!("{name} is compiled in and runs locally; set modules.{name}.mode = \"remote\" to reach another process");
+            }
+            Ok(Placement::Local)
+        }
+        None if module.wire == Wire::Nats || module.url.is_some() => remote(),
+        None => Ok(Placement::NotDeployed),
+    }
+}
+
+/// One module, as the composition root sees it: its contract's adapters (in every build) and,
+/// when its implementation is compiled in, how to host it here.
+pub(crate) struct ModuleSpec<A: ?Sized + Send + Sync + 'static> {
+    pub name: &'static str,
+    pub settings: fn(&ModulesSettings) -> &ModuleSettings,
+    pub http_client: fn(RpcClient) -> Arc<A>,
+    pub nats_client: fn(NatsClient) -> Arc<A>,
+    pub not_deployed: fn() -> Arc<A>,
+    pub http_router: fn(Arc<A>, Arc<dyn CallerResolver>) -> Router,
+    pub serve_nats: fn(Arc<A>, Arc<dyn CallerResolver>, ServeOptions) -> Serving,
+    /// A real call through the wire: it proves the address, the service token and the remote's
+    /// own health at once.
+    pub probe: fn(Arc<A>) -> BoxFuture<'static, bool>,
+    /// Hosts the module in this process; `None` when its implementation is not compiled in.
+    pub host: Option<HostFn<A>>,
+}
+
+/// A module's NATS service starting.
+pub(crate) type Serving = BoxFuture<'static, Result<NatsService, WireError>>;
+
+pub(crate) type HostFn<A> = for<'a> fn(&'a mut Context) -> BoxFuture<'a, anyhow::Result<Arc<A>>>;
+
+/// What the modules composed so far add to the process, and what hosting one needs.
+#[allow(dead_code)] // partly unused in a build with no local module (the gateway)
+pub(crate) struct Context {
+    pub settings: Settings,
+    pub bus: Arc<dyn EventBus>,
+    pub clock: Arc<dyn Clock>,
+    nats: Option<async_nats::Client>,
+    pub handles: Placed,
+    readiness: Vec<ReadinessCheck>,
+    local_modules: Vec<&'static str>,
+    dead_letters: Vec<DeadLetterStore>,
+    background: Vec<BackgroundTask>,
+    wires: Vec<HostedWire>,
+}
+
+/// The handles placed so far (a module is placed after the ones it calls).
+#[derive(Default)]
+pub(crate) struct Placed {
+    pub catalog: Option<Arc<dyn catalog_contract::CatalogApi>>,
+    pub payments: Option<Arc<dyn payments_contract::PaymentsApi>>,
+}
+
+/// How a hosted module's wires are served, once the process's caller resolver exists.
+struct HostedWire {
+    name: &'static str,
+    router: Box<dyn FnOnce(Arc<dyn CallerResolver>) -> Router + Send>,
+    nats: Box<dyn FnOnce(Arc<dyn CallerResolver>, ServeOptions) -> Serving + Send>,
+}
+
+/// A module hosted here: its own database and outbox.
+#[allow(dead_code)] // unused in a build with no local module (the gateway)
+pub(crate) struct Hosted {
+    pub database: sea_orm::DatabaseConnection,
+    pub outbox: shared_kernel::outbox::Outbox,
+}
+
+#[allow(dead_code)] // unused in a build with no local module (the gateway)
+impl Context {
+    /// Registers a hosted module's database check, dead letters and outbox relay.
+    pub fn host(&mut self, name: &'static str, hosted: Hosted, ping: impl Fn() -> BoxFuture<'static, bool> + Send + Sync + 'static) {
+        self.readiness.push(ReadinessCheck { name: format!("{name}.database"), probe: Arc::new(ping) });
+        self.dead_letters.push(DeadLetterStore::new(hosted.database.clone(), name).with_clock(self.clock.clone()));
+        let relay = shared_kernel::outbox::Relay::new(hosted.database, hosted.outbox, self.bus.clone())
+            .with_poll_interval(std::time::Duration::from_millis(self.settings.events.relay_poll_ms.max(10)));
+        self.background.push(Box::new(move |stop| Box::pin(relay.run(stop))));
+    }
+
+    /// Work that runs beside the servers.
+    pub fn background(&mut self, task: BackgroundTask) {
+        self.background.push(task);
+    }
+}
+
+/// A module's own database, migrated if configured.
+#[allow(dead_code)] // unused in a build with no local module (the gateway)
+pub(crate) async fn open_database<M: migrations::MigratorTrait>(
+    settings: &Settings,
+    name: &str,
+    own_url: Option<&String>,
+) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    let target = settings.database_target(own_url);
+    let db = shared_kernel::db::connect_module(name, &target, settings.database.max_connections)
+        .await
+        .with_context(|| format!("cannot open the {name} database"))?;
+    if settings.database.migrate_on_start {
+        M::up(&db, None).await.with_context(|| format!("cannot migrate the {name} database"))?;
+    }
+    Ok(db)
+}
+
+/// Places module `spec`: hosts it, or builds the client of its wire, or its "not deployed"
+/// adapter.
+async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mut Context) -> anyhow::Result<Arc<A>> {
+    let name = spec.name;
+    let module = (spec.settings)(&ctx.settings.modules).clone();
+    let timeout = std::time::Duration::from_millis(module.timeout_ms.max(1));
+    let placement = placement_of(name, &module, spec.host.is_some(), ctx.nats.is_some())?;
+    let api = match (placement, spec.host) {
+        (Placement::Local, Some(host)) => {
+            let api = host(ctx).await?;
+            ctx.local_modules.push(name);
+            let (for_http, for_nats) = (api.clone(), api.clone());
+            let (http_router, serve_nats) = (spec.http_router, spec.serve_nats);
+            ctx.wires.push(HostedWire {
+                name,
+                router: Box::new(move |resolver| http_router(for_http, resolver)),
+                nats: Box::new(move |resolver, options| serve_nats(for_nats, resolver, options)),
+            });
+            return Ok(api);
+        }
+        (Placement::Local, None) => anyhow::bail!("{name} cannot run here: this binary was built without the `{name}-local` feature"),
+        (Placement::Http, _) => {
+            let base_url = module.url.clone().with_context(|| format!("modules.{name}.url is required when {name} is remote over HTTP"))?;
+            let rpc = RpcClient::new(shared_kernel::wire::RpcClientConfig {
+                base_url,
+                timeout,
+                service_name: ctx.settings.server.service_name.clone(),
+                service_token: ctx.settings.auth.service_token.clone(),
+            })
+            .map_err(|error| anyhow::anyhow!("cannot build the client for {name}: {error}"))?;
+            (spec.http_client)(rpc)
+        }
+        (Placement::Nats, _) => {
+            let client = ctx.nats.clone().with_context(|| format!("modules.{name}.wire is `nats` but nats.url is not set"))?;
+            let nats =
+                NatsClient::new(client, name, ctx.settings.nats.subject_prefix.clone(), timeout, ctx.settings.auth.service_token.clone());
+            (spec.nats_client)(nats)
+        }
+        (Placement::NotDeployed, _) => {
+            tracing::warn!(
+                "the {name} module is not deployed with this process (set modules.{name}.url, or modules.{name}.wire = \"nats\", to reach it): its operations answer 503"
+            );
+            return Ok((spec.not_deployed)());
+        }
+    };
+    let (probe_api, probe) = (api.clone(), spec.probe);
+    ctx.readiness.push(ReadinessCheck { name: format!("{name}.remote"), probe: Arc::new(move || probe(probe_api.clone())) });
+    Ok(api)
+}
+
+/// Builds every module's adapter as configured, and serves the hosted ones on the wires that
+/// are configured (HTTP routes for `server.internal_addr`, NATS services when `nats.url` is set).
+///
+/// # Errors
+/// A database that cannot be reached or migrated, unreadable keys, NATS that cannot be reached,
+/// a module configured in a way this binary or configuration cannot satisfy.
+pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
+    let clock: Arc<dyn Clock> = Arc::new(shared_kernel::SystemClock);
+    let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(settings.events.retry_policy()).with_clock(clock.clone()));
+    let nats = match settings.nats.options(&settings.server.service_name) {
+        Some(options) => Some(shared_kernel::nats_wire::connect(&options).await?),
+        None => None,
+    };
+    let mut ctx = Context {
+        settings: settings.clone(),
+        bus: bus.clone(),
+        clock,
+        nats: nats.clone(),
+        handles: Placed::default(),
+        readiness: Vec::new(),
+        local_modules: Vec::new(),
+        dead_letters: Vec::new(),
+        background: Vec::new(),
+        wires: Vec::new(),
+    };
+
+    let users = place(&users::spec(), &mut ctx).await?;
+    let catalog = place(&catalog::spec(), &mut ctx).await?;
+    ctx.handles.catalog = Some(catalog.clone());
+    let payments = place(&payments::spec(), &mut ctx).await?;
+    ctx.handles.payments = Some(payments.clone());
+    let orders = place(&orders::spec(), &mut ctx).await?;
+
+    let order_status_feed =
+        crate::graphql::OrderStatusFeed::new(std::time::Duration::from_millis(settings.graphql.subscription_poll_ms.max(100)));
+    bus.subscribe(order_status_feed.consumer()).await.context("cannot subscribe the GraphQL order status feed")?;
+
+    let verifier = TokenVerifier::new(
+        Arc::new(ContractKeySource { users: users.clone() }),
+        TokenPolicy { issuer: settings.auth.issuer.clone(), audience: settings.auth.audience.clone(), leeway_secs: 5 },
+    );
+    let resolver: Arc<dyn CallerResolver> = Arc::new(TokenCallerResolver {
+        verifier: verifier.clone(),
+        service_token: settings.auth.service_token.clone(),
+        accept_service_callers: false,
+    });
+    let internal_resolver: Arc<dyn CallerResolver> =
+        Arc::new(TokenCallerResolver { verifier, service_token: settings.auth.service_token.clone(), accept_service_callers: true });
+
+    let mut internal_routes = Router::new();
+    let mut nats_services = Vec::new();
+    if nats.is_some() && !ctx.wires.is_empty() {
+        anyhow::ensure!(
+            settings.auth.service_token.is_some() || settings.server.allow_unauthenticated_internal,
+            "serving modules over NATS needs auth.service_token (or server.allow_unauthenticated_internal = true, for development only)"
+        );
+    }
+    for wire in std::mem::take(&mut ctx.wires) {
+        internal_routes = internal_routes.merge((wire.router)(internal_resolver.clone()));
+        if let Some(client) = &nats {
+            let options = ServeOptions {
+                client: client.clone(),
+                subject_prefix: settings.nats.subject_prefix.clone(),
+                service_token: settings.auth.service_token.clone(),
+                max_in_flight: settings.nats.max_in_flight.max(1),
+            };
+            let name = wire.name;
+            nats_services
+                .push((wire.nats)(internal_resolver.clone(), options).await.with_context(|| format!("cannot serve {name} over NATS"))?);
+        }
+    }
+    Ok(Composition {
+        modules: ModuleHandles { users, catalog, orders, payments },
+        bus,
+        order_status_feed,
+        dead_letters: ctx.dead_letters,
+        background: ctx.background,
+        resolver,
+        readiness: ctx.readiness,
+        internal_routes,
+        nats_services,
+        local_modules: ctx.local_modules,
+    })
+}
+
+/// A module as the CLI sees it: where it runs and how its database is migrated.
+pub struct ModuleInfo {
+    pub name: &'static str,
+    pub compiled_local: bool,
+    pub settings: fn(&ModulesSettings) -> &ModuleSettings,
+    pub own_url: fn(&crate::config::DatabaseSettings) -> Option<&String>,
+    pub migrate: fn(sea_orm::DatabaseConnection) -> BoxFuture<'static, Result<(), sea_orm::DbErr>>,
+}
+
+impl ModuleInfo {
+    /// Whether the module runs in this process under `settings`.
+    ///
+    /// # Errors
+    /// A configuration this binary cannot satisfy (see [`placement_of`]).
+    pub fn is_local(&self, settings: &Settings) -> anyhow::Result<bool> {
+        let placement = placement_of(self.name, (self.settings)(&settings.modules), self.compiled_local, settings.nats.url.is_some())?;
+        Ok(placement == Placement::Local)
+    }
+}
+
+/// Every module, in composition order.
+pub fn modules() -> [ModuleInfo; 4] {
+    [users::info(), catalog::info(), payments::info(), orders::info()]
+}
+
+fn migrator<M: migrations::MigratorTrait>(db: sea_orm::DatabaseConnection) -> BoxFuture<'static, Result<(), sea_orm::DbErr>> {
+    Box::pin(async move { M::up(&db, None).await })
+}
+
+/// Token verification keys from the users contract: in process, or over its wire.
+struct ContractKeySource {
+    users: Arc<dyn UsersApi>,
+}
+
+#[async_trait::async_trait]
+impl KeySource for ContractKeySource {
+    async fn fetch_keys(&self) -> Result<jsonwebtoken::jwk::JwkSet, ApiError> {
+        let keys = self.users.signing_keys(&Caller::Anonymous).await?;
+        let json = serde_json::to_value(keys).map_err(|_| ApiError::Internal)?;
+        serde_json::from_value(json).map_err(|error| {
+            tracing::error!(%error, "the published keys are not a JWKS");
+            ApiError::Internal
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(mode: Option<ModuleMode>, url: Option<&str>, wire: Wire) -> ModuleSettings {
+        ModuleSettings { mode, url: url.map(str::to_owned), wire, ..ModuleSettings::default() }
+    }
+
+    #[test]
+    fn placement_follows_what_is_compiled_in_and_configured() {
+        use Placement::{Http, Local, Nats, NotDeployed};
+        let (http, nats) = (Wire::Http, Wire::Nats);
+        // Unset: local if compiled in (whatever the wire), else remote if reachable, else not deployed.
+        assert_eq!(placement_of("m", &module(None, None, http), true, false).unwrap(), Local);
+        assert_eq!(placement_of("m", &module(None, None, nats), true, true).unwrap(), Local, "a hosted module ignores wire");
+        assert_eq!(placement_of("m", &module(None, Some("http://m"), http), false, false).unwrap(), Http);
+        assert_eq!(placement_of("m", &module(None, None, nats), false, true).unwrap(), Nats, "over NATS no URL is needed");
+        assert_eq!(placement_of("m", &module(None, None, http), false, true).unwrap(), NotDeployed);
+        // Asked for explicitly: it must be possible, else start-up fails loudly.
+        assert!(placement_of("m", &module(Some(ModuleMode::Local), None, http), false, false).is_err());
+        assert!(placement_of("m", &module(Some(ModuleMode::Remote), None, http), true, false).is_err(), "HTTP needs a URL");
+        assert!(placement_of("m", &module(Some(ModuleMode::Remote), None, nats), true, false).is_err(), "NATS needs nats.url");
+        assert!(placement_of("m", &module(None, None, nats), false, false).is_err(), "NATS needs nats.url");
+        assert_eq!(placement_of("m", &module(Some(ModuleMode::Remote), Some("http://m"), http), true, false).unwrap(), Http);
+        assert_eq!(placement_of("m", &module(Some(ModuleMode::Remote), None, nats), true, true).unwrap(), Nats);
+        assert_eq!(placement_of("m", &module(Some(ModuleMode::NotDeployed), None, http), true, true).unwrap(), NotDeployed);
+    }
+}

@@ -1,0 +1,113 @@
+//! The orders module in the composition. It calls the catalog and payments, so it is placed
+//! after them.
+
+use super::{HostFn, ModuleInfo, ModuleSpec};
+use orders_contract::OrdersApi;
+use shared_kernel::{ApiError, Caller};
+use std::sync::Arc;
+
+pub(super) fn spec() -> ModuleSpec<dyn OrdersApi> {
+    ModuleSpec {
+        name: "orders",
+        settings: |modules| &modules.orders,
+        http_client: |rpc| Arc::new(orders_contract::http_wire::Client::new(rpc)),
+        nats_client: |nats| Arc::new(orders_contract::nats_wire::Client::new(nats)),
+        not_deployed: || Arc::new(orders_contract::not_deployed::NotDeployed),
+        http_router: orders_contract::http_wire::router,
+        serve_nats: |api, resolver, options| Box::pin(orders_contract::nats_wire::serve(api, resolver, options)),
+        // 401 proves the wire, the token check and the service are up.
+        probe: |api| {
+            Box::pin(async move {
+                let unknown = <shared_kernel::OrderId as shared_kernel::Identifier>::UNKNOWN;
+                matches!(
+                    api.get_order(&Caller::Anonymous, unknown).await,
+                    Ok(_) | Err(ApiError::NotFound { .. } | ApiError::Unauthenticated { .. })
+                )
+            })
+        },
+        host: host(),
+    }
+}
+
+/// How to host the module here, when its implementation is compiled in (the `orders-local`
+/// feature).
+fn host() -> Option<HostFn<dyn OrdersApi>> {
+    let mut compiled = Vec::<HostFn<dyn OrdersApi>>::new();
+    #[cfg(feature = "orders-local")]
+    compiled.push(|ctx| Box::pin(local(ctx)));
+    compiled.pop()
+}
+
+pub(super) fn info() -> ModuleInfo {
+    ModuleInfo {
+        name: "orders",
+        compiled_local: cfg!(feature = "orders-local"),
+        settings: |modules| &modules.orders,
+        own_url: |database| database.orders_url.as_ref(),
+        migrate: super::migrator::<migrations::orders::Migrator>,
+    }
+}
+
+#[cfg(feature = "orders-local")]
+async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn OrdersApi>> {
+    use anyhow::Context as _;
+    let catalog = ctx.handles.catalog.clone().context("the catalog is placed before orders")?;
+    let payments = ctx.handles.payments.clone().context("payments is placed before orders")?;
+    let settings = &ctx.settings;
+    let db = super::open_database::<migrations::orders::Migrator>(settings, "orders", settings.database.orders_url.as_ref()).await?;
+    let outbox = shared_kernel::outbox::Outbox::new("orders").with_clock(ctx.clock.clone());
+    let config = &settings.orders;
+    let orders_settings = orders::OrdersSettings {
+        placement_wait: std::time::Duration::from_millis(config.placement_wait_ms),
+        step_attempts: config.step_attempts.max(1),
+        step_retry_delay: std::time::Duration::from_millis(config.step_retry_delay_ms),
+        stale_after: std::time::Duration::from_secs(config.stale_after_secs),
+    };
+    let every = std::time::Duration::from_secs(config.recovery_sweep_secs.max(1));
+    let stale_after = std::time::Duration::from_secs(config.stale_after_secs);
+    let service = orders::OrdersService::new(db.clone(), outbox.clone(), catalog, payments, ctx.clock.clone(), orders_settings);
+    let dead_letters = Arc::new(shared_kernel::outbox::DeadLetterStore::new(db.clone(), "orders").with_clock(ctx.clock.clone()));
+    ctx.bus
+        .subscribe(orders::CustomerStatusProjection::new(db.clone(), ctx.clock.clone()).consumer(dead_letters.clone()))
+        .await
+        .context("cannot subscribe orders' customer-status projection")?;
+    ctx.bus
+        .subscribe(orders::ProductNamesProjection::new(db.clone(), ctx.clock.clone()).consumer(dead_letters))
+        .await
+        .context("cannot subscribe orders' product-name projection")?;
+    let service = Arc::new(service);
+    let probe = service.clone();
+    ctx.host("orders", super::Hosted { database: db, outbox }, move || {
+        let probe = probe.clone();
+        Box::pin(async move { probe.ping().await })
+    });
+    let recovery = service.clone();
+    ctx.background(Box::new(move |stop| Box::pin(recover_sagas(recovery, every, stale_after, stop))));
+    Ok(service)
+}
+
+/// Resumes sagas that made no progress for `stale_after`, at start-up and then every `every`.
+/// Never younger ones, even at start-up: in a rolling restart another instance may still be
+/// driving them (with the card in memory), and two drivers would both call the other modules.
+#[cfg(feature = "orders-local")]
+async fn recover_sagas(
+    orders: Arc<orders::OrdersService>,
+    every: std::time::Duration,
+    stale_after: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            result = orders.recover_in_flight(stale_after) => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "resuming interrupted orders failed; will retry");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

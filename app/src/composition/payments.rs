@@ -1,0 +1,69 @@
+//! The payments module in the composition.
+
+use super::{HostFn, ModuleInfo, ModuleSpec};
+use payments_contract::PaymentsApi;
+use shared_kernel::{ApiError, Caller};
+use std::sync::Arc;
+
+pub(super) fn spec() -> ModuleSpec<dyn PaymentsApi> {
+    ModuleSpec {
+        name: "payments",
+        settings: |modules| &modules.payments,
+        http_client: |rpc| Arc::new(payments_contract::http_wire::Client::new(rpc)),
+        nats_client: |nats| Arc::new(payments_contract::nats_wire::Client::new(nats)),
+        not_deployed: || Arc::new(payments_contract::not_deployed::NotDeployed),
+        http_router: payments_contract::http_wire::router,
+        serve_nats: |api, resolver, options| Box::pin(payments_contract::nats_wire::serve(api, resolver, options)),
+        // Any answer but 503 proves the wire, the token and the service are up.
+        probe: |api| {
+            Box::pin(async move {
+                let edge = Caller::Service(shared_kernel::ServiceName::Edge);
+                let unknown = <shared_kernel::OrderId as shared_kernel::Identifier>::UNKNOWN;
+                matches!(api.get_payment(&edge, unknown).await, Ok(_) | Err(ApiError::NotFound { .. }))
+            })
+        },
+        host: host(),
+    }
+}
+
+/// How to host the module here, when its implementation is compiled in (the `payments-local`
+/// feature).
+fn host() -> Option<HostFn<dyn PaymentsApi>> {
+    let mut compiled = Vec::<HostFn<dyn PaymentsApi>>::new();
+    #[cfg(feature = "payments-local")]
+    compiled.push(|ctx| Box::pin(local(ctx)));
+    compiled.pop()
+}
+
+pub(super) fn info() -> ModuleInfo {
+    ModuleInfo {
+        name: "payments",
+        compiled_local: cfg!(feature = "payments-local"),
+        settings: |modules| &modules.payments,
+        own_url: |database| database.payments_url.as_ref(),
+        migrate: super::migrator::<migrations::payments::Migrator>,
+    }
+}
+
+#[cfg(feature = "payments-local")]
+async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn PaymentsApi>> {
+    let settings = &ctx.settings;
+    let db = super::open_database::<migrations::payments::Migrator>(settings, "payments", settings.database.payments_url.as_ref()).await?;
+    let simulator = payments::SimulatorSettings {
+        latency: std::time::Duration::from_millis(settings.payments.simulator_latency_ms),
+        failure_rate: settings.payments.simulator_failure_rate,
+    };
+    let provider = Arc::new(payments::SimulatedCardProcessor::new(db.clone(), simulator));
+    let service = Arc::new(
+        payments::PaymentsService::new(db.clone(), provider)
+            .with_clock(ctx.clock.clone())
+            .with_pending_timeout(std::time::Duration::from_secs(settings.payments.pending_timeout_secs)),
+    );
+    let outbox = shared_kernel::outbox::Outbox::new("payments").with_clock(ctx.clock.clone());
+    let probe = service.clone();
+    ctx.host("payments", super::Hosted { database: db, outbox }, move || {
+        let probe = probe.clone();
+        Box::pin(async move { probe.ping().await })
+    });
+    Ok(service)
+}

@@ -1,0 +1,77 @@
+//! The users module in the composition.
+
+use super::{HostFn, ModuleInfo, ModuleSpec};
+use shared_kernel::Caller;
+use std::sync::Arc;
+use users_contract::UsersApi;
+
+pub(super) fn spec() -> ModuleSpec<dyn UsersApi> {
+    ModuleSpec {
+        name: "users",
+        settings: |modules| &modules.users,
+        http_client: |rpc| Arc::new(users_contract::http_wire::Client::new(rpc)),
+        nats_client: |nats| Arc::new(users_contract::nats_wire::Client::new(nats)),
+        not_deployed: || Arc::new(users_contract::not_deployed::NotDeployed),
+        http_router: users_contract::http_wire::router,
+        serve_nats: |api, resolver, options| Box::pin(users_contract::nats_wire::serve(api, resolver, options)),
+        probe: |api| Box::pin(async move { api.signing_keys(&Caller::Anonymous).await.is_ok() }),
+        host: host(),
+    }
+}
+
+/// How to host the module here, when its implementation is compiled in (the `users-local`
+/// feature).
+fn host() -> Option<HostFn<dyn UsersApi>> {
+    let mut compiled = Vec::<HostFn<dyn UsersApi>>::new();
+    #[cfg(feature = "users-local")]
+    compiled.push(|ctx| Box::pin(local(ctx)));
+    compiled.pop()
+}
+
+pub(super) fn info() -> ModuleInfo {
+    ModuleInfo {
+        name: "users",
+        compiled_local: cfg!(feature = "users-local"),
+        settings: |modules| &modules.users,
+        own_url: |database| database.users_url.as_ref(),
+        migrate: super::migrator::<migrations::users::Migrator>,
+    }
+}
+
+#[cfg(feature = "users-local")]
+async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn UsersApi>> {
+    use anyhow::Context as _;
+    let settings = &ctx.settings;
+    let db = super::open_database::<migrations::users::Migrator>(settings, "users", settings.database.users_url.as_ref()).await?;
+    let keys = match &settings.auth.keys_json {
+        Some(json) => users::KeyRing::from_json(json.expose()).context("auth.keys_json")?,
+        None => {
+            users::KeyRing::load_or_generate(&settings.keys_file(), settings.auth.generate_keys).context("cannot load the signing keys")?
+        }
+    };
+    let users_settings = users::UsersSettings {
+        issuer: settings.auth.issuer.clone(),
+        audience: settings.auth.audience.clone(),
+        access_token_ttl_secs: settings.auth.access_token_ttl_secs,
+        refresh_token_ttl_secs: settings.auth.refresh_token_ttl_secs,
+        login_rate_limits: users::LoginRateLimits {
+            per_account_per_minute: settings.auth.login_per_account_per_minute,
+            per_address_per_minute: settings.auth.login_per_address_per_minute,
+        },
+    };
+    let outbox = shared_kernel::outbox::Outbox::new("users").with_clock(ctx.clock.clone());
+    let service = users::UsersService::new(db.clone(), Arc::new(keys), users_settings, ctx.clock.clone(), outbox.clone());
+    if let Some(admin) = &settings.admin_bootstrap {
+        service
+            .ensure_admin(&admin.email, admin.password.expose())
+            .await
+            .map_err(|error| anyhow::anyhow!("ADMIN_EMAIL/ADMIN_PASSWORD: {error}"))?;
+    }
+    let service = Arc::new(service);
+    let probe = service.clone();
+    ctx.host("users", super::Hosted { database: db, outbox }, move || {
+        let probe = probe.clone();
+        Box::pin(async move { probe.ping().await })
+    });
+    Ok(service)
+}
