@@ -573,4 +573,32 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn nats_settings_take_several_urls_and_refuse_what_cannot_work() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CLEAVE_NATS__URL", "nats://a:4222, nats://b:4222");
+            jail.set_env("CLEAVE_MODULES__PAYMENTS__WIRE", "nats");
+            let settings = Settings::load(None).expect("valid");
+            assert_eq!(settings.nats.options("cleave").unwrap().urls, ["nats://a:4222", "nats://b:4222"]);
+            assert_eq!(settings.modules.payments.wire, Wire::Nats);
+            assert_eq!((settings.modules.users.wire, settings.nats.subject_prefix.as_str()), (Wire::Http, "cleave"));
+            jail.set_env("CLEAVE_MODULES__PAYMENTS__WIRE", "carrier-pigeon");
+            assert!(Settings::load(None).is_err(), "an unknown wire");
+            jail.set_env("CLEAVE_MODULES__PAYMENTS__WIRE", "http");
+            jail.set_env("CLEAVE_NATS__URL", "http://a:4222");
+            assert!(Settings::load(None).is_err(), "not a NATS URL");
+            jail.set_env("CLEAVE_NATS__URL", " , ");
+            assert!(Settings::load(None).is_err(), "no URL at all");
+            jail.set_env("CLEAVE_NATS__URL", "nats://a:4222");
+            jail.set_env("CLEAVE_NATS__USER", "cleave");
+            assert!(Settings::load(None).is_err(), "a user without a password");
+            jail.set_env("CLEAVE_NATS__PASSWORD", "secret");
+            jail.set_env("CLEAVE_NATS__SUBJECT_PREFIX", "two.tokens");
+            assert!(Settings::load(None).is_err(), "a prefix is one subject token");
+            jail.set_env("CLEAVE_NATS__SUBJECT_PREFIX", "staging");
+            assert_eq!(Settings::load(None).expect("valid").nats.subject_prefix, "staging");
+            Ok(())
+        });
+    }
 }
