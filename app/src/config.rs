@@ -297,6 +297,20 @@ impl NatsSettings {
     }
 }
 
+/// A string, or a list of strings joined by commas (`modules.<m>.url`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Option::<OneOrMany>::deserialize(deserializer)?.map(|urls| match urls {
+        OneOrMany::One(url) => url,
+        OneOrMany::Many(urls) => urls.join(","),
+    }))
+}
+
 /// Which wire reaches a remote module.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -327,8 +341,14 @@ pub struct ModuleSettings {
     /// Unset: local when compiled in, else remote when `wire = "nats"` or a `url` is set, else
     /// not deployed.
     pub mode: Option<ModuleMode>,
-    /// The remote service's base URL (remote over HTTP).
+    /// The remote service's base URL (remote over HTTP), or several: a list, or separated by
+    /// commas. A host name stands for every address it resolves to.
+    #[serde(deserialize_with = "one_or_many")]
     pub url: Option<String>,
+    /// How often the host names in `url` are resolved again, in seconds.
+    pub resolve_every_secs: u64,
+    /// How long an instance that failed a call sits out before it is tried again, in seconds.
+    pub eject_cooldown_secs: u64,
     /// How a remote module is reached. A module hosted here ignores it.
     pub wire: Wire,
     /// Bound on one remote call, in milliseconds.
@@ -420,7 +440,7 @@ impl Default for AuthSettings {
 
 impl Default for ModuleSettings {
     fn default() -> Self {
-        Self { mode: None, url: None, wire: Wire::Http, timeout_ms: 5_000 }
+        Self { mode: None, url: None, wire: Wire::Http, timeout_ms: 5_000, resolve_every_secs: 10, eject_cooldown_secs: 10 }
     }
 }
 
@@ -470,7 +490,7 @@ impl Settings {
         for (name, module) in
             [("users", &modules.users), ("catalog", &modules.catalog), ("orders", &modules.orders), ("payments", &modules.payments)]
         {
-            if let Some(url) = &module.url {
+            for url in module.url.iter().flat_map(|urls| urls.split(',')).map(str::trim) {
                 anyhow::ensure!(
                     url.starts_with("http://"),
                     "modules.{name}.url must be an http:// URL (the internal wire has no TLS; use a service mesh or a private network)"

@@ -20,6 +20,8 @@ pub mod trace_context;
 pub mod auth;
 #[cfg(feature = "db")]
 pub mod db;
+#[cfg(feature = "http")]
+pub mod discovery;
 #[cfg(feature = "nats")]
 pub mod nats_wire;
 #[cfg(feature = "db")]

@@ -1,6 +1,7 @@
 //! Both ends of the HTTP wire shared by every contract: problem+json responses, the request
 //! context that travels with a call, caller resolution on the server, and the RPC client.
 
+use crate::discovery::{DiscoveryPolicy, Endpoints, SystemResolver};
 use crate::error::PROBLEM_JSON;
 use crate::{ApiError, Caller, Secret};
 use axum::body::Bytes;
@@ -168,8 +169,11 @@ pub fn outgoing_headers(caller: &Caller, service_token: Option<&Secret<String>>)
 /// How a client reaches a remote module.
 #[derive(Clone)]
 pub struct RpcClientConfig {
-    /// The service's base URL, e.g. `http://users:8080`.
+    /// The service's base URL, e.g. `http://users:8080`, or several separated by commas; each
+    /// host name stands for every address it resolves to.
     pub base_url: String,
+    /// How the instances behind `base_url` are found and ejected.
+    pub discovery: DiscoveryPolicy,
     /// Bound on every call.
     pub timeout: Duration,
     /// This process's name, sent as the `User-Agent` of every call (it shows in the remote's
@@ -191,6 +195,7 @@ impl std::fmt::Debug for RpcClientConfig {
 pub struct RpcClient {
     http: reqwest::Client,
     config: Arc<RpcClientConfig>,
+    endpoints: Arc<Endpoints>,
 }
 
 impl RpcClient {
@@ -203,9 +208,14 @@ impl RpcClient {
                 tracing::error!(%error, "cannot build the HTTP client");
                 ApiError::Internal
             })?;
-        Ok(Self { http, config: Arc::new(config) })
+        let endpoints = Endpoints::new(&config.base_url, config.discovery, Box::new(SystemResolver)).map_err(|error| {
+            tracing::error!(%error, "a module's URL cannot be used");
+            ApiError::Internal
+        })?;
+        Ok(Self { http, config: Arc::new(config), endpoints: Arc::new(endpoints) })
     }
 
+    /// The configured base URL(s).
     pub fn base_url(&self) -> &str {
         &self.config.base_url
     }
@@ -216,17 +226,35 @@ impl RpcClient {
     /// The remote's `ApiError` as it sent it; [`ApiError::Unavailable`] when it cannot be
     /// reached or times out; [`ApiError::Internal`] when it answers something unreadable.
     pub async fn call<A: Serialize + Sync, R: DeserializeOwned>(&self, caller: &Caller, path: &str, args: &A) -> Result<R, ApiError> {
-        let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
-        let mut request = self.http.post(&url).header(header::CONTENT_TYPE, "application/json").body(codec::encode(args)?);
-        for (name, value) in outgoing_headers(caller, self.config.service_token.as_ref()) {
-            request = request.header(name, value);
-        }
+        let body = Bytes::from(codec::encode(args)?);
+        let headers = outgoing_headers(caller, self.config.service_token.as_ref());
         // The client learns which module is down, never an internal address or path.
         let module = path.trim_start_matches("/rpc/").split('/').next().unwrap_or("a module");
-        let response = request.send().await.map_err(|error| {
-            tracing::warn!(%url, error = %error, "remote call failed");
-            ApiError::unavailable(format!("the {module} module is unreachable"), 1)
-        })?;
+        // An instance that refuses the connection never saw the call: another may take it, for
+        // any operation. Any other failure is ambiguous (the call may have run): no second try.
+        let attempts = self.endpoints.count().await;
+        for attempt in 1..=attempts {
+            let base = self.endpoints.pick().await;
+            let url = format!("{base}{path}");
+            let mut request = self.http.post(&url).header(header::CONTENT_TYPE, "application/json").body(body.clone());
+            for (name, value) in &headers {
+                request = request.header(*name, value.as_str());
+            }
+            match request.send().await {
+                Ok(response) => return Self::read(response, &url, module).await,
+                Err(error) => {
+                    self.endpoints.eject(&base);
+                    tracing::warn!(%url, error = %error, attempt, "remote call failed");
+                    if !error.is_connect() {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(ApiError::unavailable(format!("the {module} module is unreachable"), 1))
+    }
+
+    async fn read<R: DeserializeOwned>(response: reqwest::Response, url: &str, module: &str) -> Result<R, ApiError> {
         let status = response.status();
         if response.headers().contains_key(WIRE_AUTH_REFUSED_HEADER) {
             tracing::error!(%url, "the remote refused this process's service token: check auth.service_token on both sides");

@@ -223,6 +223,10 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
                 timeout,
                 service_name: ctx.settings.server.service_name.clone(),
                 service_token: ctx.settings.auth.service_token.clone(),
+                discovery: shared_kernel::discovery::DiscoveryPolicy {
+                    resolve_every: std::time::Duration::from_secs(module.resolve_every_secs.max(1)),
+                    eject_for: std::time::Duration::from_secs(module.eject_cooldown_secs),
+                },
             })
             .map_err(|error| anyhow::anyhow!("cannot build the client for {name}: {error}"))?;
             (spec.http_client)(rpc)

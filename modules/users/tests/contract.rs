@@ -63,6 +63,7 @@ impl Harness {
             timeout: Duration::from_secs(10),
             service_name: "contract-tests".into(),
             service_token: None,
+            discovery: shared_kernel::discovery::DiscoveryPolicy::default(),
         })
         .unwrap();
         Self { api: Arc::new(http_wire::Client::new(client)), service, verifier, _temp: temp, _served: None }

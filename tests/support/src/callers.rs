@@ -58,6 +58,7 @@ pub fn rpc_client(base_url: String) -> shared_kernel::wire::RpcClient {
         timeout: std::time::Duration::from_secs(20),
         service_name: "contract-tests".into(),
         service_token: None,
+        discovery: shared_kernel::discovery::DiscoveryPolicy::default(),
     })
     .expect("an HTTP client")
 }
