@@ -61,3 +61,37 @@ crate::topologies!(
     metrics_are_prometheus_text_with_red_per_route,
     the_openapi_document_and_the_docs_page_work_offline
 );
+
+/// Over NATS, a stranger with any NATS client finds every module of a split deployment: each is
+/// a service of the micro-service protocol, with one endpoint per operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_nats_every_module_answers_the_micro_service_protocol() {
+    use futures::StreamExt as _;
+    let Some(app) = cleave_tests::spawn_app(Topology::ExtractedOverNats(cleave_tests::Database::Sqlite)).await else { return };
+    let client = cleave_test_support::nats::client().await.expect("the topology's NATS server");
+    let gather = |subject: String| {
+        let client = client.clone();
+        async move {
+            let inbox = client.new_inbox();
+            let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+            client.publish_with_reply(subject, inbox, "".into()).await.unwrap();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+            let mut found = Vec::new();
+            while let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await {
+                found.push(serde_json::from_slice::<Value>(&message.payload).unwrap());
+            }
+            found
+        }
+    };
+    let prefix = format!("{}.rpc.", app.nats_subject_prefix().expect("a NATS topology"));
+    let ours: std::collections::BTreeSet<String> = gather("$SRV.INFO".to_owned())
+        .await
+        .into_iter()
+        .filter(|info| info["endpoints"][0]["subject"].as_str().is_some_and(|subject| subject.starts_with(&prefix)))
+        .map(|info| info["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ours, ["catalog", "orders", "payments", "users"].map(str::to_owned).into(), "every module is a NATS service");
+    for name in ["users", "catalog", "orders", "payments"] {
+        assert!(!gather(format!("$SRV.PING.{name}")).await.is_empty(), "{name} answers PING");
+    }
+}

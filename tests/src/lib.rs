@@ -301,6 +301,11 @@ impl TestApp {
         self.start().await;
     }
 
+    /// The NATS subject prefix of this topology's processes (NATS topologies only).
+    pub fn nats_subject_prefix(&self) -> Option<&str> {
+        self.users_settings.nats.url.as_ref().map(|_| self.users_settings.nats.subject_prefix.as_str())
+    }
+
     /// The catalog as the process hosting the modules reaches it (in process).
     pub fn composition_catalog(&self) -> Arc<dyn catalog_contract::CatalogApi> {
         self.users_server.as_ref().expect("a running topology").catalog.clone()
