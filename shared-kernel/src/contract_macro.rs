@@ -103,15 +103,7 @@ macro_rules! contract {
                 $(
                     router = router.route(
                         concat!("/rpc/", $module, "/", stringify!($op)),
-                        $crate::wire::rpc_operation(resolver.clone(), {
-                            let api = api.clone();
-                            move |caller: $crate::Caller, args: args::$op| {
-                                let api = api.clone();
-                                #[allow(unused_variables)]
-                                let args::$op { $($arg),* } = args;
-                                async move { api.$op(&caller $(, $arg)*).await }
-                            }
-                        }),
+                        $crate::wire::rpc_operation(resolver.clone(), $crate::__contract_handler!(api, $op($($arg),*))),
                     );
                 )*
                 router
@@ -167,15 +159,7 @@ macro_rules! contract {
                 #[allow(unused_mut)]
                 let mut operations = ::std::vec::Vec::new();
                 $(
-                    operations.push($crate::nats_wire::Operation::new(stringify!($op), {
-                        let api = api.clone();
-                        move |caller: $crate::Caller, args: args::$op| {
-                            let api = api.clone();
-                            #[allow(unused_variables)]
-                            let args::$op { $($arg),* } = args;
-                            async move { api.$op(&caller $(, $arg)*).await }
-                        }
-                    }));
+                    operations.push($crate::nats_wire::Operation::new(stringify!($op), $crate::__contract_handler!(api, $op($($arg),*))));
                 )*
                 let description = concat!("cleave's ", $module, " module");
                 $crate::nats_wire::serve($module, env!("CARGO_PKG_VERSION"), description, resolver, options, operations).await
@@ -204,4 +188,20 @@ macro_rules! contract {
             }
         }
     };
+}
+
+/// The handler both wires serve an operation with: the caller and the arguments value in, the
+/// trait's method called. (For `contract!` only; `args` is the expansion's argument structs.)
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_handler {
+    ($api:ident, $op:ident ( $($arg:ident),* )) => {{
+        let api = $api.clone();
+        move |caller: $crate::Caller, args: args::$op| {
+            let api = api.clone();
+            #[allow(unused_variables)]
+            let args::$op { $($arg),* } = args;
+            async move { api.$op(&caller $(, $arg)*).await }
+        }
+    }};
 }
