@@ -115,6 +115,20 @@ pub struct EventSettings {
     pub max_delay_ms: u64,
     /// The relay's fallback poll; a commit wakes it at once anyway.
     pub relay_poll_ms: u64,
+    /// Which bus carries the events: in this process only, or NATS JetStream (needs `nats.url`),
+    /// across processes.
+    pub bus: BusKind,
+}
+
+/// The event bus adapter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusKind {
+    /// Events reach the consumers of this process only.
+    #[default]
+    InProcess,
+    /// NATS JetStream: a stream per publishing module, a durable consumer per subscriber.
+    Nats,
 }
 
 impl Default for EventSettings {
@@ -125,6 +139,7 @@ impl Default for EventSettings {
             base_delay_ms: policy.base_delay_ms,
             max_delay_ms: policy.max_delay_ms,
             relay_poll_ms: 1_000,
+            bus: BusKind::InProcess,
         }
     }
 }
@@ -497,6 +512,7 @@ impl Settings {
                 );
             }
         }
+        anyhow::ensure!(self.events.bus == BusKind::InProcess || self.nats.url.is_some(), "events.bus = \"nats\" needs nats.url");
         if let Some(options) = self.nats.options(&self.server.service_name) {
             anyhow::ensure!(!options.urls.is_empty(), "nats.url holds no server URL");
             for url in &options.urls {

@@ -72,6 +72,7 @@ async fn raw_dispatch(events: u64) {
         event_types: vec![Ping::TYPE.into()],
         handler: Arc::new(Nothing),
         dead_letters: Arc::new(Nothing),
+        each_process: false,
     })
     .await
     .unwrap();
@@ -107,6 +108,7 @@ async fn outbox_to_handler(label: &str, target: DatabaseTarget, events: u64) {
         event_types: vec![Ping::TYPE.into()],
         handler: Arc::new(Recording { db: db.clone() }),
         dead_letters: Arc::new(DeadLetterStore::new(db.clone(), "bench")),
+        each_process: false,
     })
     .await
     .unwrap();

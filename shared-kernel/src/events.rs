@@ -135,6 +135,10 @@ pub struct Consumer {
     pub event_types: Vec<String>,
     pub handler: Arc<dyn EventHandler>,
     pub dead_letters: Arc<dyn DeadLetterSink>,
+    /// Every process that subscribes gets every event (a live feed, e.g. GraphQL subscriptions),
+    /// instead of the instances of a module sharing the work. Such a consumer does not resume
+    /// after a restart: it sees what is published while it runs.
+    pub each_process: bool,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -233,31 +237,41 @@ impl InProcessBus {
     }
 
     async fn deliver(&self, consumer: &Consumer, event: &EventEnvelope) -> Result<(), BusError> {
-        let mut attempts = Vec::new();
-        let max_attempts = self.policy.max_attempts.max(1);
-        for attempt in 1..=max_attempts {
-            let outcome = std::panic::AssertUnwindSafe(consumer.handler.handle(event)).catch_unwind().await;
-            let error = match outcome {
-                Ok(Ok(())) => {
-                    metrics::counter!("events_handled_total", "consumer" => consumer.name.clone(), "type" => event.event_type.clone())
-                        .increment(1);
-                    return Ok(());
-                }
-                Ok(Err(error)) => error.0,
-                Err(_) => "the handler panicked".to_owned(),
-            };
-            tracing::warn!(consumer = %consumer.name, event_id = %event.id, event_type = %event.event_type, attempt, %error, "event handler failed");
-            attempts.push(Attempt { at: self.clock.now(), error });
-            if attempt < max_attempts {
-                metrics::counter!("events_retries_total", "consumer" => consumer.name.clone()).increment(1);
-                tokio::time::sleep(self.policy.delay_after(attempt)).await;
-            }
-        }
-        consumer.dead_letters.dead_letter(&consumer.name, event, &attempts).await.map_err(BusError::Unavailable)?;
-        metrics::counter!("events_dead_lettered_total", "consumer" => consumer.name.clone()).increment(1);
-        tracing::error!(consumer = %consumer.name, event_id = %event.id, event_type = %event.event_type, "event dead-lettered");
-        Ok(())
+        deliver(consumer, event, self.policy, self.clock.as_ref()).await
     }
+}
+
+/// Hands `event` to `consumer` as every bus adapter does: retried with `policy`'s backoff, then
+/// put in the consumer's dead-letter store with every attempt's time and error. `Ok` when it was
+/// handled or dead-lettered.
+///
+/// # Errors
+/// The dead-letter store is unavailable (the event must come again).
+pub async fn deliver(consumer: &Consumer, event: &EventEnvelope, policy: RetryPolicy, clock: &dyn crate::Clock) -> Result<(), BusError> {
+    let mut attempts = Vec::new();
+    let max_attempts = policy.max_attempts.max(1);
+    for attempt in 1..=max_attempts {
+        let outcome = std::panic::AssertUnwindSafe(consumer.handler.handle(event)).catch_unwind().await;
+        let error = match outcome {
+            Ok(Ok(())) => {
+                metrics::counter!("events_handled_total", "consumer" => consumer.name.clone(), "type" => event.event_type.clone())
+                    .increment(1);
+                return Ok(());
+            }
+            Ok(Err(error)) => error.0,
+            Err(_) => "the handler panicked".to_owned(),
+        };
+        tracing::warn!(consumer = %consumer.name, event_id = %event.id, event_type = %event.event_type, attempt, %error, "event handler failed");
+        attempts.push(Attempt { at: clock.now(), error });
+        if attempt < max_attempts {
+            metrics::counter!("events_retries_total", "consumer" => consumer.name.clone()).increment(1);
+            tokio::time::sleep(policy.delay_after(attempt)).await;
+        }
+    }
+    consumer.dead_letters.dead_letter(&consumer.name, event, &attempts).await.map_err(BusError::Unavailable)?;
+    metrics::counter!("events_dead_lettered_total", "consumer" => consumer.name.clone()).increment(1);
+    tracing::error!(consumer = %consumer.name, event_id = %event.id, event_type = %event.event_type, "event dead-lettered");
+    Ok(())
 }
 
 #[async_trait::async_trait]

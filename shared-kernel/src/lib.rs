@@ -23,6 +23,8 @@ pub mod db;
 #[cfg(feature = "http")]
 pub mod discovery;
 #[cfg(feature = "nats")]
+pub mod jetstream_bus;
+#[cfg(feature = "nats")]
 pub mod nats_wire;
 #[cfg(feature = "db")]
 pub mod outbox;

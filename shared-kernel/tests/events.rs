@@ -171,6 +171,7 @@ impl World {
             event_types: vec![Bumped::TYPE.into()],
             handler: recorder.clone(),
             dead_letters: Arc::new(dead_letters.clone()),
+            each_process: false,
         })
         .await
         .unwrap();
@@ -392,3 +393,173 @@ on_both_databases!(
     events_of_one_aggregate_arrive_in_commit_order_under_concurrent_writers,
     a_commit_wakes_the_relay_without_waiting_for_its_poll,
 );
+
+/// The bus port over NATS JetStream: the same promises, across two bus instances standing for
+/// two processes (one publishing through its relay, one consuming), against a real nats-server.
+mod jetstream {
+    use super::*;
+    use cleave_test_support::nats;
+    use futures::StreamExt as _;
+    use shared_kernel::jetstream_bus::{JetStreamBus, JetStreamSettings};
+
+    struct Broker {
+        client: async_nats::Client,
+        prefix: String,
+    }
+
+    impl Broker {
+        async fn new() -> Option<Self> {
+            Some(Self { client: nats::client().await?, prefix: nats::unique_prefix() })
+        }
+
+        /// A bus as one process has it (its own connection).
+        async fn bus(&self, max_attempts: u32) -> Arc<JetStreamBus> {
+            let client = async_nats::connect(nats::nats().unwrap().url.as_str()).await.unwrap();
+            let settings = JetStreamSettings { prefix: self.prefix.clone(), ..JetStreamSettings::default() };
+            let policy = RetryPolicy { max_attempts, base_delay_ms: 1, max_delay_ms: 5 };
+            Arc::new(JetStreamBus::new(client, settings, policy, Arc::new(shared_kernel::SystemClock)))
+        }
+
+        /// Removes this test's streams from the shared server.
+        async fn clean_up(self) {
+            let context = async_nats::jetstream::new(self.client);
+            let ours = self.prefix.to_uppercase();
+            let names: Vec<String> = context.stream_names().filter_map(|name| async move { name.ok() }).collect().await;
+            for name in names.into_iter().filter(|name| name.starts_with(&ours)) {
+                let _ = context.delete_stream(&name).await;
+            }
+        }
+    }
+
+    async fn recorder(db: &DatabaseConnection) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            db: db.clone(),
+            name: "recorder".into(),
+            fail_first: AtomicU32::new(0),
+            poison: AtomicBool::new(false),
+            calls: AtomicU32::new(0),
+            arrivals: AtomicU64::new(0),
+        })
+    }
+
+    async fn subscribe(bus: &JetStreamBus, recorder: Arc<Recorder>, dead_letters: &DeadLetterStore) {
+        bus.subscribe(Consumer {
+            name: "tests.recorder".into(),
+            event_types: vec![Bumped::TYPE.into()],
+            handler: recorder,
+            dead_letters: Arc::new(dead_letters.clone()),
+            each_process: false,
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn effects(db: &DatabaseConnection) -> Vec<(String, i64)> {
+        let rows = db.query_all_raw(statement(db, "SELECT aggregate_id, version FROM effects ORDER BY arrival", vec![])).await.unwrap();
+        rows.iter().map(|row| (row.try_get("", "aggregate_id").unwrap(), row.try_get("", "version").unwrap())).collect()
+    }
+
+    async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !done().await {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_cross_processes_in_commit_order_per_aggregate_with_a_failing_consumer() {
+        let Some(broker) = Broker::new().await else { return };
+        let place = Place::sqlite().await.unwrap();
+        let db = place.connect().await;
+        let consuming = broker.bus(5).await;
+        let recorder = recorder(&db).await;
+        recorder.fail_first.store(3, Ordering::SeqCst);
+        subscribe(&consuming, recorder.clone(), &DeadLetterStore::new(db.clone(), "tests")).await;
+        let publishing = broker.bus(5).await;
+        let outbox = Outbox::new("tests");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let relay = tokio::spawn(
+            Relay::new(db.clone(), outbox.clone(), publishing.clone()).with_poll_interval(Duration::from_millis(10)).run(stopped),
+        );
+        let writers: Vec<_> = (0..3)
+            .map(|writer| {
+                let (db, outbox) = (db.clone(), outbox.clone());
+                tokio::spawn(async move {
+                    for n in 0..10 {
+                        bump(&db, &outbox, &format!("agg-{}", (writer + n) % 3)).await;
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        until("30 effects", async || effects(&db).await.len() == 30).await;
+        stop.send(true).unwrap();
+        relay.await.unwrap();
+        let effects = effects(&db).await;
+        for aggregate in ["agg-0", "agg-1", "agg-2"] {
+            let versions: Vec<i64> = effects.iter().filter(|(a, _)| a == aggregate).map(|(_, v)| *v).collect();
+            assert_eq!(versions, (1..=10).collect::<Vec<i64>>(), "{aggregate} arrived out of commit order");
+        }
+        assert_eq!(recorder.calls.load(Ordering::SeqCst), 33, "30 events, 3 failed attempts retried, nothing handled twice");
+        broker.clean_up().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_republished_event_is_dropped_by_the_server_and_a_restarted_consumer_resumes() {
+        let Some(broker) = Broker::new().await else { return };
+        let place = Place::sqlite().await.unwrap();
+        let db = place.connect().await;
+        let dead_letters = DeadLetterStore::new(db.clone(), "tests");
+        let publishing = broker.bus(3).await;
+        let first = recorder(&db).await;
+        {
+            let before_restart = broker.bus(3).await;
+            subscribe(&before_restart, first.clone(), &dead_letters).await;
+            let envelope = EventEnvelope::wrap(&Bumped { aggregate: "r".into(), version: 1 }, chrono::Utc::now(), None).unwrap();
+            // A relay that died after the publish and before marking the row: it publishes again.
+            publishing.publish(&envelope).await.unwrap();
+            publishing.publish(&envelope).await.unwrap();
+            until("the first event", async || effects(&db).await.len() == 1).await;
+            assert_eq!(first.calls.load(Ordering::SeqCst), 1, "the server dropped the duplicate: the handler saw it once");
+        }
+        // The consuming process is gone; events keep coming.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for version in 2..=4 {
+            let envelope = EventEnvelope::wrap(&Bumped { aggregate: "r".into(), version }, chrono::Utc::now(), None).unwrap();
+            publishing.publish(&envelope).await.unwrap();
+        }
+        let after = recorder(&db).await;
+        let restarted = broker.bus(3).await;
+        subscribe(&restarted, after.clone(), &dead_letters).await;
+        until("what was missed", async || effects(&db).await.len() == 4).await;
+        assert_eq!(effects(&db).await, [("r".into(), 1), ("r".into(), 2), ("r".into(), 3), ("r".into(), 4)]);
+        assert_eq!(after.calls.load(Ordering::SeqCst), 3, "the durable consumer resumed after what it had acked");
+        broker.clean_up().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_poison_event_reaches_the_same_dead_letter_store_and_replays_to_its_consumer_only() {
+        let Some(broker) = Broker::new().await else { return };
+        let place = Place::sqlite().await.unwrap();
+        let db = place.connect().await;
+        let dead_letters = DeadLetterStore::new(db.clone(), "tests");
+        let consuming = broker.bus(3).await;
+        let recorder = recorder(&db).await;
+        recorder.poison.store(true, Ordering::SeqCst);
+        subscribe(&consuming, recorder.clone(), &dead_letters).await;
+        let envelope = EventEnvelope::wrap(&Bumped { aggregate: "p".into(), version: 1 }, chrono::Utc::now(), None).unwrap();
+        broker.bus(3).await.publish(&envelope).await.unwrap();
+        until("the dead letter", async || !dead_letters.list(&PageRequest::default(), false).await.unwrap().items.is_empty()).await;
+        let letter = dead_letters.list(&PageRequest::default(), false).await.unwrap().items.remove(0);
+        assert_eq!((letter.consumer.as_str(), letter.attempts.len(), letter.event.id), ("tests.recorder", 3, envelope.id));
+        assert!(letter.attempts.iter().all(|attempt| attempt.error == "cannot handle this event"));
+        recorder.poison.store(false, Ordering::SeqCst);
+        consuming.redeliver("tests.recorder", &letter.event).await.unwrap();
+        assert_eq!(effects(&db).await, [("p".into(), 1)]);
+        assert!(consuming.redeliver("nobody", &letter.event).await.is_err(), "a replay names its consumer");
+        broker.clean_up().await;
+    }
+}

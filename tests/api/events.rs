@@ -49,6 +49,7 @@ fn subscribe(consumer: Arc<TestConsumer>) -> ComposeHook {
                 event_types: vec![UserRegisteredV1::TYPE.into()],
                 handler: consumer,
                 dead_letters: Arc::new(dead_letters),
+                each_process: false,
             })
             .await
             .expect("a new consumer");
@@ -170,6 +171,7 @@ async fn users_events_carry_the_request_that_caused_them_in_order(database: Data
                 event_types: vec![UserRegisteredV1::TYPE.into(), UserDeactivatedV1::TYPE.into()],
                 handler,
                 dead_letters: Arc::new(dead_letters),
+                each_process: false,
             })
             .await
             .unwrap();

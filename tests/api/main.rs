@@ -48,6 +48,23 @@ macro_rules! orders_apart {
     };
 }
 
+/// Generates, for each named `async fn(TestApp)`, one test with orders in a process of its own
+/// and every wire and event on NATS (JetStream): for the reactions that cross processes.
+#[macro_export]
+macro_rules! across_processes {
+    ($($case:ident),* $(,)?) => {
+        mod across_processes_over_nats_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(app) = cleave_tests::spawn_app(cleave_tests::Topology::OrdersApartOverNats(cleave_tests::Database::Sqlite)).await else { return };
+                    super::$case(app).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Generates, for each named `async fn(TestApp)`, one test per topology: the monolith on SQLite,
 /// the monolith on PostgreSQL, and the gateway in front of the modules over HTTP and over NATS.
 #[macro_export]

@@ -364,3 +364,10 @@ crate::orders_apart!(
     bad_orders_get_clear_errors_and_change_nothing,
     a_hundred_and_twenty_buyers_for_twenty_units_confirm_exactly_twenty,
 );
+// Events cross processes on JetStream: orders apart from users and the catalog still sees a
+// deactivation, feeds the sales count, and keeps product names current.
+crate::across_processes!(
+    the_catalog_counts_sales_from_order_events,
+    a_deactivated_customer_is_refused_from_orders_own_projection,
+    order_views_show_current_product_names_from_catalog_events,
+);

@@ -204,6 +204,8 @@ pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Sett
         // Every process of this topology on one server, under a prefix of its own.
         users_settings.nats.url = Some(cleave_test_support::nats()?.url.clone());
         users_settings.nats.subject_prefix = cleave_test_support::nats::unique_prefix();
+        // Events cross the processes too, on JetStream.
+        users_settings.events.bus = cleave::config::BusKind::Nats;
     }
     if topology.orders_apart() {
         users_settings.modules.orders.mode = Some(ModuleMode::NotDeployed);
@@ -244,6 +246,7 @@ impl TestApp {
         gateway_settings.server.service_name = "gateway".into();
         gateway_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
         gateway_settings.nats = self.users_settings.nats.clone();
+        gateway_settings.events.bus = self.users_settings.events.bus;
         // The backend process hosts every module; the gateway reaches them all remotely.
         let internal = internal.expect("the backend process has an internal listener");
         let wire = self.topology.wire();
@@ -270,6 +273,7 @@ impl TestApp {
         settings.database.url = self.users_settings.database.url.clone();
         settings.orders = self.users_settings.orders.clone();
         settings.nats = self.users_settings.nats.clone();
+        settings.events.bus = self.users_settings.events.bus;
         let wire = self.topology.wire();
         for module in [&mut settings.modules.users, &mut settings.modules.catalog, &mut settings.modules.payments] {
             remote(module, wire, backend);

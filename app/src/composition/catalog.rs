@@ -40,7 +40,6 @@ pub(super) fn info() -> ModuleInfo {
 
 #[cfg(feature = "catalog-local")]
 async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn CatalogApi>> {
-    use anyhow::Context as _;
     let settings = &ctx.settings;
     let db = super::open_database::<migrations::catalog::Migrator>(settings, "catalog", settings.database.catalog_url.as_ref()).await?;
     let outbox = shared_kernel::outbox::Outbox::new("catalog").with_clock(ctx.clock.clone());
@@ -51,7 +50,7 @@ async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn CatalogApi>> 
     let every = std::time::Duration::from_secs(settings.catalog.reservation_sweep_secs.max(1));
     let service = catalog::CatalogService::new(db.clone(), ctx.clock.clone(), outbox.clone(), catalog_settings);
     let dead_letters = Arc::new(shared_kernel::outbox::DeadLetterStore::new(db.clone(), "catalog").with_clock(ctx.clock.clone()));
-    ctx.bus.subscribe(service.sales_counter().consumer(dead_letters)).await.context("cannot subscribe the catalog's sales counter")?;
+    ctx.subscribe(service.sales_counter().consumer(dead_letters)).await?;
     let service = Arc::new(service);
     let probe = service.clone();
     ctx.host("catalog", super::Hosted { database: db, outbox }, move || {

@@ -138,6 +138,8 @@ pub(crate) struct Context {
     dead_letters: Vec<DeadLetterStore>,
     background: Vec<BackgroundTask>,
     wires: Vec<HostedWire>,
+    /// Every consumer subscribed here: its name and the event types it reads.
+    subscriptions: Vec<(String, Vec<String>)>,
 }
 
 /// The handles placed so far (a module is placed after the ones it calls).
@@ -170,6 +172,14 @@ impl Context {
         let relay = shared_kernel::outbox::Relay::new(hosted.database, hosted.outbox, self.bus.clone())
             .with_poll_interval(std::time::Duration::from_millis(self.settings.events.relay_poll_ms.max(10)));
         self.background.push(Box::new(move |stop| Box::pin(relay.run(stop))));
+    }
+
+    /// Subscribes `consumer` to this process's bus.
+    pub async fn subscribe(&mut self, consumer: shared_kernel::events::Consumer) -> anyhow::Result<()> {
+        let (name, types) = (consumer.name.clone(), consumer.event_types.clone());
+        self.bus.subscribe(consumer).await.with_context(|| format!("cannot subscribe {name}"))?;
+        self.subscriptions.push((name, types));
+        Ok(())
     }
 
     /// Work that runs beside the servers.
@@ -257,10 +267,25 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
 /// a module configured in a way this binary or configuration cannot satisfy.
 pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
     let clock: Arc<dyn Clock> = Arc::new(shared_kernel::SystemClock);
-    let bus: Arc<dyn EventBus> = Arc::new(InProcessBus::new(settings.events.retry_policy()).with_clock(clock.clone()));
     let nats = match settings.nats.options(&settings.server.service_name) {
         Some(options) => Some(shared_kernel::nats_wire::connect(&options).await?),
         None => None,
+    };
+    let bus: Arc<dyn EventBus> = match (settings.events.bus, &nats) {
+        (crate::config::BusKind::Nats, Some(client)) => {
+            let streams = shared_kernel::jetstream_bus::JetStreamSettings {
+                prefix: settings.nats.subject_prefix.clone(),
+                ..shared_kernel::jetstream_bus::JetStreamSettings::default()
+            };
+            Arc::new(shared_kernel::jetstream_bus::JetStreamBus::new(
+                client.clone(),
+                streams,
+                settings.events.retry_policy(),
+                clock.clone(),
+            ))
+        }
+        (crate::config::BusKind::Nats, None) => anyhow::bail!("events.bus = \"nats\" needs nats.url"),
+        (crate::config::BusKind::InProcess, _) => Arc::new(InProcessBus::new(settings.events.retry_policy()).with_clock(clock.clone())),
     };
     let mut ctx = Context {
         settings: settings.clone(),
@@ -273,6 +298,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         dead_letters: Vec::new(),
         background: Vec::new(),
         wires: Vec::new(),
+        subscriptions: Vec::new(),
     };
 
     let users = place(&users::spec(), &mut ctx).await?;
@@ -284,7 +310,10 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
 
     let order_status_feed =
         crate::graphql::OrderStatusFeed::new(std::time::Duration::from_millis(settings.graphql.subscription_poll_ms.max(100)));
-    bus.subscribe(order_status_feed.consumer()).await.context("cannot subscribe the GraphQL order status feed")?;
+    ctx.subscribe(order_status_feed.consumer()).await?;
+    if settings.events.bus == crate::config::BusKind::InProcess {
+        warn_of_unseen_events(&ctx.subscriptions, &ctx.local_modules);
+    }
 
     let verifier = TokenVerifier::new(
         Arc::new(ContractKeySource { users: users.clone() }),
@@ -332,6 +361,24 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         nats_services,
         local_modules: ctx.local_modules,
     })
+}
+
+/// With the in-process bus, events of a module running elsewhere never reach this process: says
+/// which consumers miss which module's events.
+fn warn_of_unseen_events(subscriptions: &[(String, Vec<String>)], local_modules: &[&'static str]) {
+    for (consumer, types) in subscriptions {
+        let mut remote: Vec<&str> =
+            types.iter().filter_map(|t| t.split('.').next()).filter(|module| !local_modules.contains(module)).collect();
+        remote.sort_unstable();
+        remote.dedup();
+        for module in remote {
+            tracing::warn!(
+                consumer = %consumer,
+                module,
+                "events.bus is in_process and {module} runs elsewhere: {consumer} will not see {module}'s events (set events.bus = \"nats\")"
+            );
+        }
+    }
 }
 
 /// A module as the CLI sees it: where it runs and how its database is migrated.

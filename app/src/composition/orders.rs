@@ -67,14 +67,9 @@ async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn OrdersApi>> {
     let stale_after = std::time::Duration::from_secs(config.stale_after_secs);
     let service = orders::OrdersService::new(db.clone(), outbox.clone(), catalog, payments, ctx.clock.clone(), orders_settings);
     let dead_letters = Arc::new(shared_kernel::outbox::DeadLetterStore::new(db.clone(), "orders").with_clock(ctx.clock.clone()));
-    ctx.bus
-        .subscribe(orders::CustomerStatusProjection::new(db.clone(), ctx.clock.clone()).consumer(dead_letters.clone()))
-        .await
-        .context("cannot subscribe orders' customer-status projection")?;
-    ctx.bus
-        .subscribe(orders::ProductNamesProjection::new(db.clone(), ctx.clock.clone()).consumer(dead_letters))
-        .await
-        .context("cannot subscribe orders' product-name projection")?;
+    let clock = ctx.clock.clone();
+    ctx.subscribe(orders::CustomerStatusProjection::new(db.clone(), clock.clone()).consumer(dead_letters.clone())).await?;
+    ctx.subscribe(orders::ProductNamesProjection::new(db.clone(), clock).consumer(dead_letters)).await?;
     let service = Arc::new(service);
     let probe = service.clone();
     ctx.host("orders", super::Hosted { database: db, outbox }, move || {

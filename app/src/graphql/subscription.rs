@@ -43,6 +43,7 @@ impl OrderStatusFeed {
             event_types: vec![OrderStatusChangedV1::TYPE.to_owned()],
             handler: Arc::new(self.clone()),
             dead_letters: Arc::new(Nowhere),
+            each_process: true,
         }
     }
 }

@@ -34,6 +34,7 @@ impl SalesCounter {
             event_types: vec![OrderConfirmedV1::TYPE.to_owned(), OrderCancelledV1::TYPE.to_owned()],
             handler: Arc::new(self),
             dead_letters,
+            each_process: false,
         }
     }
 }

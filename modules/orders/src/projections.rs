@@ -35,6 +35,7 @@ impl CustomerStatusProjection {
             event_types: vec![UserRegisteredV1::TYPE.to_owned(), UserDeactivatedV1::TYPE.to_owned()],
             handler: Arc::new(self),
             dead_letters,
+            each_process: false,
         }
     }
 }
@@ -92,6 +93,7 @@ impl ProductNamesProjection {
             event_types: vec![ProductChangedV1::TYPE.to_owned()],
             handler: Arc::new(self),
             dead_letters,
+            each_process: false,
         }
     }
 }

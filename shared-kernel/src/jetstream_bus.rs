@@ -1,0 +1,253 @@
+//! The bus port over NATS JetStream, so that events cross processes.
+//!
+//! - **One stream per publishing module**, `<PREFIX>_EVENTS_<MODULE>`, on the subjects
+//!   `<prefix>.events.<module>.>` (an event of type `orders.order_confirmed.v1` goes to
+//!   `cleave.events.orders.order_confirmed.v1`). Created or updated at start-up by every process
+//!   that publishes or consumes its events: file storage, limits retention (events are kept for
+//!   [`JetStreamSettings::max_age`], 7 days by default, whoever has read them), and a duplicate
+//!   window ([`JetStreamSettings::duplicate_window`], 2 minutes by default).
+//! - **Publish** sends the envelope with `Nats-Msg-Id` = the event id and returns only after the
+//!   stream's ack: the relay marks the outbox row delivered after that, so a relay that dies in
+//!   between publishes again and the server drops the duplicate within the window (past it, the
+//!   consumers' inbox drops it).
+//! - **One durable consumer per subscriber and stream**, named after `Consumer::name`: the
+//!   instances of a module share its work, and a restarted process resumes where the consumer
+//!   stopped. A consumer marked `each_process` (a live feed) gets an ephemeral consumer of its
+//!   own instead: every process sees every new event. One message in flight per consumer (`max_ack_pending = 1`), so events reach it in
+//!   stream order, which is each publisher's commit order: per-aggregate order holds across
+//!   instances as in process. A message is acked only after the handler returned (its
+//!   transaction committed); the handler's inbox still drops a redelivery.
+//! - **Retries** with the policy's backoff, then the consumer's dead-letter store, with every
+//!   attempt's time and error, exactly as in process ([`crate::events::deliver`]), and the message
+//!   is acked; keep `ack_wait` above the policy's total backoff. A replay delivers to the local
+//!   consumer only.
+
+use crate::Clock;
+use crate::events::{BusError, Consumer, EventBus, EventEnvelope, RetryPolicy};
+use async_nats::jetstream;
+use futures::StreamExt as _;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How the streams are kept.
+#[derive(Debug, Clone)]
+pub struct JetStreamSettings {
+    /// The first token of every subject, and (upper-cased) of every stream name.
+    pub prefix: String,
+    /// How long a stream keeps an event.
+    pub max_age: Duration,
+    /// Within this window a republished event (same id) is dropped by the server.
+    pub duplicate_window: Duration,
+    /// How long the server waits for a consumer's ack before it redelivers.
+    pub ack_wait: Duration,
+}
+
+impl Default for JetStreamSettings {
+    fn default() -> Self {
+        Self {
+            prefix: "cleave".to_owned(),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            duplicate_window: Duration::from_secs(120),
+            ack_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The bus over JetStream.
+pub struct JetStreamBus {
+    context: jetstream::Context,
+    settings: JetStreamSettings,
+    policy: RetryPolicy,
+    clock: Arc<dyn Clock>,
+    consumers: Mutex<BTreeMap<String, Arc<Consumer>>>,
+    workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for JetStreamBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamBus").field("settings", &self.settings).field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+impl Drop for JetStreamBus {
+    fn drop(&mut self) {
+        for worker in self.workers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            worker.abort();
+        }
+    }
+}
+
+/// The module that publishes events of `event_type` (its first dotted token).
+fn module_of(event_type: &str) -> &str {
+    event_type.split('.').next().unwrap_or(event_type)
+}
+
+/// A NATS name from free text: letters, digits, `-` and `_` only.
+fn token(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+}
+
+fn unavailable(what: &str, error: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(format!("{what}: {error}"))
+}
+
+impl JetStreamBus {
+    pub fn new(client: async_nats::Client, settings: JetStreamSettings, policy: RetryPolicy, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            context: jetstream::new(client),
+            settings,
+            policy,
+            clock,
+            consumers: Mutex::new(BTreeMap::new()),
+            workers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The stream of `module`'s events, created or brought up to date.
+    ///
+    /// # Errors
+    /// JetStream is unavailable or refuses the configuration.
+    pub async fn ensure_stream(&self, module: &str) -> Result<jetstream::stream::Stream, BusError> {
+        let name = format!("{}_EVENTS_{}", token(&self.settings.prefix).to_uppercase(), token(module).to_uppercase());
+        let config = jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{}.events.{module}.>", self.settings.prefix)],
+            retention: jetstream::stream::RetentionPolicy::Limits,
+            storage: jetstream::stream::StorageType::File,
+            max_age: self.settings.max_age,
+            duplicate_window: self.settings.duplicate_window,
+            ..Default::default()
+        };
+        self.context.create_or_update_stream(config).await.map_err(|error| unavailable(&format!("stream {name}"), error))?;
+        self.context.get_stream(&name).await.map_err(|error| unavailable(&format!("stream {name}"), error))
+    }
+
+    fn subject(&self, event_type: &str) -> String {
+        format!("{}.events.{event_type}", self.settings.prefix)
+    }
+
+    /// Handles one message for `consumer`: retries, then the dead-letter store; acks when done.
+    async fn handle(consumer: &Consumer, policy: RetryPolicy, clock: &dyn Clock, message: jetstream::Message) {
+        let event: EventEnvelope = match serde_json::from_slice(&message.payload) {
+            Ok(event) => event,
+            Err(error) => {
+                // Not an event of ours: nothing can ever handle it.
+                tracing::error!(consumer = %consumer.name, subject = %message.subject, %error, "an unreadable message on an event stream; dropped");
+                let _ = message.ack().await;
+                return;
+            }
+        };
+        match crate::events::deliver(consumer, &event, policy, clock).await {
+            Ok(()) => {
+                if let Err(error) = message.ack().await {
+                    // The effect is committed; a redelivery is dropped by the inbox.
+                    tracing::warn!(consumer = %consumer.name, event_id = %event.id, %error, "cannot ack an event; it will come again");
+                }
+            }
+            Err(error) => {
+                // Nothing is lost: without an ack the server delivers it again.
+                tracing::error!(consumer = %consumer.name, event_id = %event.id, %error, "cannot dead-letter an event; it will come again");
+                let _ = message.ack_with(jetstream::AckKind::Nak(Some(Duration::from_secs(5)))).await;
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventBus for JetStreamBus {
+    async fn subscribe(&self, consumer: Consumer) -> Result<(), BusError> {
+        let consumer = Arc::new(consumer);
+        {
+            let mut consumers = self.consumers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if consumers.contains_key(&consumer.name) {
+                return Err(BusError::DuplicateConsumer(consumer.name.clone()));
+            }
+            consumers.insert(consumer.name.clone(), consumer.clone());
+        }
+        let mut by_module: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for event_type in &consumer.event_types {
+            by_module.entry(module_of(event_type)).or_default().push(self.subject(event_type));
+        }
+        for (module, subjects) in by_module {
+            let stream = self.ensure_stream(module).await?;
+            let durable = token(&consumer.name);
+            let pull = if consumer.each_process {
+                // Ephemeral: this process alone, from now on; the server drops it once idle.
+                let config = jetstream::consumer::pull::Config {
+                    filter_subjects: subjects,
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: self.settings.ack_wait,
+                    max_ack_pending: 1,
+                    deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                    inactive_threshold: Duration::from_secs(60),
+                    ..Default::default()
+                };
+                stream.create_consumer(config).await.map_err(|error| unavailable(&format!("consumer {durable}"), error))?
+            } else {
+                let config = jetstream::consumer::pull::Config {
+                    durable_name: Some(durable.clone()),
+                    filter_subjects: subjects,
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: self.settings.ack_wait,
+                    max_ack_pending: 1,
+                    deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                    ..Default::default()
+                };
+                stream
+                    .get_or_create_consumer::<jetstream::consumer::pull::Config>(&durable, config)
+                    .await
+                    .map_err(|error| unavailable(&format!("consumer {durable}"), error))?
+            };
+            let (consumer, policy, clock) = (consumer.clone(), self.policy, self.clock.clone());
+            let worker = tokio::spawn(async move {
+                loop {
+                    let mut messages = match pull.messages().await {
+                        Ok(messages) => messages,
+                        Err(error) => {
+                            tracing::warn!(consumer = %consumer.name, %error, "cannot read an event stream; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    };
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(message) => Self::handle(&consumer, policy, clock.as_ref(), message).await,
+                            Err(error) => tracing::warn!(consumer = %consumer.name, %error, "an event stream broke off; reading on"),
+                        }
+                    }
+                }
+            });
+            self.workers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(worker);
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, event: &EventEnvelope) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(event).map_err(|error| unavailable("encode", error))?;
+        let message = jetstream::message::PublishMessage::build().payload(payload.into()).message_id(event.id.to_string());
+        let ack =
+            self.context.send_publish(self.subject(&event.event_type), message).await.map_err(|error| unavailable("publish", error))?;
+        ack.await.map_err(|error| unavailable("publish ack", error))?;
+        Ok(())
+    }
+
+    async fn redeliver(&self, consumer: &str, event: &EventEnvelope) -> Result<(), BusError> {
+        let found = self.consumers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(consumer).cloned();
+        let consumer = found.ok_or_else(|| BusError::Unavailable(format!("no consumer `{consumer}` in this process")))?;
+        crate::events::deliver(&consumer, event, self.policy, self.clock.as_ref()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_and_names_are_nats_tokens() {
+        assert_eq!(module_of("orders.order_confirmed.v1"), "orders");
+        assert_eq!(token("catalog.sales counter"), "catalog_sales_counter");
+        let settings = JetStreamSettings::default();
+        assert_eq!(settings.duplicate_window, Duration::from_secs(120));
+    }
+}
