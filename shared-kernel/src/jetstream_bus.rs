@@ -49,7 +49,7 @@ impl Default for JetStreamSettings {
             prefix: "cleave".to_owned(),
             max_age: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(120),
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(60),
         }
     }
 }
