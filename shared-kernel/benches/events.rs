@@ -7,6 +7,11 @@
 //!    unit of work), then the relay drains them to a handler that records each in its inbox
 //!    and writes one row, in its own transaction. Reported: commits/s of the producer, and
 //!    delivered events/s of the relay.
+//! 3. Over NATS JetStream (`NATS_URL`, else a throwaway `nats-server`): the raw rate of
+//!    async-nats JetStream publishes, each awaiting its ack as the relay does; then events
+//!    committed to the outbox, relayed through one bus connection and handled (inbox, one row)
+//!    through another, as two processes would. Reported: the relay's publish rate and the
+//!    handled rate, commit to effect.
 
 use migrations::MigratorTrait as _;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
@@ -92,8 +97,9 @@ async fn raw_dispatch(events: u64) {
     );
 }
 
-async fn outbox_to_handler(label: &str, target: DatabaseTarget, events: u64) {
-    let db = connect_module("bench", &target, 8).await.unwrap();
+/// The bench's database: the event tables and one table of effects.
+async fn bench_database(target: &DatabaseTarget) -> DatabaseConnection {
+    let db = connect_module("bench", target, 8).await.unwrap();
     migrations::event_tables::EventTablesOnly::up(&db, None).await.unwrap();
     db.execute_raw(Statement::from_string(
         db.get_database_backend(),
@@ -101,17 +107,25 @@ async fn outbox_to_handler(label: &str, target: DatabaseTarget, events: u64) {
     ))
     .await
     .unwrap();
-    let outbox = Outbox::new("bench");
-    let bus = Arc::new(InProcessBus::new(RetryPolicy::default()));
-    bus.subscribe(Consumer {
+    db
+}
+
+/// A consumer recording each event once (inbox), one row per event.
+fn recording_consumer(db: &DatabaseConnection) -> Consumer {
+    Consumer {
         name: "bench".into(),
         event_types: vec![Ping::TYPE.into()],
         handler: Arc::new(Recording { db: db.clone() }),
         dead_letters: Arc::new(DeadLetterStore::new(db.clone(), "bench")),
         each_process: false,
-    })
-    .await
-    .unwrap();
+    }
+}
+
+async fn outbox_to_handler(label: &str, target: DatabaseTarget, events: u64) {
+    let db = bench_database(&target).await;
+    let outbox = Outbox::new("bench");
+    let bus = Arc::new(InProcessBus::new(RetryPolicy::default()));
+    bus.subscribe(recording_consumer(&db)).await.unwrap();
     let started = Instant::now();
     for n in 0..events {
         let mut unit = UnitOfWork::begin(&db, &outbox).await.unwrap();
@@ -138,6 +152,79 @@ async fn outbox_to_handler(label: &str, target: DatabaseTarget, events: u64) {
     );
 }
 
+/// Raw JetStream publishes, one at a time, each awaiting its ack.
+async fn raw_jetstream_publish(client: &async_nats::Client, prefix: &str, events: u64) -> f64 {
+    let context = async_nats::jetstream::new(client.clone());
+    let stream = format!("{}_RAW", prefix.to_uppercase());
+    context
+        .create_or_update_stream(async_nats::jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{prefix}.raw.>")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let payload = serde_json::to_vec(&EventEnvelope::wrap(&Ping { n: 1 }, chrono::Utc::now(), None).unwrap()).unwrap();
+    let started = Instant::now();
+    for _ in 0..events {
+        context.publish(format!("{prefix}.raw.ping"), payload.clone().into()).await.unwrap().await.unwrap();
+    }
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    context.delete_stream(&stream).await.unwrap();
+    println!("raw JetStream publish, each awaiting its ack: {events} at {rate:.0}/s");
+    rate
+}
+
+/// Outbox → relay (one connection) → JetStream → consumer with inbox (another connection).
+async fn outbox_over_jetstream(url: &str, prefix: &str, target: DatabaseTarget, events: u64, raw: f64) {
+    use shared_kernel::jetstream_bus::{JetStreamBus, JetStreamSettings};
+    let db = bench_database(&target).await;
+    let bus = |client| {
+        let settings = JetStreamSettings { prefix: prefix.to_owned(), ..JetStreamSettings::default() };
+        Arc::new(JetStreamBus::new(client, settings, RetryPolicy::default(), Arc::new(shared_kernel::SystemClock)))
+    };
+    let consuming = bus(async_nats::connect(url).await.unwrap());
+    consuming.subscribe(recording_consumer(&db)).await.unwrap();
+    let outbox = Outbox::new("bench");
+    for n in 0..events {
+        let mut unit = UnitOfWork::begin(&db, &outbox).await.unwrap();
+        unit.publish(&Ping { n }, chrono::Utc::now(), None).await.unwrap();
+        unit.commit().await.unwrap();
+    }
+    let relay = Relay::new(db.clone(), outbox, bus(async_nats::connect(url).await.unwrap()));
+    let started = Instant::now();
+    let mut delivered = 0;
+    loop {
+        let batch = relay.deliver_batch().await.unwrap();
+        if batch == 0 {
+            break;
+        }
+        delivered += batch;
+    }
+    let published = started.elapsed();
+    assert_eq!(delivered as u64, events);
+    let count = || async {
+        let row = db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT COUNT(*) AS n FROM bench_effects"))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    };
+    while count().await < events as i64 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let handled = started.elapsed();
+    let relay_rate = events as f64 / published.as_secs_f64();
+    println!(
+        "outbox → JetStream → handler with inbox, two connections: relay published {events} at {relay_rate:.0}/s ({:.0} % of raw), all handled at {:.0}/s",
+        100.0 * relay_rate / raw,
+        events as f64 / handled.as_secs_f64()
+    );
+    let context = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+    let _ = context.delete_stream(format!("{}_EVENTS_BENCH", prefix.to_uppercase())).await;
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
@@ -151,5 +238,11 @@ fn main() {
             }
             None => println!("PostgreSQL: skipped (no server; set DATABASE_URL)"),
         }
+        let server = cleave_test_support::nats().expect("a NATS server (NATS_URL, or nats-server installed)");
+        let client = async_nats::connect(server.url.as_str()).await.unwrap();
+        let prefix = cleave_test_support::nats::unique_prefix();
+        let raw = raw_jetstream_publish(&client, &prefix, 5_000).await;
+        let temp = tempfile::tempdir().unwrap();
+        outbox_over_jetstream(&server.url, &prefix, DatabaseTarget::SqliteDir(temp.path().to_owned()), 5_000, raw).await;
     });
 }
