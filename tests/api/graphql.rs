@@ -451,17 +451,13 @@ fn the_committed_sdl_matches_the_code() {
     );
 }
 
-/// In a process that hosts orders the subscription is fed by orders' events: with the contract
-/// check every ten minutes, the change still arrives at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_subscription_is_fed_by_the_event_bus() {
-    let app = cleave_tests::spawn_app_with(
-        Topology::Monolith(Database::Sqlite),
-        |settings| settings.graphql.subscription_poll_ms = 600_000,
-        None,
-    )
-    .await
-    .unwrap();
+/// The subscription is fed by orders' events: with the contract check every ten minutes, the
+/// change still arrives at once, in a process that hosts orders and on a gateway in front of an
+/// orders process elsewhere (its events on JetStream).
+async fn the_subscription_is_fed_by_the_event_bus(topology: Topology) {
+    let Some(app) = cleave_tests::spawn_app_with(topology, |settings| settings.graphql.subscription_poll_ms = 600_000, None).await else {
+        return;
+    };
     let (token, id) = a_confirmed_order(&app, "KETTLE-2", "evented@example.com").await;
     let (token, id) = (token.as_str(), id.as_str());
     let mut socket = connect(&app, Some(token)).await;
@@ -472,4 +468,14 @@ async fn the_subscription_is_fed_by_the_event_bus() {
     let change = next_message(&mut socket).await;
     assert_eq!(change["payload"]["data"]["orderStatusChanged"]["status"], "CANCELLED", "{change}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "the change came by the event, not the ten-minute check");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscription_is_fed_by_the_event_bus_in_the_monolith() {
+    the_subscription_is_fed_by_the_event_bus(Topology::Monolith(Database::Sqlite)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscription_on_a_gateway_is_fed_by_a_remote_orders_modules_events() {
+    the_subscription_is_fed_by_the_event_bus(Topology::OrdersApartOverNats(Database::Sqlite)).await;
 }

@@ -247,6 +247,8 @@ impl TestApp {
         gateway_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
         gateway_settings.nats = self.users_settings.nats.clone();
         gateway_settings.events.bus = self.users_settings.events.bus;
+        // The gateway serves the public API, GraphQL included: it follows the test's settings.
+        gateway_settings.graphql = self.users_settings.graphql.clone();
         // The backend process hosts every module; the gateway reaches them all remotely.
         let internal = internal.expect("the backend process has an internal listener");
         let wire = self.topology.wire();
