@@ -19,8 +19,9 @@
 //!   transaction committed); the handler's inbox still drops a redelivery.
 //! - **Retries** with the policy's backoff, then the consumer's dead-letter store, with every
 //!   attempt's time and error, exactly as in process ([`crate::events::deliver`]), and the message
-//!   is acked; keep `ack_wait` above the policy's total backoff. A replay delivers to the local
-//!   consumer only.
+//!   is acked (confirmed by the server, tried again while it is away). While a handler works, the
+//!   consumer tells the server so every third of `ack_wait`; so `ack_wait` (10 s) bounds only what
+//!   a delivery lost in a broker restart costs. A replay delivers to the local consumer only.
 
 use crate::Clock;
 use crate::events::{BusError, Consumer, EventBus, EventEnvelope, RetryPolicy};
@@ -39,7 +40,8 @@ pub struct JetStreamSettings {
     pub max_age: Duration,
     /// Within this window a republished event (same id) is dropped by the server.
     pub duplicate_window: Duration,
-    /// How long the server waits for a consumer's ack before it redelivers.
+    /// How long the server waits for a consumer's ack (or its "still working") before it
+    /// delivers again: what a delivery lost with a broker restart costs the consumer.
     pub ack_wait: Duration,
 }
 
@@ -49,7 +51,7 @@ impl Default for JetStreamSettings {
             prefix: "cleave".to_owned(),
             max_age: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(120),
-            ack_wait: Duration::from_secs(60),
+            ack_wait: Duration::from_secs(10),
         }
     }
 }
@@ -127,8 +129,32 @@ impl JetStreamBus {
         format!("{}.events.{event_type}", self.settings.prefix)
     }
 
+    /// Acks a handled event and waits for the server to confirm it. While the broker is away
+    /// (a restart), it tries again, for up to `ack_wait`: an ack lost with the broker would
+    /// otherwise hold the consumer (one event in flight) until the server redelivers. Past that,
+    /// the redelivery comes and the inbox drops it.
+    async fn ack(consumer: &Consumer, event: &EventEnvelope, message: &jetstream::Message, ack_wait: Duration) {
+        let deadline = tokio::time::Instant::now() + ack_wait;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match message.double_ack().await {
+                Ok(()) => return,
+                Err(error) if tokio::time::Instant::now() + delay < deadline => {
+                    tracing::debug!(consumer = %consumer.name, event_id = %event.id, %error, "an ack did not get through; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => {
+                    // The effect is committed; the redelivery is dropped by the inbox.
+                    tracing::warn!(consumer = %consumer.name, event_id = %event.id, %error, "cannot ack an event; it will come again");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Handles one message for `consumer`: retries, then the dead-letter store; acks when done.
-    async fn handle(consumer: &Consumer, policy: RetryPolicy, clock: &dyn Clock, message: jetstream::Message) {
+    async fn handle(consumer: &Consumer, policy: RetryPolicy, clock: &dyn Clock, ack_wait: Duration, message: jetstream::Message) {
         let event: EventEnvelope = match serde_json::from_slice(&message.payload) {
             Ok(event) => event,
             Err(error) => {
@@ -138,13 +164,22 @@ impl JetStreamBus {
                 return;
             }
         };
-        match crate::events::deliver(consumer, &event, policy, clock).await {
-            Ok(()) => {
-                if let Err(error) = message.ack().await {
-                    // The effect is committed; a redelivery is dropped by the inbox.
-                    tracing::warn!(consumer = %consumer.name, event_id = %event.id, %error, "cannot ack an event; it will come again");
+        // While the handler (and its retries) runs, tell the server it is still in hand, so that
+        // `ack_wait` bounds only a lost delivery, not a slow handler.
+        let message = Arc::new(message);
+        let keep_alive = tokio::spawn({
+            let message = message.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(ack_wait / 3).await;
+                    let _ = message.ack_with(jetstream::AckKind::Progress).await;
                 }
             }
+        });
+        let delivered = crate::events::deliver(consumer, &event, policy, clock).await;
+        keep_alive.abort();
+        match delivered {
+            Ok(()) => Self::ack(consumer, &event, &message, ack_wait).await,
             Err(error) => {
                 // Nothing is lost: without an ack the server delivers it again.
                 tracing::error!(consumer = %consumer.name, event_id = %event.id, %error, "cannot dead-letter an event; it will come again");
@@ -199,7 +234,7 @@ impl EventBus for JetStreamBus {
                     .await
                     .map_err(|error| unavailable(&format!("consumer {durable}"), error))?
             };
-            let (consumer, policy, clock) = (consumer.clone(), self.policy, self.clock.clone());
+            let (consumer, policy, clock, ack_wait) = (consumer.clone(), self.policy, self.clock.clone(), self.settings.ack_wait);
             let worker = tokio::spawn(async move {
                 loop {
                     let mut messages = match pull.messages().await {
@@ -212,7 +247,7 @@ impl EventBus for JetStreamBus {
                     };
                     while let Some(message) = messages.next().await {
                         match message {
-                            Ok(message) => Self::handle(&consumer, policy, clock.as_ref(), message).await,
+                            Ok(message) => Self::handle(&consumer, policy, clock.as_ref(), ack_wait, message).await,
                             Err(error) => tracing::warn!(consumer = %consumer.name, %error, "an event stream broke off; reading on"),
                         }
                     }

@@ -145,3 +145,74 @@ pub fn serve_options(client: &async_nats::Client, prefix: &str) -> shared_kernel
 pub fn rpc_client(client: &async_nats::Client, module: &'static str, prefix: &str) -> shared_kernel::nats_wire::NatsClient {
     shared_kernel::nats_wire::NatsClient::new(client.clone(), module, prefix, Duration::from_secs(20), None)
 }
+
+/// A `nats-server` of one test's own, which the test may stop and start again on the same port
+/// and store (a broker restart).
+pub struct OwnNatsServer {
+    child: Option<std::process::Child>,
+    binary: PathBuf,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl OwnNatsServer {
+    /// Starts one, or `None` (with the reason printed) when there is no `nats-server` binary.
+    ///
+    /// # Panics
+    /// Under `CI=true` when there is no binary, or when it does not start.
+    pub fn start() -> Option<Self> {
+        let Some(binary) = nats_server_binary() else {
+            assert!(!std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"), "CI=true but nats-server is not installed");
+            eprintln!("SKIPPING: this test needs the nats-server binary");
+            return None;
+        };
+        let dir = tempfile::Builder::new().prefix("cleave-nats-own-").tempdir().expect("a directory").keep();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("an address").port();
+        let mut server = Self { child: None, binary, port, dir };
+        server.restart();
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (as a crash would) and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and store, and waits until it accepts
+    /// connections.
+    ///
+    /// # Panics
+    /// When it does not start within 10 s.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log")).expect("a log file");
+        let child = Command::new(&self.binary)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.dir.join("store"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start; see {}", self.dir.join("log").display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for OwnNatsServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
