@@ -232,6 +232,30 @@ pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Sett
     Some(app)
 }
 
+/// A NATS topology leaves its streams on the broker: removed when the test is done, so a shared
+/// development broker does not fill up with them.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let (Some(url), prefix) = (self.users_settings.nats.url.clone(), self.users_settings.nats.subject_prefix.to_uppercase()) else {
+            return;
+        };
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async move {
+                use futures::StreamExt as _;
+                let client = tokio::time::timeout(std::time::Duration::from_secs(2), async_nats::connect(url)).await.ok()?.ok()?;
+                let context = async_nats::jetstream::new(client);
+                let names: Vec<String> = context.stream_names().filter_map(|name| async move { name.ok() }).collect().await;
+                for name in names.into_iter().filter(|name| name.starts_with(&prefix)) {
+                    let _ = context.delete_stream(&name).await;
+                }
+                Some(())
+            })
+        });
+        let _ = cleanup.join();
+    }
+}
+
 impl TestApp {
     async fn start(&mut self) {
         let (users_server, users_address, internal) =
