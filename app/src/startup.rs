@@ -107,6 +107,18 @@ impl Application {
             .into_iter()
             .map(|task| tokio::spawn(task(background_stopped.clone())))
             .collect();
+        // The NATS services leave their queue groups when the stop comes, and their calls in
+        // flight finish, while the HTTP listeners drain.
+        let nats_services = std::mem::take(&mut self.composition.nats_services);
+        let nats_stopped = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                stop.await;
+                for service in nats_services {
+                    service.stop(std::time::Duration::from_secs(10)).await;
+                }
+            })
+        };
         let internal = self.internal.map(|(listener, router, _)| {
             let stop = stop.clone();
             tokio::spawn(async move {
@@ -119,6 +131,11 @@ impl Application {
             .context("the server failed");
         if let Some(internal) = internal {
             internal.await.context("the internal server task failed")?.context("the internal server failed")?;
+        }
+        if public.is_ok() {
+            let _ = nats_stopped.await;
+        } else {
+            nats_stopped.abort();
         }
         let _ = stop_background.send(true);
         for task in background {

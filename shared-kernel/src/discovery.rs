@@ -143,7 +143,10 @@ impl Endpoints {
         let Ok(_only_one) = self.resolving.try_lock() else { return };
         let mut found: Vec<(String, usize)> = Vec::new();
         for (index, target) in self.targets.iter().enumerate() {
-            match self.resolver.resolve(&target.host, target.port).await {
+            let resolved = tokio::time::timeout(Duration::from_secs(2), self.resolver.resolve(&target.host, target.port))
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the resolver did not answer")));
+            match resolved {
                 Ok(addresses) if !addresses.is_empty() => {
                     found.extend(addresses.into_iter().map(|address| (format!("http://{address}"), index)));
                 }

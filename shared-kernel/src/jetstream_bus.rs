@@ -64,6 +64,8 @@ pub struct JetStreamBus {
     clock: Arc<dyn Clock>,
     consumers: Mutex<BTreeMap<String, Arc<Consumer>>>,
     workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The modules whose stream this bus has made sure of (a publisher makes its own).
+    streams: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for JetStreamBus {
@@ -103,6 +105,7 @@ impl JetStreamBus {
             clock,
             consumers: Mutex::new(BTreeMap::new()),
             workers: Mutex::new(Vec::new()),
+            streams: Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -229,10 +232,8 @@ impl EventBus for JetStreamBus {
                     deliver_policy: jetstream::consumer::DeliverPolicy::All,
                     ..Default::default()
                 };
-                stream
-                    .get_or_create_consumer::<jetstream::consumer::pull::Config>(&durable, config)
-                    .await
-                    .map_err(|error| unavailable(&format!("consumer {durable}"), error))?
+                // Created, or updated to this release's filter (a consumer's event types may change).
+                stream.create_consumer(config).await.map_err(|error| unavailable(&format!("consumer {durable}"), error))?
             };
             let (consumer, policy, clock, ack_wait) = (consumer.clone(), self.policy, self.clock.clone(), self.settings.ack_wait);
             let worker = tokio::spawn(async move {
@@ -259,6 +260,13 @@ impl EventBus for JetStreamBus {
     }
 
     async fn publish(&self, event: &EventEnvelope) -> Result<(), BusError> {
+        // The publishing module's stream exists whether or not anything consumes it yet.
+        let module = module_of(&event.event_type).to_owned();
+        let known = self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&module);
+        if !known {
+            self.ensure_stream(&module).await?;
+            self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(module);
+        }
         let payload = serde_json::to_vec(event).map_err(|error| unavailable("encode", error))?;
         let message = jetstream::message::PublishMessage::build().payload(payload.into()).message_id(event.id.to_string());
         let ack =

@@ -54,7 +54,7 @@ pub struct NatsOptions {
 impl std::fmt::Debug for NatsOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsOptions")
-            .field("urls", &self.urls)
+            .field("urls", &self.urls.iter().map(|url| without_credentials(url)).collect::<Vec<_>>())
             .field("user", &self.user)
             .field("credentials_file", &self.credentials_file)
             .field("tls_ca_file", &self.tls_ca_file)
@@ -97,7 +97,19 @@ pub async fn connect(options: &NatsOptions) -> Result<async_nats::Client, WireEr
     if let Some(ca) = &options.tls_ca_file {
         connect = connect.add_root_certificates(ca.clone()).require_tls(true);
     }
-    connect.connect(options.urls.as_slice()).await.map_err(|source| WireError::Connect { urls: options.urls.join(","), source })
+    let shown = options.urls.iter().map(|url| without_credentials(url)).collect::<Vec<_>>().join(",");
+    connect.connect(options.urls.as_slice()).await.map_err(|source| WireError::Connect { urls: shown, source })
+}
+
+/// `url` with any `user:password@` taken out, for messages and logs.
+pub fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.rsplit_once('@').map_or_else(|| url.to_owned(), |(_, host)| format!("***@{host}")),
+    }
 }
 
 /// The subject of `operation` of `module` under `prefix`.
@@ -151,6 +163,9 @@ pub struct ServeOptions {
 pub struct NatsService {
     service: Option<async_nats::service::Service>,
     workers: Vec<tokio::task::JoinHandle<()>>,
+    /// One permit per call in flight may be held; all back means none is.
+    permits: Arc<tokio::sync::Semaphore>,
+    max_in_flight: u32,
 }
 
 impl std::fmt::Debug for NatsService {
@@ -160,8 +175,9 @@ impl std::fmt::Debug for NatsService {
 }
 
 impl NatsService {
-    /// Stops taking calls; calls in flight finish.
-    pub async fn stop(mut self) {
+    /// Stops taking calls (the instance leaves its queue group, so the others take them), then
+    /// waits up to `grace` for the calls in flight to be answered.
+    pub async fn stop(mut self, grace: Duration) {
         if let Some(service) = self.service.take()
             && let Err(error) = service.stop().await
         {
@@ -169,6 +185,9 @@ impl NatsService {
         }
         for worker in self.workers.drain(..) {
             worker.abort();
+        }
+        if tokio::time::timeout(grace, self.permits.acquire_many(self.max_in_flight)).await.is_err() {
+            tracing::warn!(grace_secs = grace.as_secs(), "NATS calls were still in flight when the grace ran out");
         }
     }
 }
@@ -198,7 +217,8 @@ pub async fn serve(
     let failed = |error: async_nats::Error| WireError::Service { module, detail: error.to_string() };
     let service = options.client.service_builder().description(description).start(module, version).await.map_err(failed)?;
     let group = service.group(format!("{}.rpc.{module}", options.subject_prefix));
-    let permits = Arc::new(tokio::sync::Semaphore::new(options.max_in_flight.max(1)));
+    let max_in_flight = u32::try_from(options.max_in_flight.max(1)).unwrap_or(u32::MAX);
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight as usize));
     let service_token = Arc::new(options.service_token.clone());
     let mut workers = Vec::with_capacity(operations.len());
     for operation in operations {
@@ -217,7 +237,7 @@ pub async fn serve(
         }));
     }
     tracing::info!(module, subjects = %format!("{}.rpc.{module}.*", options.subject_prefix), "serving the module over NATS");
-    Ok(NatsService { service: Some(service), workers })
+    Ok(NatsService { service: Some(service), workers, permits, max_in_flight })
 }
 
 /// Handles one call and sends its answer; logs it (with its request id and trace, like the
@@ -252,11 +272,13 @@ async fn answer(
         Err((error, service_token_refused)) => {
             let problem = with_request_context(context, async { codec::problem(&error) }).await;
             let mut headers = async_nats::HeaderMap::new();
+            // serde_json escapes every control character: the problem is one header line.
             headers.insert(PROBLEM_HEADER, serde_json::to_string(&problem).unwrap_or_default().as_str());
             if service_token_refused {
                 headers.insert(WIRE_AUTH_REFUSED_HEADER, "service-token");
             }
-            let status = async_nats::service::error::Error { status: problem.title.clone(), code: usize::from(problem.status) };
+            let title = problem.title.replace(['\r', '\n'], " ");
+            let status = async_nats::service::error::Error { status: title, code: usize::from(problem.status) };
             request.respond_with_headers(Err(status), headers).await
         }
     };
@@ -348,7 +370,13 @@ impl NatsClient {
         let module = self.module;
         let mut headers = async_nats::HeaderMap::new();
         for (name, value) in outgoing_headers(caller, self.service_token.as_ref()) {
-            headers.insert(name, value.as_str());
+            // A value with a line break cannot travel as a NATS header (a service token read
+            // from a file with its newline, say): an error, not a panic.
+            let value = value.parse::<async_nats::HeaderValue>().map_err(|_| {
+                tracing::error!(module, header = name, "a call header holds a line break; check auth.service_token");
+                ApiError::Internal
+            })?;
+            headers.insert(name, value);
         }
         let request = async_nats::Request::new().payload(codec::encode(args)?.into()).headers(headers).timeout(Some(self.timeout));
         let subject = subject(&self.subject_prefix, module, operation);
@@ -386,5 +414,19 @@ impl NatsClient {
             Some(Ok(problem)) => Err(ApiError::from_problem(problem)),
             _ => Err(ApiError::from_status(status)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_credentials() {
+        assert_eq!(without_credentials("nats://cleave:s3cret@nats:4222"), "nats://***@nats:4222");
+        assert_eq!(without_credentials("nats://nats:4222"), "nats://nats:4222");
+        assert_eq!(without_credentials("token@nats:4222"), "***@nats:4222");
+        let options = NatsOptions { urls: vec!["nats://u:p@h:4222".into()], ..NatsOptions::default() };
+        assert!(!format!("{options:?}").contains("u:p"));
     }
 }

@@ -204,7 +204,14 @@ impl RpcClient {
     /// configuration makes this fail).
     pub fn new(config: RpcClientConfig) -> Result<Self, ApiError> {
         let http =
-            reqwest::Client::builder().timeout(config.timeout).pool_idle_timeout(Duration::from_secs(30)).build().map_err(|error| {
+            // A connect that stalls (a pod's address gone silent) counts as refused well within
+            // the call's timeout, so the call goes to another instance.
+            reqwest::Client::builder()
+                .timeout(config.timeout)
+                .connect_timeout((config.timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(2)))
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build()
+                .map_err(|error| {
                 tracing::error!(%error, "cannot build the HTTP client");
                 ApiError::Internal
             })?;
