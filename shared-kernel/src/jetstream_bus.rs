@@ -210,9 +210,9 @@ impl EventBus for JetStreamBus {
         for (module, subjects) in by_module {
             let stream = self.ensure_stream(module).await?;
             let durable = token(&consumer.name);
-            let pull = if consumer.each_process {
+            let config = if consumer.each_process {
                 // Ephemeral: this process alone, from now on; the server drops it once idle.
-                let config = jetstream::consumer::pull::Config {
+                jetstream::consumer::pull::Config {
                     filter_subjects: subjects,
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait: self.settings.ack_wait,
@@ -220,10 +220,9 @@ impl EventBus for JetStreamBus {
                     deliver_policy: jetstream::consumer::DeliverPolicy::New,
                     inactive_threshold: Duration::from_secs(60),
                     ..Default::default()
-                };
-                stream.create_consumer(config).await.map_err(|error| unavailable(&format!("consumer {durable}"), error))?
+                }
             } else {
-                let config = jetstream::consumer::pull::Config {
+                jetstream::consumer::pull::Config {
                     durable_name: Some(durable.clone()),
                     filter_subjects: subjects,
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
@@ -231,26 +230,34 @@ impl EventBus for JetStreamBus {
                     max_ack_pending: 1,
                     deliver_policy: jetstream::consumer::DeliverPolicy::All,
                     ..Default::default()
-                };
-                // Created, or updated to this release's filter (a consumer's event types may change).
-                stream.create_consumer(config).await.map_err(|error| unavailable(&format!("consumer {durable}"), error))?
+                }
             };
+            // Created, or updated to this release's filter (a consumer's event types may change).
+            let pull = stream.create_consumer(config.clone()).await.map_err(|error| unavailable(&format!("consumer {durable}"), error))?;
             let (consumer, policy, clock, ack_wait) = (consumer.clone(), self.policy, self.clock.clone(), self.settings.ack_wait);
             let worker = tokio::spawn(async move {
+                let mut pull = pull;
                 loop {
-                    let mut messages = match pull.messages().await {
-                        Ok(messages) => messages,
-                        Err(error) => {
-                            tracing::warn!(consumer = %consumer.name, %error, "cannot read an event stream; retrying");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
+                    match pull.messages().await {
+                        Ok(mut messages) => {
+                            while let Some(message) = messages.next().await {
+                                match message {
+                                    Ok(message) => Self::handle(&consumer, policy, clock.as_ref(), ack_wait, message).await,
+                                    Err(error) => {
+                                        tracing::warn!(consumer = %consumer.name, %error, "an event stream broke off; reading again");
+                                        break;
+                                    }
+                                }
+                            }
                         }
-                    };
-                    while let Some(message) = messages.next().await {
-                        match message {
-                            Ok(message) => Self::handle(&consumer, policy, clock.as_ref(), ack_wait, message).await,
-                            Err(error) => tracing::warn!(consumer = %consumer.name, %error, "an event stream broke off; reading on"),
-                        }
+                        Err(error) => tracing::warn!(consumer = %consumer.name, %error, "cannot read an event stream; retrying"),
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    // The consumer may be gone (an ephemeral one after a long outage, a deleted
+                    // durable): make sure of it before reading again.
+                    match stream.create_consumer(config.clone()).await {
+                        Ok(again) => pull = again,
+                        Err(error) => tracing::warn!(consumer = %consumer.name, %error, "cannot recreate an event consumer; retrying"),
                     }
                 }
             });

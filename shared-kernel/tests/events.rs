@@ -541,6 +541,31 @@ mod jetstream {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_consumer_deleted_on_the_server_is_made_again_and_nothing_is_missed() {
+        let Some(broker) = Broker::new().await else { return };
+        let place = Place::sqlite().await.unwrap();
+        let db = place.connect().await;
+        let consuming = broker.bus(3).await;
+        subscribe(&consuming, recorder(&db).await, &DeadLetterStore::new(db.clone(), "tests")).await;
+        let publishing = broker.bus(3).await;
+        let event = |version| EventEnvelope::wrap(&Bumped { aggregate: "c".into(), version }, chrono::Utc::now(), None).unwrap();
+        publishing.publish(&event(1)).await.unwrap();
+        until("the first effect", async || effects(&db).await.len() == 1).await;
+        let context = async_nats::jetstream::new(broker.client.clone());
+        let stream = context.get_stream(format!("{}_EVENTS_TESTS", broker.prefix.to_uppercase())).await.unwrap();
+        stream.delete_consumer("tests_recorder").await.unwrap();
+        assert!(stream.consumer_info("tests_recorder").await.is_err(), "the consumer is gone");
+        publishing.publish(&event(2)).await.unwrap();
+        until("the event after the deletion", async || effects(&db).await.len() == 2).await;
+        assert_eq!(
+            effects(&db).await,
+            [("c".into(), 1), ("c".into(), 2)],
+            "the first event, redelivered to the new consumer, had no second effect"
+        );
+        broker.clean_up().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_poison_event_reaches_the_same_dead_letter_store_and_replays_to_its_consumer_only() {
         let Some(broker) = Broker::new().await else { return };
         let place = Place::sqlite().await.unwrap();
