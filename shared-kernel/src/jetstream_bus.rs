@@ -2,10 +2,11 @@
 //!
 //! - **One stream per publishing module**, `<PREFIX>_EVENTS_<MODULE>`, on the subjects
 //!   `<prefix>.events.<module>.>` (an event of type `orders.order_confirmed.v1` goes to
-//!   `cleave.events.orders.order_confirmed.v1`). Created or updated at start-up by every process
-//!   that publishes or consumes its events: file storage, limits retention (events are kept for
-//!   [`JetStreamSettings::max_age`], 7 days by default, whoever has read them), and a duplicate
-//!   window ([`JetStreamSettings::duplicate_window`], 2 minutes by default).
+//!   `cleave.events.orders.order_confirmed.v1`). Created or updated by every process that
+//!   publishes its events (before its first one) or consumes them (at start-up): file storage,
+//!   limits retention (events are kept for [`JetStreamSettings::max_age`], 7 days by default,
+//!   whoever has read them), and a duplicate window ([`JetStreamSettings::duplicate_window`],
+//!   2 minutes by default).
 //! - **Publish** sends the envelope with `Nats-Msg-Id` = the event id and returns only after the
 //!   stream's ack: the relay marks the outbox row delivered after that, so a relay that dies in
 //!   between publishes again and the server drops the duplicate within the window (past it, the
