@@ -97,6 +97,27 @@ async fn raw_dispatch(events: u64) {
     );
 }
 
+/// Commits `events` pings, one per unit of work.
+async fn commit_pings(db: &DatabaseConnection, outbox: &Outbox, events: u64) {
+    for n in 0..events {
+        let mut unit = UnitOfWork::begin(db, outbox).await.unwrap();
+        unit.publish(&Ping { n }, chrono::Utc::now(), None).await.unwrap();
+        unit.commit().await.unwrap();
+    }
+}
+
+/// Runs the relay's batches until nothing is left; returns how many it delivered.
+async fn drain(relay: &Relay) -> usize {
+    let mut delivered = 0;
+    loop {
+        let batch = relay.deliver_batch().await.unwrap();
+        if batch == 0 {
+            return delivered;
+        }
+        delivered += batch;
+    }
+}
+
 /// The bench's database: the event tables and one table of effects.
 async fn bench_database(target: &DatabaseTarget) -> DatabaseConnection {
     let db = connect_module("bench", target, 8).await.unwrap();
@@ -127,22 +148,11 @@ async fn outbox_to_handler(label: &str, target: DatabaseTarget, events: u64) {
     let bus = Arc::new(InProcessBus::new(RetryPolicy::default()));
     bus.subscribe(recording_consumer(&db)).await.unwrap();
     let started = Instant::now();
-    for n in 0..events {
-        let mut unit = UnitOfWork::begin(&db, &outbox).await.unwrap();
-        unit.publish(&Ping { n }, chrono::Utc::now(), None).await.unwrap();
-        unit.commit().await.unwrap();
-    }
+    commit_pings(&db, &outbox, events).await;
     let produced = started.elapsed();
     let relay = Relay::new(db.clone(), outbox, bus);
     let started = Instant::now();
-    let mut delivered = 0;
-    loop {
-        let batch = relay.deliver_batch().await.unwrap();
-        if batch == 0 {
-            break;
-        }
-        delivered += batch;
-    }
+    let delivered = drain(&relay).await;
     let drained = started.elapsed();
     assert_eq!(delivered as u64, events);
     println!(
@@ -186,21 +196,10 @@ async fn outbox_over_jetstream(url: &str, prefix: &str, target: DatabaseTarget, 
     let consuming = bus(async_nats::connect(url).await.unwrap());
     consuming.subscribe(recording_consumer(&db)).await.unwrap();
     let outbox = Outbox::new("bench");
-    for n in 0..events {
-        let mut unit = UnitOfWork::begin(&db, &outbox).await.unwrap();
-        unit.publish(&Ping { n }, chrono::Utc::now(), None).await.unwrap();
-        unit.commit().await.unwrap();
-    }
+    commit_pings(&db, &outbox, events).await;
     let relay = Relay::new(db.clone(), outbox, bus(async_nats::connect(url).await.unwrap()));
     let started = Instant::now();
-    let mut delivered = 0;
-    loop {
-        let batch = relay.deliver_batch().await.unwrap();
-        if batch == 0 {
-            break;
-        }
-        delivered += batch;
-    }
+    let delivered = drain(&relay).await;
     let published = started.elapsed();
     assert_eq!(delivered as u64, events);
     let count = || async {

@@ -431,7 +431,7 @@ mod jetstream {
         }
     }
 
-    async fn recorder(db: &DatabaseConnection) -> Arc<Recorder> {
+    pub(super) async fn recorder(db: &DatabaseConnection) -> Arc<Recorder> {
         Arc::new(Recorder {
             db: db.clone(),
             name: "recorder".into(),
@@ -442,7 +442,7 @@ mod jetstream {
         })
     }
 
-    async fn subscribe(bus: &JetStreamBus, recorder: Arc<Recorder>, dead_letters: &DeadLetterStore) {
+    pub(super) async fn subscribe(bus: &JetStreamBus, recorder: Arc<Recorder>, dead_letters: &DeadLetterStore) {
         bus.subscribe(Consumer {
             name: "tests.recorder".into(),
             event_types: vec![Bumped::TYPE.into()],
@@ -601,24 +601,7 @@ async fn a_broker_restart_mid_load_loses_nothing_and_duplicates_no_effect() {
         Arc::new(JetStreamBus::new(client, JetStreamSettings::default(), policy, Arc::new(shared_kernel::SystemClock)))
     };
     let consuming = bus(async_nats::connect(server.url()).await.unwrap());
-    let recorder = Arc::new(Recorder {
-        db: db.clone(),
-        name: "recorder".into(),
-        fail_first: AtomicU32::new(0),
-        poison: AtomicBool::new(false),
-        calls: AtomicU32::new(0),
-        arrivals: AtomicU64::new(0),
-    });
-    consuming
-        .subscribe(Consumer {
-            name: "tests.recorder".into(),
-            event_types: vec![Bumped::TYPE.into()],
-            handler: recorder.clone(),
-            dead_letters: Arc::new(DeadLetterStore::new(db.clone(), "tests")),
-            each_process: false,
-        })
-        .await
-        .unwrap();
+    jetstream::subscribe(&consuming, jetstream::recorder(&db).await, &DeadLetterStore::new(db.clone(), "tests")).await;
     let outbox = Outbox::new("tests");
     let publishing = bus(async_nats::connect(server.url()).await.unwrap());
     let (stop, stopped) = tokio::sync::watch::channel(false);
