@@ -161,7 +161,7 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
         resolver: composition.resolver.clone(),
         trust_forwarded_for: settings.server.trust_forwarded_for,
         bus: composition.bus.clone(),
-        dead_letters: std::sync::Arc::new(composition.dead_letters.clone()),
+        dead_letters: std::sync::Arc::new(composition.dead_letter_admin.clone()),
     });
     let checks = composition.readiness.clone();
     let metrics = telemetry::metrics_handle();

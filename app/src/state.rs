@@ -33,7 +33,7 @@ pub struct Handles {
     pub resolver: Arc<dyn CallerResolver>,
     pub trust_forwarded_for: bool,
     pub bus: Arc<dyn shared_kernel::events::EventBus>,
-    pub dead_letters: Arc<Vec<shared_kernel::outbox::DeadLetterStore>>,
+    pub dead_letters: Arc<Vec<Arc<dyn shared_kernel::outbox::admin::DeadLettersApi>>>,
     pub graphql: crate::graphql::CleaveSchema,
 }
 

@@ -26,6 +26,10 @@
 ///   resolver, options)`, the module as a NATS micro service (service name = the module, one
 ///   endpoint per operation), and `Client`, which implements the trait by NATS request/reply.
 ///   The same codec as over HTTP ([`crate::wire::codec`]).
+///
+/// `http_wire::router_as(name, ..)`, `http_wire::Client::as_name(name, ..)` and
+/// `nats_wire::serve_as(name, ..)` serve and call the contract under another name than its
+/// own: for a contract every module offers once (its dead letters, `outbox::admin`).
 #[macro_export]
 macro_rules! contract {
     (
@@ -98,11 +102,21 @@ macro_rules! contract {
                 api: ::std::sync::Arc<dyn $trait_name>,
                 resolver: ::std::sync::Arc<dyn $crate::wire::CallerResolver>,
             ) -> $crate::__private::axum::Router {
+                router_as(MODULE, api, resolver)
+            }
+
+            /// [`router`] under another name (`/rpc/<name>/<operation>`): for a contract that
+            /// every module offers, served once per module.
+            pub fn router_as(
+                name: &str,
+                api: ::std::sync::Arc<dyn $trait_name>,
+                resolver: ::std::sync::Arc<dyn $crate::wire::CallerResolver>,
+            ) -> $crate::__private::axum::Router {
                 #[allow(unused_mut)]
                 let mut router = $crate::__private::axum::Router::new();
                 $(
                     router = router.route(
-                        concat!("/rpc/", $module, "/", stringify!($op)),
+                        &format!("/rpc/{name}/{}", stringify!($op)),
                         $crate::wire::rpc_operation(resolver.clone(), $crate::__contract_handler!(api, $op($($arg),*))),
                     );
                 )*
@@ -113,11 +127,18 @@ macro_rules! contract {
             #[derive(Clone)]
             pub struct Client {
                 rpc: $crate::wire::RpcClient,
+                /// Set when it calls the contract under another name ([`Client::as_name`]).
+                name: ::std::option::Option<&'static str>,
             }
 
             impl Client {
                 pub fn new(rpc: $crate::wire::RpcClient) -> Self {
-                    Self { rpc }
+                    Self { rpc, name: None }
+                }
+
+                /// Calls the contract served under `name` (see [`router_as`]).
+                pub fn as_name(name: &'static str, rpc: $crate::wire::RpcClient) -> Self {
+                    Self { rpc, name: Some(name) }
                 }
             }
 
@@ -126,7 +147,10 @@ macro_rules! contract {
                 $(
                     async fn $op(&self, caller: &$crate::Caller $(, $arg: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError> {
                         let args = args::$op { $($arg),* };
-                        self.rpc.call(caller, concat!("/rpc/", $module, "/", stringify!($op)), &args).await
+                        match self.name {
+                            None => self.rpc.call(caller, concat!("/rpc/", $module, "/", stringify!($op)), &args).await,
+                            Some(name) => self.rpc.call(caller, &format!("/rpc/{name}/{}", stringify!($op)), &args).await,
+                        }
                     }
                 )*
             }
@@ -156,13 +180,28 @@ macro_rules! contract {
                 resolver: ::std::sync::Arc<dyn $crate::wire::CallerResolver>,
                 options: $crate::nats_wire::ServeOptions,
             ) -> ::std::result::Result<$crate::nats_wire::NatsService, $crate::nats_wire::WireError> {
+                serve_as(MODULE, api, resolver, options).await
+            }
+
+            /// [`serve`] as the micro service `name` (subjects `<prefix>.rpc.<name>.<operation>`):
+            /// for a contract that every module offers, served once per module. A client
+            /// reaches it with a `NatsClient` made for `name`.
+            ///
+            /// # Errors
+            /// The service cannot be registered (the connection is gone).
+            pub async fn serve_as(
+                name: &'static str,
+                api: ::std::sync::Arc<dyn $trait_name>,
+                resolver: ::std::sync::Arc<dyn $crate::wire::CallerResolver>,
+                options: $crate::nats_wire::ServeOptions,
+            ) -> ::std::result::Result<$crate::nats_wire::NatsService, $crate::nats_wire::WireError> {
                 #[allow(unused_mut)]
                 let mut operations = ::std::vec::Vec::new();
                 $(
                     operations.push($crate::nats_wire::Operation::new(stringify!($op), $crate::__contract_handler!(api, $op($($arg),*))));
                 )*
-                let description = concat!("cleave's ", $module, " module");
-                $crate::nats_wire::serve($module, env!("CARGO_PKG_VERSION"), description, resolver, options, operations).await
+                let description = concat!("cleave's ", $module, " contract");
+                $crate::nats_wire::serve(name, env!("CARGO_PKG_VERSION"), description, resolver, options, operations).await
             }
 
             /// Implements the contract by calling the module's NATS service.

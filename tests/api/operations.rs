@@ -10,10 +10,7 @@ async fn health_reports_each_check(app: TestApp) {
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "ready");
-    let check = match app.topology {
-        Topology::Monolith(_) => "users.database",
-        _ => "users.remote",
-    };
+    let check = if app.topology.edge_hosts_users() { "users.database" } else { "users.remote" };
     assert_eq!(body["checks"][check], "ok", "{body}");
 }
 
@@ -63,7 +60,8 @@ crate::topologies!(
 );
 
 /// Over NATS, a stranger with any NATS client finds every module of a split deployment: each is
-/// a service of the micro-service protocol, with one endpoint per operation.
+/// a service of the micro-service protocol, with one endpoint per operation (and one more
+/// service per module for its dead letters).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_nats_every_module_answers_the_micro_service_protocol() {
     use futures::StreamExt as _;
@@ -90,7 +88,9 @@ async fn over_nats_every_module_answers_the_micro_service_protocol() {
         .filter(|info| info["endpoints"][0]["subject"].as_str().is_some_and(|subject| subject.starts_with(&prefix)))
         .map(|info| info["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(ours, ["catalog", "orders", "payments", "users"].map(str::to_owned).into(), "every module is a NATS service");
+    let modules = ["catalog", "orders", "payments", "users"];
+    let expected = modules.iter().flat_map(|module| [module.to_string(), format!("{module}_dead_letters")]).collect();
+    assert_eq!(ours, expected, "every module is a NATS service, and so are its dead letters");
     for name in ["users", "catalog", "orders", "payments"] {
         assert!(!gather(format!("$SRV.PING.{name}")).await.is_empty(), "{name} answers PING");
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 pub(super) fn spec() -> ModuleSpec<dyn CatalogApi> {
     ModuleSpec {
         name: "catalog",
+        dead_letters: "catalog_dead_letters",
         settings: |modules| &modules.catalog,
         http_client: |rpc| Arc::new(catalog_contract::http_wire::Client::new(rpc)),
         nats_client: |nats| Arc::new(catalog_contract::nats_wire::Client::new(nats)),

@@ -22,6 +22,7 @@ use shared_kernel::auth::{KeySource, TokenPolicy, TokenVerifier};
 use shared_kernel::events::{EventBus, InProcessBus};
 use shared_kernel::nats_wire::{NatsClient, NatsService, ServeOptions, WireError};
 use shared_kernel::outbox::DeadLetterStore;
+use shared_kernel::outbox::admin::{self as dead_letters_contract, DeadLettersApi, LocalDeadLetters};
 use shared_kernel::wire::{CallerResolver, RpcClient, TokenCallerResolver};
 use shared_kernel::{ApiError, Caller, Clock};
 use std::sync::Arc;
@@ -47,6 +48,9 @@ pub struct Composition {
     pub order_status_feed: crate::graphql::OrderStatusFeed,
     /// The dead letters of the consumers of every module hosted here.
     pub dead_letters: Vec<DeadLetterStore>,
+    /// The dead letters of every deployed module, each through its contract: in process for
+    /// the modules hosted here, over their wire for the others (the admin API gathers them).
+    pub dead_letter_admin: Vec<Arc<dyn DeadLettersApi>>,
     /// Started by `Application::run_until`, stopped after the servers drain.
     pub background: Vec<BackgroundTask>,
     pub resolver: Arc<dyn CallerResolver>,
@@ -107,6 +111,8 @@ pub fn placement_of(name: &str, module: &ModuleSettings, compiled_local: bool, n
 /// when its implementation is compiled in, how to host it here.
 pub(crate) struct ModuleSpec<A: ?Sized + Send + Sync + 'static> {
     pub name: &'static str,
+    /// The name its dead letters' contract is served under: `<name>_dead_letters`.
+    pub dead_letters: &'static str,
     pub settings: fn(&ModulesSettings) -> &ModuleSettings,
     pub http_client: fn(RpcClient) -> Arc<A>,
     pub nats_client: fn(NatsClient) -> Arc<A>,
@@ -136,6 +142,7 @@ pub(crate) struct Context {
     readiness: Vec<ReadinessCheck>,
     local_modules: Vec<&'static str>,
     dead_letters: Vec<DeadLetterStore>,
+    dead_letter_admin: Vec<Arc<dyn DeadLettersApi>>,
     background: Vec<BackgroundTask>,
     wires: Vec<HostedWire>,
     /// Every consumer subscribed here: its name and the event types it reads.
@@ -223,6 +230,7 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
                 router: Box::new(move |resolver| http_router(for_http, resolver)),
                 nats: Box::new(move |resolver, options| serve_nats(for_nats, resolver, options)),
             });
+            host_dead_letters(spec, ctx);
             return Ok(api);
         }
         (Placement::Local, None) => anyhow::bail!("{name} cannot run here: this binary was built without the `{name}-local` feature"),
@@ -239,13 +247,15 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
                 },
             })
             .map_err(|error| anyhow::anyhow!("cannot build the client for {name}: {error}"))?;
+            ctx.dead_letter_admin.push(Arc::new(dead_letters_contract::http_wire::Client::as_name(spec.dead_letters, rpc.clone())));
             (spec.http_client)(rpc)
         }
         (Placement::Nats, _) => {
             let client = ctx.nats.clone().with_context(|| format!("modules.{name}.wire is `nats` but nats.url is not set"))?;
-            let nats =
-                NatsClient::new(client, name, ctx.settings.nats.subject_prefix.clone(), timeout, ctx.settings.auth.service_token.clone());
-            (spec.nats_client)(nats)
+            let (prefix, token) = (ctx.settings.nats.subject_prefix.clone(), ctx.settings.auth.service_token.clone());
+            let dead_letters = NatsClient::new(client.clone(), spec.dead_letters, prefix.clone(), timeout, token.clone());
+            ctx.dead_letter_admin.push(Arc::new(dead_letters_contract::nats_wire::Client::new(dead_letters)));
+            (spec.nats_client)(NatsClient::new(client, name, prefix, timeout, token))
         }
         (Placement::NotDeployed, _) => {
             tracing::warn!(
@@ -257,6 +267,24 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
     let (probe_api, probe) = (api.clone(), spec.probe);
     ctx.readiness.push(ReadinessCheck { name: format!("{name}.remote"), probe: Arc::new(move || probe(probe_api.clone())) });
     Ok(api)
+}
+
+/// Serves the dead letters of hosted module `spec` (those of its consumers, in its database)
+/// through their contract: to the admin API here, and on this process's wires for the others.
+fn host_dead_letters<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mut Context) {
+    let Some(store) = ctx.dead_letters.iter().find(|store| store.module() == spec.name) else {
+        return;
+    };
+    let api: Arc<dyn DeadLettersApi> = Arc::new(LocalDeadLetters::new(store.clone(), ctx.bus.clone()));
+    ctx.dead_letter_admin.push(api.clone());
+    let (for_http, for_nats, wire_name) = (api.clone(), api, spec.dead_letters);
+    ctx.wires.push(HostedWire {
+        name: wire_name,
+        router: Box::new(move |resolver| dead_letters_contract::http_wire::router_as(wire_name, for_http, resolver)),
+        nats: Box::new(move |resolver, options| {
+            Box::pin(dead_letters_contract::nats_wire::serve_as(wire_name, for_nats, resolver, options))
+        }),
+    });
 }
 
 /// Builds every module's adapter as configured, and serves the hosted ones on the wires that
@@ -296,6 +324,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         readiness: Vec::new(),
         local_modules: Vec::new(),
         dead_letters: Vec::new(),
+        dead_letter_admin: Vec::new(),
         background: Vec::new(),
         wires: Vec::new(),
         subscriptions: Vec::new(),
@@ -354,6 +383,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         bus,
         order_status_feed,
         dead_letters: ctx.dead_letters,
+        dead_letter_admin: ctx.dead_letter_admin,
         background: ctx.background,
         resolver,
         readiness: ctx.readiness,

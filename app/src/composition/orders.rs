@@ -9,6 +9,7 @@ use std::sync::Arc;
 pub(super) fn spec() -> ModuleSpec<dyn OrdersApi> {
     ModuleSpec {
         name: "orders",
+        dead_letters: "orders_dead_letters",
         settings: |modules| &modules.orders,
         http_client: |rpc| Arc::new(orders_contract::http_wire::Client::new(rpc)),
         nats_client: |nats| Arc::new(orders_contract::nats_wire::Client::new(nats)),

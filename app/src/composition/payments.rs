@@ -8,6 +8,7 @@ use std::sync::Arc;
 pub(super) fn spec() -> ModuleSpec<dyn PaymentsApi> {
     ModuleSpec {
         name: "payments",
+        dead_letters: "payments_dead_letters",
         settings: |modules| &modules.payments,
         http_client: |rpc| Arc::new(payments_contract::http_wire::Client::new(rpc)),
         nats_client: |nats| Arc::new(payments_contract::nats_wire::Client::new(nats)),

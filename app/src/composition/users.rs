@@ -8,6 +8,7 @@ use users_contract::UsersApi;
 pub(super) fn spec() -> ModuleSpec<dyn UsersApi> {
     ModuleSpec {
         name: "users",
+        dead_letters: "users_dead_letters",
         settings: |modules| &modules.users,
         http_client: |rpc| Arc::new(users_contract::http_wire::Client::new(rpc)),
         nats_client: |nats| Arc::new(users_contract::nats_wire::Client::new(nats)),

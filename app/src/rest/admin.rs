@@ -1,5 +1,6 @@
 //! Dead letters (admin only): list, show, replay to their consumer, discard (kept as audit).
-//! Covers the consumers of every module hosted in this process.
+//! Covers the consumers of every deployed module: each module's dead letters are reached
+//! through their contract, where that module runs.
 
 use super::AppState;
 use crate::edge::CallerExt;
@@ -8,8 +9,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use shared_kernel::outbox::{DeadLetter, DeadLetterStatus, DeadLetterStore};
-use shared_kernel::{ApiError, Page, PageRequest, ProblemDetails};
+use shared_kernel::outbox::DeadLetter;
+use shared_kernel::outbox::admin::DeadLettersApi;
+use shared_kernel::{ApiError, Caller, Page, PageRequest, ProblemDetails};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -40,13 +42,15 @@ pub async fn list_dead_letters(
 ) -> Result<Json<Page<DeadLetter>>, ApiError> {
     caller.require_admin()?;
     let page = PageRequest::from_query(query.limit.as_deref(), query.cursor.as_deref())?;
-    // Ids are UUIDv7 and unique across modules: merging each store's next rows by id gives
-    // one ordered list, and the last id is a cursor valid for every store.
-    let mut rows = Vec::new();
-    for store in state.dead_letters.iter() {
-        rows.extend(store.list_overfetched(&page, query.include_resolved).await?);
-    }
+    // Ids are UUIDv7 and unique across modules: merging each module's next rows by id gives
+    // one ordered list, and the last id is a cursor valid for every module. A module that does
+    // not answer fails the list (503) rather than being left out of it silently.
+    let lists =
+        futures::future::try_join_all(state.dead_letters.iter().map(|module| module.list(&caller, page.clone(), query.include_resolved)))
+            .await?;
+    let mut rows: Vec<DeadLetter> = lists.into_iter().flatten().collect();
     rows.sort_by_key(|row| row.id);
+    rows.dedup_by_key(|row| row.id);
     Ok(Json(Page::from_overfetched(rows, page.limit(), |row| row.id.to_string())))
 }
 
@@ -60,7 +64,7 @@ pub async fn get_dead_letter(
     Path(id): Path<String>,
 ) -> Result<Json<DeadLetter>, ApiError> {
     caller.require_admin()?;
-    let (_, dead_letter) = find(&state, &id).await?;
+    let (_, dead_letter) = find(&state, &caller, &id).await?;
     Ok(Json(dead_letter))
 }
 
@@ -76,31 +80,9 @@ pub async fn replay_dead_letter(
     Path(id): Path<String>,
 ) -> Result<Json<DeadLetter>, ApiError> {
     caller.require_admin()?;
-    let (store, dead_letter) = find(&state, &id).await?;
-    if dead_letter.status != DeadLetterStatus::Pending {
-        return Err(ApiError::conflict("this dead letter was already replayed or discarded"));
-    }
-    // Claim it first, so two admins replaying at once deliver it once; if the delivery cannot
-    // even be attempted, it goes back to pending rather than vanishing from the list.
-    store.mark_replayed(dead_letter.id).await?;
-    // Detached from the request: a client that goes away, or the request timeout, cannot stop a
-    // replay half-way and leave the letter marked replayed but undelivered.
-    let replay = {
-        let (bus, store, letter) = (state.bus.clone(), store.clone(), dead_letter.clone());
-        tokio::spawn(async move {
-            let outcome = bus.redeliver(&letter.consumer, &letter.event).await;
-            if let Err(error) = &outcome {
-                tracing::error!(%error, dead_letter = %letter.id, "replay failed; the dead letter is pending again");
-                let _ = store.reopen(letter.id).await;
-            }
-            outcome
-        })
-    };
-    if !matches!(replay.await, Ok(Ok(()))) {
-        return Err(ApiError::unavailable("the event could not be delivered again", 1));
-    }
-    tracing::info!(dead_letter = %dead_letter.id, consumer = %dead_letter.consumer, event_id = %dead_letter.event.id, "replayed a dead letter");
-    Ok(Json(store.get(dead_letter.id).await?))
+    let (module, dead_letter) = find(&state, &caller, &id).await?;
+    // The module that holds it replays it, to its own consumer, in its own process.
+    Ok(Json(module.replay(&caller, dead_letter.id).await?))
 }
 
 /// Discards a dead letter: it stays in the audit trail (`include_resolved=true`) as discarded.
@@ -113,19 +95,19 @@ pub async fn discard_dead_letter(
     CallerExt(caller): CallerExt,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let admin = caller.require_admin()?;
-    let (store, dead_letter) = find(&state, &id).await?;
-    store.mark_discarded(dead_letter.id).await?;
-    tracing::info!(dead_letter = %dead_letter.id, admin_id = %admin.id, "discarded a dead letter");
+    caller.require_admin()?;
+    let (module, dead_letter) = find(&state, &caller, &id).await?;
+    module.discard(&caller, dead_letter.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn find<'a>(state: &'a AppState, id: &str) -> Result<(&'a DeadLetterStore, DeadLetter), ApiError> {
+/// The module holding dead letter `id`, and the letter.
+async fn find<'a>(state: &'a AppState, caller: &Caller, id: &str) -> Result<(&'a dyn DeadLettersApi, DeadLetter), ApiError> {
     let not_found = || ApiError::not_found("dead letter not found");
     let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
-    for store in state.dead_letters.iter() {
-        match store.get(id).await {
-            Ok(dead_letter) => return Ok((store, dead_letter)),
+    for module in state.dead_letters.iter() {
+        match module.get(caller, id).await {
+            Ok(dead_letter) => return Ok((module.as_ref(), dead_letter)),
             Err(ApiError::NotFound { .. }) => {}
             Err(other) => return Err(other),
         }

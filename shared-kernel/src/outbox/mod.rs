@@ -17,6 +17,7 @@
 //! up on). Time comes only from the [`Clock`](crate::Clock) port: each part is given one (the
 //! system clock unless told otherwise).
 
+pub mod admin;
 mod dead_letters;
 mod entities;
 mod inbox;
