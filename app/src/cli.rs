@@ -98,7 +98,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let application = Application::build(settings).await?;
     println!("{}", application.banner());
-    tracing::info!(addr = %application.local_addr(), "serving");
+    match application.internal_addr() {
+        Some(internal) => tracing::info!(addr = %application.local_addr(), %internal, "serving"),
+        None => tracing::info!(addr = %application.local_addr(), "serving"),
+    }
     application.run_until_stopped().await
 }
 

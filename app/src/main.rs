@@ -1,7 +1,7 @@
 //! `cleave`: the modular monolith, a module run alone, or the gateway, depending on features
 //! and configuration. Everything is in the library; this only runs the CLI.
 
-fn main() -> std::process::ExitCode {
+pub fn main() -> std::process::ExitCode {
     fix_the_allocators_mmap_threshold();
     cleave::cli::main()
 }

@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cleave_tests::{PASSWORD, TestApp, captured_logs, problem};
+use cleave_tests::{PASSWORD, TestApp, problem};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -144,7 +144,7 @@ async fn no_password_hash_or_token_reaches_a_response_or_a_log_line(app: TestApp
     let me = app.get("/api/users/me", refreshed["access_token"].as_str()).await.text().await.unwrap();
     let wrong_password = format!("wrong password {}", uuid::Uuid::now_v7());
     app.login(&email, &wrong_password).await;
-    let logs = captured_logs();
+    let logs = app.logs();
     // This test's own lines are there (the user id is logged on login)...
     assert!(logs.lines().any(|line| line.contains(&user_id) && line.contains("logged in")), "the capture works");
     // ...and none of its secrets.

@@ -66,7 +66,8 @@ macro_rules! across_processes {
 }
 
 /// Generates, for each named `async fn(TestApp)`, one test per topology: the monolith on SQLite,
-/// the monolith on PostgreSQL, and the gateway in front of the modules over HTTP and over NATS.
+/// the monolith on PostgreSQL, the gateway in front of the modules over HTTP and over NATS, and
+/// the four layouts of OS processes (`cleave_tests::Layout`) from the preset binaries.
 #[macro_export]
 macro_rules! topologies {
     ($($case:ident),* $(,)?) => {
@@ -102,6 +103,26 @@ macro_rules! topologies {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let Some(app) = cleave_tests::spawn_app(cleave_tests::Topology::ExtractedOverNats(cleave_tests::Database::Sqlite)).await else { return };
+                    super::$case(app).await;
+                }
+            )*
+        }
+        $crate::processes!(processes_monolith, Monolith, $($case),*);
+        $crate::processes!(processes_services_over_nats, ServicesOverNats, $($case),*);
+        $crate::processes!(processes_payments_apart, PaymentsApart, $($case),*);
+        $crate::processes!(processes_orders_and_payments_apart, OrdersAndPaymentsApart, $($case),*);
+    };
+}
+
+/// One module of tests, each case against the OS processes of one `cleave_tests::Layout`.
+#[macro_export]
+macro_rules! processes {
+    ($module:ident, $layout:ident, $($case:ident),* $(,)?) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(app) = cleave_tests::spawn_app(cleave_tests::Topology::Processes(cleave_tests::Layout::$layout)).await else { return };
                     super::$case(app).await;
                 }
             )*

@@ -3,7 +3,13 @@
 //! - the monolith on SQLite, and on PostgreSQL;
 //! - the extracted topology: a backend process hosting the modules behind a gateway that
 //!   reaches them all remotely, both real servers talking HTTP, or NATS;
-//! - orders apart: orders in a process of its own, over HTTP or NATS.
+//! - orders apart: orders in a process of its own, over HTTP or NATS;
+//! - the preset binaries as OS processes, in four layouts ([`Layout`]), each process on a
+//!   PostgreSQL database of its own.
+
+pub mod processes;
+
+pub use processes::{Layout, OsProcess, Preset};
 
 use cleave::config::{AdminBootstrap, ModuleMode, ModuleSettings, Settings, Wire};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -37,6 +43,8 @@ pub enum Topology {
     ExtractedOverNats(Database),
     /// [`Topology::OrdersApart`] with every module reached over NATS.
     OrdersApartOverNats(Database),
+    /// The preset binaries started as OS processes, as users run them (on PostgreSQL).
+    Processes(Layout),
 }
 
 impl Topology {
@@ -47,22 +55,43 @@ impl Topology {
             | Self::OrdersApart(database)
             | Self::ExtractedOverNats(database)
             | Self::OrdersApartOverNats(database) => database,
+            Self::Processes(_) => Database::Postgres,
         }
     }
 
-    /// Whether the public API is served by a gateway in front of other processes.
+    /// Whether the public API is served in front of other processes.
     pub fn is_split(self) -> bool {
-        !matches!(self, Self::Monolith(_))
+        !matches!(self, Self::Monolith(_) | Self::Processes(Layout::Monolith))
     }
 
     /// Whether orders runs in a process of its own.
     pub fn orders_apart(self) -> bool {
-        matches!(self, Self::OrdersApart(_) | Self::OrdersApartOverNats(_))
+        matches!(
+            self,
+            Self::OrdersApart(_)
+                | Self::OrdersApartOverNats(_)
+                | Self::Processes(Layout::ServicesOverNats | Layout::OrdersAndPaymentsApart)
+        )
+    }
+
+    /// Whether the process serving the public API hosts users itself (else it reaches users
+    /// over a wire).
+    pub fn edge_hosts_users(self) -> bool {
+        matches!(self, Self::Monolith(_) | Self::Processes(Layout::Monolith | Layout::PaymentsApart | Layout::OrdersAndPaymentsApart))
     }
 
     /// The wire between the processes.
     pub fn wire(self) -> Wire {
-        if matches!(self, Self::ExtractedOverNats(_) | Self::OrdersApartOverNats(_)) { Wire::Nats } else { Wire::Http }
+        if matches!(self, Self::ExtractedOverNats(_) | Self::OrdersApartOverNats(_) | Self::Processes(Layout::ServicesOverNats)) {
+            Wire::Nats
+        } else {
+            Wire::Http
+        }
+    }
+
+    /// Whether events cross the processes on JetStream.
+    pub fn events_on_nats(self) -> bool {
+        self.wire() == Wire::Nats || (self.is_split() && matches!(self, Self::Processes(_)))
     }
 }
 
@@ -77,7 +106,7 @@ fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = CaptureWriter(buffer.clone());
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,hyper=info,hyper_util=info,h2=info,reqwest=info,tower=info"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(processes::LOG_FILTER))
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .try_init();
@@ -153,6 +182,11 @@ pub struct TestApp {
     users_server: Option<Server>,
     orders_server: Option<Server>,
     gateway: Option<Server>,
+    /// The OS processes of a [`Topology::Processes`] topology, the one serving the public API
+    /// last.
+    os_processes: Vec<OsProcess>,
+    /// Each OS process's PostgreSQL database, by process name (kept across restarts).
+    databases: std::collections::BTreeMap<&'static str, String>,
     hook: Option<ComposeHook>,
     temp: tempfile::TempDir,
 }
@@ -168,6 +202,12 @@ fn remote(module: &mut ModuleSettings, wire: Wire, url: &str) {
     module.mode = Some(ModuleMode::Remote);
     module.wire = wire;
     module.url = (wire == Wire::Http).then(|| url.to_owned());
+}
+
+/// A port nobody listens on now, for a process whose address another must know before it
+/// starts.
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port")
 }
 
 /// The service token of the extracted topology's internal wire.
@@ -200,20 +240,23 @@ pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Sett
         users_settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
         users_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
     }
-    if topology.wire() == Wire::Nats {
+    if topology.events_on_nats() {
         // Every process of this topology on one server, under a prefix of its own.
         users_settings.nats.url = Some(cleave_test_support::nats()?.url.clone());
         users_settings.nats.subject_prefix = cleave_test_support::nats::unique_prefix();
         // Events cross the processes too, on JetStream.
         users_settings.events.bus = cleave::config::BusKind::Nats;
     }
-    if topology.orders_apart() {
+    if topology.orders_apart() && !matches!(topology, Topology::Processes(_)) {
         users_settings.modules.orders.mode = Some(ModuleMode::NotDeployed);
     }
     configure(&mut users_settings);
     if database == Database::Postgres {
         let server = cleave_test_support::postgres()?;
-        users_settings.database.url = Some(server.fresh_database().await.expect("a fresh PostgreSQL database"));
+        // OS processes get a database each, made as they first start.
+        if !matches!(topology, Topology::Processes(_)) {
+            users_settings.database.url = Some(server.fresh_database().await.expect("a fresh PostgreSQL database"));
+        }
     }
     let mut app = TestApp {
         address: String::new(),
@@ -225,6 +268,8 @@ pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Sett
         users_server: None,
         orders_server: None,
         gateway: None,
+        os_processes: Vec::new(),
+        databases: std::collections::BTreeMap::new(),
         hook,
         temp,
     };
@@ -236,6 +281,18 @@ pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Sett
 /// development broker does not fill up with them.
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // The processes go first (they would make their streams again), keeping their logs
+        // when the test failed.
+        if std::thread::panicking() && !self.os_processes.is_empty() {
+            for process in &self.os_processes {
+                eprintln!("--- the last lines of {}'s log:\n{}", process.name, process.tail(60));
+            }
+            self.temp.disable_cleanup(true);
+            eprintln!("--- every process's log and configuration is kept in {}", self.temp.path().display());
+        }
+        for process in &mut self.os_processes {
+            process.kill();
+        }
         let (Some(url), prefix) = (self.users_settings.nats.url.clone(), self.users_settings.nats.subject_prefix.to_uppercase()) else {
             return;
         };
@@ -258,6 +315,9 @@ impl Drop for TestApp {
 
 impl TestApp {
     async fn start(&mut self) {
+        if let Topology::Processes(layout) = self.topology {
+            return self.start_processes(layout).await;
+        }
         let (users_server, users_address, internal) =
             Server::start(self.users_settings.clone(), self.hook.as_ref()).await.expect("the users process starts");
         self.users_server = Some(users_server);
@@ -309,6 +369,127 @@ impl TestApp {
         (server, internal.expect("the orders process has an internal listener"))
     }
 
+    /// Starts the OS processes of `layout`, each service before those that call it, and waits
+    /// until all are ready.
+    async fn start_processes(&mut self, layout: Layout) {
+        let mut started = Vec::new();
+        let users_host = match layout {
+            Layout::Monolith => {
+                let settings = self.process_settings("monolith").await;
+                started.push(self.launch(Preset::Monolith, "monolith", &settings).await);
+                "monolith"
+            }
+            Layout::ServicesOverNats => {
+                let services = [
+                    ("users", Preset::UsersService),
+                    ("catalog", Preset::CatalogService),
+                    ("payments", Preset::PaymentsService),
+                    ("orders", Preset::OrdersService),
+                    ("gateway", Preset::Gateway),
+                ];
+                for (name, preset) in services {
+                    let mut settings = self.process_settings(name).await;
+                    // Every module it does not host is reached by name over NATS.
+                    for module in modules_mut(&mut settings) {
+                        module.wire = Wire::Nats;
+                    }
+                    if preset == Preset::Gateway {
+                        settings.server.internal_addr = None;
+                        settings.database.url = None;
+                    }
+                    started.push(self.launch(preset, name, &settings).await);
+                }
+                "users"
+            }
+            Layout::PaymentsApart => {
+                // Payments verifies its callers' tokens with the users module's keys, and the
+                // monolith calls payments: the monolith's internal port is chosen first.
+                let monolith_internal = free_port();
+                let payments = self.launch_payments(monolith_internal).await;
+                let mut settings = self.process_settings("monolith").await;
+                settings.server.internal_addr = Some(monolith_internal);
+                remote(&mut settings.modules.payments, Wire::Http, payments.internal.as_deref().expect("an internal listener"));
+                started.push(payments);
+                started.push(self.launch(Preset::Monolith, "monolith", &settings).await);
+                "monolith"
+            }
+            Layout::OrdersAndPaymentsApart => {
+                // Orders and payments call the monolith and it calls them (see above).
+                let monolith_internal = free_port();
+                let payments = self.launch_payments(monolith_internal).await;
+                let payments_url = payments.internal.clone().expect("an internal listener");
+                started.push(payments);
+                let mut orders = self.process_settings("orders").await;
+                orders.admin_bootstrap = None;
+                for module in [&mut orders.modules.users, &mut orders.modules.catalog] {
+                    remote(module, Wire::Http, &format!("http://{monolith_internal}"));
+                }
+                remote(&mut orders.modules.payments, Wire::Http, &payments_url);
+                orders.modules.orders.mode = Some(ModuleMode::Local);
+                let orders = self.launch(Preset::Monolith, "orders", &orders).await;
+                let mut settings = self.process_settings("monolith").await;
+                settings.server.internal_addr = Some(monolith_internal);
+                remote(&mut settings.modules.orders, Wire::Http, orders.internal.as_deref().expect("an internal listener"));
+                remote(&mut settings.modules.payments, Wire::Http, &payments_url);
+                started.push(orders);
+                started.push(self.launch(Preset::Monolith, "monolith", &settings).await);
+                "monolith"
+            }
+        };
+        for process in &mut started {
+            process.wait_ready(&self.client).await.unwrap_or_else(|error| panic!("{error:#}"));
+        }
+        self.address = started.last().expect("a process").address.clone();
+        self.users_data_dir = self.temp.path().join(users_host);
+        self.os_processes = started;
+    }
+
+    /// The default binary hosting only payments, reaching users at the monolith's internal
+    /// listener (to verify its callers' tokens).
+    async fn launch_payments(&mut self, monolith_internal: std::net::SocketAddr) -> OsProcess {
+        let mut settings = self.process_settings("payments").await;
+        settings.admin_bootstrap = None;
+        remote(&mut settings.modules.users, Wire::Http, &format!("http://{monolith_internal}"));
+        for module in [&mut settings.modules.catalog, &mut settings.modules.orders] {
+            module.mode = Some(ModuleMode::NotDeployed);
+        }
+        settings.modules.payments.mode = Some(ModuleMode::Local);
+        self.launch(Preset::Monolith, "payments", &settings).await
+    }
+
+    /// The test's settings for OS process `name`: a data directory, a database and a name of its
+    /// own, both listeners on free ports.
+    async fn process_settings(&mut self, name: &'static str) -> Settings {
+        let mut settings = self.users_settings.clone();
+        settings.data_dir = self.temp.path().join(name);
+        settings.server.service_name = name.to_owned();
+        settings.server.addr = "127.0.0.1:0".parse().expect("a socket address");
+        settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
+        settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+        settings.log.filter = processes::LOG_FILTER.to_owned();
+        if !self.databases.contains_key(name) {
+            let server = cleave_test_support::postgres().expect("PostgreSQL (checked when the topology was made)");
+            self.databases.insert(name, server.fresh_database().await.expect("a fresh PostgreSQL database"));
+        }
+        settings.database.url = self.databases.get(name).cloned();
+        settings
+    }
+
+    async fn launch(&self, preset: Preset, name: &str, settings: &Settings) -> OsProcess {
+        let binary = tokio::task::spawn_blocking(move || processes::preset_binary(preset)).await.expect("the build task");
+        OsProcess::start(&binary, name, settings, &self.temp.path().join(name)).await.unwrap_or_else(|error| panic!("{error:#}"))
+    }
+
+    /// Everything logged so far: by this test process (every test's lines, at debug level) and
+    /// by each OS process of this topology.
+    pub fn logs(&self) -> String {
+        let mut logs = captured_logs();
+        for process in &self.os_processes {
+            logs.push_str(&process.log());
+        }
+        logs
+    }
+
     /// Stops every process of the topology and starts it again on the same databases and keys,
     /// after `change` to the users process's settings.
     pub async fn restart_with(&mut self, change: impl FnOnce(&mut Settings)) {
@@ -326,6 +507,10 @@ impl TestApp {
         }
         if let Some(server) = self.users_server.take() {
             server.shutdown().await;
+        }
+        // The edge first, then the services behind it.
+        while let Some(process) = self.os_processes.pop() {
+            process.stop(std::time::Duration::from_secs(15)).await;
         }
         change(&mut self.users_settings);
         self.start().await;
