@@ -168,6 +168,13 @@ impl JetStreamBus {
                 return;
             }
         };
+        // A server before 2.10 ignores `filter_subjects` and delivers the whole stream: what the
+        // consumer did not subscribe to is passed over here.
+        if !consumer.event_types.contains(&event.event_type) {
+            tracing::trace!(consumer = %consumer.name, event_type = %event.event_type, "not subscribed to this event type; passed over");
+            Self::ack(consumer, &event, &message, ack_wait).await;
+            return;
+        }
         // While the handler (and its retries) runs, tell the server it is still in hand, so that
         // `ack_wait` bounds only a lost delivery, not a slow handler.
         let message = Arc::new(message);
@@ -208,13 +215,19 @@ impl EventBus for JetStreamBus {
         for event_type in &consumer.event_types {
             by_module.entry(module_of(event_type)).or_default().push(self.subject(event_type));
         }
-        for (module, subjects) in by_module {
+        for (module, mut subjects) in by_module {
             let stream = self.ensure_stream(module).await?;
             let durable = token(&consumer.name);
+            // One subject goes in `filter_subject`, which every server since 2.2 applies; several
+            // need `filter_subjects` (2.10 and later; an older server delivers the whole stream
+            // and `handle` passes over the rest).
+            let (filter_subject, filter_subjects) =
+                if subjects.len() == 1 { (subjects.pop().unwrap_or_default(), Vec::new()) } else { (String::new(), subjects) };
             let config = if consumer.each_process {
                 // Ephemeral: this process alone, from now on; the server drops it once idle.
                 jetstream::consumer::pull::Config {
-                    filter_subjects: subjects,
+                    filter_subject,
+                    filter_subjects,
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait: self.settings.ack_wait,
                     max_ack_pending: 1,
@@ -225,7 +238,8 @@ impl EventBus for JetStreamBus {
             } else {
                 jetstream::consumer::pull::Config {
                     durable_name: Some(durable.clone()),
-                    filter_subjects: subjects,
+                    filter_subject,
+                    filter_subjects,
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait: self.settings.ack_wait,
                     max_ack_pending: 1,

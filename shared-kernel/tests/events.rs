@@ -540,6 +540,51 @@ mod jetstream {
         broker.clean_up().await;
     }
 
+    /// Another event type of the same module, which the recorder does not read.
+    #[derive(Serialize, Deserialize)]
+    struct Renamed {
+        aggregate: String,
+    }
+
+    impl IntegrationEvent for Renamed {
+        const TYPE: &'static str = "tests.renamed.v1";
+        const VERSION: u32 = 1;
+        fn aggregate_id(&self) -> String {
+            self.aggregate.clone()
+        }
+    }
+
+    /// A consumer of two of a stream's types never sees a third, whether the server filters
+    /// (2.10 and later) or delivers the whole stream (2.9, which ignores `filter_subjects`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_consumer_sees_only_the_event_types_it_subscribed_to() {
+        let Some(broker) = Broker::new().await else { return };
+        let place = Place::sqlite().await.unwrap();
+        let db = place.connect().await;
+        let dead_letters = DeadLetterStore::new(db.clone(), "tests");
+        let consuming = broker.bus(3).await;
+        let recorder = recorder(&db).await;
+        consuming
+            .subscribe(Consumer {
+                name: "tests.recorder".into(),
+                event_types: vec![Bumped::TYPE.into(), "tests.never_published.v1".into()],
+                handler: recorder.clone(),
+                dead_letters: Arc::new(dead_letters.clone()),
+                each_process: false,
+            })
+            .await
+            .unwrap();
+        let publishing = broker.bus(3).await;
+        let renamed = EventEnvelope::wrap(&Renamed { aggregate: "f".into() }, chrono::Utc::now(), None).unwrap();
+        publishing.publish(&renamed).await.unwrap();
+        let bumped = EventEnvelope::wrap(&Bumped { aggregate: "f".into(), version: 1 }, chrono::Utc::now(), None).unwrap();
+        publishing.publish(&bumped).await.unwrap();
+        until("the bump", async || effects(&db).await.len() == 1).await;
+        assert_eq!(recorder.calls.load(Ordering::SeqCst), 1, "the handler saw only the event it subscribed to");
+        assert!(dead_letters.list(&PageRequest::default(), false).await.unwrap().items.is_empty(), "nothing was dead-lettered");
+        broker.clean_up().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_consumer_deleted_on_the_server_is_made_again_and_nothing_is_missed() {
         let Some(broker) = Broker::new().await else { return };
