@@ -9,6 +9,7 @@ mod events;
 mod graphql;
 mod operations;
 mod orders;
+mod outages;
 mod payments;
 mod playground;
 mod users;

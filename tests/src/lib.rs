@@ -187,6 +187,11 @@ pub struct TestApp {
     os_processes: Vec<OsProcess>,
     /// Each OS process's PostgreSQL database, by process name (kept across restarts).
     databases: std::collections::BTreeMap<&'static str, String>,
+    /// How each OS process was started (by name), to start it again.
+    launched: std::collections::BTreeMap<String, (Preset, Settings)>,
+    /// The processes killed by [`TestApp::kill_process`], with where they stood in
+    /// `os_processes`.
+    killed: Vec<(usize, OsProcess)>,
     hook: Option<ComposeHook>,
     temp: tempfile::TempDir,
 }
@@ -270,6 +275,8 @@ pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Sett
         gateway: None,
         os_processes: Vec::new(),
         databases: std::collections::BTreeMap::new(),
+        launched: std::collections::BTreeMap::new(),
+        killed: Vec::new(),
         hook,
         temp,
     };
@@ -475,16 +482,48 @@ impl TestApp {
         settings
     }
 
-    async fn launch(&self, preset: Preset, name: &str, settings: &Settings) -> OsProcess {
+    async fn launch(&mut self, preset: Preset, name: &str, settings: &Settings) -> OsProcess {
+        self.launched.insert(name.to_owned(), (preset, settings.clone()));
         let binary = tokio::task::spawn_blocking(move || processes::preset_binary(preset)).await.expect("the build task");
         OsProcess::start(&binary, name, settings, &self.temp.path().join(name)).await.unwrap_or_else(|error| panic!("{error:#}"))
+    }
+
+    /// Kills OS process `name` (`users`, `catalog`, `orders`, `payments`, `gateway` or
+    /// `monolith`, as the layout has them) at once, as a crash would: SIGKILL, nothing drained.
+    ///
+    /// # Panics
+    /// When this topology has no such process running.
+    pub fn kill_process(&mut self, name: &str) {
+        let index = self.os_processes.iter().position(|process| process.name == name).unwrap_or_else(|| panic!("no process {name}"));
+        let mut process = self.os_processes.remove(index);
+        process.kill();
+        self.killed.push((index, process));
+    }
+
+    /// Starts a process killed by [`TestApp::kill_process`] again, on its ports, its settings
+    /// and its database, and waits until it is ready.
+    ///
+    /// # Panics
+    /// When `name` was not killed, or does not start.
+    pub async fn revive_process(&mut self, name: &str) {
+        let at = self.killed.iter().position(|(_, process)| process.name == name).unwrap_or_else(|| panic!("{name} was not killed"));
+        let (index, old) = self.killed.remove(at);
+        let (preset, mut settings) = self.launched.get(name).cloned().expect("a launched process");
+        fn address(url: &str) -> std::net::SocketAddr {
+            url.trim_start_matches("http://").parse().expect("a socket address")
+        }
+        settings.server.addr = address(&old.address);
+        settings.server.internal_addr = old.internal.as_deref().map(address);
+        let mut process = self.launch(preset, name, &settings).await;
+        process.wait_ready(&self.client).await.unwrap_or_else(|error| panic!("{error:#}"));
+        self.os_processes.insert(index.min(self.os_processes.len()), process);
     }
 
     /// Everything logged so far: by this test process (every test's lines, at debug level) and
     /// by each OS process of this topology.
     pub fn logs(&self) -> String {
         let mut logs = captured_logs();
-        for process in &self.os_processes {
+        for process in self.os_processes.iter().chain(self.killed.iter().map(|(_, process)| process)) {
             logs.push_str(&process.log());
         }
         logs

@@ -140,6 +140,11 @@ impl OsProcess {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, toml::to_string(settings).context("the settings as TOML")?)?;
         let log = dir.join(format!("{name}.log"));
+        // A process started again keeps its earlier life's log beside the new one.
+        if log.exists() {
+            let earlier = (1..).map(|life| dir.join(format!("{name}.{life}.log"))).find(|path| !path.exists()).expect("a free name");
+            std::fs::rename(&log, earlier)?;
+        }
         let out = std::fs::File::create(&log)?;
         let mut command = Command::new(binary);
         command

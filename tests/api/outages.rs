@@ -1,0 +1,135 @@
+//! Outages in real topologies of OS processes: the broker restarted under load, and a service
+//! killed and started again. Nothing is lost, nothing is applied twice, and what a stopped
+//! service missed reaches it when it is back.
+
+use cleave_tests::{Layout, TestApp, Topology, spawn_app_with};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const GOOD_CARD: &str = "4242424242424242";
+
+async fn product(app: &TestApp, admin: &str, sku: &str, stock: i64) -> String {
+    let body = json!({"sku": sku, "name": format!("Product {sku}"), "price": {"amount": 1000, "currency": "EUR"}, "stock_on_hand": stock});
+    let response = app.post_json("/api/catalog/products", &body, Some(admin)).await;
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+async fn place(app: &TestApp, token: &str, key: &str, product: &str) -> reqwest::Response {
+    let body = json!({"items": [{"product_id": product, "quantity": 1}], "payment": {"card_number": GOOD_CARD}});
+    app.request(Method::POST, "/api/orders").bearer_auth(token).header("idempotency-key", key).json(&body).send().await.unwrap()
+}
+
+async fn catalog_view(app: &TestApp, product: &str) -> Value {
+    app.get(&format!("/api/catalog/products/{product}"), None).await.json().await.unwrap()
+}
+
+/// Polls `check` until it holds; fails after `within`.
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Orders and payments each in a process of their own over HTTP, events on JetStream. NATS is
+/// killed and started again while buyers keep placing orders: placement goes on (its wire is
+/// HTTP), the order events wait in the orders process's outbox, and once the broker is back the
+/// catalog in the monolith has counted every confirmed order exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_under_load_loses_and_duplicates_no_event() {
+    let Some(mut nats) = cleave_test_support::nats::OwnNatsServer::start() else { return };
+    let url = nats.url();
+    let topology = Topology::Processes(Layout::OrdersAndPaymentsApart);
+    let Some(app) = spawn_app_with(topology, |settings| settings.nats.url = Some(url), None).await else { return };
+    let admin = app.admin_token().await;
+    let lamp = product(&app, &admin, "LAMP-1", 1_000).await;
+
+    let buyers: Vec<String> = (0..48).map(|_| app.mint_customer_token()).collect();
+    let load = async {
+        let mut confirmed = 0;
+        for (round, pair) in buyers.chunks(4).enumerate() {
+            let responses = futures::future::join_all(pair.iter().map(|token| place(&app, token, "lamp", &lamp))).await;
+            for response in responses {
+                assert_eq!(response.status(), 201, "placement does not need the broker");
+                let order: Value = response.json().await.unwrap();
+                assert_eq!(order["status"], "confirmed", "{order}");
+                confirmed += 1;
+            }
+            if round == 1 {
+                tokio::task::block_in_place(|| nats.stop());
+            }
+            if round == 6 {
+                tokio::task::block_in_place(|| nats.restart());
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        confirmed
+    };
+    let confirmed = load.await;
+    assert_eq!(confirmed, 48);
+    // The backlog drains after the broker is back; the count is exact: none lost, none twice.
+    eventually("every sale counted", Duration::from_secs(60), || async { catalog_view(&app, &lamp).await["units_sold"] == confirmed })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let view = catalog_view(&app, &lamp).await;
+    assert_eq!(view["units_sold"], confirmed, "still exact once everything is delivered: {view}");
+    assert_eq!(view["stock_on_hand"].as_i64(), Some(1_000 - confirmed), "{view}");
+    assert_eq!(view["stock_reserved"], 0, "{view}");
+    drop(app);
+    drop(nats);
+}
+
+/// The four services and the gateway over NATS. The orders service is killed (SIGKILL); while
+/// it is down the catalog renames a product and users deactivates a customer. Started again,
+/// its durable consumers resume where they stopped: the order shows the new name, and the
+/// deactivated customer is refused from orders' own projection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_service_catches_up_on_the_events_it_missed() {
+    let Some(mut app) = spawn_app_with(Topology::Processes(Layout::ServicesOverNats), |_| {}, None).await else { return };
+    let admin = app.admin_token().await;
+    let book = product(&app, &admin, "BOOK-9", 10).await;
+    let reader = app.customer("reader@example.com").await;
+    let reader = reader["access_token"].as_str().unwrap().to_owned();
+    let leaving = app.customer("leaving@example.com").await;
+    let leaving = leaving["access_token"].as_str().unwrap().to_owned();
+    let leaving_id = app.get("/api/users/me", Some(&leaving)).await.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let order: Value = place(&app, &reader, "book", &book).await.json().await.unwrap();
+    assert_eq!(order["items"][0]["product_name"], "Product BOOK-9");
+    assert_eq!(place(&app, &leaving, "before", &book).await.status(), 201);
+
+    app.kill_process("orders");
+    let patch = app
+        .request(Method::PATCH, &format!("/api/catalog/products/{book}"))
+        .bearer_auth(&admin)
+        .json(&json!({"version": 1, "name": "The Book, revised"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 200);
+    assert!(app.post_json(&format!("/api/users/{leaving_id}/deactivate"), &json!({}), Some(&admin)).await.status().is_success());
+    let down = place(&app, &reader, "while-down", &book).await;
+    assert_eq!(down.status(), 503, "no orders service answers");
+
+    app.revive_process("orders").await;
+    let path = format!("/api/orders/{}", order["id"].as_str().unwrap());
+    eventually("the rename to reach orders", Duration::from_secs(30), || async {
+        let now: Value = app.get(&path, Some(&reader)).await.json().await.unwrap();
+        now["items"][0]["product_name"] == "The Book, revised"
+    })
+    .await;
+    // Users' stream has a durable consumer of orders' own, caught up the same way.
+    let mut key = 0;
+    eventually("the deactivation to reach orders", Duration::from_secs(30), || {
+        key += 1;
+        let (app, leaving, book) = (&app, leaving.clone(), book.clone());
+        async move { place(app, &leaving, &format!("after-{key}"), &book).await.status() == 403 }
+    })
+    .await;
+}
