@@ -63,7 +63,7 @@ macro_rules! contract {
             impl $trait_name for NotDeployed {
                 $(
                     async fn $op(&self, _caller: &$crate::Caller $(, _: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError> {
-                        Err($crate::ApiError::unavailable(concat!("the ", $module, " module is not deployed with this service"), 30))
+                        Err($crate::ApiError::not_sent(concat!("the ", $module, " module is not deployed with this service"), 30))
                     }
                 )*
             }

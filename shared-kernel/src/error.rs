@@ -41,7 +41,15 @@ pub enum ApiError {
     RateLimited { detail: String, retry_after_secs: u64 },
     /// 503: a dependency is down; retry after the given number of seconds.
     #[error("unavailable: {detail}")]
-    Unavailable { detail: String, retry_after_secs: u64 },
+    Unavailable {
+        detail: String,
+        retry_after_secs: u64,
+        /// The call is known not to have run: it never reached the upstream (every instance
+        /// refused the connection, no NATS responder, the module not deployed). Unlike a timeout
+        /// after the request left, nothing needs undoing. Not carried over a wire: it describes
+        /// this process's own call.
+        not_sent: bool,
+    },
     /// 500: a bug or an unexpected failure. The detail stays in the log, never in a response.
     #[error("internal error")]
     Internal,
@@ -87,7 +95,15 @@ impl ApiError {
         Self::Conflict { detail: detail.into() }
     }
     pub fn unavailable(detail: impl Into<String>, retry_after_secs: u64) -> Self {
-        Self::Unavailable { detail: detail.into(), retry_after_secs }
+        Self::Unavailable { detail: detail.into(), retry_after_secs, not_sent: false }
+    }
+    /// A 503 for a call known not to have reached the upstream (see `Unavailable::not_sent`).
+    pub fn not_sent(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::Unavailable { detail: detail.into(), retry_after_secs, not_sent: true }
+    }
+    /// Whether this is a call known not to have run (see `Unavailable::not_sent`).
+    pub fn is_not_sent(&self) -> bool {
+        matches!(self, Self::Unavailable { not_sent: true, .. })
     }
     pub fn rate_limited(detail: impl Into<String>, retry_after_secs: u64) -> Self {
         Self::RateLimited { detail: detail.into(), retry_after_secs }
@@ -184,7 +200,7 @@ impl ApiError {
             413 => Self::PayloadTooLarge { detail },
             422 => Self::Invalid { detail, errors: problem.errors },
             429 => Self::RateLimited { detail, retry_after_secs },
-            502..=504 => Self::Unavailable { detail, retry_after_secs },
+            502..=504 => Self::Unavailable { detail, retry_after_secs, not_sent: false },
             400..=499 => Self::BadRequest { detail },
             _ => Self::Internal,
         }
@@ -204,7 +220,7 @@ impl ApiError {
         match status {
             413 => Self::PayloadTooLarge { detail },
             404 => Self::NotFound { detail },
-            408 | 502..=504 => Self::Unavailable { detail, retry_after_secs: 1 },
+            408 | 502..=504 => Self::Unavailable { detail, retry_after_secs: 1, not_sent: false },
             400..=499 => Self::BadRequest { detail },
             _ => Self::Internal,
         }

@@ -386,7 +386,8 @@ impl NatsClient {
             match error.kind() {
                 RequestErrorKind::NoResponders => {
                     tracing::warn!(module, operation, request_id = %context, "no instance of the module is serving over NATS");
-                    ApiError::unavailable(format!("the {module} module is unreachable"), 1)
+                    // The server had no one to give it to: known not to have run.
+                    ApiError::not_sent(format!("the {module} module is unreachable"), 1)
                 }
                 RequestErrorKind::TimedOut => {
                     tracing::warn!(module, operation, request_id = %context, "a NATS call timed out");

@@ -240,6 +240,7 @@ impl RpcClient {
         // An instance that refuses the connection never saw the call: another may take it, for
         // any operation. Any other failure is ambiguous (the call may have run): no second try.
         let attempts = self.endpoints.count().await;
+        let mut sent = false;
         for attempt in 1..=attempts {
             let base = self.endpoints.pick().await;
             let url = format!("{base}{path}");
@@ -253,12 +254,15 @@ impl RpcClient {
                     self.endpoints.eject(&base);
                     tracing::warn!(%url, error = %error, attempt, "remote call failed");
                     if !error.is_connect() {
+                        sent = true;
                         break;
                     }
                 }
             }
         }
-        Err(ApiError::unavailable(format!("the {module} module is unreachable"), 1))
+        let detail = format!("the {module} module is unreachable");
+        // Every instance refused the connection: the call is known not to have run.
+        Err(if sent { ApiError::unavailable(detail, 1) } else { ApiError::not_sent(detail, 1) })
     }
 
     async fn read<R: DeserializeOwned>(response: reqwest::Response, url: &str, module: &str) -> Result<R, ApiError> {

@@ -133,3 +133,39 @@ async fn a_killed_service_catches_up_on_the_events_it_missed() {
     })
     .await;
 }
+
+/// Payments is killed: a charge that cannot even be sent (every instance refuses the connection
+/// over HTTP; no responder over NATS) is known not to have run, so the order is rejected at once
+/// with its stock released, rather than left pending; once payments is back, orders confirm.
+async fn a_charge_that_cannot_be_sent_rejects_at_once_and_keeps_nothing(layout: Layout) {
+    let Some(mut app) = spawn_app_with(Topology::Processes(layout), |_| {}, None).await else { return };
+    let admin = app.admin_token().await;
+    let kettle = product(&app, &admin, "KETTLE-1", 10).await;
+    let buyer = app.customer("kettle@example.com").await;
+    let buyer = buyer["access_token"].as_str().unwrap().to_owned();
+    app.kill_process("payments");
+    for n in 0..3 {
+        let started = std::time::Instant::now();
+        let response = place(&app, &buyer, &format!("down-{n}"), &kettle).await;
+        assert_eq!(response.status(), 201);
+        let order: Value = response.json().await.unwrap();
+        assert_eq!(order["status"], "rejected", "{order}");
+        assert_eq!(order["failure_reason"], "payments is unavailable; nothing was charged", "{order}");
+        assert!(started.elapsed() < Duration::from_secs(2), "answered in {:?}", started.elapsed());
+    }
+    let view = catalog_view(&app, &kettle).await;
+    assert_eq!((view["stock_reserved"].as_i64(), view["stock_available"].as_i64()), (Some(0), Some(10)), "{view}");
+    app.revive_process("payments").await;
+    let response = place(&app, &buyer, "back", &kettle).await;
+    assert_eq!(response.json::<Value>().await.unwrap()["status"], "confirmed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_that_cannot_be_sent_over_http_rejects_at_once_and_keeps_nothing() {
+    a_charge_that_cannot_be_sent_rejects_at_once_and_keeps_nothing(Layout::PaymentsApart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_that_cannot_be_sent_over_nats_rejects_at_once_and_keeps_nothing() {
+    a_charge_that_cannot_be_sent_rejects_at_once_and_keeps_nothing(Layout::ServicesOverNats).await;
+}

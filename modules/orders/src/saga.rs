@@ -96,6 +96,9 @@ pub enum Outcome {
     /// The catalog could not be reached past the saga's retry budget while reserving. The
     /// reservation may exist, so the compensation releases (a release of nothing is a no-op).
     StockUnavailable,
+    /// The charge never reached payments (refused before it was sent, on every attempt):
+    /// nothing was captured, so the compensation only releases the stock.
+    PaymentNotSent,
     StockCommitted,
     StockReleased,
     PaymentRefunded,
@@ -216,6 +219,7 @@ impl Saga {
                 self.step = Step::CommitStock;
             }
             (Step::ChargePayment, Outcome::PaymentDeclined(reason)) => self.compensate(reason),
+            (Step::ChargePayment, Outcome::PaymentNotSent) => self.compensate("payments is unavailable; nothing was charged".to_owned()),
             (Step::ChargePayment, Outcome::PaymentUnavailable) => {
                 self.failure_reason = Some("the payment could not be completed".to_owned());
                 self.step = Step::RefundPayment;
@@ -365,6 +369,17 @@ mod tests {
     }
 
     #[test]
+    fn a_charge_known_not_sent_only_releases_then_rejects() {
+        let mut saga = Saga::new();
+        saga.record(Outcome::StockReserved).unwrap();
+        saga.record(Outcome::PaymentNotSent).unwrap();
+        assert_eq!(saga.next_step(), Step::ReleaseStock, "nothing was charged: no refund to wait for");
+        saga.record(Outcome::StockReleased).unwrap();
+        assert_eq!((saga.status(), saga.failure_reason()), (OrderStatus::Rejected, Some("payments is unavailable; nothing was charged")));
+        assert!(!saga.holds_stock() && !saga.holds_payment());
+    }
+
+    #[test]
     fn an_unreachable_catalog_at_reserve_releases_whatever_may_be_held() {
         let mut saga = Saga::new();
         saga.record(Outcome::StockUnavailable).unwrap();
@@ -395,6 +410,7 @@ mod tests {
             Just(Outcome::PaymentDeclined("declined".into())),
             Just(Outcome::PaymentUnavailable),
             Just(Outcome::StockUnavailable),
+            Just(Outcome::PaymentNotSent),
             Just(Outcome::StockCommitted),
             Just(Outcome::StockReleased),
             Just(Outcome::PaymentRefunded),

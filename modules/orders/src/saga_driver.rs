@@ -79,9 +79,22 @@ impl OrdersService {
         let settings = &self.inner.settings;
         let mut delay = settings.step_retry_delay;
         let mut attempt = 1;
+        // Whether an attempt may have reached the upstream (a timeout, a broken answer).
+        let mut maybe_ran = false;
         loop {
             match self.call_step(order, step, card).await {
                 Ok(outcome) => return Ok(outcome),
+                // Known not to have run, and no attempt before it may have: compensate at once.
+                // (A resumed charge, without the card, only reads what payments recorded: a
+                // capture may exist, so it keeps to the budget below.)
+                Err(error) if error.is_not_sent() && !maybe_ran && step == Step::ReserveStock => {
+                    tracing::warn!(order_id = %order.id(), %error, "the catalog cannot be reached; nothing was reserved");
+                    return Ok(Outcome::StockRefused("the catalog is unavailable; nothing was reserved".to_owned()));
+                }
+                Err(error) if error.is_not_sent() && !maybe_ran && step == Step::ChargePayment && card.is_some() => {
+                    tracing::warn!(order_id = %order.id(), %error, "payments cannot be reached; nothing was charged");
+                    return Ok(Outcome::PaymentNotSent);
+                }
                 Err(error) if attempt >= settings.step_attempts.max(1) => {
                     return match step {
                         // Placement must end: past the budget these two compensate.
@@ -97,6 +110,7 @@ impl OrdersService {
                     };
                 }
                 Err(error) => {
+                    maybe_ran |= !error.is_not_sent();
                     tracing::debug!(order_id = %order.id(), step = step.as_str(), attempt, %error, "retrying a saga step");
                     tokio::time::sleep(delay).await;
                     delay = delay.saturating_mul(2);
