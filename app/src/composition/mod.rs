@@ -461,6 +461,19 @@ impl KeySource for ContractKeySource {
 mod tests {
     use super::*;
 
+    #[test]
+    fn each_module_serves_its_dead_letters_under_its_own_name() {
+        let names = [
+            (users::spec().name, users::spec().dead_letters),
+            (catalog::spec().name, catalog::spec().dead_letters),
+            (payments::spec().name, payments::spec().dead_letters),
+            (orders::spec().name, orders::spec().dead_letters),
+        ];
+        for (module, dead_letters) in names {
+            assert_eq!(dead_letters, format!("{module}_dead_letters"));
+        }
+    }
+
     fn module(mode: Option<ModuleMode>, url: Option<&str>, wire: Wire) -> ModuleSettings {
         ModuleSettings { mode, url: url.map(str::to_owned), wire, ..ModuleSettings::default() }
     }
