@@ -33,7 +33,10 @@ pub fn nats() -> Option<&'static NatsServer> {
         .get_or_init(|| {
             let found = find_or_start();
             match &found {
-                Ok(server) => eprintln!("test NATS: {} ({})", server.url, server.source),
+                Ok(server) => {
+                    eprintln!("test NATS: {} ({})", server.url, server.source);
+                    keep_a_stream(&server.url);
+                }
                 Err(error) if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
                     panic!("CI=true but no NATS server is available for the tests: {error:#}")
                 }
@@ -42,6 +45,32 @@ pub fn nats() -> Option<&'static NatsServer> {
             found.ok()
         })
         .as_ref()
+}
+
+/// Makes sure the server always holds one stream of ours, which no test deletes.
+///
+/// Tests delete their streams when done. When the last file-stored stream of an account goes,
+/// nats-server 2.9 removes the account's stream directory, and a stream another test creates
+/// at that moment fails ("could not create storage directory", error 10077, seen in CI). With
+/// one stream that stays, the directory always exists.
+fn keep_a_stream(url: &str) {
+    let url = url.to_owned();
+    let kept = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        runtime.block_on(async move {
+            let client = tokio::time::timeout(Duration::from_secs(5), async_nats::connect(url)).await.ok()?.ok()?;
+            let context = async_nats::jetstream::new(client);
+            let config = async_nats::jetstream::stream::Config {
+                name: "CLEAVE_TESTS_KEEP".to_owned(),
+                subjects: vec!["cleave-tests-keep".to_owned()],
+                ..Default::default()
+            };
+            context.get_or_create_stream(config).await.ok().map(|_| ())
+        })
+    });
+    if !matches!(kept.join(), Ok(Some(()))) {
+        eprintln!("warning: cannot keep a stream on the test NATS server; a test may meet nats-server 2.9's storage race");
+    }
 }
 
 /// A subject prefix no other test shares, so tests on one server never answer each other.
