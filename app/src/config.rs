@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use shared_kernel::Secret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -366,8 +367,101 @@ pub struct ModuleSettings {
     pub eject_cooldown_secs: u64,
     /// How a remote module is reached. A module hosted here ignores it.
     pub wire: Wire,
-    /// Bound on one remote call, in milliseconds.
+    /// Bound on one attempt at a remote call, in milliseconds.
     pub timeout_ms: u64,
+    /// Per operation, overriding `timeout_ms` (`timeouts_ms = { charge = 8000 }`).
+    pub timeouts_ms: std::collections::BTreeMap<String, u64>,
+    /// Retries of the operations the contract declares idempotent.
+    pub retry: RemoteRetrySettings,
+    /// The circuit breaker in front of the module.
+    pub circuit: CircuitSettings,
+    /// The bulkhead in front of the module: calls in flight at once, and waiting.
+    pub bulkhead: BulkheadSettings,
+}
+
+/// `modules.<m>.retry`: retries of idempotent operations after a transient failure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteRetrySettings {
+    /// Attempts in all, the first included (1: never retry).
+    pub max_attempts: u32,
+    /// The first retry's delay; each next one doubles (with jitter) up to `max_delay_ms`.
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+/// `modules.<m>.circuit`: when calls to the module stop being sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CircuitSettings {
+    /// Failed calls, in percent of the calls in the window, that open the circuit.
+    pub failure_rate_percent: u8,
+    /// The sliding window the rate is measured over, in seconds.
+    pub window_secs: u64,
+    /// Calls in the window before the rate counts.
+    pub minimum_calls: usize,
+    /// How long an open circuit answers 503 at once before it lets probes through, in seconds.
+    pub open_secs: u64,
+    /// Probes let through when half-open; all must succeed for it to close.
+    pub half_open_probes: usize,
+}
+
+/// `modules.<m>.bulkhead`: a bound on the calls to the module in flight and queued.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BulkheadSettings {
+    pub max_concurrent: usize,
+    /// Calls waiting for a slot; one more answers 503 at once.
+    pub max_queued: usize,
+    /// How long a call waits for a slot before it answers 503, in milliseconds.
+    pub max_wait_ms: u64,
+}
+
+impl Default for RemoteRetrySettings {
+    fn default() -> Self {
+        Self { max_attempts: 3, base_delay_ms: 50, max_delay_ms: 1_000 }
+    }
+}
+
+impl Default for CircuitSettings {
+    fn default() -> Self {
+        Self { failure_rate_percent: 50, window_secs: 10, minimum_calls: 5, open_secs: 5, half_open_probes: 2 }
+    }
+}
+
+impl Default for BulkheadSettings {
+    fn default() -> Self {
+        Self { max_concurrent: 64, max_queued: 256, max_wait_ms: 1_000 }
+    }
+}
+
+impl ModuleSettings {
+    /// What guards this process's calls to the module.
+    pub fn resilience(&self) -> shared_kernel::resilience::ResiliencePolicy {
+        use shared_kernel::resilience::{BulkheadPolicy, CircuitPolicy, ResiliencePolicy, RetryPolicy};
+        let ms = |ms: u64| Duration::from_millis(ms.max(1));
+        ResiliencePolicy {
+            timeout: ms(self.timeout_ms),
+            operation_timeouts: self.timeouts_ms.iter().map(|(operation, timeout)| (operation.clone(), ms(*timeout))).collect(),
+            retry: RetryPolicy {
+                max_attempts: self.retry.max_attempts.max(1),
+                base_delay: ms(self.retry.base_delay_ms),
+                max_delay: ms(self.retry.max_delay_ms.max(self.retry.base_delay_ms)),
+            },
+            circuit: CircuitPolicy {
+                failure_rate: f64::from(self.circuit.failure_rate_percent.clamp(1, 100)) / 100.0,
+                window: Duration::from_secs(self.circuit.window_secs.max(1)),
+                minimum_calls: self.circuit.minimum_calls.max(1),
+                open_for: Duration::from_secs(self.circuit.open_secs.max(1)),
+                half_open_probes: self.circuit.half_open_probes.max(1),
+            },
+            bulkhead: BulkheadPolicy {
+                max_concurrent: self.bulkhead.max_concurrent.max(1),
+                max_queued: self.bulkhead.max_queued,
+                max_wait: ms(self.bulkhead.max_wait_ms),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -455,7 +549,18 @@ impl Default for AuthSettings {
 
 impl Default for ModuleSettings {
     fn default() -> Self {
-        Self { mode: None, url: None, wire: Wire::Http, timeout_ms: 5_000, resolve_every_secs: 10, eject_cooldown_secs: 10 }
+        Self {
+            mode: None,
+            url: None,
+            wire: Wire::Http,
+            timeout_ms: 5_000,
+            timeouts_ms: std::collections::BTreeMap::new(),
+            retry: RemoteRetrySettings::default(),
+            circuit: CircuitSettings::default(),
+            bulkhead: BulkheadSettings::default(),
+            resolve_every_secs: 10,
+            eject_cooldown_secs: 10,
+        }
     }
 }
 

@@ -131,7 +131,12 @@ async fn two_catalog_processes_share_the_calls_and_a_killed_one_is_ejected() {
 fn rpc_client(a: u16, b: u16) -> RpcClient {
     RpcClient::new(RpcClientConfig {
         base_url: format!("http://127.0.0.1:{a},http://127.0.0.1:{b}"),
-        timeout: Duration::from_secs(10),
+        upstream: shared_kernel::resilience::Upstream::new(
+            "catalog",
+            "http",
+            shared_kernel::resilience::ResiliencePolicy { timeout: Duration::from_secs(10), ..Default::default() },
+        )
+        .unwrap(),
         service_name: "process-tests".into(),
         service_token: Some(Secret::new(TOKEN.to_owned())),
         discovery: DiscoveryPolicy { resolve_every: Duration::from_secs(10), eject_for: Duration::from_secs(30) },

@@ -9,10 +9,15 @@
 ///     pub trait UsersApi as "users" {
 ///         /// Creates an account.
 ///         fn register(input: RegisterUser) -> UserView;
-///         fn me() -> UserView;
+///         fn me() -> UserView, idempotent;
 ///     }
 /// }
 /// ```
+///
+/// An operation whose repeat has no further effect (a read, a write keyed by what it writes)
+/// ends `, idempotent`: `fn get_user(id: UserId) -> UserView, idempotent;`. A remote client
+/// retries such an operation after a transient failure (with backoff, see
+/// [`crate::resilience`]); it sends any other operation once.
 ///
 /// expands to:
 /// - `pub trait UsersApi`: each operation as `async fn op(&self, caller: &Caller, args…) ->
@@ -37,7 +42,7 @@ macro_rules! contract {
         $vis:vis trait $trait_name:ident as $module:literal {
             $(
                 $(#[$op_meta:meta])*
-                fn $op:ident ( $( $arg:ident : $arg_ty:ty ),* $(,)? ) -> $ret:ty ;
+                fn $op:ident ( $( $arg:ident : $arg_ty:ty ),* $(,)? ) -> $ret:ty $(, $flag:ident)? ;
             )*
         }
     ) => {
@@ -147,10 +152,8 @@ macro_rules! contract {
                 $(
                     async fn $op(&self, caller: &$crate::Caller $(, $arg: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError> {
                         let args = args::$op { $($arg),* };
-                        match self.name {
-                            None => self.rpc.call(caller, concat!("/rpc/", $module, "/", stringify!($op)), &args).await,
-                            Some(name) => self.rpc.call(caller, &format!("/rpc/{name}/{}", stringify!($op)), &args).await,
-                        }
+                        let operation = $crate::resilience::Operation { name: stringify!($op), idempotent: $crate::__contract_flag!($($flag)?) };
+                        self.rpc.call(caller, self.name.unwrap_or(MODULE), operation, &args).await
                     }
                 )*
             }
@@ -221,11 +224,27 @@ macro_rules! contract {
                 $(
                     async fn $op(&self, caller: &$crate::Caller $(, $arg: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError> {
                         let args = args::$op { $($arg),* };
-                        self.nats.call(caller, stringify!($op), &args).await
+                        let operation = $crate::resilience::Operation { name: stringify!($op), idempotent: $crate::__contract_flag!($($flag)?) };
+                        self.nats.call(caller, operation, &args).await
                     }
                 )*
             }
         }
+    };
+}
+
+/// Whether an operation is declared `idempotent` (for `contract!` only).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_flag {
+    () => {
+        false
+    };
+    (idempotent) => {
+        true
+    };
+    ($other:ident) => {
+        compile_error!(concat!("unknown operation flag `", stringify!($other), "`: the one flag is `idempotent`"))
     };
 }
 

@@ -13,6 +13,7 @@ pub mod events;
 pub mod id;
 pub mod money;
 pub mod pagination;
+pub mod resilience;
 pub mod secret;
 pub mod trace_context;
 

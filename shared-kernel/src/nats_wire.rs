@@ -11,6 +11,7 @@
 //! protocol's `Nats-Service-Error` / `Nats-Service-Error-Code` headers (status text and HTTP
 //! status) and the whole problem in [`PROBLEM_HEADER`].
 
+use crate::resilience::{Failure, Upstream};
 use crate::wire::{
     CallerResolver, REQUEST_ID_HEADER, SERVICE_NAME_HEADER, SERVICE_TOKEN_HEADER, TRACEPARENT_HEADER, WIRE_AUTH_REFUSED_HEADER, codec,
     constant_time_eq, outgoing_headers,
@@ -332,41 +333,51 @@ fn incoming_context(headers: &http::HeaderMap) -> RequestContext {
 }
 
 /// The client half of the NATS wire: requests a contract operation and reads back its result or
-/// its `ApiError`.
+/// its `ApiError`. Every call goes through the module's [`Upstream`] guard.
 #[derive(Clone)]
 pub struct NatsClient {
     client: async_nats::Client,
     module: &'static str,
     subject_prefix: String,
-    timeout: Duration,
+    upstream: Arc<Upstream>,
     service_token: Option<Secret<String>>,
 }
 
 impl std::fmt::Debug for NatsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsClient").field("module", &self.module).field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("NatsClient").field("module", &self.module).field("upstream", &self.upstream).finish_non_exhaustive()
     }
 }
 
 impl NatsClient {
-    /// Calls `module` on `client`, each call bounded by `timeout`.
+    /// Calls the micro service `module` on `client`, each call guarded by `upstream`.
     pub fn new(
         client: async_nats::Client,
         module: &'static str,
         subject_prefix: impl Into<String>,
-        timeout: Duration,
+        upstream: Arc<Upstream>,
         service_token: Option<Secret<String>>,
     ) -> Self {
-        Self { client, module, subject_prefix: subject_prefix.into(), timeout, service_token }
+        Self { client, module, subject_prefix: subject_prefix.into(), upstream, service_token }
+    }
+
+    /// The guard of every call this client makes.
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
     }
 
     /// Calls `operation` on whichever instance of the module answers first.
     ///
     /// # Errors
     /// The remote's `ApiError` as it sent it; [`ApiError::Unavailable`] at once when no
-    /// instance is subscribed, or when the call times out or the connection is down;
-    /// [`ApiError::Internal`] when it answers something unreadable.
-    pub async fn call<A: Serialize + Sync, R: DeserializeOwned>(&self, caller: &Caller, operation: &str, args: &A) -> Result<R, ApiError> {
+    /// instance is subscribed or the circuit is open, and when the call times out or the
+    /// connection is down; [`ApiError::Internal`] when it answers something unreadable.
+    pub async fn call<A: Serialize + Sync, R: DeserializeOwned>(
+        &self,
+        caller: &Caller,
+        operation: crate::resilience::Operation,
+        args: &A,
+    ) -> Result<R, ApiError> {
         let module = self.module;
         let mut headers = async_nats::HeaderMap::new();
         for (name, value) in outgoing_headers(caller, self.service_token.as_ref()) {
@@ -378,44 +389,62 @@ impl NatsClient {
             })?;
             headers.insert(name, value);
         }
-        let request = async_nats::Request::new().payload(codec::encode(args)?.into()).headers(headers).timeout(Some(self.timeout));
-        let subject = subject(&self.subject_prefix, module, operation);
-        let response = self.client.send_request(subject, request).await.map_err(|error| {
-            use async_nats::client::RequestErrorKind;
-            let context = current_request_context().map(|context| context.request_id).unwrap_or_default();
-            match error.kind() {
-                RequestErrorKind::NoResponders => {
-                    tracing::warn!(module, operation, request_id = %context, "no instance of the module is serving over NATS");
-                    // The server had no one to give it to: known not to have run.
-                    ApiError::not_sent(format!("the {module} module is unreachable"), 1)
-                }
-                RequestErrorKind::TimedOut => {
-                    tracing::warn!(module, operation, request_id = %context, "a NATS call timed out");
-                    ApiError::unavailable(format!("the {module} module did not answer"), 1)
-                }
-                RequestErrorKind::InvalidSubject | RequestErrorKind::MaxPayloadExceeded => {
-                    tracing::error!(module, operation, %error, "a NATS call could not be sent");
-                    ApiError::Internal
-                }
-                RequestErrorKind::Other => {
-                    tracing::warn!(module, operation, %error, "a NATS call failed");
-                    ApiError::unavailable(format!("the {module} module is unreachable"), 1)
-                }
-            }
-        })?;
-        let Some(headers) = response.headers.as_ref().filter(|headers| headers.get(SERVICE_ERROR_CODE).is_some()) else {
-            return codec::decode_result(&response.payload, module);
-        };
-        if headers.get(WIRE_AUTH_REFUSED_HEADER).is_some() {
-            tracing::error!(module, "the remote refused this process's service token: check auth.service_token on both sides");
-            return Err(ApiError::Internal);
-        }
-        let status = headers.get(SERVICE_ERROR_CODE).and_then(|code| code.as_str().parse::<u16>().ok()).unwrap_or(500);
-        match headers.get(PROBLEM_HEADER).map(|problem| serde_json::from_str::<ProblemDetails>(problem.as_str())) {
-            Some(Ok(problem)) => Err(ApiError::from_problem(problem)),
-            _ => Err(ApiError::from_status(status)),
-        }
+        let payload = bytes::Bytes::from(codec::encode(args)?);
+        let subject = subject(&self.subject_prefix, module, operation.name);
+        let answer = self
+            .upstream
+            .call(operation, |timeout| {
+                let request = async_nats::Request::new().payload(payload.clone()).headers(headers.clone()).timeout(Some(timeout));
+                Box::pin(send(self.client.clone(), subject.clone(), request, self.upstream.module(), operation.name))
+            })
+            .await?;
+        codec::decode_result(&answer, self.upstream.module())
     }
+}
+
+/// One attempt at a NATS call.
+async fn send(
+    client: async_nats::Client,
+    subject: String,
+    request: async_nats::Request,
+    module: &'static str,
+    operation: &'static str,
+) -> Result<bytes::Bytes, Failure> {
+    let response = client.send_request(subject, request).await.map_err(|error| {
+        use async_nats::client::RequestErrorKind;
+        let context = current_request_context().map(|context| context.request_id).unwrap_or_default();
+        match error.kind() {
+            RequestErrorKind::NoResponders => {
+                tracing::warn!(module, operation, request_id = %context, "no instance of the module is serving over NATS");
+                // The server had no one to give it to: known not to have run.
+                Failure::NotSent(ApiError::not_sent(format!("the {module} module is unreachable"), 1))
+            }
+            RequestErrorKind::TimedOut => {
+                tracing::warn!(module, operation, request_id = %context, "a NATS call timed out");
+                Failure::Lost(ApiError::unavailable(format!("the {module} module did not answer"), 1))
+            }
+            RequestErrorKind::InvalidSubject | RequestErrorKind::MaxPayloadExceeded => {
+                tracing::error!(module, operation, %error, "a NATS call could not be sent");
+                Failure::Answered(ApiError::Internal)
+            }
+            RequestErrorKind::Other => {
+                tracing::warn!(module, operation, %error, "a NATS call failed");
+                Failure::Lost(ApiError::unavailable(format!("the {module} module is unreachable"), 1))
+            }
+        }
+    })?;
+    let Some(headers) = response.headers.as_ref().filter(|headers| headers.get(SERVICE_ERROR_CODE).is_some()) else {
+        return Ok(response.payload);
+    };
+    if headers.get(WIRE_AUTH_REFUSED_HEADER).is_some() {
+        tracing::error!(module, "the remote refused this process's service token: check auth.service_token on both sides");
+        return Err(Failure::Answered(ApiError::Internal));
+    }
+    let status = headers.get(SERVICE_ERROR_CODE).and_then(|code| code.as_str().parse::<u16>().ok()).unwrap_or(500);
+    Err(Failure::Answered(match headers.get(PROBLEM_HEADER).map(|problem| serde_json::from_str::<ProblemDetails>(problem.as_str())) {
+        Some(Ok(problem)) => ApiError::from_problem(problem),
+        _ => ApiError::from_status(status),
+    }))
 }
 
 #[cfg(test)]

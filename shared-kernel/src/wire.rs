@@ -3,6 +3,7 @@
 
 use crate::discovery::{DiscoveryPolicy, Endpoints, SystemResolver};
 use crate::error::PROBLEM_JSON;
+use crate::resilience::{Failure, Operation, Upstream};
 use crate::{ApiError, Caller, Secret};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -174,8 +175,8 @@ pub struct RpcClientConfig {
     pub base_url: String,
     /// How the instances behind `base_url` are found and ejected.
     pub discovery: DiscoveryPolicy,
-    /// Bound on every call.
-    pub timeout: Duration,
+    /// The timeouts, retries, circuit and bulkhead of every call to this module.
+    pub upstream: Arc<Upstream>,
     /// This process's name, sent as the `User-Agent` of every call (it shows in the remote's
     /// access log).
     pub service_name: String,
@@ -185,12 +186,13 @@ pub struct RpcClientConfig {
 
 impl std::fmt::Debug for RpcClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RpcClientConfig").field("base_url", &self.base_url).field("timeout", &self.timeout).finish()
+        f.debug_struct("RpcClientConfig").field("base_url", &self.base_url).field("upstream", &self.upstream).finish()
     }
 }
 
 /// The client half of the wire: posts a contract operation's arguments and reads back its
 /// result or its `ApiError`. The caller's token, the request id and the trace travel as headers.
+/// Every call goes through the module's [`Upstream`] guard.
 #[derive(Clone, Debug)]
 pub struct RpcClient {
     http: reqwest::Client,
@@ -203,12 +205,12 @@ impl RpcClient {
     /// When the HTTP client cannot be built (it has no TLS backend, so only a broken system
     /// configuration makes this fail).
     pub fn new(config: RpcClientConfig) -> Result<Self, ApiError> {
+        let timeout = config.upstream.default_timeout();
         let http =
             // A connect that stalls (a pod's address gone silent) counts as refused well within
             // the call's timeout, so the call goes to another instance.
             reqwest::Client::builder()
-                .timeout(config.timeout)
-                .connect_timeout((config.timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(2)))
+                .connect_timeout((timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(2)))
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build()
                 .map_err(|error| {
@@ -227,25 +229,46 @@ impl RpcClient {
         &self.config.base_url
     }
 
-    /// Calls `path` on the remote service.
+    /// The guard of every call this client makes.
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.config.upstream
+    }
+
+    /// Calls `operation` of the contract served as `name` (`/rpc/<name>/<operation>`).
     ///
     /// # Errors
     /// The remote's `ApiError` as it sent it; [`ApiError::Unavailable`] when it cannot be
-    /// reached or times out; [`ApiError::Internal`] when it answers something unreadable.
-    pub async fn call<A: Serialize + Sync, R: DeserializeOwned>(&self, caller: &Caller, path: &str, args: &A) -> Result<R, ApiError> {
+    /// reached, times out, or its circuit is open; [`ApiError::Internal`] when it answers
+    /// something unreadable.
+    pub async fn call<A: Serialize + Sync, R: DeserializeOwned>(
+        &self,
+        caller: &Caller,
+        name: &str,
+        operation: Operation,
+        args: &A,
+    ) -> Result<R, ApiError> {
         let body = Bytes::from(codec::encode(args)?);
-        let headers = outgoing_headers(caller, self.config.service_token.as_ref());
+        let headers: Arc<[(&'static str, String)]> = outgoing_headers(caller, self.config.service_token.as_ref()).into();
+        let path: Arc<str> = format!("/rpc/{name}/{}", operation.name).into();
+        let upstream = self.config.upstream.clone();
+        let answer =
+            upstream.call(operation, |timeout| Box::pin(self.clone().send(path.clone(), body.clone(), headers.clone(), timeout))).await?;
+        codec::decode_result(&answer, upstream.module())
+    }
+
+    /// One attempt: to one instance, or to the next when one refuses the connection (it never
+    /// saw the call, so another may take it, for any operation). Any other failure is
+    /// ambiguous (the call may have run): no second try here.
+    async fn send(self, path: Arc<str>, body: Bytes, headers: Arc<[(&'static str, String)]>, timeout: Duration) -> Result<Bytes, Failure> {
         // The client learns which module is down, never an internal address or path.
-        let module = path.trim_start_matches("/rpc/").split('/').next().unwrap_or("a module");
-        // An instance that refuses the connection never saw the call: another may take it, for
-        // any operation. Any other failure is ambiguous (the call may have run): no second try.
+        let module = self.config.upstream.module();
         let attempts = self.endpoints.count().await;
         let mut sent = false;
         for attempt in 1..=attempts {
             let base = self.endpoints.pick().await;
             let url = format!("{base}{path}");
-            let mut request = self.http.post(&url).header(header::CONTENT_TYPE, "application/json").body(body.clone());
-            for (name, value) in &headers {
+            let mut request = self.http.post(&url).timeout(timeout).header(header::CONTENT_TYPE, "application/json").body(body.clone());
+            for (name, value) in headers.iter() {
                 request = request.header(*name, value.as_str());
             }
             match request.send().await {
@@ -262,23 +285,23 @@ impl RpcClient {
         }
         let detail = format!("the {module} module is unreachable");
         // Every instance refused the connection: the call is known not to have run.
-        Err(if sent { ApiError::unavailable(detail, 1) } else { ApiError::not_sent(detail, 1) })
+        Err(if sent { Failure::Lost(ApiError::unavailable(detail, 1)) } else { Failure::NotSent(ApiError::not_sent(detail, 1)) })
     }
 
-    async fn read<R: DeserializeOwned>(response: reqwest::Response, url: &str, module: &str) -> Result<R, ApiError> {
+    async fn read(response: reqwest::Response, url: &str, module: &str) -> Result<Bytes, Failure> {
         let status = response.status();
         if response.headers().contains_key(WIRE_AUTH_REFUSED_HEADER) {
             tracing::error!(%url, "the remote refused this process's service token: check auth.service_token on both sides");
-            return Err(ApiError::Internal);
+            return Err(Failure::Answered(ApiError::Internal));
         }
         let body = response.bytes().await.map_err(|error| {
             tracing::warn!(%url, error = %error, "remote call broke off");
-            ApiError::unavailable(format!("the {module} module did not answer"), 1)
+            Failure::Lost(ApiError::unavailable(format!("the {module} module did not answer"), 1))
         })?;
         if status.is_success() {
-            return codec::decode_result(&body, module);
+            return Ok(body);
         }
-        Err(codec::decode_problem(&body, status.as_u16()))
+        Err(Failure::Answered(codec::decode_problem(&body, status.as_u16())))
     }
 }
 

@@ -134,38 +134,77 @@ async fn a_killed_service_catches_up_on_the_events_it_missed() {
     .await;
 }
 
-/// Payments is killed: a charge that cannot even be sent (every instance refuses the connection
-/// over HTTP; no responder over NATS) is known not to have run, so the order is rejected at once
-/// with its stock released, rather than left pending; once payments is back, orders confirm.
-async fn a_charge_that_cannot_be_sent_rejects_at_once_and_keeps_nothing(layout: Layout) {
-    let Some(mut app) = spawn_app_with(Topology::Processes(layout), |_| {}, None).await else { return };
+/// Payments killed while a buyer keeps placing orders. A charge that cannot be sent rejects
+/// its order at once and releases its stock; once the failures open the circuit to payments,
+/// placement answers 503 with `Retry-After` before it reserves anything, well under a second.
+/// Ten seconds on nothing is pending and nothing reserved; once payments is back (and the
+/// circuit's probes pass) orders are confirmed again.
+async fn payments_killed_under_order_load(layout: Layout) {
+    let configure = |settings: &mut cleave::config::Settings| settings.modules.payments.circuit.open_secs = 2;
+    let Some(mut app) = spawn_app_with(Topology::Processes(layout), configure, None).await else { return };
     let admin = app.admin_token().await;
-    let kettle = product(&app, &admin, "KETTLE-1", 10).await;
+    let kettle = product(&app, &admin, "KETTLE-1", 50).await;
     let buyer = app.customer("kettle@example.com").await;
     let buyer = buyer["access_token"].as_str().unwrap().to_owned();
     app.kill_process("payments");
-    for n in 0..3 {
+    let (mut rejected, mut refused) = (0, 0);
+    for n in 0..12 {
         let started = std::time::Instant::now();
         let response = place(&app, &buyer, &format!("down-{n}"), &kettle).await;
-        assert_eq!(response.status(), 201);
-        let order: Value = response.json().await.unwrap();
-        assert_eq!(order["status"], "rejected", "{order}");
-        assert_eq!(order["failure_reason"], "payments is unavailable; nothing was charged", "{order}");
-        assert!(started.elapsed() < Duration::from_secs(2), "answered in {:?}", started.elapsed());
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(2), "placement {n} answered in {elapsed:?}");
+        match response.status().as_u16() {
+            201 => {
+                let order: Value = response.json().await.unwrap();
+                assert_eq!(order["status"], "rejected", "{order}");
+                assert_eq!(order["failure_reason"], "payments is unavailable; nothing was charged", "{order}");
+                rejected += 1;
+            }
+            503 => {
+                let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=2).contains(&retry_after), "Retry-After: {retry_after}");
+                assert_eq!(response.headers()["content-type"], "application/problem+json");
+                let problem: Value = response.json().await.unwrap();
+                assert_eq!(problem["detail"], "payments is unavailable; no order was placed, try again later", "{problem}");
+                assert!(elapsed < Duration::from_millis(500), "a refused placement answered in {elapsed:?}");
+                refused += 1;
+            }
+            status => panic!("placement {n} answered {status}: {}", response.text().await.unwrap()),
+        }
     }
+    assert!(rejected >= 1 && refused >= 6, "{rejected} rejected, {refused} refused: the circuit should open within a few failures");
+
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let orders: Value = app.get("/api/orders?limit=100", Some(&buyer)).await.json().await.unwrap();
+    let statuses: Vec<&str> = orders["items"].as_array().unwrap().iter().map(|order| order["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses.len(), rejected, "{orders}");
+    assert!(statuses.iter().all(|status| *status == "rejected"), "{statuses:?}");
     let view = catalog_view(&app, &kettle).await;
-    assert_eq!((view["stock_reserved"].as_i64(), view["stock_available"].as_i64()), (Some(0), Some(10)), "{view}");
+    assert_eq!((view["stock_reserved"].as_i64(), view["stock_available"].as_i64()), (Some(0), Some(50)), "{view}");
+
     app.revive_process("payments").await;
-    let response = place(&app, &buyer, "back", &kettle).await;
-    assert_eq!(response.json::<Value>().await.unwrap()["status"], "confirmed");
+    let mut n = 0;
+    eventually("an order confirmed after payments is back", Duration::from_secs(20), || {
+        n += 1;
+        let (app, buyer, kettle) = (&app, &buyer, &kettle);
+        async move {
+            let response = place(app, buyer, &format!("back-{n}"), kettle).await;
+            response.status() == 201 && response.json::<Value>().await.unwrap()["status"] == "confirmed"
+        }
+    })
+    .await;
+    for n in 0..3 {
+        let response = place(&app, &buyer, &format!("after-{n}"), &kettle).await;
+        assert_eq!(response.json::<Value>().await.unwrap()["status"], "confirmed");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_charge_that_cannot_be_sent_over_http_rejects_at_once_and_keeps_nothing() {
-    a_charge_that_cannot_be_sent_rejects_at_once_and_keeps_nothing(Layout::PaymentsApart).await;
+async fn payments_killed_under_order_load_over_http() {
+    payments_killed_under_order_load(Layout::PaymentsApart).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_charge_that_cannot_be_sent_over_nats_rejects_at_once_and_keeps_nothing() {
-    a_charge_that_cannot_be_sent_rejects_at_once_and_keeps_nothing(Layout::ServicesOverNats).await;
+async fn payments_killed_under_order_load_over_nats() {
+    payments_killed_under_order_load(Layout::ServicesOverNats).await;
 }

@@ -23,6 +23,7 @@ use shared_kernel::events::{EventBus, InProcessBus};
 use shared_kernel::nats_wire::{NatsClient, NatsService, ServeOptions, WireError};
 use shared_kernel::outbox::DeadLetterStore;
 use shared_kernel::outbox::admin::{self as dead_letters_contract, DeadLettersApi, LocalDeadLetters};
+use shared_kernel::resilience::{AlwaysOpen, CallGate, Upstream};
 use shared_kernel::wire::{CallerResolver, RpcClient, TokenCallerResolver};
 use shared_kernel::{ApiError, Caller, Clock};
 use std::sync::Arc;
@@ -61,6 +62,8 @@ pub struct Composition {
     pub nats_services: Vec<NatsService>,
     /// Names of the modules hosted here, for the start-up banner and `/health/ready`.
     pub local_modules: Vec<&'static str>,
+    /// The guards of the remote modules (their circuits and bulkheads), for status and readiness.
+    pub upstreams: Vec<Arc<Upstream>>,
 }
 
 /// How module `name` is reached from this process.
@@ -147,6 +150,8 @@ pub(crate) struct Context {
     wires: Vec<HostedWire>,
     /// Every consumer subscribed here: its name and the event types it reads.
     subscriptions: Vec<(String, Vec<String>)>,
+    /// The guards of the remote modules, as placed.
+    upstreams: Vec<Arc<Upstream>>,
 }
 
 /// The handles placed so far (a module is placed after the ones it calls).
@@ -189,6 +194,23 @@ impl Context {
         Ok(())
     }
 
+    /// The guard of this process's calls to remote module `name` (one per module, shared by
+    /// its contract's client and its dead letters' client).
+    fn guard(&mut self, name: &'static str, transport: &'static str, module: &ModuleSettings) -> anyhow::Result<Arc<Upstream>> {
+        let upstream = Upstream::new(name, transport, module.resilience()).map_err(|error| anyhow::anyhow!(error))?;
+        self.upstreams.push(upstream.clone());
+        Ok(upstream)
+    }
+
+    /// Whether calls to module `name` are refused right now (its circuit is open); never for a
+    /// module hosted here or not guarded.
+    pub fn gate(&self, name: &str) -> Arc<dyn CallGate> {
+        match self.upstreams.iter().find(|upstream| upstream.module() == name) {
+            Some(upstream) => upstream.clone(),
+            None => Arc::new(AlwaysOpen),
+        }
+    }
+
     /// Work that runs beside the servers.
     pub fn background(&mut self, task: BackgroundTask) {
         self.background.push(task);
@@ -217,7 +239,6 @@ pub(crate) async fn open_database<M: migrations::MigratorTrait>(
 async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mut Context) -> anyhow::Result<Arc<A>> {
     let name = spec.name;
     let module = (spec.settings)(&ctx.settings.modules).clone();
-    let timeout = std::time::Duration::from_millis(module.timeout_ms.max(1));
     let placement = placement_of(name, &module, spec.host.is_some(), ctx.nats.is_some())?;
     let api = match (placement, spec.host) {
         (Placement::Local, Some(host)) => {
@@ -236,9 +257,10 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
         (Placement::Local, None) => anyhow::bail!("{name} cannot run here: this binary was built without the `{name}-local` feature"),
         (Placement::Http, _) => {
             let base_url = module.url.clone().with_context(|| format!("modules.{name}.url is required when {name} is remote over HTTP"))?;
+            let upstream = ctx.guard(name, "http", &module)?;
             let rpc = RpcClient::new(shared_kernel::wire::RpcClientConfig {
                 base_url,
-                timeout,
+                upstream,
                 service_name: ctx.settings.server.service_name.clone(),
                 service_token: ctx.settings.auth.service_token.clone(),
                 discovery: shared_kernel::discovery::DiscoveryPolicy {
@@ -253,9 +275,10 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
         (Placement::Nats, _) => {
             let client = ctx.nats.clone().with_context(|| format!("modules.{name}.wire is `nats` but nats.url is not set"))?;
             let (prefix, token) = (ctx.settings.nats.subject_prefix.clone(), ctx.settings.auth.service_token.clone());
-            let dead_letters = NatsClient::new(client.clone(), spec.dead_letters, prefix.clone(), timeout, token.clone());
+            let upstream = ctx.guard(name, "nats", &module)?;
+            let dead_letters = NatsClient::new(client.clone(), spec.dead_letters, prefix.clone(), upstream.clone(), token.clone());
             ctx.dead_letter_admin.push(Arc::new(dead_letters_contract::nats_wire::Client::new(dead_letters)));
-            (spec.nats_client)(NatsClient::new(client, name, prefix, timeout, token))
+            (spec.nats_client)(NatsClient::new(client, name, prefix, upstream, token))
         }
         (Placement::NotDeployed, _) => {
             tracing::warn!(
@@ -328,6 +351,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         background: Vec::new(),
         wires: Vec::new(),
         subscriptions: Vec::new(),
+        upstreams: Vec::new(),
     };
 
     let users = place(&users::spec(), &mut ctx).await?;
@@ -390,6 +414,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         internal_routes,
         nats_services,
         local_modules: ctx.local_modules,
+        upstreams: ctx.upstreams,
     })
 }
 

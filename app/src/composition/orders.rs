@@ -66,7 +66,8 @@ async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn OrdersApi>> {
     };
     let every = std::time::Duration::from_secs(config.recovery_sweep_secs.max(1));
     let stale_after = std::time::Duration::from_secs(config.stale_after_secs);
-    let service = orders::OrdersService::new(db.clone(), outbox.clone(), catalog, payments, ctx.clock.clone(), orders_settings);
+    let service = orders::OrdersService::new(db.clone(), outbox.clone(), catalog, payments, ctx.clock.clone(), orders_settings)
+        .with_payments_gate(ctx.gate("payments"));
     let dead_letters = Arc::new(shared_kernel::outbox::DeadLetterStore::new(db.clone(), "orders").with_clock(ctx.clock.clone()));
     let clock = ctx.clock.clone();
     ctx.subscribe(orders::CustomerStatusProjection::new(db.clone(), clock.clone()).consumer(dead_letters.clone())).await?;

@@ -210,18 +210,18 @@ shared_kernel::contract! {
     /// only the caller's mistakes and unavailability.
     pub trait CatalogApi as "catalog" {
         /// Every category, by name. Public.
-        fn list_categories(page: PageRequest) -> Page<CategoryView>;
+        fn list_categories(page: PageRequest) -> Page<CategoryView>, idempotent;
         /// Admin. 409 for a name already used (case-insensitive).
         fn create_category(input: NewCategory) -> CategoryView;
         /// Many categories at once, in no particular order; unknown ids are left out. Public.
-        fn get_categories(ids: Vec<CategoryId>) -> Vec<CategoryView>;
+        fn get_categories(ids: Vec<CategoryId>) -> Vec<CategoryView>, idempotent;
         /// Products, newest last, filtered by category and text. Public.
-        fn list_products(query: ProductQuery) -> Page<ProductView>;
+        fn list_products(query: ProductQuery) -> Page<ProductView>, idempotent;
         /// One product. Public.
-        fn get_product(id: ProductId) -> ProductView;
+        fn get_product(id: ProductId) -> ProductView, idempotent;
         /// Many products at once, in no particular order; unknown ids are left out. For other
         /// modules (orders reads prices, GraphQL batches).
-        fn get_products(ids: Vec<ProductId>) -> Vec<ProductView>;
+        fn get_products(ids: Vec<ProductId>) -> Vec<ProductView>, idempotent;
         /// Admin. 409 for a duplicate SKU; 404 for an unknown category.
         fn create_product(input: NewProduct) -> ProductView;
         /// Admin. 409 when `patch.version` is not the current version.

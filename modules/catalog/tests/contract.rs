@@ -502,7 +502,7 @@ mod nats_wire_behaviour {
             client.clone(),
             nats_wire::MODULE,
             nats::unique_prefix(),
-            Duration::from_secs(30),
+            cleave_test_support::callers::upstream("catalog"),
             None,
         ));
         let started = Instant::now();
@@ -524,7 +524,13 @@ mod nats_wire_behaviour {
             let client = client.clone();
             let prefix = prefix.clone();
             async move {
-                let nats = shared_kernel::nats_wire::NatsClient::new(client, nats_wire::MODULE, prefix, Duration::from_secs(10), token);
+                let nats = shared_kernel::nats_wire::NatsClient::new(
+                    client,
+                    nats_wire::MODULE,
+                    prefix,
+                    cleave_test_support::callers::upstream("catalog"),
+                    token,
+                );
                 nats_wire::Client::new(nats).list_categories(&Caller::Anonymous, PageRequest::default()).await
             }
         };

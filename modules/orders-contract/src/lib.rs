@@ -117,9 +117,9 @@ shared_kernel::contract! {
         /// placement wait (it finishes in the background).
         fn place_order(idempotency_key: String, order: PlaceOrder) -> Placement;
         /// One order: its owner or an admin.
-        fn get_order(id: OrderId) -> OrderView;
+        fn get_order(id: OrderId) -> OrderView, idempotent;
         /// The caller's orders, newest first.
-        fn list_orders(page: PageRequest) -> Page<OrderView>;
+        fn list_orders(page: PageRequest) -> Page<OrderView>, idempotent;
         /// Cancels a confirmed order: refunds the payment and puts the stock back. Its owner or an
         /// admin. Cancelling a cancelled order answers it unchanged.
         fn cancel_order(id: OrderId) -> OrderView;

@@ -25,6 +25,12 @@ impl OrdersService {
         if self.is_deactivated(customer).await? {
             return Err(ApiError::forbidden("this account is deactivated and cannot place orders"));
         }
+        // Payments refusing calls (its circuit open) would reject the order after its stock was
+        // reserved: say so now, before anything is written or reserved.
+        if let Some(retry_after) = self.inner.payments_gate.refusing() {
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            return Err(ApiError::not_sent("payments is unavailable; no order was placed, try again later", seconds));
+        }
         // No look-up of the key first: a new key is the common case, and a repeat loses on the
         // key's primary key in the placement transaction below, then replays.
 

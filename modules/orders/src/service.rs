@@ -9,6 +9,7 @@ use orders_contract::{OrderStatus, OrderView, OrdersApi, PlaceOrder, Placement};
 use payments_contract::PaymentsApi;
 use sea_orm::{DatabaseConnection, DbErr};
 use shared_kernel::outbox::Outbox;
+use shared_kernel::resilience::{AlwaysOpen, CallGate};
 use shared_kernel::{ApiError, Caller, Clock, FieldError, OrderId, Page, PageRequest, ServiceName};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,9 @@ pub(crate) struct Inner {
     pub(crate) settings: OrdersSettings,
     /// Orders calls the catalog and payments as itself.
     pub(crate) identity: Caller,
+    /// Whether calls to payments are being refused (its circuit is open): placement then
+    /// answers 503 before it reserves anything.
+    pub(crate) payments_gate: Arc<dyn CallGate>,
 }
 
 impl std::fmt::Debug for OrdersService {
@@ -74,7 +78,19 @@ impl OrdersService {
         settings: OrdersSettings,
     ) -> Self {
         let identity = Caller::Service(ServiceName::Orders);
-        Self { inner: Arc::new(Inner { db, outbox, catalog, payments, clock, settings, identity }) }
+        let payments_gate: Arc<dyn CallGate> = Arc::new(AlwaysOpen);
+        Self { inner: Arc::new(Inner { db, outbox, catalog, payments, clock, settings, identity, payments_gate }) }
+    }
+
+    /// Asks `gate` before each placement whether payments is refusing calls (a remote payments'
+    /// circuit). Call it on the new service, before it is cloned.
+    #[must_use]
+    pub fn with_payments_gate(mut self, gate: Arc<dyn CallGate>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.payments_gate = gate,
+            None => tracing::error!("the payments gate was set on a service already shared: it is ignored"),
+        }
+        self
     }
 
     /// Whether this module's database answers.

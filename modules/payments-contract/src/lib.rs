@@ -175,11 +175,11 @@ shared_kernel::contract! {
         /// an outcome, not an error.
         fn refund(order_id: OrderId, amount: Option<Money>) -> RefundOutcome;
         /// The order's payment: its owner, an admin or a service.
-        fn get_payment(order_id: OrderId) -> PaymentView;
+        fn get_payment(order_id: OrderId) -> PaymentView, idempotent;
         /// The payments of many orders at once (at most 1000), in no particular order: the ones
         /// the caller may see (a user their own; an admin or a service all). Unknown orders are
         /// left out.
-        fn get_payments(order_ids: Vec<OrderId>) -> Vec<PaymentView>;
+        fn get_payments(order_ids: Vec<OrderId>) -> Vec<PaymentView>, idempotent;
     }
 }
 

@@ -120,16 +120,16 @@ shared_kernel::contract! {
         /// Revokes the refresh token's family. Succeeds for unknown or revoked tokens too.
         fn logout(request: RefreshRequest) -> ();
         /// The calling user. 401 without a user.
-        fn me() -> UserView;
+        fn me() -> UserView, idempotent;
         /// One user: the user themself or an admin; 404 for anyone else.
-        fn get_user(id: UserId) -> UserView;
+        fn get_user(id: UserId) -> UserView, idempotent;
         /// Every user, oldest first. Admin only (401/403).
-        fn list_users(page: PageRequest) -> Page<UserView>;
+        fn list_users(page: PageRequest) -> Page<UserView>, idempotent;
         /// Deactivates an account: no more logins or refreshes; its refresh tokens are revoked.
         /// Admin only; 404 for an unknown id; 409 for the caller's own account.
         fn deactivate_user(id: UserId) -> UserView;
         /// The public keys that verify access tokens (anyone may ask).
-        fn signing_keys() -> PublicKeySet;
+        fn signing_keys() -> PublicKeySet, idempotent;
     }
 }
 

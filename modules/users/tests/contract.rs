@@ -9,7 +9,6 @@ use shared_kernel::db::{DatabaseTarget, connect_module};
 use shared_kernel::wire::{RpcClient, RpcClientConfig, TokenCallerResolver};
 use shared_kernel::{ApiError, Caller, PageRequest, Role, Secret, SystemClock};
 use std::sync::Arc;
-use std::time::Duration;
 use users::{KeyRing, UsersService, UsersSettings};
 use users_contract::{Credentials, RefreshRequest, RegisterUser, TokenPair, UserStatus, UsersApi, http_wire, nats_wire};
 
@@ -60,7 +59,7 @@ impl Harness {
         tokio::spawn(async move { axum::serve(listener, router).await });
         let client = RpcClient::new(RpcClientConfig {
             base_url: format!("http://{addr}"),
-            timeout: Duration::from_secs(10),
+            upstream: cleave_test_support::callers::upstream("users"),
             service_name: "contract-tests".into(),
             service_token: None,
             discovery: shared_kernel::discovery::DiscoveryPolicy::default(),

@@ -17,10 +17,10 @@ crate::contract! {
     pub trait DeadLettersApi as "dead_letters" {
         /// After `page`'s cursor, oldest first, up to one more row than the page's limit (so a
         /// caller merging several modules knows whether more follow).
-        fn list(page: PageRequest, include_resolved: bool) -> Vec<DeadLetter>;
+        fn list(page: PageRequest, include_resolved: bool) -> Vec<DeadLetter>, idempotent;
         /// # Errors
         /// 404 when this module holds no dead letter `id`.
-        fn get(id: Uuid) -> DeadLetter;
+        fn get(id: Uuid) -> DeadLetter, idempotent;
         /// Delivers the event again to the consumer that gave up on it (with the usual retries;
         /// if it fails again it becomes a new dead letter), and marks this one replayed.
         ///

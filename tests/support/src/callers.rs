@@ -51,11 +51,18 @@ pub async fn serve(router: axum::Router) -> String {
     format!("http://{addr}")
 }
 
+/// The guard of a test's calls to `module`: the defaults, with a timeout that a slow CI
+/// machine does not hit.
+pub fn upstream(module: &'static str) -> std::sync::Arc<shared_kernel::resilience::Upstream> {
+    let policy = shared_kernel::resilience::ResiliencePolicy { timeout: std::time::Duration::from_secs(20), ..Default::default() };
+    shared_kernel::resilience::Upstream::new(module, "http", policy).expect("the default policy is valid")
+}
+
 /// An RPC client for a contract suite's server.
 pub fn rpc_client(base_url: String) -> shared_kernel::wire::RpcClient {
     shared_kernel::wire::RpcClient::new(shared_kernel::wire::RpcClientConfig {
         base_url,
-        timeout: std::time::Duration::from_secs(20),
+        upstream: upstream("remote"),
         service_name: "contract-tests".into(),
         service_token: None,
         discovery: shared_kernel::discovery::DiscoveryPolicy::default(),

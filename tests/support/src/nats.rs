@@ -172,7 +172,7 @@ pub fn serve_options(client: &async_nats::Client, prefix: &str) -> shared_kernel
 
 /// The client half for `module` under `prefix`.
 pub fn rpc_client(client: &async_nats::Client, module: &'static str, prefix: &str) -> shared_kernel::nats_wire::NatsClient {
-    shared_kernel::nats_wire::NatsClient::new(client.clone(), module, prefix, Duration::from_secs(20), None)
+    shared_kernel::nats_wire::NatsClient::new(client.clone(), module, prefix, crate::callers::upstream(module), None)
 }
 
 /// A `nats-server` of one test's own, which the test may stop and start again on the same port

@@ -1,0 +1,630 @@
+//! What stands between a module and a remote upstream it calls, on either wire: a timeout per
+//! operation, retries with backoff and jitter for the operations the contract declares
+//! idempotent, a circuit breaker and a bulkhead per upstream.
+//!
+//! One [`Upstream`] guards every call this process makes to one module, whatever the wire: the
+//! wire's transport only sends one attempt and says how it failed ([`Failure`]). The circuit
+//! breaker is `tower-resilience-circuitbreaker`'s, the backoff `backon`'s; the bulkhead is a
+//! `tokio` semaphore with a bounded queue in front of it (the bulkhead crates bound the wait, not
+//! the queue).
+
+use crate::ApiError;
+use std::time::Duration;
+
+/// Whether calls to a module are being refused right now without being sent (its circuit is
+/// open), and for how long. A use case that would start something it cannot finish without
+/// that module asks first (orders asks about payments before it reserves stock).
+pub trait CallGate: Send + Sync + 'static {
+    /// `Some(retry after)` while calls are refused.
+    fn refusing(&self) -> Option<Duration>;
+}
+
+/// The gate of a module in this process, or of one that is not guarded: never refusing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlwaysOpen;
+
+impl CallGate for AlwaysOpen {
+    fn refusing(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// One operation of a contract as a client calls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operation {
+    pub name: &'static str,
+    /// Declared in the contract (`-> T, idempotent;`): a repeat has no further effect, so a
+    /// failed attempt may be tried again.
+    pub idempotent: bool,
+}
+
+/// How one attempt at a remote call failed, as its transport saw it.
+#[derive(Debug)]
+pub enum Failure {
+    /// It never reached the upstream (every instance refused the connection, no NATS
+    /// responder): known not to have run.
+    NotSent(ApiError),
+    /// It left but no answer came (a timeout, a broken connection): it may have run.
+    Lost(ApiError),
+    /// The upstream answered this error.
+    Answered(ApiError),
+}
+
+impl Failure {
+    fn into_error(self) -> ApiError {
+        match self {
+            Self::NotSent(error) | Self::Lost(error) | Self::Answered(error) => error,
+        }
+    }
+
+    /// Whether the upstream looks unhealthy: it could not be reached, or it failed internally.
+    /// A domain answer (404, 409, 422) is a healthy upstream; so is its own 503 (one of *its*
+    /// upstreams is down), so that one outage does not open every circuit in front of it.
+    fn counts_against_upstream(&self) -> bool {
+        match self {
+            Self::NotSent(_) | Self::Lost(_) => true,
+            Self::Answered(error) => matches!(error, ApiError::Internal),
+        }
+    }
+
+    /// Whether another attempt may help (for an idempotent operation).
+    fn transient(&self) -> bool {
+        match self {
+            Self::NotSent(_) | Self::Lost(_) => true,
+            Self::Answered(error) => matches!(error, ApiError::Unavailable { .. }),
+        }
+    }
+}
+
+/// Retries of idempotent operations.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1: no retry).
+    pub max_attempts: u32,
+    /// The first retry's delay; each next one doubles, with jitter, up to `max_delay`.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+/// The circuit breaker of one upstream.
+#[derive(Debug, Clone)]
+pub struct CircuitPolicy {
+    /// Share of failed calls (0 < x ≤ 1) within `window` that opens the circuit.
+    pub failure_rate: f64,
+    /// The sliding window the failure rate is measured over.
+    pub window: Duration,
+    /// Calls within the window before the rate counts at all.
+    pub minimum_calls: usize,
+    /// How long an open circuit refuses calls before it lets probes through.
+    pub open_for: Duration,
+    /// Probes let through when half-open; all must succeed to close it again.
+    pub half_open_probes: usize,
+}
+
+/// The bulkhead of one upstream.
+#[derive(Debug, Clone)]
+pub struct BulkheadPolicy {
+    /// Calls in flight at once.
+    pub max_concurrent: usize,
+    /// Calls waiting for a slot; one more is refused at once.
+    pub max_queued: usize,
+    /// How long a call waits for a slot before it is refused.
+    pub max_wait: Duration,
+}
+
+/// Everything that guards the calls to one upstream.
+#[derive(Debug, Clone)]
+pub struct ResiliencePolicy {
+    /// Bound on one attempt, unless the operation has its own.
+    pub timeout: Duration,
+    /// Per operation (by name), overriding `timeout`.
+    pub operation_timeouts: std::collections::HashMap<String, Duration>,
+    pub retry: RetryPolicy,
+    pub circuit: CircuitPolicy,
+    pub bulkhead: BulkheadPolicy,
+}
+
+impl Default for ResiliencePolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            operation_timeouts: std::collections::HashMap::new(),
+            retry: RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(1) },
+            circuit: CircuitPolicy {
+                failure_rate: 0.5,
+                window: Duration::from_secs(10),
+                minimum_calls: 5,
+                open_for: Duration::from_secs(5),
+                half_open_probes: 2,
+            },
+            bulkhead: BulkheadPolicy { max_concurrent: 64, max_queued: 256, max_wait: Duration::from_secs(1) },
+        }
+    }
+}
+
+/// A circuit's state, as reported (status, metrics, readiness).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitStatus {
+    Closed,
+    HalfOpen,
+    Open,
+}
+
+impl CircuitStatus {
+    /// As a gauge: 0 closed, 1 half-open, 2 open.
+    pub const fn as_gauge(self) -> f64 {
+        match self {
+            Self::Closed => 0.0,
+            Self::HalfOpen => 1.0,
+            Self::Open => 2.0,
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+pub use guarded::Upstream;
+
+#[cfg(feature = "http")]
+mod guarded {
+    use super::{CallGate, CircuitStatus, Failure, Operation, ResiliencePolicy};
+    use crate::ApiError;
+    use backon::{BackoffBuilder, ExponentialBuilder};
+    use bytes::Bytes;
+    use futures::future::BoxFuture;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+    use std::time::{Duration, Instant};
+    use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+    use tower::ServiceExt as _;
+    use tower_resilience_circuitbreaker::{
+        CircuitBreaker, CircuitBreakerError, CircuitBreakerHandle, CircuitBreakerLayer, CircuitState, FnClassifier, SlidingWindowType,
+    };
+
+    /// One attempt, as a transport sends it.
+    type Attempt = BoxFuture<'static, Result<Bytes, Failure>>;
+    type Classifier = FnClassifier<fn(&Result<Bytes, Failure>) -> bool>;
+
+    /// An attempt as the circuit breaker passes it on (a named type: with the boxed future as
+    /// the request type itself, the compiler cannot prove the caller's future `Send`).
+    struct Pending(Attempt);
+
+    /// The innermost service: runs the attempt it is given (the circuit breaker around it
+    /// admits it or not, and records how it went).
+    #[derive(Clone, Copy)]
+    struct Run;
+
+    impl tower::Service<Pending> for Run {
+        type Response = Bytes;
+        type Error = Failure;
+        type Future = Attempt;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Failure>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, attempt: Pending) -> Attempt {
+            attempt.0
+        }
+    }
+
+    fn counts_against_upstream(result: &Result<Bytes, Failure>) -> bool {
+        result.as_ref().err().is_some_and(Failure::counts_against_upstream)
+    }
+
+    /// Guards every call this process makes to one module (see the module docs).
+    pub struct Upstream {
+        module: &'static str,
+        transport: &'static str,
+        policy: ResiliencePolicy,
+        breaker: CircuitBreaker<Run, Classifier>,
+        circuit: CircuitBreakerHandle<Classifier>,
+        opened_at: Arc<Mutex<Option<Instant>>>,
+        slots: Arc<Semaphore>,
+        queued: AtomicUsize,
+    }
+
+    impl std::fmt::Debug for Upstream {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Upstream").field("module", &self.module).field("circuit", &self.circuit_status()).finish_non_exhaustive()
+        }
+    }
+
+    impl Upstream {
+        /// The guard of the calls to `module` over `transport` (`http`, `nats`: a metrics label).
+        ///
+        /// # Errors
+        /// A policy the circuit breaker refuses (a failure rate outside (0, 1]), as a sentence
+        /// naming the module.
+        pub fn new(module: &'static str, transport: &'static str, policy: ResiliencePolicy) -> Result<Arc<Self>, String> {
+            let opened_at = Arc::new(Mutex::new(None));
+            let on_transition = opened_at.clone();
+            let circuit = &policy.circuit;
+            let (layer, handle) = CircuitBreakerLayer::builder()
+                .name(module)
+                .sliding_window_type(SlidingWindowType::TimeBased)
+                .sliding_window_duration(circuit.window)
+                .failure_rate_threshold(circuit.failure_rate)
+                .minimum_number_of_calls(circuit.minimum_calls.max(1))
+                .wait_duration_in_open(circuit.open_for)
+                .permitted_calls_in_half_open(circuit.half_open_probes.max(1))
+                .failure_classifier(counts_against_upstream as fn(&Result<Bytes, Failure>) -> bool)
+                .on_state_transition(move |from, to| {
+                    let to = status_of(to);
+                    if let Ok(mut opened) = on_transition.lock() {
+                        *opened = (to == CircuitStatus::Open).then(Instant::now);
+                    }
+                    metrics::gauge!("upstream_circuit_state", "module" => module).set(to.as_gauge());
+                    match to {
+                        CircuitStatus::Open => tracing::warn!(module, from = ?status_of(from), "circuit opened: calls are refused at once"),
+                        CircuitStatus::HalfOpen => tracing::info!(module, "circuit half-open: probing"),
+                        CircuitStatus::Closed => tracing::info!(module, "circuit closed: calls flow again"),
+                    }
+                })
+                .build_with_handle()
+                .map_err(|error| format!("the circuit breaker settings of {module} are invalid: {error}"))?;
+            metrics::gauge!("upstream_circuit_state", "module" => module).set(CircuitStatus::Closed.as_gauge());
+            let slots = Arc::new(Semaphore::new(policy.bulkhead.max_concurrent.max(1)));
+            Ok(Arc::new(Self {
+                module,
+                transport,
+                breaker: tower::Layer::layer(&layer, Run),
+                circuit: handle,
+                opened_at,
+                slots,
+                queued: AtomicUsize::new(0),
+                policy,
+            }))
+        }
+
+        /// The module it guards.
+        pub const fn module(&self) -> &'static str {
+            self.module
+        }
+
+        /// The wire it guards (`http`, `nats`).
+        pub const fn transport(&self) -> &'static str {
+            self.transport
+        }
+
+        /// The circuit's state now.
+        pub fn circuit_status(&self) -> CircuitStatus {
+            status_of(self.circuit.state())
+        }
+
+        /// Calls in flight now, and calls waiting for a slot.
+        pub fn load(&self) -> (usize, usize) {
+            let max = self.policy.bulkhead.max_concurrent.max(1);
+            (max - self.slots.available_permits().min(max), self.queued.load(Ordering::Relaxed))
+        }
+
+        /// The bound on one attempt at an operation without a timeout of its own.
+        pub const fn default_timeout(&self) -> Duration {
+            self.policy.timeout
+        }
+
+        /// The bound on one attempt at `operation`.
+        pub fn timeout_of(&self, operation: &str) -> Duration {
+            self.policy.operation_timeouts.get(operation).copied().unwrap_or(self.policy.timeout)
+        }
+
+        /// Calls `operation`: `attempt(timeout)` sends one attempt, bounded by `timeout`.
+        ///
+        /// # Errors
+        /// The upstream's own error; 503 known-not-sent at once while the circuit is open or
+        /// the bulkhead is full (with `Retry-After`); the last attempt's error when every
+        /// attempt failed (known-not-sent only if none of them may have run).
+        pub async fn call(&self, operation: Operation, attempt: impl Fn(Duration) -> Attempt) -> Result<Bytes, ApiError> {
+            let started = Instant::now();
+            let result = self.attempts(operation, attempt).await;
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(error) if error.status() >= 500 => "unavailable",
+                Err(_) => "error",
+            };
+            let labels = [
+                metrics::Label::from_static_parts("module", self.module),
+                metrics::Label::from_static_parts("operation", operation.name),
+                metrics::Label::from_static_parts("transport", self.transport),
+                metrics::Label::from_static_parts("outcome", outcome),
+            ];
+            metrics::counter!("contract_calls_total", labels.iter()).increment(1);
+            metrics::histogram!("contract_call_duration_seconds", labels[..3].iter()).record(started.elapsed().as_secs_f64());
+            result
+        }
+
+        async fn attempts(&self, operation: Operation, attempt: impl Fn(Duration) -> Attempt) -> Result<Bytes, ApiError> {
+            let timeout = self.timeout_of(operation.name);
+            let retry = &self.policy.retry;
+            let retries = if operation.idempotent { retry.max_attempts.max(1) - 1 } else { 0 };
+            let mut delays = ExponentialBuilder::default()
+                .with_min_delay(retry.base_delay)
+                .with_max_delay(retry.max_delay)
+                .with_jitter()
+                .with_max_times(retries as usize)
+                .build();
+            // Known not to have run only if no attempt may have.
+            let mut maybe_ran = false;
+            loop {
+                let failure = match self.attempt(timeout, &attempt).await {
+                    Ok(body) => return Ok(body),
+                    Err(Refused(error)) => return Err(error),
+                    Err(Tried(failure)) => failure,
+                };
+                maybe_ran |= !matches!(failure, Failure::NotSent(_));
+                let delay = if failure.transient() { delays.next() } else { None };
+                let Some(delay) = delay.filter(|_| self.refusing().is_none()) else {
+                    let error = failure.into_error();
+                    return Err(match error {
+                        ApiError::Unavailable { detail, retry_after_secs, not_sent: true } if maybe_ran => {
+                            ApiError::unavailable(detail, retry_after_secs)
+                        }
+                        error => error,
+                    });
+                };
+                metrics::counter!("contract_retries_total", "module" => self.module, "operation" => operation.name).increment(1);
+                tracing::debug!(module = self.module, operation = operation.name, delay_ms = delay.as_millis() as u64, "retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+
+        /// One attempt through the circuit and the bulkhead.
+        async fn attempt(&self, timeout: Duration, attempt: &impl Fn(Duration) -> Attempt) -> Result<Bytes, AttemptError> {
+            if let Some(retry_after) = self.refusing() {
+                return Err(Refused(self.circuit_open(retry_after)));
+            }
+            let _slot = self.slot().await.ok_or_else(|| {
+                metrics::counter!("upstream_rejected_total", "module" => self.module, "reason" => "bulkhead_full").increment(1);
+                Refused(ApiError::not_sent(format!("too many calls to the {} module are in flight; nothing was sent", self.module), 1))
+            })?;
+            match self.breaker.clone().oneshot(Pending(attempt(timeout))).await {
+                Ok(body) => Ok(body),
+                Err(CircuitBreakerError::Inner(failure)) => Err(Tried(failure)),
+                Err(CircuitBreakerError::OpenCircuit) => Err(Refused(self.circuit_open(self.refusing().unwrap_or(Duration::from_secs(1))))),
+            }
+        }
+
+        fn circuit_open(&self, retry_after: Duration) -> ApiError {
+            metrics::counter!("upstream_rejected_total", "module" => self.module, "reason" => "circuit_open").increment(1);
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            ApiError::not_sent(format!("the {} module is unavailable; nothing was sent", self.module), seconds)
+        }
+
+        /// A slot in the bulkhead: at once if one is free, else after waiting in the bounded
+        /// queue; `None` when the queue is full or the wait runs out.
+        async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+            if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+                return Some(permit);
+            }
+            let bulkhead = &self.policy.bulkhead;
+            if self.queued.fetch_add(1, Ordering::AcqRel) >= bulkhead.max_queued {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                return None;
+            }
+            // Leaves the queue however the wait ends (a cancelled caller included).
+            struct Queued<'a>(&'a AtomicUsize);
+            impl Drop for Queued<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            let _queued = Queued(&self.queued);
+            tokio::time::timeout(bulkhead.max_wait, self.slots.clone().acquire_owned()).await.ok()?.ok()
+        }
+    }
+
+    enum AttemptError {
+        /// Refused here (circuit open, bulkhead full): never sent, not to be retried.
+        Refused(ApiError),
+        /// Sent, or tried to be, and failed.
+        Tried(Failure),
+    }
+    use AttemptError::{Refused, Tried};
+
+    impl CallGate for Upstream {
+        fn refusing(&self) -> Option<Duration> {
+            if self.circuit.state() != CircuitState::Open {
+                return None;
+            }
+            let opened = self.opened_at.lock().ok().and_then(|opened| *opened)?;
+            let open_for = self.policy.circuit.open_for;
+            // Past `open_for` the next call is a half-open probe: let it through.
+            open_for.checked_sub(opened.elapsed()).filter(|left| !left.is_zero())
+        }
+    }
+
+    fn status_of(state: CircuitState) -> CircuitStatus {
+        match state {
+            CircuitState::Closed => CircuitStatus::Closed,
+            CircuitState::HalfOpen => CircuitStatus::HalfOpen,
+            CircuitState::Open => CircuitStatus::Open,
+        }
+    }
+}
+
+#[cfg(all(test, feature = "http"))]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use futures::future::BoxFuture;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const READ: Operation = Operation { name: "get", idempotent: true };
+    const WRITE: Operation = Operation { name: "charge", idempotent: false };
+
+    fn policy() -> ResiliencePolicy {
+        let mut policy = ResiliencePolicy::default();
+        policy.retry.base_delay = Duration::from_millis(1);
+        policy.retry.max_delay = Duration::from_millis(5);
+        policy.circuit.minimum_calls = 4;
+        policy.circuit.open_for = Duration::from_millis(300);
+        policy.circuit.half_open_probes = 1;
+        policy
+    }
+
+    /// A transport answering from a script (one entry per attempt, the last repeated), and
+    /// counting its attempts.
+    fn scripted(
+        script: Vec<fn() -> Result<Bytes, Failure>>,
+    ) -> (Arc<AtomicUsize>, impl Fn(Duration) -> BoxFuture<'static, Result<Bytes, Failure>>) {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counter = sent.clone();
+        let script = Arc::new(script);
+        (sent, move |_timeout| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let answer = script[n.min(script.len() - 1)]();
+            Box::pin(async move { answer })
+        })
+    }
+
+    fn ok() -> Result<Bytes, Failure> {
+        Ok(Bytes::from_static(b"{}"))
+    }
+    fn refused() -> Result<Bytes, Failure> {
+        Err(Failure::NotSent(ApiError::not_sent("the m module is unreachable", 1)))
+    }
+    fn lost() -> Result<Bytes, Failure> {
+        Err(Failure::Lost(ApiError::unavailable("the m module did not answer", 1)))
+    }
+    fn not_found() -> Result<Bytes, Failure> {
+        Err(Failure::Answered(ApiError::not_found("no such thing")))
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_operation_is_retried_and_another_is_sent_once() {
+        let upstream = Upstream::new("m", "http", policy()).unwrap();
+        let (sent, transport) = scripted(vec![lost, refused, ok]);
+        assert!(upstream.call(READ, &transport).await.is_ok());
+        assert_eq!(sent.load(Ordering::SeqCst), 3);
+
+        let (sent, transport) = scripted(vec![lost, ok]);
+        let error = upstream.call(WRITE, &transport).await.unwrap_err();
+        assert_eq!(sent.load(Ordering::SeqCst), 1);
+        assert!(matches!(error, ApiError::Unavailable { not_sent: false, .. }), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_domain_answer_is_final_and_keeps_the_circuit_closed() {
+        let upstream = Upstream::new("m", "http", policy()).unwrap();
+        let (sent, transport) = scripted(vec![not_found]);
+        for _ in 0..10 {
+            assert!(matches!(upstream.call(READ, &transport).await, Err(ApiError::NotFound { .. })));
+        }
+        assert_eq!(sent.load(Ordering::SeqCst), 10);
+        assert_eq!(upstream.circuit_status(), CircuitStatus::Closed);
+    }
+
+    #[tokio::test]
+    async fn attempts_that_may_have_run_are_not_reported_as_not_sent() {
+        let upstream = Upstream::new("m", "http", policy()).unwrap();
+        let (_, transport) = scripted(vec![lost, refused]);
+        let error = upstream.call(READ, &transport).await.unwrap_err();
+        assert!(matches!(error, ApiError::Unavailable { not_sent: false, .. }), "{error:?}");
+        let (_, transport) = scripted(vec![refused]);
+        assert!(upstream.call(WRITE, &transport).await.unwrap_err().is_not_sent());
+    }
+
+    #[tokio::test]
+    async fn an_open_circuit_refuses_at_once_then_probes_and_closes() {
+        let upstream = Upstream::new("m", "http", policy()).unwrap();
+        let (sent, failing) = scripted(vec![refused]);
+        for _ in 0..4 {
+            assert!(upstream.call(WRITE, &failing).await.is_err());
+        }
+        assert_eq!(upstream.circuit_status(), CircuitStatus::Open);
+        let retry_after = upstream.refusing().expect("refusing while open");
+        assert!(retry_after <= Duration::from_millis(300));
+
+        // Refused here: nothing reaches the transport, the answer says when to come back.
+        let (probed, healthy) = scripted(vec![ok]);
+        let error = upstream.call(READ, &healthy).await.unwrap_err();
+        assert!(error.is_not_sent());
+        assert_eq!(error.retry_after_secs(), Some(1));
+        assert_eq!(probed.load(Ordering::SeqCst), 0);
+        assert_eq!(sent.load(Ordering::SeqCst), 4);
+
+        // After `open_for`, one probe goes through; its success closes the circuit.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(upstream.refusing(), None);
+        assert!(upstream.call(READ, &healthy).await.is_ok());
+        assert_eq!(probed.load(Ordering::SeqCst), 1);
+        assert_eq!(upstream.circuit_status(), CircuitStatus::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_failed_probe_opens_the_circuit_again() {
+        let upstream = Upstream::new("m", "http", policy()).unwrap();
+        let (_, failing) = scripted(vec![lost]);
+        for _ in 0..4 {
+            let _ = upstream.call(WRITE, &failing).await;
+        }
+        assert_eq!(upstream.circuit_status(), CircuitStatus::Open);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(upstream.call(WRITE, &failing).await.is_err());
+        assert_eq!(upstream.circuit_status(), CircuitStatus::Open);
+        assert!(upstream.refusing().is_some());
+    }
+
+    #[tokio::test]
+    async fn the_bulkhead_caps_calls_in_flight_and_its_queue() {
+        let mut policy = policy();
+        policy.bulkhead = BulkheadPolicy { max_concurrent: 2, max_queued: 1, max_wait: Duration::from_secs(5) };
+        let upstream = Upstream::new("m", "http", policy).unwrap();
+        let (release, released) = tokio::sync::watch::channel(false);
+        let sent = Arc::new(AtomicUsize::new(0));
+        let transport = {
+            let sent = sent.clone();
+            move |_timeout: Duration| -> BoxFuture<'static, Result<Bytes, Failure>> {
+                sent.fetch_add(1, Ordering::SeqCst);
+                let mut released = released.clone();
+                Box::pin(async move {
+                    let _ = released.wait_for(|go| *go).await;
+                    ok()
+                })
+            }
+        };
+        let mut calls = Vec::new();
+        for _ in 0..3 {
+            let (upstream, transport) = (upstream.clone(), transport.clone());
+            calls.push(tokio::spawn(async move { upstream.call(WRITE, transport).await }));
+        }
+        // Two in flight, one queued: a fourth is refused at once, unsent.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while upstream.load() != (2, 1) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("two calls in flight and one queued");
+        let refused = upstream.call(WRITE, &transport).await.unwrap_err();
+        assert!(refused.is_not_sent(), "{refused:?}");
+        assert_eq!(sent.load(Ordering::SeqCst), 2);
+
+        release.send_replace(true);
+        for call in calls {
+            assert!(call.await.unwrap().is_ok());
+        }
+        assert_eq!(sent.load(Ordering::SeqCst), 3);
+        assert_eq!(upstream.load(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn an_operation_may_have_its_own_timeout() {
+        let mut policy = policy();
+        policy.operation_timeouts.insert("charge".to_owned(), Duration::from_secs(9));
+        let upstream = Upstream::new("m", "http", policy).unwrap();
+        assert_eq!(upstream.timeout_of("charge"), Duration::from_secs(9));
+        assert_eq!(upstream.timeout_of("get"), Duration::from_secs(5));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let transport = move |timeout: Duration| -> BoxFuture<'static, Result<Bytes, Failure>> {
+            record.lock().unwrap().push(timeout);
+            Box::pin(async { ok() })
+        };
+        upstream.call(WRITE, &transport).await.unwrap();
+        upstream.call(READ, &transport).await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), vec![Duration::from_secs(9), Duration::from_secs(5)]);
+    }
+}
