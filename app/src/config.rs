@@ -60,6 +60,12 @@ pub struct ServerSettings {
     /// Serve `internal_addr` without `auth.service_token` (development only: then anyone who
     /// reaches it can call the modules hosted here).
     pub allow_unauthenticated_internal: bool,
+    /// On SIGTERM, how long the requests, NATS calls and background work in flight may take to
+    /// finish before they are cut off (seconds).
+    pub shutdown_grace_secs: u64,
+    /// On SIGTERM, how long the listeners go on accepting while readiness already answers 503,
+    /// so a load balancer stops sending first (milliseconds; 0: stop accepting at once).
+    pub shutdown_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -431,7 +437,7 @@ impl Default for CircuitSettings {
 
 impl Default for BulkheadSettings {
     fn default() -> Self {
-        Self { max_concurrent: 64, max_queued: 256, max_wait_ms: 1_000 }
+        Self { max_concurrent: 256, max_queued: 1_024, max_wait_ms: 5_000 }
     }
 }
 
@@ -512,6 +518,8 @@ impl Default for ServerSettings {
             service_name: "cleave".to_owned(),
             internal_addr: None,
             allow_unauthenticated_internal: false,
+            shutdown_grace_secs: 20,
+            shutdown_delay_ms: 0,
         }
     }
 }
@@ -600,6 +608,7 @@ impl Settings {
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.server.body_limit_bytes > 0, "server.body_limit_bytes must be positive");
         anyhow::ensure!(self.server.request_timeout_secs > 0, "server.request_timeout_secs must be positive");
+        anyhow::ensure!(self.server.shutdown_grace_secs > 0, "server.shutdown_grace_secs must be positive");
         if let Some(url) = &self.database.url {
             anyhow::ensure!(
                 url.starts_with("postgres://") || url.starts_with("postgresql://"),

@@ -10,16 +10,33 @@ use std::time::Duration;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct HealthReport {
-    /// `live`, `ready` or `unavailable`.
+    /// `live`, `ready`, `unavailable`, or `draining` (shutting down).
     pub status: &'static str,
     /// Each check by name: `ok` or `failed`.
     pub checks: BTreeMap<String, &'static str>,
+    /// Why it is not ready, in words (absent when ready).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Set once the process is shutting down: readiness answers 503 from then on.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, body = HealthReport)))]
 pub async fn live() -> Json<HealthReport> {
-    Json(HealthReport { status: "live", checks: BTreeMap::new() })
+    Json(HealthReport { status: "live", checks: BTreeMap::new(), reason: None })
 }
 
 /// Ready when this process's databases and every module it calls answer; 503 with the failing
@@ -27,14 +44,20 @@ pub async fn live() -> Json<HealthReport> {
 #[utoipa::path(get, path = "/health/ready", tag = "operations", responses(
     (status = 200, body = HealthReport),
     (status = 503, description = "A check failed; the body names it", body = HealthReport)))]
-pub async fn ready(checks: Vec<ReadinessCheck>) -> Response {
+pub async fn ready(checks: Vec<ReadinessCheck>, draining: Draining) -> Response {
+    if draining.is_set() {
+        let report = HealthReport { status: "draining", checks: BTreeMap::new(), reason: Some("the process is shutting down".to_owned()) };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response();
+    }
     let results = futures::future::join_all(checks.iter().map(|check| async move {
         let ok = tokio::time::timeout(Duration::from_secs(2), (check.probe)()).await.unwrap_or(false);
         (check.name.clone(), if ok { "ok" } else { "failed" })
     }))
     .await;
     let all_ok = results.iter().all(|(_, result)| *result == "ok");
-    let report = HealthReport { status: if all_ok { "ready" } else { "unavailable" }, checks: results.into_iter().collect() };
+    let failed: Vec<&str> = results.iter().filter(|(_, result)| *result != "ok").map(|(name, _)| name.as_str()).collect();
+    let reason = (!failed.is_empty()).then(|| format!("failed: {}", failed.join(", ")));
+    let report = HealthReport { status: if all_ok { "ready" } else { "unavailable" }, checks: results.into_iter().collect(), reason };
     if all_ok {
         (StatusCode::OK, Json(report)).into_response()
     } else {

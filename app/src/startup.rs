@@ -19,6 +19,14 @@ pub struct Application {
     local_addr: SocketAddr,
     local_modules: Vec<&'static str>,
     composition: Composition,
+    shutdown: Shutdown,
+}
+
+/// How the application stops (`server.shutdown_*`), and the flag readiness reads.
+struct Shutdown {
+    draining: health::Draining,
+    grace: std::time::Duration,
+    delay: std::time::Duration,
 }
 
 impl Application {
@@ -29,7 +37,12 @@ impl Application {
     /// Composition failures (see [`compose`]) and an address that cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let composition = compose(&settings).await?;
-        let router = build_router(&settings, &composition);
+        let shutdown = Shutdown {
+            draining: health::Draining::default(),
+            grace: std::time::Duration::from_secs(settings.server.shutdown_grace_secs.max(1)),
+            delay: std::time::Duration::from_millis(settings.server.shutdown_delay_ms),
+        };
+        let router = build_router(&settings, &composition, &shutdown.draining);
         let listener =
             TcpListener::bind(settings.server.addr).await.with_context(|| format!("cannot listen on {}", settings.server.addr))?;
         let local_addr = listener.local_addr()?;
@@ -42,7 +55,7 @@ impl Application {
                 }
                 let internal_listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
                 let internal_addr = internal_listener.local_addr()?;
-                Some((internal_listener, build_internal_router(&settings, &composition), internal_addr))
+                Some((internal_listener, build_internal_router(&settings, &composition, &shutdown.draining), internal_addr))
             }
             None => {
                 if !composition.local_modules.is_empty() {
@@ -52,7 +65,7 @@ impl Application {
             }
         };
         let local_modules = composition.local_modules.clone();
-        Ok(Self { listener, router, internal, local_addr, local_modules, composition })
+        Ok(Self { listener, router, internal, local_addr, local_modules, composition, shutdown })
     }
 
     /// The internal listener's address (wire routes), when one is configured.
@@ -94,13 +107,36 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `stop` completes (tests stop an app this way and start it again).
+    /// Serves until `stop` completes (tests stop an app this way and start it again), then
+    /// shuts down gracefully: readiness answers 503 at once; after `server.shutdown_delay_ms`
+    /// the listeners stop accepting; the requests and NATS calls in flight finish, then the
+    /// background work (relays, sweeps) and the event consumers finish what they hold and stop.
+    /// All of it within `server.shutdown_grace_secs`, past which the rest is cut off (nothing
+    /// is lost: an unfinished saga resumes at the next start, an unacked event comes again).
     ///
     /// # Errors
     /// When the server fails.
     pub async fn run_until(mut self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         use futures::FutureExt as _;
-        let stop = stop.boxed().shared();
+        let (grace, delay) = (self.shutdown.grace, self.shutdown.delay);
+        let draining = self.shutdown.draining.clone();
+        // The stop as the listeners see it: readiness first, then (after the delay) no new
+        // connections.
+        let stop = {
+            let draining = draining.clone();
+            async move {
+                stop.await;
+                draining.start();
+                tracing::info!(
+                    delay_ms = delay.as_millis() as u64,
+                    grace_secs = grace.as_secs(),
+                    "shutting down: readiness now answers 503"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+        .boxed()
+        .shared();
         // Background work (outbox relays, sweeps), stopped after the servers drain.
         let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
         let background: Vec<_> = std::mem::take(&mut self.composition.background)
@@ -114,9 +150,7 @@ impl Application {
             let stop = stop.clone();
             tokio::spawn(async move {
                 stop.await;
-                for service in nats_services {
-                    service.stop(std::time::Duration::from_secs(10)).await;
-                }
+                futures::future::join_all(nats_services.into_iter().map(|service| service.stop(grace))).await;
             })
         };
         let internal = self.internal.map(|(listener, router, _)| {
@@ -125,29 +159,63 @@ impl Application {
                 axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(stop).await
             })
         });
-        let public = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stop)
-            .await
-            .context("the server failed");
-        if let Some(internal) = internal {
-            internal.await.context("the internal server task failed")?.context("the internal server failed")?;
-        }
-        if public.is_ok() {
-            let _ = nats_stopped.await;
-        } else {
+        let mut public = tokio::spawn(
+            axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(stop.clone())
+                .into_future(),
+        );
+        // Until the stop comes (or the server fails before it).
+        let failed_early = tokio::select! {
+            () = stop.clone() => None,
+            result = &mut public => Some(result),
+        };
+        if let Some(result) = failed_early {
             nats_stopped.abort();
+            return result.context("the server task failed")?.context("the server failed");
         }
+        let deadline = tokio::time::Instant::now() + grace;
+        let drained = tokio::time::timeout_at(deadline, async {
+            let public = (&mut public).await;
+            let internal = match internal {
+                Some(internal) => Some(internal.await),
+                None => None,
+            };
+            let _ = nats_stopped.await;
+            (public, internal)
+        })
+        .await;
+        let public = match drained {
+            Ok((public, internal)) => {
+                if let Some(internal) = internal {
+                    internal.context("the internal server task failed")?.context("the internal server failed")?;
+                }
+                public.context("the server task failed")?.context("the server failed")
+            }
+            Err(_) => {
+                tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after server.shutdown_grace_secs: cut off");
+                public.abort();
+                Ok(())
+            }
+        };
         let _ = stop_background.send(true);
-        for task in background {
-            let _ = task.await;
+        let finished = tokio::time::timeout_at(deadline.max(tokio::time::Instant::now() + std::time::Duration::from_secs(1)), async {
+            for task in background {
+                let _ = task.await;
+            }
+            self.composition.bus.shutdown().await;
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!("background work still running after server.shutdown_grace_secs: cut off");
         }
+        tracing::info!("stopped");
         public
     }
 }
 
 /// The whole router: public API, wire routes of local modules, operations endpoints, docs; all
 /// behind the edge.
-pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
+pub fn build_router(settings: &Settings, composition: &Composition, draining: &health::Draining) -> Router {
     let limits = crate::graphql::Limits {
         depth: settings.graphql.max_depth,
         complexity: settings.graphql.max_complexity,
@@ -164,6 +232,7 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
         dead_letters: std::sync::Arc::new(composition.dead_letter_admin.clone()),
     });
     let checks = composition.readiness.clone();
+    let draining = draining.clone();
     let metrics = telemetry::metrics_handle();
     let router = Router::new()
         .merge(rest::users::routes())
@@ -176,7 +245,7 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
         .route("/graphql/ws", get(crate::graphql::subscribe))
         .with_state(state)
         .route("/health/live", get(health::live))
-        .route("/health/ready", get(move || health::ready(checks.clone())))
+        .route("/health/ready", get(move || health::ready(checks.clone(), draining.clone())))
         .route("/metrics", get(move || health::metrics(metrics.clone())))
         .merge(openapi::routes());
     edge::layer(router, &settings.server)
@@ -184,15 +253,16 @@ pub fn build_router(settings: &Settings, composition: &Composition) -> Router {
 
 /// The internal listener's router: the wire routes of the modules hosted here and health, behind
 /// the same edge, and behind the service token when one is configured.
-pub fn build_internal_router(settings: &Settings, composition: &Composition) -> Router {
+pub fn build_internal_router(settings: &Settings, composition: &Composition, draining: &health::Draining) -> Router {
     let checks = composition.readiness.clone();
+    let draining = draining.clone();
     let token = settings.auth.service_token.clone();
     let router = composition
         .internal_routes
         .clone()
         .layer(axum::middleware::from_fn(move |request, next| edge::require_service_token(token.clone(), request, next)))
         .route("/health/live", get(health::live))
-        .route("/health/ready", get(move || health::ready(checks.clone())));
+        .route("/health/ready", get(move || health::ready(checks.clone(), draining.clone())));
     edge::layer(router, &settings.server)
 }
 
@@ -215,5 +285,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down");
 }

@@ -174,6 +174,9 @@ pub trait EventBus: Send + Sync + 'static {
     /// # Errors
     /// An unknown consumer, or the bus is unavailable.
     async fn redeliver(&self, consumer: &str, event: &EventEnvelope) -> Result<(), BusError>;
+    /// Stops delivering: each consumer finishes the event in hand, then takes no more (what it
+    /// did not take stays with the broker, or is delivered by the relay after a restart).
+    async fn shutdown(&self) {}
 }
 
 /// How often and how patiently a failing handler is retried.

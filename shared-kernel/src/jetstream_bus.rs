@@ -65,6 +65,8 @@ pub struct JetStreamBus {
     clock: Arc<dyn Clock>,
     consumers: Mutex<BTreeMap<String, Arc<Consumer>>>,
     workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Set on shutdown: each worker finishes the event in hand and stops.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// The modules whose stream this bus has made sure of (a publisher makes its own).
     streams: Mutex<std::collections::BTreeSet<String>>,
 }
@@ -106,6 +108,7 @@ impl JetStreamBus {
             clock,
             consumers: Mutex::new(BTreeMap::new()),
             workers: Mutex::new(Vec::new()),
+            stopping: tokio::sync::watch::channel(false).0,
             streams: Mutex::new(std::collections::BTreeSet::new()),
         }
     }
@@ -250,24 +253,50 @@ impl EventBus for JetStreamBus {
             // Created, or updated to this release's filter (a consumer's event types may change).
             let pull = stream.create_consumer(config.clone()).await.map_err(|error| unavailable(&format!("consumer {durable}"), error))?;
             let (consumer, policy, clock, ack_wait) = (consumer.clone(), self.policy, self.clock.clone(), self.settings.ack_wait);
+            let mut stopping = self.stopping.subscribe();
             let worker = tokio::spawn(async move {
                 let mut pull = pull;
                 loop {
                     match pull.messages().await {
-                        Ok(mut messages) => {
-                            while let Some(message) = messages.next().await {
-                                match message {
-                                    Ok(message) => Self::handle(&consumer, policy, clock.as_ref(), ack_wait, message).await,
-                                    Err(error) => {
-                                        tracing::warn!(consumer = %consumer.name, %error, "an event stream broke off; reading again");
-                                        break;
-                                    }
+                        Ok(mut messages) => loop {
+                            // The stop is looked at between events only: the one in hand is
+                            // handled and acked first.
+                            let next = tokio::select! {
+                                biased;
+                                _ = stopping.wait_for(|stop| *stop) => None,
+                                message = messages.next() => Some(message),
+                            };
+                            let Some(message) = next else {
+                                // What already arrived goes back to the server at once, for the
+                                // next process (else it waits out `ack_wait`).
+                                use futures::FutureExt as _;
+                                let mut arrived = Vec::new();
+                                while let Some(Some(next)) = messages.next().now_or_never() {
+                                    arrived.extend(next.ok());
                                 }
+                                for message in arrived {
+                                    let _ = message.ack_with(jetstream::AckKind::Nak(None)).await;
+                                }
+                                return;
+                            };
+                            match message {
+                                Some(Ok(message)) => Self::handle(&consumer, policy, clock.as_ref(), ack_wait, message).await,
+                                Some(Err(error)) => {
+                                    tracing::warn!(consumer = %consumer.name, %error, "an event stream broke off; reading again");
+                                    break;
+                                }
+                                None => break,
                             }
-                        }
+                        },
                         Err(error) => tracing::warn!(consumer = %consumer.name, %error, "cannot read an event stream; retrying"),
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let stop = tokio::select! {
+                        _ = stopping.wait_for(|stop| *stop) => true,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => false,
+                    };
+                    if stop {
+                        return;
+                    }
                     // The consumer may be gone (an ephemeral one after a long outage, a deleted
                     // durable): make sure of it before reading again.
                     match stream.create_consumer(config.clone()).await {
@@ -295,6 +324,14 @@ impl EventBus for JetStreamBus {
             self.context.send_publish(self.subject(&event.event_type), message).await.map_err(|error| unavailable("publish", error))?;
         ack.await.map_err(|error| unavailable("publish ack", error))?;
         Ok(())
+    }
+
+    async fn shutdown(&self) {
+        self.stopping.send_replace(true);
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for worker in workers {
+            let _ = worker.await;
+        }
     }
 
     async fn redeliver(&self, consumer: &str, event: &EventEnvelope) -> Result<(), BusError> {

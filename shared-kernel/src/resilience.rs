@@ -137,7 +137,7 @@ impl Default for ResiliencePolicy {
                 open_for: Duration::from_secs(5),
                 half_open_probes: 2,
             },
-            bulkhead: BulkheadPolicy { max_concurrent: 64, max_queued: 256, max_wait: Duration::from_secs(1) },
+            bulkhead: BulkheadPolicy { max_concurrent: 256, max_queued: 1024, max_wait: Duration::from_secs(5) },
         }
     }
 }

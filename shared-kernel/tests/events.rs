@@ -585,6 +585,64 @@ mod jetstream {
         broker.clean_up().await;
     }
 
+    /// A handler that holds each event until told to let it go.
+    struct Held {
+        seen: tokio::sync::watch::Sender<u32>,
+        release: tokio::sync::watch::Receiver<bool>,
+    }
+
+    #[async_trait::async_trait]
+    impl EventHandler for Held {
+        async fn handle(&self, _event: &EventEnvelope) -> Result<(), HandlerError> {
+            self.seen.send_modify(|seen| *seen += 1);
+            let _ = self.release.clone().wait_for(|go| *go).await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_finishes_the_event_in_hand_and_takes_no_more() {
+        let Some(broker) = Broker::new().await else { return };
+        let place = Place::sqlite().await.unwrap();
+        let db = place.connect().await;
+        let dead_letters = DeadLetterStore::new(db.clone(), "tests");
+        let (seen, mut seen_rx) = tokio::sync::watch::channel(0);
+        let (release, released) = tokio::sync::watch::channel(false);
+        let consumer = |handler: Arc<dyn EventHandler>| Consumer {
+            name: "tests.held".into(),
+            event_types: vec![Bumped::TYPE.into()],
+            handler,
+            dead_letters: Arc::new(dead_letters.clone()),
+            each_process: false,
+        };
+        let stopping = broker.bus(3).await;
+        stopping.subscribe(consumer(Arc::new(Held { seen, release: released }))).await.unwrap();
+        let publishing = broker.bus(3).await;
+        for version in 1..=3 {
+            let event = EventEnvelope::wrap(&Bumped { aggregate: "s".into(), version }, chrono::Utc::now(), None).unwrap();
+            publishing.publish(&event).await.unwrap();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), seen_rx.wait_for(|seen| *seen == 1)).await.expect("the first event in hand");
+        let shutdown = tokio::spawn({
+            let stopping = stopping.clone();
+            async move { stopping.shutdown().await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!shutdown.is_finished(), "shutdown waits for the event in hand");
+        release.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(20), shutdown).await.expect("shutdown returns once the event is handled").unwrap();
+        assert_eq!(*seen_rx.borrow(), 1, "no event taken after the stop");
+
+        // The next process's consumer gets the two it did not take, and not the one it acked.
+        let recorder = recorder(&db).await;
+        let next = broker.bus(3).await;
+        next.subscribe(consumer(recorder.clone())).await.unwrap();
+        until("the two events left", async || effects(&db).await.len() == 2).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(effects(&db).await, [("s".into(), 2), ("s".into(), 3)]);
+        broker.clean_up().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_consumer_deleted_on_the_server_is_made_again_and_nothing_is_missed() {
         let Some(broker) = Broker::new().await else { return };

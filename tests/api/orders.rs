@@ -326,8 +326,9 @@ async fn a_hundred_and_twenty_buyers_for_twenty_units_confirm_exactly_twenty(app
     let responses = futures::future::join_all(buyers.iter().map(|token| place(&app, token, "buy", &body))).await;
     let (mut confirmed, mut rejected) = (0, 0);
     for response in responses {
-        assert_eq!(response.status(), 201);
+        let status = response.status();
         let order: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "{order}");
         match order["status"].as_str().unwrap() {
             "confirmed" => confirmed += 1,
             "rejected" => rejected += 1,

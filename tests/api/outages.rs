@@ -173,6 +173,18 @@ async fn payments_killed_under_order_load(layout: Layout) {
         }
     }
     assert!(rejected >= 1 && refused >= 6, "{rejected} rejected, {refused} refused: the circuit should open within a few failures");
+    // The process that calls payments is not ready while that circuit is open, and says why.
+    if layout == Layout::PaymentsApart {
+        let ready = app.get("/health/ready", None).await;
+        assert_eq!(ready.status(), 503);
+        let report: Value = ready.json().await.unwrap();
+        assert_eq!(report["checks"]["payments.circuit"], "failed", "{report}");
+        assert!(report["reason"].as_str().unwrap().contains("payments.circuit"), "{report}");
+    }
+    if layout == Layout::ServicesOverNats {
+        let ready: Value = app.get("/health/ready", None).await.json().await.unwrap();
+        assert_eq!(ready["checks"]["nats"], "ok", "{ready}");
+    }
 
     tokio::time::sleep(Duration::from_secs(10)).await;
     let orders: Value = app.get("/api/orders?limit=100", Some(&buyer)).await.json().await.unwrap();
@@ -207,4 +219,63 @@ async fn payments_killed_under_order_load_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_killed_under_order_load_over_nats() {
     payments_killed_under_order_load(Layout::ServicesOverNats).await;
+}
+
+/// The monolith as one OS process gets SIGTERM while six placements are in flight (each waiting
+/// on a slow card charge). Readiness answers 503 at once; after the shutdown delay the listener
+/// takes no new connection; the six placements still finish `confirmed`; the process exits 0
+/// within its grace. Started again, nothing is lost: six orders confirmed, six units sold,
+/// nothing left reserved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_finishes_what_is_in_flight_and_loses_nothing() {
+    let configure = |settings: &mut cleave::config::Settings| {
+        settings.server.shutdown_delay_ms = 700;
+        settings.server.shutdown_grace_secs = 15;
+        settings.payments.simulator_latency_ms = 3_000;
+        settings.orders.placement_wait_ms = 10_000;
+    };
+    let Some(mut app) = spawn_app_with(Topology::Processes(Layout::Monolith), configure, None).await else { return };
+    let admin = app.admin_token().await;
+    let lamp = product(&app, &admin, "LAMP-1", 20).await;
+    let buyer = app.customer("lamp@example.com").await;
+    let buyer = buyer["access_token"].as_str().unwrap().to_owned();
+    let (client, orders_url) = (reqwest::Client::new(), app.url("/api/orders"));
+    let placements: Vec<_> = (0..6)
+        .map(|n| {
+            let body = json!({"items": [{"product_id": lamp, "quantity": 1}], "payment": {"card_number": GOOD_CARD}});
+            let request = client.post(&orders_url).bearer_auth(&buyer).header("idempotency-key", format!("term-{n}")).json(&body);
+            tokio::spawn(async move {
+                let response = request.send().await.expect("a placement in flight gets its answer");
+                (response.status().as_u16(), response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    // All six hold their stock and wait on the charge.
+    eventually("six reservations", Duration::from_secs(10), || async { catalog_view(&app, &lamp).await["stock_reserved"] == 6 }).await;
+
+    let stopped_at = std::time::Instant::now();
+    app.terminate_process("monolith");
+    let base = app.process_url("monolith");
+    let fresh = || reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let ready = fresh().get(format!("{base}/health/ready")).send().await.expect("still accepting during the delay");
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.json::<Value>().await.unwrap()["status"], "draining");
+    tokio::time::sleep(Duration::from_millis(1_000).saturating_sub(stopped_at.elapsed())).await;
+    let refused = fresh().get(format!("{base}/health/live")).send().await;
+    assert!(refused.as_ref().is_err_and(reqwest::Error::is_connect), "a new connection after the delay: {refused:?}");
+
+    for placement in placements {
+        let (status, order) = placement.await.unwrap();
+        assert_eq!((status, order["status"].as_str()), (201, Some("confirmed")), "{order}");
+    }
+    let exit = app.wait_exit("monolith", Duration::from_secs(15)).await.expect("exits within its grace");
+    assert!(exit.success(), "exit status {exit}");
+
+    app.revive_process("monolith").await;
+    let orders: Value = app.get("/api/orders?limit=100", Some(&buyer)).await.json().await.unwrap();
+    let statuses: Vec<&str> = orders["items"].as_array().unwrap().iter().map(|order| order["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, vec!["confirmed"; 6], "{orders}");
+    eventually("six units sold", Duration::from_secs(10), || async { catalog_view(&app, &lamp).await["units_sold"] == 6 }).await;
+    let view = catalog_view(&app, &lamp).await;
+    assert_eq!((view["stock_reserved"].as_i64(), view["stock_available"].as_i64()), (Some(0), Some(14)), "{view}");
 }

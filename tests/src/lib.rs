@@ -210,9 +210,15 @@ fn remote(module: &mut ModuleSettings, wire: Wire, url: &str) {
 }
 
 /// A port nobody listens on now, for a process whose address another must know before it
-/// starts.
+/// starts. Taken below Linux's ephemeral range (32768 and up): a port from that range, once
+/// released, can go to any outgoing connection or `bind(0)` before the process binds it.
 fn free_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port")
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    (0..1_000)
+        .map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], rng.random_range(20_000..32_000))))
+        .find(|addr| std::net::TcpListener::bind(addr).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 /// The service token of the extracted topology's internal wire.
@@ -498,6 +504,38 @@ impl TestApp {
         let mut process = self.os_processes.remove(index);
         process.kill();
         self.killed.push((index, process));
+    }
+
+    /// Sends OS process `name` SIGTERM, as an orchestrator stopping it does, and returns at once;
+    /// [`TestApp::wait_exit`] waits for it to finish, [`TestApp::revive_process`] starts it again.
+    ///
+    /// # Panics
+    /// When this topology has no such process running.
+    pub fn terminate_process(&mut self, name: &str) {
+        let index = self.os_processes.iter().position(|process| process.name == name).unwrap_or_else(|| panic!("no process {name}"));
+        let process = self.os_processes.remove(index);
+        process.terminate();
+        self.killed.push((index, process));
+    }
+
+    /// Waits up to `within` for terminated process `name` to exit: its status, `None` if it
+    /// still runs.
+    ///
+    /// # Panics
+    /// When `name` was not terminated or killed.
+    pub async fn wait_exit(&mut self, name: &str, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let (_, process) =
+            self.killed.iter_mut().find(|(_, process)| process.name == name).unwrap_or_else(|| panic!("{name} was not stopped"));
+        process.wait_exit(within).await
+    }
+
+    /// The public base URL of OS process `name`, running or stopped.
+    ///
+    /// # Panics
+    /// When this topology has no such process.
+    pub fn process_url(&self, name: &str) -> String {
+        let process = self.os_processes.iter().chain(self.killed.iter().map(|(_, process)| process)).find(|process| process.name == name);
+        process.unwrap_or_else(|| panic!("no process {name}")).address.clone()
     }
 
     /// Starts a process killed by [`TestApp::kill_process`] again, on its ports, its settings

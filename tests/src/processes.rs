@@ -205,6 +205,25 @@ impl OsProcess {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// Sends it SIGTERM, as an orchestrator does, and returns at once.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+    }
+
+    /// Waits up to `within` for it to exit; its exit status, or `None` if it still runs.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().ok().flatten() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Stops it as an orchestrator does: SIGTERM, then SIGKILL after `grace`.
     pub async fn stop(mut self, grace: Duration) {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();

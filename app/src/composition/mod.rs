@@ -289,6 +289,14 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
     };
     let (probe_api, probe) = (api.clone(), spec.probe);
     ctx.readiness.push(ReadinessCheck { name: format!("{name}.remote"), probe: Arc::new(move || probe(probe_api.clone())) });
+    // An open circuit: this process refuses every call to the module, so it is not ready.
+    if let Some(upstream) = ctx.upstreams.iter().find(|upstream| upstream.module() == name).cloned() {
+        let circuit = move || -> BoxFuture<'static, bool> {
+            let closed = upstream.circuit_status() != shared_kernel::resilience::CircuitStatus::Open;
+            Box::pin(std::future::ready(closed))
+        };
+        ctx.readiness.push(ReadinessCheck { name: format!("{name}.circuit"), probe: Arc::new(circuit) });
+    }
     Ok(api)
 }
 
@@ -338,13 +346,20 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         (crate::config::BusKind::Nats, None) => anyhow::bail!("events.bus = \"nats\" needs nats.url"),
         (crate::config::BusKind::InProcess, _) => Arc::new(InProcessBus::new(settings.events.retry_policy()).with_clock(clock.clone())),
     };
+    let mut readiness = Vec::new();
+    if let Some(client) = nats.clone() {
+        let connected = move || -> BoxFuture<'static, bool> {
+            Box::pin(std::future::ready(client.connection_state() == async_nats::connection::State::Connected))
+        };
+        readiness.push(ReadinessCheck { name: "nats".to_owned(), probe: Arc::new(connected) });
+    }
     let mut ctx = Context {
         settings: settings.clone(),
         bus: bus.clone(),
         clock,
         nats: nats.clone(),
         handles: Placed::default(),
-        readiness: Vec::new(),
+        readiness,
         local_modules: Vec::new(),
         dead_letters: Vec::new(),
         dead_letter_admin: Vec::new(),
