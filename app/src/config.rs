@@ -66,6 +66,26 @@ pub struct ServerSettings {
     /// On SIGTERM, how long the listeners go on accepting while readiness already answers 503,
     /// so a load balancer stops sending first (milliseconds; 0: stop accepting at once).
     pub shutdown_delay_ms: u64,
+    /// Per-client rate limiting of the public API (`/api/*`, `/graphql`).
+    pub rate_limit: RateLimitSettings,
+}
+
+/// `server.rate_limit`: requests per client (the token's subject when the request carries a
+/// valid one, else the client address), in memory, per process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// The sustained rate one client may keep up.
+    pub per_second: u32,
+    /// How many requests one client may send at once above that rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self { enabled: true, per_second: 100, burst: 200 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -520,6 +540,7 @@ impl Default for ServerSettings {
             allow_unauthenticated_internal: false,
             shutdown_grace_secs: 20,
             shutdown_delay_ms: 0,
+            rate_limit: RateLimitSettings::default(),
         }
     }
 }

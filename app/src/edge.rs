@@ -268,6 +268,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
 /// The verified caller of a public request.
 pub struct CallerExt(pub Caller);
 
+/// The caller as a middleware already resolved it (the rate limiter), so the handler does not
+/// verify the token a second time.
+#[derive(Clone)]
+pub struct ResolvedCaller(pub Result<Caller, ApiError>);
+
 /// What the edge needs to resolve callers; part of every router's state.
 pub trait HasCallerResolver {
     fn caller_resolver(&self) -> &Arc<dyn CallerResolver>;
@@ -280,6 +285,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(ResolvedCaller(resolved)) = parts.extensions.get::<ResolvedCaller>() {
+            return resolved.clone().map(CallerExt);
+        }
         state.caller_resolver().resolve(&parts.headers).await.map(CallerExt)
     }
 }

@@ -12,6 +12,7 @@ pub mod graphql;
 pub mod health;
 pub mod modules;
 pub mod openapi;
+pub mod rate_limit;
 pub mod rest;
 pub mod seed;
 pub mod startup;

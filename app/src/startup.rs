@@ -248,6 +248,16 @@ pub fn build_router(settings: &Settings, composition: &Composition, draining: &h
         .route("/health/ready", get(move || health::ready(checks.clone(), draining.clone())))
         .route("/metrics", get(move || health::metrics(metrics.clone())))
         .merge(openapi::routes());
+    let router = if settings.server.rate_limit.enabled {
+        let limit = crate::rate_limit::EdgeRateLimit::new(
+            &settings.server.rate_limit,
+            composition.resolver.clone(),
+            settings.server.trust_forwarded_for,
+        );
+        router.layer(axum::middleware::from_fn_with_state(std::sync::Arc::new(limit), crate::rate_limit::limit))
+    } else {
+        router
+    };
     edge::layer(router, &settings.server)
 }
 

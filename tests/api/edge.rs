@@ -175,3 +175,70 @@ mod wire {
         assert_eq!(app.client.get(format!("{internal}/health/ready")).send().await.unwrap().status(), 200);
     }
 }
+
+/// Per-client rate limiting at the edge: in the monolith, and at the gateway of a split
+/// deployment.
+mod rate_limit {
+    use cleave_tests::{Database, TestApp, Topology, problem, spawn_app_with};
+
+    async fn limited(topology: Topology) -> TestApp {
+        spawn_app_with(
+            topology,
+            |settings| {
+                settings.server.rate_limit.enabled = true;
+                settings.server.rate_limit.per_second = 1;
+                settings.server.rate_limit.burst = 3;
+            },
+            None,
+        )
+        .await
+        .expect("SQLite needs nothing")
+    }
+
+    fn header(response: &reqwest::Response, name: &str) -> String {
+        response.headers().get(name).unwrap_or_else(|| panic!("no {name}")).to_str().unwrap().to_owned()
+    }
+
+    async fn a_client_past_its_burst_gets_429_and_another_client_does_not(app: TestApp) {
+        // Two customers' tokens, minted without a request.
+        let (ada, grace) = (app.mint_customer_token(), app.mint_customer_token());
+        for remaining in (0..3).rev() {
+            let response = app.get("/api/catalog/products", None).await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(header(&response, "ratelimit-limit"), "3");
+            assert_eq!(header(&response, "ratelimit-remaining"), remaining.to_string());
+        }
+        let refused = app.get("/api/catalog/products", None).await;
+        assert_eq!(refused.status(), 429);
+        let retry_after: u64 = header(&refused, "retry-after").parse().unwrap();
+        assert!((1..=3).contains(&retry_after), "Retry-After: {retry_after}");
+        assert_eq!(header(&refused, "ratelimit-remaining"), "0");
+        let body = problem(refused, 429).await;
+        assert_eq!(body["detail"], "too many requests from this client; slow down");
+
+        // A signed-in client is counted by its token's subject, not by the shared address.
+        for _ in 0..3 {
+            assert_eq!(app.get("/api/orders", Some(&ada)).await.status(), 200);
+        }
+        assert_eq!(app.get("/api/orders", Some(&ada)).await.status(), 429);
+        assert_eq!(app.get("/api/orders", Some(&grace)).await.status(), 200);
+
+        // Health and metrics are never limited.
+        for _ in 0..10 {
+            assert_eq!(app.get("/health/live", None).await.status(), 200);
+            let metrics = app.get("/metrics", None).await;
+            assert_eq!(metrics.status(), 200);
+            assert!(metrics.headers().get("ratelimit-limit").is_none());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_the_monolith() {
+        a_client_past_its_burst_gets_429_and_another_client_does_not(limited(Topology::Monolith(Database::Sqlite)).await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_the_gateway() {
+        a_client_past_its_burst_gets_429_and_another_client_does_not(limited(Topology::Extracted(Database::Sqlite)).await).await;
+    }
+}

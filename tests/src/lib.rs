@@ -229,6 +229,9 @@ fn base_settings(data_dir: &Path) -> Settings {
     settings.server.addr = "127.0.0.1:0".parse().expect("a socket address");
     settings.data_dir = data_dir.to_owned();
     settings.database.max_connections = 5;
+    // The suites send far more from one address than a client would; the limiter has its own
+    // tests (`tests/api/edge.rs`, `rate_limit`).
+    settings.server.rate_limit.enabled = false;
     settings
 }
 
@@ -346,6 +349,7 @@ impl TestApp {
         gateway_settings.events.bus = self.users_settings.events.bus;
         // The gateway serves the public API, GraphQL included: it follows the test's settings.
         gateway_settings.graphql = self.users_settings.graphql.clone();
+        gateway_settings.server.rate_limit = self.users_settings.server.rate_limit.clone();
         // The backend process hosts every module; the gateway reaches them all remotely.
         let internal = internal.expect("the backend process has an internal listener");
         let wire = self.topology.wire();
