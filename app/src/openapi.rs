@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
         crate::rest::users::refresh,
         crate::rest::users::logout,
         crate::rest::users::me,
+        crate::rest::me::overview,
         crate::rest::users::list_users,
         crate::rest::users::deactivate_user,
         crate::rest::users::jwks,

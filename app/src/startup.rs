@@ -240,6 +240,7 @@ pub fn build_router(settings: &Settings, composition: &Composition, draining: &h
         .merge(rest::orders::routes())
         .merge(rest::payments::routes())
         .merge(rest::admin::routes())
+        .merge(rest::me::routes())
         .route("/graphql", get(crate::graphql::playground::page).post(crate::graphql::execute))
         .route("/graphql/assets/{name}", get(crate::graphql::playground::asset))
         .route("/graphql/ws", get(crate::graphql::subscribe))

@@ -343,8 +343,31 @@ async fn a_hundred_and_twenty_buyers_for_twenty_units_confirm_exactly_twenty(app
     );
 }
 
+async fn the_overview_gathers_profile_orders_and_payments(app: TestApp) {
+    let admin = app.admin_token().await;
+    let mug = product(&app, &admin, "MUG-1", 1200, 5).await;
+    let pair = app.customer("overview@example.com").await;
+    let token = pair["access_token"].as_str().unwrap().to_owned();
+    let placed: Value = place(&app, &token, "mug", &order_body(&mug, 2, GOOD_CARD)).await.json().await.unwrap();
+    assert_eq!(placed["status"], "confirmed");
+
+    let response = app.get("/api/me/overview", Some(&token)).await;
+    assert_eq!(response.status(), 200);
+    let overview: Value = response.json().await.unwrap();
+    assert_eq!(overview["warnings"], json!([]), "{overview}");
+    assert_eq!(overview["profile"]["email"], "overview@example.com");
+    let recent = overview["recent_orders"].as_array().unwrap();
+    assert_eq!(recent.len(), 1, "{overview}");
+    assert_eq!(recent[0]["order"]["id"], placed["id"]);
+    assert_eq!(recent[0]["payment"]["status"], "captured", "{overview}");
+    assert_eq!(recent[0]["payment"]["amount"]["amount"], 2400);
+
+    assert_eq!(app.get("/api/me/overview", None).await.status(), 401);
+}
+
 crate::topologies!(
     a_good_card_confirms_the_order_charges_it_and_sells_the_stock,
+    the_overview_gathers_profile_orders_and_payments,
     the_catalog_counts_sales_from_order_events,
     each_test_card_ends_as_the_api_says_and_a_rejection_keeps_nothing,
     an_idempotency_key_gives_one_order_sequentially_and_concurrently,

@@ -173,6 +173,15 @@ async fn payments_killed_under_order_load(layout: Layout) {
         }
     }
     assert!(rejected >= 1 && refused >= 6, "{rejected} rejected, {refused} refused: the circuit should open within a few failures");
+    // The overview still answers: the profile and the orders, without their payments, and says
+    // which part is missing.
+    let overview: Value = app.get("/api/me/overview", Some(&buyer)).await.json().await.unwrap();
+    assert_eq!(overview["profile"]["email"], "kettle@example.com", "{overview}");
+    let recent = overview["recent_orders"].as_array().unwrap();
+    assert!(!recent.is_empty() && recent.iter().all(|order| order["payment"].is_null()), "{overview}");
+    let warnings = overview["warnings"].as_array().unwrap();
+    assert!(warnings.len() == 1 && warnings[0].as_str().unwrap().starts_with("payments: "), "{overview}");
+
     // The process that calls payments is not ready while that circuit is open, and says why.
     if layout == Layout::PaymentsApart {
         let ready = app.get("/health/ready", None).await;

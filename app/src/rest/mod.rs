@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod me;
 pub mod orders;
 pub mod payments;
 pub mod users;
