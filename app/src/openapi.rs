@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi};
         crate::rest::admin::get_dead_letter,
         crate::rest::admin::replay_dead_letter,
         crate::rest::admin::discard_dead_letter,
+        crate::rest::admin::status,
         crate::health::live,
         crate::health::ready,
         crate::health::metrics,

@@ -230,6 +230,8 @@ pub fn build_router(settings: &Settings, composition: &Composition, draining: &h
         trust_forwarded_for: settings.server.trust_forwarded_for,
         bus: composition.bus.clone(),
         dead_letters: std::sync::Arc::new(composition.dead_letter_admin.clone()),
+        status: std::sync::Arc::new(composition.status.clone()),
+        service_name: settings.server.service_name.clone(),
     });
     let checks = composition.readiness.clone();
     let draining = draining.clone();

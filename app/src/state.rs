@@ -34,6 +34,10 @@ pub struct Handles {
     pub trust_forwarded_for: bool,
     pub bus: Arc<dyn shared_kernel::events::EventBus>,
     pub dead_letters: Arc<Vec<Arc<dyn shared_kernel::outbox::admin::DeadLettersApi>>>,
+    /// Every module as composed here, for `GET /api/admin/status`.
+    pub status: Arc<Vec<crate::composition::ModuleStatus>>,
+    /// This process's name (`server.service_name`).
+    pub service_name: String,
     pub graphql: crate::graphql::CleaveSchema,
 }
 

@@ -402,6 +402,28 @@ impl NatsClient {
     }
 }
 
+/// How many instances of micro service `name` under `subject_prefix` answer `$SRV.INFO` within
+/// `wait` (services of the same name under another prefix, another deployment on the same
+/// server, are not counted).
+pub async fn count_instances(client: &async_nats::Client, name: &str, subject_prefix: &str, wait: Duration) -> usize {
+    let inbox = client.new_inbox();
+    let Ok(mut replies) = client.subscribe(inbox.clone()).await else { return 0 };
+    if client.publish_with_reply(format!("$SRV.INFO.{name}"), inbox, bytes::Bytes::new()).await.is_err() {
+        return 0;
+    }
+    let ours = format!("{subject_prefix}.rpc.{name}.");
+    let mut ids = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(reply)) = tokio::time::timeout_at(deadline, replies.next()).await {
+        let Ok(info) = serde_json::from_slice::<serde_json::Value>(&reply.payload) else { continue };
+        let endpoints = info["endpoints"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if endpoints.iter().any(|endpoint| endpoint["subject"].as_str().is_some_and(|subject| subject.starts_with(&ours))) {
+            ids.insert(info["id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    ids.len()
+}
+
 /// One attempt at a NATS call.
 async fn send(
     client: async_nats::Client,

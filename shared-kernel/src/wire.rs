@@ -234,6 +234,11 @@ impl RpcClient {
         &self.config.upstream
     }
 
+    /// The instances it knows now (every address its URLs resolve to, ejected ones included).
+    pub async fn instances(&self) -> usize {
+        self.endpoints.count().await
+    }
+
     /// Calls `operation` of the contract served as `name` (`/rpc/<name>/<operation>`).
     ///
     /// # Errors

@@ -53,7 +53,52 @@ async fn the_openapi_document_and_the_docs_page_work_offline(app: TestApp) {
     assert!(initializer.contains("/openapi.json"), "{initializer}");
 }
 
+/// How the process serving the public API reaches `module` in `topology`: `None` when it hosts
+/// it, else the wire.
+fn reached_over(topology: Topology, module: &str) -> Option<&'static str> {
+    use cleave_tests::Layout;
+    let wire = if topology.wire() == cleave::config::Wire::Nats { "nats" } else { "http" };
+    match topology {
+        Topology::Monolith(_) | Topology::Processes(Layout::Monolith) => None,
+        Topology::Processes(Layout::PaymentsApart) => (module == "payments").then_some(wire),
+        Topology::Processes(Layout::OrdersAndPaymentsApart) => matches!(module, "orders" | "payments").then_some(wire),
+        _ => Some(wire),
+    }
+}
+
+async fn the_status_says_where_each_module_runs_and_how_it_fares(app: TestApp) {
+    let admin = app.admin_token().await;
+    let response = app.get("/api/admin/status", Some(&admin)).await;
+    assert_eq!(response.status(), 200);
+    let status: Value = response.json().await.unwrap();
+    let modules = status["modules"].as_array().unwrap();
+    let names: Vec<&str> = modules.iter().map(|module| module["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["users", "catalog", "payments", "orders"], "{status}");
+    for module in modules {
+        let name = module["name"].as_str().unwrap();
+        match reached_over(app.topology, name) {
+            None => {
+                assert_eq!(module["runs"], "local", "{module}");
+                assert_eq!(module["instances"], 1, "{module}");
+                assert!(module["circuit"].is_null(), "{module}");
+            }
+            Some(wire) => {
+                assert_eq!(module["runs"], wire, "{module}");
+                assert!(module["instances"].as_u64().unwrap() >= 1, "{module}");
+                assert_eq!(module["circuit"], "closed", "{module}");
+                assert_eq!(module["in_flight"], 0, "{module}");
+            }
+        }
+        assert_eq!(module["dead_letters_pending"], 0, "{module}");
+        assert!(module["error"].is_null(), "{module}");
+    }
+    assert_eq!(app.get("/api/admin/status", None).await.status(), 401);
+    let customer = app.mint_customer_token();
+    assert_eq!(app.get("/api/admin/status", Some(&customer)).await.status(), 403);
+}
+
 crate::topologies!(
+    the_status_says_where_each_module_runs_and_how_it_fares,
     health_reports_each_check,
     metrics_are_prometheus_text_with_red_per_route,
     the_openapi_document_and_the_docs_page_work_offline

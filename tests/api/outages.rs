@@ -189,6 +189,11 @@ async fn payments_killed_under_order_load(layout: Layout) {
         let report: Value = ready.json().await.unwrap();
         assert_eq!(report["checks"]["payments.circuit"], "failed", "{report}");
         assert!(report["reason"].as_str().unwrap().contains("payments.circuit"), "{report}");
+        // The status names the open circuit, and the count it could not get.
+        let status: Value = app.get("/api/admin/status", Some(&admin)).await.json().await.unwrap();
+        let payments = status["modules"].as_array().unwrap().iter().find(|module| module["name"] == "payments").unwrap().clone();
+        assert_eq!((payments["runs"].as_str(), payments["circuit"].as_str()), (Some("http"), Some("open")), "{status}");
+        assert!(payments["dead_letters_pending"].is_null() && payments["error"].is_string(), "{status}");
     }
     if layout == Layout::ServicesOverNats {
         let ready: Value = app.get("/health/ready", None).await.json().await.unwrap();

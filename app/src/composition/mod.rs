@@ -64,15 +64,33 @@ pub struct Composition {
     pub local_modules: Vec<&'static str>,
     /// The guards of the remote modules (their circuits and bulkheads), for status and readiness.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// Every module, where it runs and how it fares, in composition order.
+    pub status: Vec<ModuleStatus>,
 }
 
 /// How module `name` is reached from this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Placement {
     Local,
     Http,
     Nats,
     NotDeployed,
+}
+
+/// Counts the instances of a remote module this process sees now.
+pub type InstanceCount = Arc<dyn Fn() -> BoxFuture<'static, usize> + Send + Sync>;
+
+/// One module as `GET /api/admin/status` reports it.
+#[derive(Clone)]
+pub struct ModuleStatus {
+    pub name: &'static str,
+    pub placement: Placement,
+    /// The guard of the calls to it (remote modules).
+    pub upstream: Option<Arc<Upstream>>,
+    pub instances: Option<InstanceCount>,
+    /// Its dead letters' contract (every deployed module).
+    pub dead_letters: Option<Arc<dyn DeadLettersApi>>,
 }
 
 /// Where module `name` runs, or why it cannot. A hosted module ignores `wire`, so one
@@ -152,6 +170,7 @@ pub(crate) struct Context {
     subscriptions: Vec<(String, Vec<String>)>,
     /// The guards of the remote modules, as placed.
     upstreams: Vec<Arc<Upstream>>,
+    status: Vec<ModuleStatus>,
 }
 
 /// The handles placed so far (a module is placed after the ones it calls).
@@ -251,7 +270,8 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
                 router: Box::new(move |resolver| http_router(for_http, resolver)),
                 nats: Box::new(move |resolver, options| serve_nats(for_nats, resolver, options)),
             });
-            host_dead_letters(spec, ctx);
+            let dead_letters = host_dead_letters(spec, ctx);
+            ctx.status.push(ModuleStatus { name, placement, upstream: None, instances: None, dead_letters });
             return Ok(api);
         }
         (Placement::Local, None) => anyhow::bail!("{name} cannot run here: this binary was built without the `{name}-local` feature"),
@@ -269,7 +289,16 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
                 },
             })
             .map_err(|error| anyhow::anyhow!("cannot build the client for {name}: {error}"))?;
-            ctx.dead_letter_admin.push(Arc::new(dead_letters_contract::http_wire::Client::as_name(spec.dead_letters, rpc.clone())));
+            let dead_letters: Arc<dyn DeadLettersApi> =
+                Arc::new(dead_letters_contract::http_wire::Client::as_name(spec.dead_letters, rpc.clone()));
+            ctx.dead_letter_admin.push(dead_letters.clone());
+            let counted = rpc.clone();
+            let instances: InstanceCount = Arc::new(move || {
+                let rpc = counted.clone();
+                Box::pin(async move { rpc.instances().await })
+            });
+            let upstream = Some(rpc.upstream().clone());
+            ctx.status.push(ModuleStatus { name, placement, upstream, instances: Some(instances), dead_letters: Some(dead_letters) });
             (spec.http_client)(rpc)
         }
         (Placement::Nats, _) => {
@@ -277,10 +306,27 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
             let (prefix, token) = (ctx.settings.nats.subject_prefix.clone(), ctx.settings.auth.service_token.clone());
             let upstream = ctx.guard(name, "nats", &module)?;
             let dead_letters = NatsClient::new(client.clone(), spec.dead_letters, prefix.clone(), upstream.clone(), token.clone());
-            ctx.dead_letter_admin.push(Arc::new(dead_letters_contract::nats_wire::Client::new(dead_letters)));
+            let dead_letters: Arc<dyn DeadLettersApi> = Arc::new(dead_letters_contract::nats_wire::Client::new(dead_letters));
+            ctx.dead_letter_admin.push(dead_letters.clone());
+            let (counting, counted_prefix) = (client.clone(), prefix.clone());
+            let instances: InstanceCount = Arc::new(move || {
+                let (client, prefix) = (counting.clone(), counted_prefix.clone());
+                Box::pin(async move {
+                    shared_kernel::nats_wire::count_instances(&client, name, &prefix, std::time::Duration::from_millis(250)).await
+                })
+            });
+            let status = ModuleStatus {
+                name,
+                placement,
+                upstream: Some(upstream.clone()),
+                instances: Some(instances),
+                dead_letters: Some(dead_letters),
+            };
+            ctx.status.push(status);
             (spec.nats_client)(NatsClient::new(client, name, prefix, upstream, token))
         }
         (Placement::NotDeployed, _) => {
+            ctx.status.push(ModuleStatus { name, placement, upstream: None, instances: None, dead_letters: None });
             tracing::warn!(
                 "the {name} module is not deployed with this process (set modules.{name}.url, or modules.{name}.wire = \"nats\", to reach it): its operations answer 503"
             );
@@ -302,13 +348,11 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
 
 /// Serves the dead letters of hosted module `spec` (those of its consumers, in its database)
 /// through their contract: to the admin API here, and on this process's wires for the others.
-fn host_dead_letters<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mut Context) {
-    let Some(store) = ctx.dead_letters.iter().find(|store| store.module() == spec.name) else {
-        return;
-    };
+fn host_dead_letters<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mut Context) -> Option<Arc<dyn DeadLettersApi>> {
+    let store = ctx.dead_letters.iter().find(|store| store.module() == spec.name)?;
     let api: Arc<dyn DeadLettersApi> = Arc::new(LocalDeadLetters::new(store.clone(), ctx.bus.clone()));
     ctx.dead_letter_admin.push(api.clone());
-    let (for_http, for_nats, wire_name) = (api.clone(), api, spec.dead_letters);
+    let (for_http, for_nats, wire_name) = (api.clone(), api.clone(), spec.dead_letters);
     ctx.wires.push(HostedWire {
         name: wire_name,
         router: Box::new(move |resolver| dead_letters_contract::http_wire::router_as(wire_name, for_http, resolver)),
@@ -316,6 +360,7 @@ fn host_dead_letters<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ct
             Box::pin(dead_letters_contract::nats_wire::serve_as(wire_name, for_nats, resolver, options))
         }),
     });
+    Some(api)
 }
 
 /// Builds every module's adapter as configured, and serves the hosted ones on the wires that
@@ -367,6 +412,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         wires: Vec::new(),
         subscriptions: Vec::new(),
         upstreams: Vec::new(),
+        status: Vec::new(),
     };
 
     let users = place(&users::spec(), &mut ctx).await?;
@@ -430,6 +476,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         nats_services,
         local_modules: ctx.local_modules,
         upstreams: ctx.upstreams,
+        status: ctx.status,
     })
 }
 

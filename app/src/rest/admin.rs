@@ -1,6 +1,6 @@
-//! Dead letters (admin only): list, show, replay to their consumer, discard (kept as audit).
-//! Covers the consumers of every deployed module: each module's dead letters are reached
-//! through their contract, where that module runs.
+//! The admin API. Dead letters: list, show, replay to their consumer, discard (kept as audit),
+//! for the consumers of every deployed module, each module's reached through their contract
+//! where that module runs. Status: where every module runs and how it fares from here.
 
 use super::AppState;
 use crate::edge::CallerExt;
@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared_kernel::outbox::DeadLetter;
 use shared_kernel::outbox::admin::DeadLettersApi;
 use shared_kernel::{ApiError, Caller, Page, PageRequest, ProblemDetails};
@@ -18,6 +18,90 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/dead-letters", get(list_dead_letters))
         .route("/api/admin/dead-letters/{id}", get(get_dead_letter).delete(discard_dead_letter))
         .route("/api/admin/dead-letters/{id}/replay", post(replay_dead_letter))
+        .route("/api/admin/status", get(status))
+}
+
+/// What this process sees of every module.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SystemStatus {
+    /// The process answering (`server.service_name`).
+    pub service: String,
+    pub modules: Vec<ModuleReport>,
+}
+
+/// One module as this process sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ModuleReport {
+    pub name: String,
+    /// `local`, `http`, `nats` or `not_deployed`.
+    pub runs: String,
+    /// Instances seen: 1 when local; the addresses its URLs resolve to over HTTP; those that
+    /// answered a discovery request over NATS. Null when not deployed.
+    pub instances: Option<usize>,
+    /// The circuit to it: `closed`, `half_open` or `open`. Null unless remote.
+    pub circuit: Option<String>,
+    /// Calls to it in flight from here, and waiting for a slot. Null unless remote.
+    pub in_flight: Option<usize>,
+    pub queued: Option<usize>,
+    /// Dead letters of its consumers waiting for an admin. Null when not deployed, or when it
+    /// did not answer (then `error` says why).
+    pub dead_letters_pending: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Every module: where it runs (local, http or nats), the instances seen, the circuit to it, and
+/// its pending dead letters. A module that does not answer is reported, not left out.
+#[utoipa::path(get, path = "/api/admin/status", tag = "operations", security(("bearer" = [])), responses(
+    (status = 200, body = SystemStatus),
+    (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
+    (status = 403, body = ProblemDetails, content_type = "application/problem+json")))]
+pub async fn status(State(state): State<AppState>, CallerExt(caller): CallerExt) -> Result<Json<SystemStatus>, ApiError> {
+    caller.require_admin()?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    let modules = futures::future::join_all(state.status.iter().map(|module| report(module, &caller, deadline))).await;
+    Ok(Json(SystemStatus { service: state.service_name.clone(), modules }))
+}
+
+async fn report(module: &crate::composition::ModuleStatus, caller: &Caller, deadline: tokio::time::Instant) -> ModuleReport {
+    use crate::composition::Placement;
+    let instances = async {
+        match (&module.instances, module.placement) {
+            (Some(count), _) => tokio::time::timeout_at(deadline, count()).await.ok(),
+            (None, Placement::Local) => Some(1),
+            (None, _) => None,
+        }
+    };
+    let dead_letters = async {
+        let api = module.dead_letters.as_ref()?;
+        Some(match tokio::time::timeout_at(deadline, api.pending_count(caller)).await {
+            Ok(Ok(count)) => Ok(count),
+            Ok(Err(error)) => Err(error.to_problem().detail),
+            Err(_) => Err(format!("the {} module did not answer in time", module.name)),
+        })
+    };
+    let (instances, dead_letters) = tokio::join!(instances, dead_letters);
+    let (dead_letters_pending, error) = match dead_letters {
+        Some(Ok(count)) => (Some(count), None),
+        Some(Err(error)) => (None, Some(error)),
+        None => (None, None),
+    };
+    let load = module.upstream.as_ref().map(|upstream| upstream.load());
+    let runs = serde_json::to_value(module.placement).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default();
+    let circuit = module
+        .upstream
+        .as_ref()
+        .and_then(|upstream| serde_json::to_value(upstream.circuit_status()).ok())
+        .and_then(|value| value.as_str().map(str::to_owned));
+    ModuleReport {
+        name: module.name.to_owned(),
+        runs,
+        instances,
+        circuit,
+        in_flight: load.map(|(in_flight, _)| in_flight),
+        queued: load.map(|(_, queued)| queued),
+        dead_letters_pending,
+        error,
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

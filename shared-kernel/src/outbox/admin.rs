@@ -21,6 +21,8 @@ crate::contract! {
         /// # Errors
         /// 404 when this module holds no dead letter `id`.
         fn get(id: Uuid) -> DeadLetter, idempotent;
+        /// How many wait for an admin (pending).
+        fn pending_count() -> u64, idempotent;
         /// Delivers the event again to the consumer that gave up on it (with the usual retries;
         /// if it fails again it becomes a new dead letter), and marks this one replayed.
         ///
@@ -58,6 +60,11 @@ impl DeadLettersApi for LocalDeadLetters {
     async fn get(&self, caller: &Caller, id: Uuid) -> Result<DeadLetter, ApiError> {
         caller.require_admin()?;
         self.store.get(id).await
+    }
+
+    async fn pending_count(&self, caller: &Caller) -> Result<u64, ApiError> {
+        caller.require_admin()?;
+        self.store.count_pending().await
     }
 
     async fn replay(&self, caller: &Caller, id: Uuid) -> Result<DeadLetter, ApiError> {

@@ -90,6 +90,19 @@ impl DeadLetterStore {
         Ok(Page::from_overfetched(rows, page.limit(), |row| row.id.to_string()))
     }
 
+    /// How many dead letters wait for an admin (pending).
+    ///
+    /// # Errors
+    /// The database is unavailable.
+    pub async fn count_pending(&self) -> Result<u64, ApiError> {
+        use sea_orm::PaginatorTrait as _;
+        dead_letters::Entity::find()
+            .filter(dead_letters::Column::Status.eq(DeadLetterStatus::Pending.as_str()))
+            .count(&self.db)
+            .await
+            .map_err(unavailable)
+    }
+
     /// Up to `limit + 1` rows after the cursor, in id order: for merging the stores of several
     /// modules into one page (the extra row says whether more exist).
     ///
