@@ -140,3 +140,38 @@ async fn over_nats_every_module_answers_the_micro_service_protocol() {
         assert!(!gather(format!("$SRV.PING.{name}")).await.is_empty(), "{name} answers PING");
     }
 }
+
+/// `/metrics` passes `promtool check metrics` (Debian's `prometheus` package): every series has
+/// its help text and a name Prometheus's conventions accept. Scraped from a gateway whose
+/// modules are remote, so the contract-call and circuit series are there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_accepts_the_metrics() {
+    let Some(promtool) =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|dir| dir.join("promtool")).find(|path| path.is_file())
+    else {
+        assert!(std::env::var("CI").is_err(), "CI needs promtool (Debian's prometheus package) for this test");
+        eprintln!("promtool is not installed (Debian package `prometheus`): skipping the metrics lint");
+        return;
+    };
+    let app = cleave_tests::spawn_app(Topology::Extracted(cleave_tests::Database::Sqlite)).await.expect("SQLite needs nothing");
+    assert_eq!(app.get("/api/catalog/products", None).await.status(), 200);
+    assert_eq!(app.get("/api/users/me", None).await.status(), 401);
+    let scrape = app.get("/metrics", None).await.text().await.unwrap();
+    for series in ["contract_calls_total{", "upstream_circuit_state{", "http_requests_total{"] {
+        assert!(scrape.contains(series), "{series} in:\n{scrape}");
+    }
+    let mut check = tokio::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = check.stdin.take().unwrap();
+        stdin.write_all(scrape.as_bytes()).await.unwrap();
+    }
+    let output = check.wait_with_output().await.unwrap();
+    assert!(output.status.success(), "promtool: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+}
