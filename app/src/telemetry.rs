@@ -76,9 +76,12 @@ fn describe_metrics() {
         "Remote calls refused unsent by the guard, by module and reason (circuit_open, bulkhead_full)."
     );
     describe_gauge!("upstream_circuit_state", "The circuit to a remote module: 0 closed, 1 half-open, 2 open.");
+    describe_gauge!("upstream_in_flight", "Calls to a remote module in flight from this process (its bulkhead's slots in use).");
+    describe_gauge!("upstream_queued", "Calls to a remote module waiting for a slot in its bulkhead.");
     describe_counter!("nats_calls_total", "Contract calls this process served over NATS, by module, operation and status.");
     describe_histogram!("nats_call_duration_seconds", Unit::Seconds, "Time to serve a contract call over NATS, by module and operation.");
     describe_counter!("events_handled_total", "Events a consumer handled, by consumer and event type.");
+    describe_gauge!("events_consumer_lag", "Events waiting on the broker for a consumer behind the one it took last (JetStream).");
     describe_counter!("events_retries_total", "Failed attempts of a consumer at an event, retried, by consumer.");
     describe_counter!("events_dead_lettered_total", "Events a consumer gave up on and put in its dead-letter store, by consumer.");
     describe_counter!("outbox_delivered_total", "Events the outbox relay handed to the bus, by module.");

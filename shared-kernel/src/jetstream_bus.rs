@@ -190,6 +190,11 @@ impl JetStreamBus {
                 }
             }
         });
+        // The events still waiting for this consumer behind this one, as the server counted them
+        // when it delivered it.
+        if let Ok(info) = message.info() {
+            metrics::gauge!("events_consumer_lag", "consumer" => consumer.name.clone()).set(info.pending as f64);
+        }
         let delivered = crate::events::deliver(consumer, &event, policy, clock).await;
         keep_alive.abort();
         match delivered {

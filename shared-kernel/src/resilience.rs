@@ -374,15 +374,24 @@ mod guarded {
             if let Some(retry_after) = self.refusing() {
                 return Err(Refused(self.circuit_open(retry_after)));
             }
-            let _slot = self.slot().await.ok_or_else(|| {
+            let slot = self.slot().await.ok_or_else(|| {
                 metrics::counter!("upstream_rejected_total", "module" => self.module, "reason" => "bulkhead_full").increment(1);
                 Refused(ApiError::not_sent(format!("too many calls to the {} module are in flight; nothing was sent", self.module), 1))
             })?;
+            let _slot = InFlight { upstream: self, _permit: slot };
+            self.record_load();
             match self.breaker.clone().oneshot(Pending(attempt(timeout))).await {
                 Ok(body) => Ok(body),
                 Err(CircuitBreakerError::Inner(failure)) => Err(Tried(failure)),
                 Err(CircuitBreakerError::OpenCircuit) => Err(Refused(self.circuit_open(self.refusing().unwrap_or(Duration::from_secs(1))))),
             }
+        }
+
+        /// The bulkhead's saturation, as gauges.
+        fn record_load(&self) {
+            let (in_flight, queued) = self.load();
+            metrics::gauge!("upstream_in_flight", "module" => self.module).set(in_flight as f64);
+            metrics::gauge!("upstream_queued", "module" => self.module).set(queued as f64);
         }
 
         fn circuit_open(&self, retry_after: Duration) -> ApiError {
@@ -411,6 +420,21 @@ mod guarded {
             }
             let _queued = Queued(&self.queued);
             tokio::time::timeout(bulkhead.max_wait, self.slots.clone().acquire_owned()).await.ok()?.ok()
+        }
+    }
+
+    /// A call's slot in the bulkhead: the load gauges follow it out.
+    struct InFlight<'a> {
+        upstream: &'a Upstream,
+        _permit: OwnedSemaphorePermit,
+    }
+
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            // The permit goes back after this body: count it as gone already.
+            let (in_flight, queued) = self.upstream.load();
+            metrics::gauge!("upstream_in_flight", "module" => self.upstream.module).set(in_flight.saturating_sub(1) as f64);
+            metrics::gauge!("upstream_queued", "module" => self.upstream.module).set(queued as f64);
         }
     }
 

@@ -157,7 +157,7 @@ async fn promtool_accepts_the_metrics() {
     assert_eq!(app.get("/api/catalog/products", None).await.status(), 200);
     assert_eq!(app.get("/api/users/me", None).await.status(), 401);
     let scrape = app.get("/metrics", None).await.text().await.unwrap();
-    for series in ["contract_calls_total{", "upstream_circuit_state{", "http_requests_total{"] {
+    for series in ["contract_calls_total{", "upstream_circuit_state{", "upstream_in_flight{", "http_requests_total{"] {
         assert!(scrape.contains(series), "{series} in:\n{scrape}");
     }
     let mut check = tokio::process::Command::new(promtool)

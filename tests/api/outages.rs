@@ -82,6 +82,9 @@ async fn a_broker_restart_under_load_loses_and_duplicates_no_event() {
     assert_eq!(view["units_sold"], confirmed, "still exact once everything is delivered: {view}");
     assert_eq!(view["stock_on_hand"].as_i64(), Some(1_000 - confirmed), "{view}");
     assert_eq!(view["stock_reserved"], 0, "{view}");
+    // The catalog's consumer has nothing left behind it.
+    let scrape = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(scrape.lines().any(|line| line == "events_consumer_lag{consumer=\"catalog.sales\"} 0"), "{scrape}");
     drop(app);
     drop(nats);
 }
@@ -148,6 +151,7 @@ async fn payments_killed_under_order_load(layout: Layout) {
     let buyer = buyer["access_token"].as_str().unwrap().to_owned();
     app.kill_process("payments");
     let (mut rejected, mut refused) = (0, 0);
+    let (mut slowest_rejected, mut slowest_refused) = (Duration::ZERO, Duration::ZERO);
     for n in 0..12 {
         let started = std::time::Instant::now();
         let response = place(&app, &buyer, &format!("down-{n}"), &kettle).await;
@@ -159,6 +163,7 @@ async fn payments_killed_under_order_load(layout: Layout) {
                 assert_eq!(order["status"], "rejected", "{order}");
                 assert_eq!(order["failure_reason"], "payments is unavailable; nothing was charged", "{order}");
                 rejected += 1;
+                slowest_rejected = slowest_rejected.max(elapsed);
             }
             503 => {
                 let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
@@ -168,11 +173,13 @@ async fn payments_killed_under_order_load(layout: Layout) {
                 assert_eq!(problem["detail"], "payments is unavailable; no order was placed, try again later", "{problem}");
                 assert!(elapsed < Duration::from_millis(500), "a refused placement answered in {elapsed:?}");
                 refused += 1;
+                slowest_refused = slowest_refused.max(elapsed);
             }
             status => panic!("placement {n} answered {status}: {}", response.text().await.unwrap()),
         }
     }
     assert!(rejected >= 1 && refused >= 6, "{rejected} rejected, {refused} refused: the circuit should open within a few failures");
+    println!("{layout:?}: {rejected} rejected (slowest {slowest_rejected:?}), {refused} refused with 503 (slowest {slowest_refused:?})");
     // The overview still answers: the profile and the orders, without their payments, and says
     // which part is missing.
     let overview: Value = app.get("/api/me/overview", Some(&buyer)).await.json().await.unwrap();
