@@ -300,3 +300,55 @@ async fn sigterm_under_load_finishes_what_is_in_flight_and_loses_nothing() {
     let view = catalog_view(&app, &lamp).await;
     assert_eq!((view["stock_reserved"].as_i64(), view["stock_available"].as_i64()), (Some(0), Some(14)), "{view}");
 }
+
+/// Slow clients (slowloris): hundreds of connections that trickle their headers, and uploads
+/// that trickle their bodies, hold the gateway's connections open. Every other client is still
+/// answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_never_exhaust_the_gateway() {
+    use tokio::io::AsyncWriteExt as _;
+    let Some(app) = spawn_app_with(Topology::Processes(Layout::ServicesOverNats), |_| {}, None).await else { return };
+    let admin = app.admin_token().await;
+    product(&app, &admin, "SLOW-1", 10).await;
+    let address = app.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut slow = Vec::new();
+    for n in 0..300 {
+        let (address, mut stopped) = (address.clone(), stopped.clone());
+        slow.push(tokio::spawn(async move {
+            let Ok(mut stream) = tokio::net::TcpStream::connect(&address).await else { return };
+            let head = if n % 6 == 0 {
+                // An upload that never finishes.
+                "POST /api/orders HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+            } else {
+                "GET /api/catalog/products HTTP/1.1\r\nHost: gateway\r\n"
+            };
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            // One more byte every half second, until told to stop or cut off.
+            while !*stopped.borrow() {
+                if stream.write_all(if n % 6 == 0 { b" " } else { b"X" }).await.is_err() {
+                    return;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(500), stopped.changed()).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let response = client.get(app.url("/api/catalog/products")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.json::<Value>().await.unwrap()["items"].as_array().map(Vec::len), Some(1));
+        slowest = slowest.max(started.elapsed());
+    }
+    println!("with 300 slow clients connected, the slowest of 20 other requests took {slowest:?}");
+    assert!(slowest < Duration::from_secs(1), "a request beside the slow clients took {slowest:?}");
+    let _ = stop.send(true);
+    for task in slow {
+        let _ = task.await;
+    }
+}
