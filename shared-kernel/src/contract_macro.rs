@@ -32,6 +32,9 @@
 ///   endpoint per operation), and `Client`, which implements the trait by NATS request/reply.
 ///   The same codec as over HTTP ([`crate::wire::codec`]).
 ///
+/// - `pub mod metered` holding `Metered`, which wraps an implementation in this process and
+///   counts each call (`contract_calls_total{transport="local"}`), as the clients count theirs.
+///
 /// `http_wire::router_as(name, ..)`, `http_wire::Client::as_name(name, ..)` and
 /// `nats_wire::serve_as(name, ..)` serve and call the contract under another name than its
 /// own: for a contract every module offers once (its dead letters, `outbox::admin`).
@@ -69,6 +72,33 @@ macro_rules! contract {
                 $(
                     async fn $op(&self, _caller: &$crate::Caller $(, _: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError> {
                         Err($crate::ApiError::not_sent(concat!("the ", $module, " module is not deployed with this service"), 30))
+                    }
+                )*
+            }
+        }
+
+        /// The implementation in this process, with each call counted as the remote clients count
+        /// theirs (`contract_calls_total{transport="local"}`).
+        pub mod metered {
+            #[allow(unused_imports)]
+            use super::*;
+
+            pub struct Metered(::std::sync::Arc<dyn $trait_name>);
+
+            impl Metered {
+                pub fn new(inner: ::std::sync::Arc<dyn $trait_name>) -> Self {
+                    Self(inner)
+                }
+            }
+
+            #[$crate::__private::async_trait]
+            impl $trait_name for Metered {
+                $(
+                    async fn $op(&self, caller: &$crate::Caller $(, $arg: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError> {
+                        let started = ::std::time::Instant::now();
+                        let result = self.0.$op(caller $(, $arg)*).await;
+                        $crate::resilience::record_call($module, stringify!($op), "local", &result, started);
+                        result
                     }
                 )*
             }

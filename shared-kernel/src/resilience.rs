@@ -162,6 +162,31 @@ impl CircuitStatus {
     }
 }
 
+/// Counts one contract call and its duration (`contract_calls_total`,
+/// `contract_call_duration_seconds`): `transport` is `local` for a call to the implementation in
+/// this process, `http` or `nats` for a remote one.
+pub fn record_call<T>(
+    module: &'static str,
+    operation: &'static str,
+    transport: &'static str,
+    result: &Result<T, ApiError>,
+    started: std::time::Instant,
+) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(error) if error.status() >= 500 => "unavailable",
+        Err(_) => "error",
+    };
+    let labels = [
+        metrics::Label::from_static_parts("module", module),
+        metrics::Label::from_static_parts("operation", operation),
+        metrics::Label::from_static_parts("transport", transport),
+        metrics::Label::from_static_parts("outcome", outcome),
+    ];
+    metrics::counter!("contract_calls_total", labels.iter()).increment(1);
+    metrics::histogram!("contract_call_duration_seconds", labels[..3].iter()).record(started.elapsed().as_secs_f64());
+}
+
 #[cfg(feature = "http")]
 pub use guarded::Upstream;
 
@@ -318,19 +343,7 @@ mod guarded {
         pub async fn call(&self, operation: Operation, attempt: impl Fn(Duration) -> Attempt) -> Result<Bytes, ApiError> {
             let started = Instant::now();
             let result = self.attempts(operation, attempt).await;
-            let outcome = match &result {
-                Ok(_) => "ok",
-                Err(error) if error.status() >= 500 => "unavailable",
-                Err(_) => "error",
-            };
-            let labels = [
-                metrics::Label::from_static_parts("module", self.module),
-                metrics::Label::from_static_parts("operation", operation.name),
-                metrics::Label::from_static_parts("transport", self.transport),
-                metrics::Label::from_static_parts("outcome", outcome),
-            ];
-            metrics::counter!("contract_calls_total", labels.iter()).increment(1);
-            metrics::histogram!("contract_call_duration_seconds", labels[..3].iter()).record(started.elapsed().as_secs_f64());
+            super::record_call(self.module, operation.name, self.transport, &result, started);
             result
         }
 
@@ -379,7 +392,7 @@ mod guarded {
                 Refused(ApiError::not_sent(format!("too many calls to the {} module are in flight; nothing was sent", self.module), 1))
             })?;
             let _slot = InFlight { upstream: self, _permit: slot };
-            self.record_load();
+            self.record_load(0);
             match self.breaker.clone().oneshot(Pending(attempt(timeout))).await {
                 Ok(body) => Ok(body),
                 Err(CircuitBreakerError::Inner(failure)) => Err(Tried(failure)),
@@ -387,10 +400,10 @@ mod guarded {
             }
         }
 
-        /// The bulkhead's saturation, as gauges.
-        fn record_load(&self) {
+        /// The bulkhead's saturation, as gauges (`leaving`: slots about to be given back).
+        fn record_load(&self, leaving: usize) {
             let (in_flight, queued) = self.load();
-            metrics::gauge!("upstream_in_flight", "module" => self.module).set(in_flight as f64);
+            metrics::gauge!("upstream_in_flight", "module" => self.module).set(in_flight.saturating_sub(leaving) as f64);
             metrics::gauge!("upstream_queued", "module" => self.module).set(queued as f64);
         }
 
@@ -432,9 +445,7 @@ mod guarded {
     impl Drop for InFlight<'_> {
         fn drop(&mut self) {
             // The permit goes back after this body: count it as gone already.
-            let (in_flight, queued) = self.upstream.load();
-            metrics::gauge!("upstream_in_flight", "module" => self.upstream.module).set(in_flight.saturating_sub(1) as f64);
-            metrics::gauge!("upstream_queued", "module" => self.upstream.module).set(queued as f64);
+            self.upstream.record_load(1);
         }
     }
 

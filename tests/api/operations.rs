@@ -156,8 +156,14 @@ async fn promtool_accepts_the_metrics() {
     let app = cleave_tests::spawn_app(Topology::Extracted(cleave_tests::Database::Sqlite)).await.expect("SQLite needs nothing");
     assert_eq!(app.get("/api/catalog/products", None).await.status(), 200);
     assert_eq!(app.get("/api/users/me", None).await.status(), 401);
+    // And a monolith beside it (the recorder is per OS process: one scrape shows both).
+    let monolith = cleave_tests::spawn_app(Topology::Monolith(cleave_tests::Database::Sqlite)).await.expect("SQLite needs nothing");
+    assert_eq!(monolith.get("/api/catalog/products", None).await.status(), 200);
     let scrape = app.get("/metrics", None).await.text().await.unwrap();
-    for series in ["contract_calls_total{", "upstream_circuit_state{", "upstream_in_flight{", "http_requests_total{"] {
+    let remote = "contract_calls_total{module=\"catalog\",operation=\"list_products\",transport=\"http\",outcome=\"ok\"}";
+    // The monolith called its own catalog: counted as local.
+    let local = "contract_calls_total{module=\"catalog\",operation=\"list_products\",transport=\"local\",outcome=\"ok\"}";
+    for series in [remote, local, "upstream_circuit_state{", "upstream_in_flight{", "http_requests_total{"] {
         assert!(scrape.contains(series), "{series} in:\n{scrape}");
     }
     let mut check = tokio::process::Command::new(promtool)

@@ -13,6 +13,7 @@ pub(super) fn spec() -> ModuleSpec<dyn CatalogApi> {
         http_client: |rpc| Arc::new(catalog_contract::http_wire::Client::new(rpc)),
         nats_client: |nats| Arc::new(catalog_contract::nats_wire::Client::new(nats)),
         not_deployed: || Arc::new(catalog_contract::not_deployed::NotDeployed),
+        metered: |api| Arc::new(catalog_contract::metered::Metered::new(api)),
         http_router: catalog_contract::http_wire::router,
         serve_nats: |api, resolver, options| Box::pin(catalog_contract::nats_wire::serve(api, resolver, options)),
         probe: |api| Box::pin(async move { api.list_categories(&Caller::Anonymous, shared_kernel::PageRequest::default()).await.is_ok() }),

@@ -138,6 +138,8 @@ pub(crate) struct ModuleSpec<A: ?Sized + Send + Sync + 'static> {
     pub http_client: fn(RpcClient) -> Arc<A>,
     pub nats_client: fn(NatsClient) -> Arc<A>,
     pub not_deployed: fn() -> Arc<A>,
+    /// The hosted implementation with its calls counted (`transport = "local"`).
+    pub metered: fn(Arc<A>) -> Arc<A>,
     pub http_router: fn(Arc<A>, Arc<dyn CallerResolver>) -> Router,
     pub serve_nats: fn(Arc<A>, Arc<dyn CallerResolver>, ServeOptions) -> Serving,
     /// A real call through the wire: it proves the address, the service token and the remote's
@@ -272,7 +274,8 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
             });
             let dead_letters = host_dead_letters(spec, ctx);
             ctx.status.push(ModuleStatus { name, placement, upstream: None, instances: None, dead_letters });
-            return Ok(api);
+            // The wires serve the implementation itself; this process calls it counted.
+            return Ok((spec.metered)(api));
         }
         (Placement::Local, None) => anyhow::bail!("{name} cannot run here: this binary was built without the `{name}-local` feature"),
         (Placement::Http, _) => {

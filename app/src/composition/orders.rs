@@ -14,6 +14,7 @@ pub(super) fn spec() -> ModuleSpec<dyn OrdersApi> {
         http_client: |rpc| Arc::new(orders_contract::http_wire::Client::new(rpc)),
         nats_client: |nats| Arc::new(orders_contract::nats_wire::Client::new(nats)),
         not_deployed: || Arc::new(orders_contract::not_deployed::NotDeployed),
+        metered: |api| Arc::new(orders_contract::metered::Metered::new(api)),
         http_router: orders_contract::http_wire::router,
         serve_nats: |api, resolver, options| Box::pin(orders_contract::nats_wire::serve(api, resolver, options)),
         // 401 proves the wire, the token check and the service are up.

@@ -13,6 +13,7 @@ pub(super) fn spec() -> ModuleSpec<dyn PaymentsApi> {
         http_client: |rpc| Arc::new(payments_contract::http_wire::Client::new(rpc)),
         nats_client: |nats| Arc::new(payments_contract::nats_wire::Client::new(nats)),
         not_deployed: || Arc::new(payments_contract::not_deployed::NotDeployed),
+        metered: |api| Arc::new(payments_contract::metered::Metered::new(api)),
         http_router: payments_contract::http_wire::router,
         serve_nats: |api, resolver, options| Box::pin(payments_contract::nats_wire::serve(api, resolver, options)),
         // Any answer but 503 proves the wire, the token and the service are up.

@@ -13,6 +13,7 @@ pub(super) fn spec() -> ModuleSpec<dyn UsersApi> {
         http_client: |rpc| Arc::new(users_contract::http_wire::Client::new(rpc)),
         nats_client: |nats| Arc::new(users_contract::nats_wire::Client::new(nats)),
         not_deployed: || Arc::new(users_contract::not_deployed::NotDeployed),
+        metered: |api| Arc::new(users_contract::metered::Metered::new(api)),
         http_router: users_contract::http_wire::router,
         serve_nats: |api, resolver, options| Box::pin(users_contract::nats_wire::serve(api, resolver, options)),
         probe: |api| Box::pin(async move { api.signing_keys(&Caller::Anonymous).await.is_ok() }),
