@@ -152,6 +152,15 @@ pub enum CircuitStatus {
 }
 
 impl CircuitStatus {
+    /// As the status report names it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::HalfOpen => "half_open",
+            Self::Open => "open",
+        }
+    }
+
     /// As a gauge: 0 closed, 1 half-open, 2 open.
     pub const fn as_gauge(self) -> f64 {
         match self {

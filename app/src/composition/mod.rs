@@ -62,20 +62,29 @@ pub struct Composition {
     pub nats_services: Vec<NatsService>,
     /// Names of the modules hosted here, for the start-up banner and `/health/ready`.
     pub local_modules: Vec<&'static str>,
-    /// The guards of the remote modules (their circuits and bulkheads), for status and readiness.
-    pub upstreams: Vec<Arc<Upstream>>,
     /// Every module, where it runs and how it fares, in composition order.
     pub status: Vec<ModuleStatus>,
 }
 
 /// How module `name` is reached from this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
     Local,
     Http,
     Nats,
     NotDeployed,
+}
+
+impl Placement {
+    /// As configuration and the status report name it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Http => "http",
+            Self::Nats => "nats",
+            Self::NotDeployed => "not_deployed",
+        }
+    }
 }
 
 /// Counts the instances of a remote module this process sees now.
@@ -478,7 +487,6 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         internal_routes,
         nats_services,
         local_modules: ctx.local_modules,
-        upstreams: ctx.upstreams,
         status: ctx.status,
     })
 }

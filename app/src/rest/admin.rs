@@ -86,12 +86,8 @@ async fn report(module: &crate::composition::ModuleStatus, caller: &Caller, dead
         None => (None, None),
     };
     let load = module.upstream.as_ref().map(|upstream| upstream.load());
-    let runs = serde_json::to_value(module.placement).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default();
-    let circuit = module
-        .upstream
-        .as_ref()
-        .and_then(|upstream| serde_json::to_value(upstream.circuit_status()).ok())
-        .and_then(|value| value.as_str().map(str::to_owned));
+    let runs = module.placement.as_str().to_owned();
+    let circuit = module.upstream.as_ref().map(|upstream| upstream.circuit_status().as_str().to_owned());
     ModuleReport {
         name: module.name.to_owned(),
         runs,
