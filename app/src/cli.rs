@@ -81,9 +81,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::load(cli.config.as_deref())?;
-    crate::telemetry::init_logging(&settings.log);
+    let telemetry = crate::telemetry::init(&settings.log, &settings.server.service_name)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(settings).await,
             Command::Migrate => migrate(&settings).await,
@@ -92,7 +92,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Openapi | Command::GraphqlSchema => Ok(()),
             Command::Seed => seed(&settings).await,
         }
-    })
+    });
+    // The runtime goes first: the exporter's last batch leaves from a thread of its own.
+    drop(runtime);
+    telemetry.shutdown();
+    outcome
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

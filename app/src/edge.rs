@@ -69,19 +69,35 @@ async fn request_context(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id =
         request.headers().get(REQUEST_ID_HEADER).and_then(acceptable_request_id).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let trace = request
-        .headers()
-        .get(TRACEPARENT_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(TraceContext::parse)
-        .map(|incoming| incoming.child())
-        .unwrap_or_else(TraceContext::new_root);
-    let context = RequestContext { request_id: request_id.clone(), trace };
-    request.extensions_mut().insert(context.clone());
+    let incoming = request.headers().get(TRACEPARENT_HEADER).and_then(|value| value.to_str().ok()).and_then(TraceContext::parse);
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
-    // Field values are only evaluated when the span is enabled.
-    let span = tracing::info_span!("request", request_id = %request_id, trace_id = %trace.trace_id(), method = %method, path = %request.uri().path());
+    // Field values are only evaluated when the span is enabled. The `otel.*` and semantic
+    // convention fields name the span when traces are exported.
+    let route_name = route.as_deref().unwrap_or("unmatched");
+    // A contract call over the internal wire is named as its client names it: `catalog.reserve`.
+    let span_name = match route_name.strip_prefix("/rpc/") {
+        Some(operation) => operation.replacen('/', ".", 1),
+        None => format!("{method} {route_name}"),
+    };
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %span_name,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = route_name,
+        http.response.status_code = tracing::field::Empty,
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        method = %method,
+        path = %request.uri().path(),
+    );
+    let trace = shared_kernel::trace_context::start_trace(&span, incoming);
+    span.record("trace_id", trace.trace_id().as_str());
+    let context = RequestContext { request_id: request_id.clone(), trace };
+    let context_for_log = context.clone();
+    request.extensions_mut().insert(context.clone());
     let mut response = {
         use tracing::Instrument as _;
         wire::with_request_context(context, next.run(request)).instrument(span.clone()).await
@@ -109,12 +125,19 @@ async fn request_context(mut request: Request, next: Next) -> Response {
     ];
     metrics::counter!("http_requests_total", labels.iter()).increment(1);
     metrics::histogram!("http_request_duration_seconds", labels[..2].iter()).record(elapsed.as_secs_f64());
-    span.in_scope(|| {
-        if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request failed");
-        } else {
-            tracing::info!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request");
-        }
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    // The access log line carries the request's ids like every line logged inside it.
+    shared_kernel::with_request_context_sync(context_for_log, || {
+        span.in_scope(|| {
+            if status.is_server_error() {
+                tracing::error!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request failed");
+            } else {
+                tracing::info!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request");
+            }
+        })
     });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

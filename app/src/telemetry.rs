@@ -1,22 +1,168 @@
-//! Logging (`tracing`): human-readable lines in development, JSON in production; and the
-//! Prometheus recorder, installed once per process.
+//! Logging and traces (`tracing`): human-readable lines in development, JSON in production,
+//! spans exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; and the Prometheus
+//! recorder, installed once per process.
 
 use crate::config::{LogFormat, LogSettings};
+use anyhow::Context as _;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
-/// Installs the global subscriber. A second call (tests) does nothing.
-pub fn init_logging(settings: &LogSettings) {
+/// What [`init`] installed. [`Telemetry::shutdown`] sends the spans not yet exported; call it
+/// once the process is done.
+#[must_use = "shut it down when the process stops, or the last spans are lost"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported over OTLP.
+    pub fn exports_traces(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports what is still buffered (bounded by `OTEL_BSP_EXPORT_TIMEOUT`) and stops the
+    /// exporter.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("warning: the last spans could not be exported: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber: the log lines (`log.format`, filtered by `log.filter` or
+/// `RUST_LOG`) and, when an OTLP endpoint is configured, the OpenTelemetry layer that exports
+/// every span as `service_name` (unless `OTEL_SERVICE_NAME` says otherwise). A second call
+/// (tests) installs nothing.
+///
+/// Call it outside the async runtime: the exporter's HTTP client keeps a runtime of its own.
+///
+/// # Errors
+/// The OTLP settings in the environment cannot be used (an unsupported protocol, a malformed
+/// endpoint).
+pub fn init(settings: &LogSettings, service_name: &str) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
     // Colours only on a terminal (and never with NO_COLOR set): a log file or a collector gets
     // plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
-    let _ = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        LogFormat::Text => builder.compact().try_init(),
+    let (json, text) = match settings.format {
+        LogFormat::Json => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .event_format(JsonLines)
+                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                    .with_writer(std::io::stderr),
+            ),
+            None,
+        ),
+        LogFormat::Text => (None, Some(tracing_subscriber::fmt::layer().compact().with_ansi(ansi).with_writer(std::io::stderr))),
     };
+    let provider = otlp_provider(service_name)?;
+    let otel = provider
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("cleave")).with_location(false).with_threads(false));
+    let installed = tracing_subscriber::registry().with(json).with(text).with(otel).with(filter).try_init().is_ok();
+    Ok(Telemetry { provider: provider.filter(|_| installed) })
+}
+
+/// The span exporter, when an OTLP endpoint is configured: OTLP over HTTP with protobuf, every
+/// `OTEL_EXPORTER_OTLP_*` and `OTEL_BSP_*` variable honoured by the SDK.
+fn otlp_provider(service_name: &str) -> anyhow::Result<Option<SdkTracerProvider>> {
+    let set = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+    if set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT")).is_none() {
+        return Ok(None);
+    }
+    if set("OTEL_SDK_DISABLED").is_some_and(|value| value.eq_ignore_ascii_case("true")) {
+        return Ok(None);
+    }
+    if let Some(protocol) = set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL")) {
+        anyhow::ensure!(
+            protocol == "http/protobuf",
+            "OTEL_EXPORTER_OTLP_PROTOCOL is `{protocol}`; cleave exports traces over `http/protobuf` only (a collector's port 4318)"
+        );
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .context("cannot set up the OTLP trace exporter (check OTEL_EXPORTER_OTLP_ENDPOINT)")?;
+    let mut resource =
+        opentelemetry_sdk::Resource::builder().with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    if set("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(service_name.to_owned());
+    }
+    Ok(Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource.build()).build()))
+}
+
+/// One JSON object per line: time, level, target, the message and the event's fields, the
+/// request id, trace id and span id of the work it belongs to (the span this process opened
+/// for the request, call or event it handles), and the current span with its fields.
+struct JsonLines;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use serde_json::Value;
+        let metadata = event.metadata();
+        let mut line = serde_json::Map::new();
+        line.insert("timestamp".into(), Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)));
+        line.insert("level".into(), Value::String(metadata.level().to_string()));
+        line.insert("target".into(), Value::String(metadata.target().to_owned()));
+        event.record(&mut JsonVisitor(&mut line));
+        if let Some(context) = shared_kernel::current_request_context() {
+            line.insert("request_id".into(), Value::String(context.request_id));
+            line.insert("trace_id".into(), Value::String(context.trace.trace_id()));
+            line.insert("span_id".into(), Value::String(context.trace.span_id()));
+        }
+        if let Some(span) = ctx.lookup_current() {
+            let mut fields = span
+                .extensions()
+                .get::<tracing_subscriber::fmt::FormattedFields<N>>()
+                .and_then(|fields| serde_json::from_str::<serde_json::Map<String, Value>>(fields).ok())
+                .unwrap_or_default();
+            fields.insert("name".into(), Value::String(span.name().to_owned()));
+            line.insert("span".into(), Value::Object(fields));
+        }
+        let text = serde_json::to_string(&line).map_err(|_| std::fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
+
+/// Collects an event's fields into a JSON object.
+struct JsonVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}").into());
+    }
 }
 
 /// How often the recorder folds recorded samples into its histograms and summaries.

@@ -75,7 +75,9 @@ impl EventEnvelope {
             aggregate_id: event.aggregate_id(),
             correlation_id: context.map(|c| c.request_id.clone()),
             causation_id: None,
-            traceparent: context.map(|c| c.trace.header_value()),
+            // The span that published it (a use case's, when traces are exported), so the
+            // consumer's span hangs under it.
+            traceparent: context.map(|c| crate::trace_context::current_trace().unwrap_or(c.trace).header_value()),
             payload,
         })
     }
@@ -251,6 +253,45 @@ impl InProcessBus {
 /// # Errors
 /// The dead-letter store is unavailable (the event must come again).
 pub async fn deliver(consumer: &Consumer, event: &EventEnvelope, policy: RetryPolicy, clock: &dyn crate::Clock) -> Result<(), BusError> {
+    use tracing::Instrument as _;
+    // The consumer's span continues the trace of the request that published the event, in
+    // whichever process it was published; what the handler calls and publishes stays in it.
+    let span = tracing::info_span!(
+        "event",
+        otel.name = %format_args!("{} {}", consumer.name, event.event_type),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        messaging.consumer.group.name = %consumer.name,
+        messaging.message.id = %event.id,
+        event_type = %event.event_type,
+        request_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    let incoming = event.traceparent.as_deref().and_then(crate::TraceContext::parse);
+    let trace = crate::trace_context::start_trace(&span, incoming);
+    let request_id = event.correlation_id.clone().unwrap_or_else(|| event.id.to_string());
+    span.record("request_id", request_id.as_str());
+    span.record("trace_id", trace.trace_id().as_str());
+    let context = RequestContext { request_id, trace };
+    let delivered = crate::with_request_context(context, attempt_delivery(consumer, event, policy, clock)).instrument(span.clone()).await;
+    if !matches!(delivered, Ok(Delivery::Handled)) {
+        span.record("otel.status_code", "ERROR");
+    }
+    delivered.map(|_| ())
+}
+
+/// How a delivery ended.
+enum Delivery {
+    Handled,
+    DeadLettered,
+}
+
+async fn attempt_delivery(
+    consumer: &Consumer,
+    event: &EventEnvelope,
+    policy: RetryPolicy,
+    clock: &dyn crate::Clock,
+) -> Result<Delivery, BusError> {
     let mut attempts = Vec::new();
     let max_attempts = policy.max_attempts.max(1);
     for attempt in 1..=max_attempts {
@@ -259,7 +300,7 @@ pub async fn deliver(consumer: &Consumer, event: &EventEnvelope, policy: RetryPo
             Ok(Ok(())) => {
                 metrics::counter!("events_handled_total", "consumer" => consumer.name.clone(), "type" => event.event_type.clone())
                     .increment(1);
-                return Ok(());
+                return Ok(Delivery::Handled);
             }
             Ok(Err(error)) => error.0,
             Err(_) => "the handler panicked".to_owned(),
@@ -274,7 +315,7 @@ pub async fn deliver(consumer: &Consumer, event: &EventEnvelope, policy: RetryPo
     consumer.dead_letters.dead_letter(&consumer.name, event, &attempts).await.map_err(BusError::Unavailable)?;
     metrics::counter!("events_dead_lettered_total", "consumer" => consumer.name.clone()).increment(1);
     tracing::error!(consumer = %consumer.name, event_id = %event.id, event_type = %event.event_type, "event dead-lettered");
-    Ok(())
+    Ok(Delivery::DeadLettered)
 }
 
 #[async_trait::async_trait]

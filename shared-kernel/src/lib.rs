@@ -41,7 +41,7 @@ pub use id::{CategoryId, Identifier, OrderId, ProductId, UserId};
 pub use money::{Currency, Money, MoneyError};
 pub use pagination::{Cursor, Page, PageRequest};
 pub use secret::Secret;
-pub use trace_context::{RequestContext, TraceContext, current_request_context, with_request_context};
+pub use trace_context::{RequestContext, TraceContext, current_request_context, with_request_context, with_request_context_sync};
 
 /// Re-exports the contract macro needs, so contract crates do not have to name these crates.
 #[doc(hidden)]

@@ -253,8 +253,20 @@ async fn answer(
 ) {
     let started = std::time::Instant::now();
     let headers = call_headers(request.message.headers.as_ref());
-    let context = incoming_context(&headers);
-    let span = tracing::info_span!("call", request_id = %context.request_id, trace_id = %context.trace.trace_id(), module, operation);
+    let span = tracing::info_span!(
+        "call",
+        otel.name = %format_args!("{module}.{operation}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "nats",
+        request_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        module,
+        operation,
+    );
+    let context = incoming_context(&headers, &span);
+    span.record("request_id", context.request_id.as_str());
+    span.record("trace_id", context.trace.trace_id().as_str());
     let outcome = with_request_context(context.clone(), async {
         if let Some(expected) = service_token {
             let presented = headers.get(SERVICE_TOKEN_HEADER).map(http::HeaderValue::as_bytes).unwrap_or_default();
@@ -271,7 +283,7 @@ async fn answer(
     let sent = match outcome {
         Ok(body) => request.respond(Ok(body.into())).await,
         Err((error, service_token_refused)) => {
-            let problem = with_request_context(context, async { codec::problem(&error) }).await;
+            let problem = crate::with_request_context_sync(context.clone(), || codec::problem(&error));
             let mut headers = async_nats::HeaderMap::new();
             // serde_json escapes every control character: the problem is one header line.
             headers.insert(PROBLEM_HEADER, serde_json::to_string(&problem).unwrap_or_default().as_str());
@@ -291,15 +303,20 @@ async fn answer(
     ];
     metrics::counter!("nats_calls_total", labels.iter()).increment(1);
     metrics::histogram!("nats_call_duration_seconds", labels[..2].iter()).record(elapsed.as_secs_f64());
-    span.in_scope(|| {
-        let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        if let Err(error) = &sent {
-            tracing::warn!(status, elapsed_ms, %error, "cannot answer a NATS call");
-        } else if status >= 500 {
-            tracing::error!(status, elapsed_ms, "call failed");
-        } else {
-            tracing::info!(status, elapsed_ms, "call");
-        }
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+    crate::with_request_context_sync(context, || {
+        span.in_scope(|| {
+            let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            if let Err(error) = &sent {
+                tracing::warn!(status, elapsed_ms, %error, "cannot answer a NATS call");
+            } else if status >= 500 {
+                tracing::error!(status, elapsed_ms, "call failed");
+            } else {
+                tracing::info!(status, elapsed_ms, "call");
+            }
+        })
     });
 }
 
@@ -317,19 +334,15 @@ fn call_headers(incoming: Option<&async_nats::HeaderMap>) -> http::HeaderMap {
     headers
 }
 
-/// The request id and trace a call carries in (a child of the caller's trace), or new ones.
-fn incoming_context(headers: &http::HeaderMap) -> RequestContext {
+/// The request id a call carries in, or a new one, and the trace it continues in `span`.
+fn incoming_context(headers: &http::HeaderMap, span: &tracing::Span) -> RequestContext {
     let request_id = headers
         .get(REQUEST_ID_HEADER)
         .and_then(|value| value.to_str().ok())
         .filter(|text| !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
-    let trace = headers
-        .get(TRACEPARENT_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(TraceContext::parse)
-        .map_or_else(TraceContext::new_root, |incoming| incoming.child());
-    RequestContext { request_id, trace }
+    let incoming = headers.get(TRACEPARENT_HEADER).and_then(|value| value.to_str().ok()).and_then(TraceContext::parse);
+    RequestContext { request_id, trace: crate::trace_context::start_trace(span, incoming) }
 }
 
 /// The client half of the NATS wire: requests a contract operation and reads back its result or
@@ -373,6 +386,16 @@ impl NatsClient {
     /// instance is subscribed or the circuit is open, and when the call times out or the
     /// connection is down; [`ApiError::Internal`] when it answers something unreadable.
     pub async fn call<A: Serialize + Sync, R: DeserializeOwned>(
+        &self,
+        caller: &Caller,
+        operation: crate::resilience::Operation,
+        args: &A,
+    ) -> Result<R, ApiError> {
+        let span = crate::trace_context::client_span(self.module, operation.name, "nats");
+        self.call_in_span(caller, operation, args).instrument(span).await
+    }
+
+    async fn call_in_span<A: Serialize + Sync, R: DeserializeOwned>(
         &self,
         caller: &Caller,
         operation: crate::resilience::Operation,

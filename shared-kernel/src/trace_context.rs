@@ -1,7 +1,20 @@
 //! W3C trace context (`traceparent`) and the per-request context that travels with every call.
+//!
+//! **One trace across processes.** Every unit of work that arrives from outside a process — a
+//! public request, a contract call over HTTP or NATS, an event taken from the bus — runs in a
+//! span opened by [`start_trace`], which continues the trace it arrived with. Every contract call
+//! runs in a [`client_span`], and what goes out (a `traceparent` header, or an event's
+//! `traceparent`) names the span it left from ([`outgoing_trace`], [`current_trace`]).
+//!
+//! These are `tracing` spans. When the process exports traces (the OpenTelemetry layer is
+//! installed, `OTEL_EXPORTER_OTLP_ENDPOINT`), each becomes an OpenTelemetry span and the ids
+//! on the wire are theirs. Without it nothing is recorded, and the ids are still carried: the
+//! trace id from the first process to the last, a span id per process, so logs correlate.
 
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
 use rand::RngCore;
 use std::fmt;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// A parsed `traceparent`: `00-<trace id>-<parent id>-<flags>`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -64,6 +77,82 @@ impl TraceContext {
     pub fn header_value(&self) -> String {
         format!("00-{}-{}-{:02x}", encode_hex(&self.trace_id), encode_hex(&self.parent_id), self.flags)
     }
+
+    /// As OpenTelemetry's span context of a span in another process.
+    fn to_remote(self) -> opentelemetry::Context {
+        let context = SpanContext::new(
+            TraceId::from_bytes(self.trace_id),
+            SpanId::from_bytes(self.parent_id),
+            TraceFlags::new(self.flags),
+            true,
+            TraceState::default(),
+        );
+        opentelemetry::Context::new().with_remote_span_context(context)
+    }
+
+    /// The context of `span`, when it is an OpenTelemetry span (the process exports traces).
+    fn of_span(span: &tracing::Span) -> Option<Self> {
+        let context = span.context();
+        let span_context = context.span().span_context().clone();
+        span_context.is_valid().then(|| Self {
+            trace_id: span_context.trace_id().to_bytes(),
+            parent_id: span_context.span_id().to_bytes(),
+            flags: span_context.trace_flags().to_u8(),
+        })
+    }
+}
+
+/// Opens `span` as the span of a unit of work that arrived from another process with
+/// `incoming` (a parsed `traceparent`, if it carried one): the span continues that trace, or
+/// starts one. Returns the trace context to run the work in (its span id is `span`'s).
+///
+/// Call it before `span` is first entered.
+pub fn start_trace(span: &tracing::Span, incoming: Option<TraceContext>) -> TraceContext {
+    if let Some(incoming) = incoming {
+        // Without the OpenTelemetry layer this does nothing, and says so; nothing to report.
+        let _ = span.set_parent(incoming.to_remote());
+    }
+    TraceContext::of_span(span).unwrap_or_else(|| incoming.map_or_else(TraceContext::new_root, |incoming| incoming.child()))
+}
+
+/// The span of one contract call from this process: `<module>.<operation>` over `transport`
+/// (`http` or `nats`). Everything the call sends, each retry included, runs in it.
+///
+/// A call made from a task that does not run in the request's span (a saga step in a task of
+/// its own, say) is still put in the request's trace.
+pub fn client_span(module: &'static str, operation: &'static str, transport: &'static str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "contract call",
+        otel.name = %format_args!("{module}.{operation}"),
+        otel.kind = "client",
+        rpc.system = transport,
+        rpc.service = module,
+        rpc.method = operation,
+    );
+    if let Some(request) = current_request_context() {
+        let parent = TraceContext::of_span(&tracing::Span::current());
+        if parent.is_none_or(|parent| parent.trace_id != request.trace.trace_id) {
+            let _ = span.set_parent(request.trace.to_remote());
+        }
+    }
+    span
+}
+
+/// Where the work running now stands in its trace: the current span when it is an
+/// OpenTelemetry span of the request's trace, else the request's own span. What an event
+/// published now records as its `traceparent`.
+pub fn current_trace() -> Option<TraceContext> {
+    let request = current_request_context()?;
+    let current = TraceContext::of_span(&tracing::Span::current()).filter(|span| span.trace_id == request.trace.trace_id);
+    Some(current.unwrap_or(request.trace))
+}
+
+/// The `traceparent` a call sent now carries: the current span (the call's [`client_span`])
+/// when the process exports traces, else a new span id under the request's trace.
+pub fn outgoing_trace() -> Option<TraceContext> {
+    let request = current_request_context()?;
+    let current = TraceContext::of_span(&tracing::Span::current()).filter(|span| span.trace_id == request.trace.trace_id);
+    Some(current.unwrap_or_else(|| request.trace.child()))
 }
 
 impl fmt::Debug for TraceContext {
@@ -98,6 +187,12 @@ tokio::task_local! {
 /// carry its request id and trace, and events published inside it are correlated with it.
 pub async fn with_request_context<F: std::future::Future>(context: RequestContext, future: F) -> F::Output {
     REQUEST_CONTEXT.scope(context, future).await
+}
+
+/// Runs `f` with `context` as the current request's context (for work done outside the
+/// request's future: its access log line, say).
+pub fn with_request_context_sync<R>(context: RequestContext, f: impl FnOnce() -> R) -> R {
+    REQUEST_CONTEXT.sync_scope(context, f)
 }
 
 /// The context of the request being handled, if any.

@@ -154,7 +154,9 @@ pub fn outgoing_headers(caller: &Caller, service_token: Option<&Secret<String>>)
     let mut headers = Vec::with_capacity(4);
     if let Some(context) = current_request_context() {
         headers.push((REQUEST_ID_HEADER, context.request_id));
-        headers.push((TRACEPARENT_HEADER, context.trace.child().header_value()));
+    }
+    if let Some(trace) = crate::trace_context::outgoing_trace() {
+        headers.push((TRACEPARENT_HEADER, trace.header_value()));
     }
     if let Some(token) = service_token {
         headers.push((SERVICE_TOKEN_HEADER, token.expose().clone()));
@@ -252,13 +254,20 @@ impl RpcClient {
         operation: Operation,
         args: &A,
     ) -> Result<R, ApiError> {
-        let body = Bytes::from(codec::encode(args)?);
-        let headers: Arc<[(&'static str, String)]> = outgoing_headers(caller, self.config.service_token.as_ref()).into();
-        let path: Arc<str> = format!("/rpc/{name}/{}", operation.name).into();
+        use tracing::Instrument as _;
         let upstream = self.config.upstream.clone();
-        let answer =
-            upstream.call(operation, |timeout| Box::pin(self.clone().send(path.clone(), body.clone(), headers.clone(), timeout))).await?;
-        codec::decode_result(&answer, upstream.module())
+        let span = crate::trace_context::client_span(upstream.module(), operation.name, "http");
+        async move {
+            let body = Bytes::from(codec::encode(args)?);
+            let headers: Arc<[(&'static str, String)]> = outgoing_headers(caller, self.config.service_token.as_ref()).into();
+            let path: Arc<str> = format!("/rpc/{name}/{}", operation.name).into();
+            let answer = upstream
+                .call(operation, |timeout| Box::pin(self.clone().send(path.clone(), body.clone(), headers.clone(), timeout)))
+                .await?;
+            codec::decode_result(&answer, upstream.module())
+        }
+        .instrument(span)
+        .await
     }
 
     /// One attempt: to one instance, or to the next when one refuses the connection (it never

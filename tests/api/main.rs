@@ -12,6 +12,7 @@ mod orders;
 mod outages;
 mod payments;
 mod playground;
+mod traces;
 mod users;
 
 /// Generates, for each named `async fn(TestApp)`, one test with orders in a process of its own

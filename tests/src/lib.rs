@@ -193,6 +193,8 @@ pub struct TestApp {
     /// `os_processes`.
     killed: Vec<(usize, OsProcess)>,
     hook: Option<ComposeHook>,
+    /// Environment variables every OS process gets (beside `PATH` and `NO_COLOR`).
+    process_env: Vec<(String, String)>,
     temp: tempfile::TempDir,
 }
 
@@ -244,6 +246,24 @@ pub async fn spawn_app(topology: Topology) -> Option<TestApp> {
 /// [`spawn_app`] with settings changed for the users process, and a hook run on its
 /// composition at every start.
 pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Settings), hook: Option<ComposeHook>) -> Option<TestApp> {
+    spawn(topology, configure, hook, Vec::new()).await
+}
+
+/// The OS processes of `layout`, each started with `env` in its environment as well.
+pub async fn spawn_processes_with_env(
+    layout: Layout,
+    configure: impl FnOnce(&mut Settings),
+    env: Vec<(String, String)>,
+) -> Option<TestApp> {
+    spawn(Topology::Processes(layout), configure, None, env).await
+}
+
+async fn spawn(
+    topology: Topology,
+    configure: impl FnOnce(&mut Settings),
+    hook: Option<ComposeHook>,
+    process_env: Vec<(String, String)>,
+) -> Option<TestApp> {
     log_buffer();
     let temp = tempfile::tempdir().expect("a temporary directory");
     let users_dir = temp.path().join("users");
@@ -287,6 +307,7 @@ pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Sett
         launched: std::collections::BTreeMap::new(),
         killed: Vec::new(),
         hook,
+        process_env,
         temp,
     };
     app.start().await;
@@ -495,7 +516,9 @@ impl TestApp {
     async fn launch(&mut self, preset: Preset, name: &str, settings: &Settings) -> OsProcess {
         self.launched.insert(name.to_owned(), (preset, settings.clone()));
         let binary = tokio::task::spawn_blocking(move || processes::preset_binary(preset)).await.expect("the build task");
-        OsProcess::start(&binary, name, settings, &self.temp.path().join(name)).await.unwrap_or_else(|error| panic!("{error:#}"))
+        OsProcess::start(&binary, name, settings, &self.temp.path().join(name), &self.process_env)
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"))
     }
 
     /// Kills OS process `name` (`users`, `catalog`, `orders`, `payments`, `gateway` or
@@ -531,6 +554,15 @@ impl TestApp {
         let (_, process) =
             self.killed.iter_mut().find(|(_, process)| process.name == name).unwrap_or_else(|| panic!("{name} was not stopped"));
         process.wait_exit(within).await
+    }
+
+    /// Everything OS process `name` logged so far, running or stopped.
+    ///
+    /// # Panics
+    /// When this topology has no such process.
+    pub fn process_log(&self, name: &str) -> String {
+        let process = self.os_processes.iter().chain(self.killed.iter().map(|(_, process)| process)).find(|process| process.name == name);
+        process.unwrap_or_else(|| panic!("no process {name}")).log()
     }
 
     /// The public base URL of OS process `name`, running or stopped.

@@ -135,7 +135,9 @@ impl OsProcess {
     /// to bootstrap goes in the environment, as it must), with its log in `dir/<name>.log`.
     /// Returns once it serves (it has bound its listeners); [`OsProcess::wait_ready`] waits for
     /// its readiness.
-    pub async fn start(binary: &Path, name: &str, settings: &Settings, dir: &Path) -> anyhow::Result<Self> {
+    ///
+    /// Its environment holds only `PATH`, `NO_COLOR` and `env`.
+    pub async fn start(binary: &Path, name: &str, settings: &Settings, dir: &Path, env: &[(String, String)]) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, toml::to_string(settings).context("the settings as TOML")?)?;
@@ -154,6 +156,7 @@ impl OsProcess {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stderr(out.try_clone()?)
             .stdout(out);
@@ -250,11 +253,21 @@ impl Drop for OsProcess {
     }
 }
 
-/// The addresses from the `serving` line a process logs once its listeners are bound.
+/// The addresses from the `serving` line a process logs once its listeners are bound, as text
+/// or as JSON (`log.format = "json"`).
 fn serving_line(log: &str) -> Option<(String, Option<String>)> {
-    let line = log.lines().find(|line| line.contains(" serving") && line.contains("addr="))?;
-    let field = |name: &str| line.split_whitespace().find_map(|word| word.strip_prefix(name)).map(str::to_owned);
-    Some((field("addr=")?, field("internal=")))
+    log.lines().find_map(|line| {
+        if line.starts_with('{') {
+            let line: serde_json::Value = serde_json::from_str(line).ok()?;
+            let field = |name: &str| line[name].as_str().map(str::to_owned);
+            return (line["message"] == "serving").then(|| Some((field("addr")?, field("internal")))).flatten();
+        }
+        if !(line.contains(" serving") && line.contains("addr=")) {
+            return None;
+        }
+        let field = |name: &str| line.split_whitespace().find_map(|word| word.strip_prefix(name)).map(str::to_owned);
+        Some((field("addr=")?, field("internal=")))
+    })
 }
 
 #[cfg(test)]
@@ -269,5 +282,8 @@ mod tests {
         let public_only = "2026-12-01T13:00:01Z  INFO cleave::cli: serving addr=127.0.0.1:4100\n";
         assert_eq!(serving_line(public_only), Some(("127.0.0.1:4100".into(), None)));
         assert_eq!(serving_line("2026-12-01T13:00:00Z  INFO cleave::startup: listening\n"), None);
+        let json = "{\"level\":\"INFO\",\"message\":\"composed\"}\n\
+                    {\"level\":\"INFO\",\"message\":\"serving\",\"addr\":\"127.0.0.1:4100\",\"internal\":\"127.0.0.1:4101\"}\n";
+        assert_eq!(serving_line(json), Some(("127.0.0.1:4100".into(), Some("127.0.0.1:4101".into()))));
     }
 }

@@ -88,10 +88,26 @@ pub fn scoped(request: async_graphql::Request, modules: &Modules, scope: Request
 type Loaders = (DataLoader<catalog::ProductLoader>, DataLoader<catalog::CategoryLoader>, DataLoader<orders::PaymentLoader>);
 
 fn loaders(modules: &Modules, caller: &Caller) -> Loaders {
-    let products = DataLoader::new(catalog::ProductLoader { catalog: modules.catalog.clone(), caller: caller.clone() }, tokio::spawn);
-    let categories = DataLoader::new(catalog::CategoryLoader { catalog: modules.catalog.clone(), caller: caller.clone() }, tokio::spawn);
-    let payments = DataLoader::new(orders::PaymentLoader { payments: modules.payments.clone(), caller: caller.clone() }, tokio::spawn);
+    let products = DataLoader::new(catalog::ProductLoader { catalog: modules.catalog.clone(), caller: caller.clone() }, in_this_request());
+    let categories =
+        DataLoader::new(catalog::CategoryLoader { catalog: modules.catalog.clone(), caller: caller.clone() }, in_this_request());
+    let payments = DataLoader::new(orders::PaymentLoader { payments: modules.payments.clone(), caller: caller.clone() }, in_this_request());
     (products, categories, payments)
+}
+
+/// Spawns a loader's batch in the request it was made for: its calls carry the request's id
+/// and trace, and its spans sit under the request's.
+fn in_this_request() -> impl Fn(futures::future::BoxFuture<'static, ()>) -> tokio::task::JoinHandle<()> + Send + Sync + 'static {
+    use tracing::Instrument as _;
+    let context = shared_kernel::current_request_context();
+    let span = tracing::Span::current();
+    move |batch| {
+        let run = match context.clone() {
+            Some(context) => futures::FutureExt::boxed(shared_kernel::with_request_context(context, batch)),
+            None => batch,
+        };
+        tokio::spawn(run.instrument(span.clone()))
+    }
 }
 
 /// `GET /graphql/ws`: subscriptions (and queries) over `graphql-transport-ws` (or the older

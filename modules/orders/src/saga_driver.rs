@@ -60,17 +60,22 @@ impl OrdersService {
         let service = self.clone();
         let context = shared_kernel::current_request_context();
         let id = order.id();
-        let task = tokio::spawn(async move {
-            let run = service.drive(order, card);
-            let result = match context {
-                Some(context) => shared_kernel::with_request_context(context, run).await,
-                None => run.await,
-            };
-            result.unwrap_or_else(|error| {
-                tracing::warn!(order_id = %id, %error, "an order saga stopped; the recovery sweep will resume it");
-                None
-            })
-        });
+        // The saga runs in the placement's span, so its steps are part of the request's trace.
+        let span = tracing::Span::current();
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let run = service.drive(order, card);
+                let result = match context {
+                    Some(context) => shared_kernel::with_request_context(context, run).await,
+                    None => run.await,
+                };
+                result.unwrap_or_else(|error| {
+                    tracing::warn!(order_id = %id, %error, "an order saga stopped; the recovery sweep will resume it");
+                    None
+                })
+            },
+            span,
+        ));
         tokio::time::timeout(self.inner.settings.placement_wait, task).await.ok().and_then(Result::ok).flatten()
     }
 
