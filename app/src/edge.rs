@@ -66,23 +66,20 @@ fn acceptable_request_id(value: &HeaderValue) -> Option<String> {
 /// Gives the request its id and trace, makes them current for everything it calls, writes the
 /// access log line and the RED metrics, and returns the id on the response.
 async fn request_context(mut request: Request, next: Next) -> Response {
+    use tracing::Instrument as _;
     let started = Instant::now();
     let request_id =
         request.headers().get(REQUEST_ID_HEADER).and_then(acceptable_request_id).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let incoming = request.headers().get(TRACEPARENT_HEADER).and_then(|value| value.to_str().ok()).and_then(TraceContext::parse);
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
-    // Field values are only evaluated when the span is enabled. The `otel.*` and semantic
-    // convention fields name the span when traces are exported.
+    // Field values are only evaluated when the span is enabled (never at the default `warn`
+    // filter of a busy production process). The `otel.*` and semantic convention fields name the
+    // span when traces are exported.
     let route_name = route.as_deref().unwrap_or("unmatched");
-    // A contract call over the internal wire is named as its client names it: `catalog.reserve`.
-    let span_name = match route_name.strip_prefix("/rpc/") {
-        Some(operation) => operation.replacen('/', ".", 1),
-        None => format!("{method} {route_name}"),
-    };
     let span = tracing::info_span!(
         "request",
-        otel.name = %span_name,
+        otel.name = %SpanName { method: &method, route: route_name },
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = %method,
@@ -94,55 +91,71 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         path = %request.uri().path(),
     );
     let trace = shared_kernel::trace_context::start_trace(&span, incoming);
-    span.record("trace_id", trace.trace_id().as_str());
-    let context = RequestContext { request_id: request_id.clone(), trace };
-    let context_for_log = context.clone();
-    request.extensions_mut().insert(context.clone());
-    let mut response = {
-        use tracing::Instrument as _;
-        wire::with_request_context(context, next.run(request)).instrument(span.clone()).await
-    };
-    let status = response.status();
-    let elapsed = started.elapsed();
-    let route = route
-        .or_else(|| response.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()))
-        .unwrap_or_else(|| "unmatched".to_owned());
-    // Bounded label values: an arbitrary extension method must not mint a new series.
-    let method_label: &'static str = match method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
-    };
-    let labels = [
-        metrics::Label::from_static_parts("method", method_label),
-        metrics::Label::new("route", route),
-        metrics::Label::new("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!("http_requests_total", labels.iter()).increment(1);
-    metrics::histogram!("http_request_duration_seconds", labels[..2].iter()).record(elapsed.as_secs_f64());
-    span.record("http.response.status_code", status.as_u16());
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+    if !span.is_disabled() {
+        span.record("trace_id", trace.trace_id().as_str());
     }
-    // The access log line carries the request's ids like every line logged inside it.
-    shared_kernel::with_request_context_sync(context_for_log, || {
+    let id_header = HeaderValue::from_str(&request_id).ok();
+    let context = RequestContext { request_id, trace };
+    request.extensions_mut().insert(context.clone());
+    // Everything below runs in the request's context, its access log line included.
+    let handled = async move {
+        let mut response = next.run(request).instrument(span.clone()).await;
+        let status = response.status();
+        let elapsed = started.elapsed();
+        let route = route
+            .or_else(|| response.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()))
+            .unwrap_or_else(|| "unmatched".to_owned());
+        // Bounded label values: an arbitrary extension method must not mint a new series.
+        let method_label: &'static str = match method {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            Method::HEAD => "HEAD",
+            Method::OPTIONS => "OPTIONS",
+            _ => "OTHER",
+        };
+        let labels = [
+            metrics::Label::from_static_parts("method", method_label),
+            metrics::Label::new("route", route),
+            metrics::Label::new("status", status.as_u16().to_string()),
+        ];
+        metrics::counter!("http_requests_total", labels.iter()).increment(1);
+        metrics::histogram!("http_request_duration_seconds", labels[..2].iter()).record(elapsed.as_secs_f64());
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
         span.in_scope(|| {
             if status.is_server_error() {
                 tracing::error!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request failed");
             } else {
                 tracing::info!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "request");
             }
-        })
-    });
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        });
+        if let Some(value) = id_header {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        response
+    };
+    wire::with_request_context(context, handled).await
+}
+
+/// A request span's name: `GET /api/catalog/products/{id}`; a contract call over the internal
+/// wire is named as its client names it, `catalog.reserve`.
+struct SpanName<'a> {
+    method: &'a Method,
+    route: &'a str,
+}
+
+impl std::fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.route.strip_prefix("/rpc/").and_then(|operation| operation.split_once('/')) {
+            Some((module, operation)) => write!(f, "{module}.{operation}"),
+            None => write!(f, "{} {}", self.method, self.route),
+        }
     }
-    response
 }
 
 async fn enforce_timeout(timeout: Duration, request: Request, next: Next) -> Response {

@@ -271,7 +271,9 @@ pub async fn deliver(consumer: &Consumer, event: &EventEnvelope, policy: RetryPo
     let trace = crate::trace_context::start_trace(&span, incoming);
     let request_id = event.correlation_id.clone().unwrap_or_else(|| event.id.to_string());
     span.record("request_id", request_id.as_str());
-    span.record("trace_id", trace.trace_id().as_str());
+    if !span.is_disabled() {
+        span.record("trace_id", trace.trace_id().as_str());
+    }
     let context = RequestContext { request_id, trace };
     let delivered = crate::with_request_context(context, attempt_delivery(consumer, event, policy, clock)).instrument(span.clone()).await;
     if !matches!(delivered, Ok(Delivery::Handled)) {

@@ -266,7 +266,9 @@ async fn answer(
     );
     let context = incoming_context(&headers, &span);
     span.record("request_id", context.request_id.as_str());
-    span.record("trace_id", context.trace.trace_id().as_str());
+    if !span.is_disabled() {
+        span.record("trace_id", context.trace.trace_id().as_str());
+    }
     let outcome = with_request_context(context.clone(), async {
         if let Some(expected) = service_token {
             let presented = headers.get(SERVICE_TOKEN_HEADER).map(http::HeaderValue::as_bytes).unwrap_or_default();

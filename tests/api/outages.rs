@@ -352,3 +352,153 @@ async fn slow_clients_never_exhaust_the_gateway() {
         let _ = task.await;
     }
 }
+
+/// An HTTP proxy that holds each request for `delay_ms` before it forwards it, and counts the
+/// requests it holds at once: latency injected between a caller and the module it calls.
+#[derive(Default)]
+struct SlowProxy {
+    upstream: std::sync::Mutex<Option<String>>,
+    delay_ms: std::sync::atomic::AtomicU64,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
+    held: std::sync::atomic::AtomicUsize,
+    client: reqwest::Client,
+}
+
+impl SlowProxy {
+    async fn start() -> (std::sync::Arc<Self>, String) {
+        let proxy = std::sync::Arc::new(Self::default());
+        let router = axum::Router::new().fallback(Self::forward).with_state(proxy.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (proxy, url)
+    }
+
+    fn set_delay(&self, delay: Duration) {
+        self.delay_ms.store(u64::try_from(delay.as_millis()).unwrap(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn forward(
+        axum::extract::State(proxy): axum::extract::State<std::sync::Arc<Self>>,
+        method: axum::http::Method,
+        uri: axum::http::Uri,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
+        use std::sync::atomic::Ordering::SeqCst;
+        // Counts this request while it is held or forwarded; a caller that gives up (its
+        // timeout) drops this future, and the count with it.
+        struct Held<'a>(&'a SlowProxy);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.in_flight.fetch_sub(1, SeqCst);
+            }
+        }
+        let now = proxy.in_flight.fetch_add(1, SeqCst) + 1;
+        proxy.most_in_flight.fetch_max(now, SeqCst);
+        let _held = Held(&proxy);
+        let delay = proxy.delay_ms.load(SeqCst);
+        if delay > 0 {
+            proxy.held.fetch_add(1, SeqCst);
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let upstream = proxy.upstream.lock().unwrap().clone().expect("the proxy knows its upstream");
+        let mut request = proxy.client.request(method, format!("{upstream}{uri}")).body(body);
+        for (name, value) in &headers {
+            if name != axum::http::header::HOST {
+                request = request.header(name, value);
+            }
+        }
+        let Ok(response) = request.send().await else { return axum::http::StatusCode::BAD_GATEWAY.into_response() };
+        let (status, headers) = (response.status(), response.headers().clone());
+        let body = response.bytes().await.unwrap_or_default();
+        let mut answer = (status, body).into_response();
+        for (name, value) in &headers {
+            if name != axum::http::header::CONTENT_LENGTH && name != axum::http::header::TRANSFER_ENCODING {
+                answer.headers_mut().insert(name, value.clone());
+            }
+        }
+        answer
+    }
+}
+
+/// Orders and payments apart from the monolith over HTTP, with the orders service's calls to
+/// the catalog going through a proxy that holds each for 800 ms. The orders service allows the
+/// catalog 300 ms per attempt, 2 calls in flight and 2 waiting (for at most 200 ms). Twelve
+/// placements at once: each is answered 503 within its bound (two attempts at the read it starts
+/// with, and the wait), never more than 2 calls are held at the catalog at once, the calls past
+/// the queue are refused unsent, and nothing is reserved. Without the latency, orders confirm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_in_the_catalog_is_bounded_by_timeouts_and_the_bulkhead() {
+    let (proxy, proxy_url) = SlowProxy::start().await;
+    let configure = |settings: &mut cleave::config::Settings| {
+        let catalog = &mut settings.modules.catalog;
+        catalog.timeout_ms = 300;
+        catalog.retry.max_attempts = 2;
+        catalog.retry.base_delay_ms = 50;
+        catalog.bulkhead.max_concurrent = 2;
+        catalog.bulkhead.max_queued = 2;
+        catalog.bulkhead.max_wait_ms = 200;
+        // The bulkhead is what this test watches: the circuit stays closed throughout.
+        catalog.circuit.minimum_calls = 10_000;
+    };
+    let behind_proxy = proxy.clone();
+    let adjust: cleave_tests::ProcessHook = std::sync::Arc::new(move |name, settings| {
+        if name == "orders" {
+            *behind_proxy.upstream.lock().unwrap() = settings.modules.catalog.url.clone();
+            settings.modules.catalog.url = Some(proxy_url.clone());
+        }
+    });
+    let options = cleave_tests::ProcessOptions { env: Vec::new(), adjust: Some(adjust) };
+    let Some(app) = cleave_tests::spawn_processes(Layout::OrdersAndPaymentsApart, configure, options).await else { return };
+    let admin = app.admin_token().await;
+    let stove = product(&app, &admin, "STOVE-1", 50).await;
+    let buyer = app.customer("stove@example.com").await;
+    let buyer = buyer["access_token"].as_str().unwrap().to_owned();
+    let first = place(&app, &buyer, "before", &stove).await;
+    assert_eq!(first.status(), 201, "through the proxy without latency, placement works");
+
+    proxy.set_delay(Duration::from_millis(800));
+    proxy.most_in_flight.store(0, std::sync::atomic::Ordering::SeqCst);
+    let placements = (0..12).map(|n| {
+        let (app, buyer, stove) = (&app, &buyer, &stove);
+        async move {
+            let started = std::time::Instant::now();
+            let response = place(app, buyer, &format!("slow-{n}"), stove).await;
+            (response.status().as_u16(), response.headers().get("retry-after").is_some(), started.elapsed())
+        }
+    });
+    let answers = futures::future::join_all(placements).await;
+    let slowest = answers.iter().map(|(_, _, elapsed)| *elapsed).max().unwrap();
+    let quickest = answers.iter().map(|(_, _, elapsed)| *elapsed).min().unwrap();
+    let most = proxy.most_in_flight.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!(
+        "12 placements with 800 ms of catalog latency: quickest {quickest:?}, slowest {slowest:?}, most calls held at the catalog {most}"
+    );
+    for (status, retry_after, elapsed) in &answers {
+        assert_eq!(*status, 503, "a placement whose catalog read timed out is refused");
+        assert!(retry_after, "a 503 says when to come back");
+        // Two attempts of 300 ms, a backoff of at most 100 ms, at most 200 ms in the queue,
+        // and the hops: well under 2 s, never the 800 ms latency twice.
+        assert!(*elapsed < Duration::from_millis(1_500), "a placement answered in {elapsed:?}");
+    }
+    assert!((1..=2).contains(&most), "the bulkhead holds the calls to the catalog at 2; {most} were held at once");
+    let scrape = app.client.get(format!("{}/metrics", app.process_url("orders"))).send().await.unwrap().text().await.unwrap();
+    let refused = scrape
+        .lines()
+        .find(|line| line.starts_with("upstream_rejected_total{") && line.contains("module=\"catalog\"") && line.contains("bulkhead_full"))
+        .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 1.0, "calls past the bulkhead's queue are refused unsent:\n{scrape}");
+    let view = catalog_view(&app, &stove).await;
+    assert_eq!(view["stock_reserved"], 0, "nothing was reserved: {view}");
+    assert_eq!(view["stock_on_hand"], 49, "only the first order took stock: {view}");
+
+    proxy.set_delay(Duration::ZERO);
+    let after = place(&app, &buyer, "after", &stove).await;
+    assert_eq!(after.status(), 201);
+    let order: Value = after.json().await.unwrap();
+    assert_eq!(order["status"], "confirmed", "{order}");
+}

@@ -8,7 +8,7 @@
 use axum::extract::State;
 use axum::response::IntoResponse;
 use cleave::config::LogFormat;
-use cleave_tests::{Layout, TestApp, spawn_processes_with_env};
+use cleave_tests::{Layout, ProcessOptions, TestApp, spawn_processes};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message as _;
@@ -126,7 +126,8 @@ async fn one_trace_spans_every_process(layout: Layout, places: Places) {
         // Export within a tenth of a second rather than five.
         ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
     ];
-    let Some(app) = spawn_processes_with_env(layout, |settings| settings.log.format = LogFormat::Json, env).await else { return };
+    let options = ProcessOptions { env, adjust: None };
+    let Some(app) = spawn_processes(layout, |settings| settings.log.format = LogFormat::Json, options).await else { return };
     let admin = app.admin_token().await;
     let product = product(&app, &admin).await;
     let buyer = app.mint_customer_token();

@@ -193,8 +193,7 @@ pub struct TestApp {
     /// `os_processes`.
     killed: Vec<(usize, OsProcess)>,
     hook: Option<ComposeHook>,
-    /// Environment variables every OS process gets (beside `PATH` and `NO_COLOR`).
-    process_env: Vec<(String, String)>,
+    process_options: ProcessOptions,
     temp: tempfile::TempDir,
 }
 
@@ -246,23 +245,33 @@ pub async fn spawn_app(topology: Topology) -> Option<TestApp> {
 /// [`spawn_app`] with settings changed for the users process, and a hook run on its
 /// composition at every start.
 pub async fn spawn_app_with(topology: Topology, configure: impl FnOnce(&mut Settings), hook: Option<ComposeHook>) -> Option<TestApp> {
-    spawn(topology, configure, hook, Vec::new()).await
+    spawn(topology, configure, hook, ProcessOptions::default()).await
 }
 
-/// The OS processes of `layout`, each started with `env` in its environment as well.
-pub async fn spawn_processes_with_env(
-    layout: Layout,
-    configure: impl FnOnce(&mut Settings),
-    env: Vec<(String, String)>,
-) -> Option<TestApp> {
-    spawn(Topology::Processes(layout), configure, None, env).await
+/// Changes the settings of OS process `name` (`orders`, `monolith`, …) once its layout has made
+/// them, before it starts.
+pub type ProcessHook = Arc<dyn Fn(&str, &mut Settings) + Send + Sync>;
+
+/// What the OS processes of a topology get beyond the test's settings.
+#[derive(Default)]
+pub struct ProcessOptions {
+    /// Environment variables for every process (beside `PATH` and `NO_COLOR`).
+    pub env: Vec<(String, String)>,
+    /// Run on each process's settings last.
+    pub adjust: Option<ProcessHook>,
+}
+
+/// The OS processes of `layout`, with `configure` applied to the test's settings and `options`
+/// to each process.
+pub async fn spawn_processes(layout: Layout, configure: impl FnOnce(&mut Settings), options: ProcessOptions) -> Option<TestApp> {
+    spawn(Topology::Processes(layout), configure, None, options).await
 }
 
 async fn spawn(
     topology: Topology,
     configure: impl FnOnce(&mut Settings),
     hook: Option<ComposeHook>,
-    process_env: Vec<(String, String)>,
+    options: ProcessOptions,
 ) -> Option<TestApp> {
     log_buffer();
     let temp = tempfile::tempdir().expect("a temporary directory");
@@ -307,7 +316,7 @@ async fn spawn(
         launched: std::collections::BTreeMap::new(),
         killed: Vec::new(),
         hook,
-        process_env,
+        process_options: options,
         temp,
     };
     app.start().await;
@@ -513,10 +522,20 @@ impl TestApp {
         settings
     }
 
+    /// Starts process `name` with `settings`, changed by the test's [`ProcessHook`] if it has one.
     async fn launch(&mut self, preset: Preset, name: &str, settings: &Settings) -> OsProcess {
+        let mut settings = settings.clone();
+        if let Some(adjust) = &self.process_options.adjust {
+            adjust(name, &mut settings);
+        }
+        self.launch_as_is(preset, name, &settings).await
+    }
+
+    /// Starts process `name` with exactly `settings`.
+    async fn launch_as_is(&mut self, preset: Preset, name: &str, settings: &Settings) -> OsProcess {
         self.launched.insert(name.to_owned(), (preset, settings.clone()));
         let binary = tokio::task::spawn_blocking(move || processes::preset_binary(preset)).await.expect("the build task");
-        OsProcess::start(&binary, name, settings, &self.temp.path().join(name), &self.process_env)
+        OsProcess::start(&binary, name, settings, &self.temp.path().join(name), &self.process_options.env)
             .await
             .unwrap_or_else(|error| panic!("{error:#}"))
     }
@@ -588,7 +607,7 @@ impl TestApp {
         }
         settings.server.addr = address(&old.address);
         settings.server.internal_addr = old.internal.as_deref().map(address);
-        let mut process = self.launch(preset, name, &settings).await;
+        let mut process = self.launch_as_is(preset, name, &settings).await;
         process.wait_ready(&self.client).await.unwrap_or_else(|error| panic!("{error:#}"));
         self.os_processes.insert(index.min(self.os_processes.len()), process);
     }
