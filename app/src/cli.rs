@@ -46,6 +46,32 @@ pub enum Command {
     /// Add the demo catalog (about fifty products in five categories); running it again adds
     /// nothing. Needs the catalog module in this process.
     Seed,
+    /// Move a module's data between databases.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Copy one module's tables (its outbox, inbox and dead letters included) to another
+    /// database, in one transaction, verified by row counts and a checksum per table. Stop the
+    /// module's writers first. Safe to run again: an interrupted move leaves the target as it was.
+    Move {
+        /// `users`, `catalog`, `orders` or `payments`.
+        module: String,
+        /// The target: `postgres://…` (the module's tables go in a schema named after it) or
+        /// `sqlite://<file>`.
+        #[arg(long, env = "TARGET_DATABASE_URL")]
+        to: String,
+        /// The source; by default the module's database as this configuration has it.
+        #[arg(long, env = "SOURCE_DATABASE_URL")]
+        from: Option<String>,
+        /// Replace the module's rows the target already holds (refused otherwise).
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +117,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Keys { command: KeysCommand::Generate { file } } => generate_key(&settings, file),
             Command::Openapi | Command::GraphqlSchema => Ok(()),
             Command::Seed => seed(&settings).await,
+            Command::Data { command: DataCommand::Move { module, to, from, replace } } => {
+                move_data(&settings, &module, from, to, replace).await
+            }
         }
     });
     // The runtime goes first: the exporter's last batch leaves from a thread of its own.
@@ -121,6 +150,23 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         (module.migrate)(db).await.with_context(|| format!("cannot migrate the {name} database"))?;
         println!("{name}: migrations applied");
     }
+    Ok(())
+}
+
+async fn move_data(settings: &Settings, name: &str, from: Option<String>, to: String, replace: bool) -> anyhow::Result<()> {
+    let module = crate::composition::modules()
+        .into_iter()
+        .find(|module| module.name == name)
+        .with_context(|| format!("no module named `{name}` (users, catalog, orders, payments)"))?;
+    let from = match from {
+        Some(url) => shared_kernel::db::DatabaseTarget::Url(url),
+        None => settings.database_target((module.own_url)(&settings.database)),
+    };
+    let to = shared_kernel::db::DatabaseTarget::Url(to);
+    anyhow::ensure!(from != to, "the source and the target are the same database");
+    let reports = crate::data_move::move_module(name, module.migrate, &from, &to, replace, &|line| println!("{line}")).await?;
+    let rows: u64 = reports.iter().map(|report| report.rows).sum();
+    println!("{name}: moved {rows} rows in {} tables; the target matches the source", reports.len());
     Ok(())
 }
 

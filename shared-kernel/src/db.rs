@@ -28,15 +28,50 @@ pub async fn connect_module(module: &str, target: &DatabaseTarget, max_connectio
             connect_sqlite(&dir.join(format!("{module}.db")), max_connections).await
         }
         DatabaseTarget::Url(url) if url.starts_with("sqlite:") => {
-            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-            let path = path.split('?').next().unwrap_or(path);
-            connect_sqlite(Path::new(path), max_connections).await
+            connect_sqlite(&sqlite_file(module, target).unwrap_or_default(), max_connections).await
         }
         DatabaseTarget::Url(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             connect_postgres_schema(url, module, max_connections).await
         }
         DatabaseTarget::Url(_) => Err(DbErr::Custom("unsupported database URL: use sqlite:// or postgres://".into())),
     }
+}
+
+/// The file `module`'s data is in, when `target` is SQLite.
+pub fn sqlite_file(module: &str, target: &DatabaseTarget) -> Option<std::path::PathBuf> {
+    match target {
+        DatabaseTarget::SqliteDir(dir) => Some(dir.join(format!("{module}.db"))),
+        DatabaseTarget::Url(url) if url.starts_with("sqlite:") => {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            Some(path.split('?').next().unwrap_or(path).into())
+        }
+        DatabaseTarget::Url(_) => None,
+    }
+}
+
+/// Whether `target` already holds a database for `module` (its SQLite file, or its PostgreSQL
+/// schema), found without creating either.
+///
+/// # Errors
+/// When the PostgreSQL server cannot be reached.
+pub async fn module_exists(module: &str, target: &DatabaseTarget) -> Result<bool, DbErr> {
+    if let Some(file) = sqlite_file(module, target) {
+        return Ok(file.is_file());
+    }
+    let DatabaseTarget::Url(url) = target else { return Ok(false) };
+    let mut options = ConnectOptions::new(url.clone());
+    options.max_connections(1).sqlx_logging(false);
+    let connection = Database::connect(options).await?;
+    let found = connection
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT 1 AS found FROM information_schema.schemata WHERE schema_name = $1",
+            [module.into()],
+        ))
+        .await?
+        .is_some();
+    connection.close().await.ok();
+    Ok(found)
 }
 
 /// SQLite's page cache per connection, in KiB (its default is 2,000). Each module's pool keeps

@@ -4,6 +4,7 @@
 mod architecture;
 mod auth;
 mod catalog;
+mod data;
 mod edge;
 mod events;
 mod graphql;
