@@ -15,6 +15,7 @@ mod payments;
 mod playground;
 mod traces;
 mod users;
+mod walkthrough;
 
 /// Generates, for each named `async fn(TestApp)`, one test with orders in a process of its own
 /// (on SQLite and on PostgreSQL): for the flows that need no events across processes.

@@ -1,0 +1,196 @@
+//! docs/migration-walkthrough.md, executed. Every shell block marked `<!-- walkthrough -->` runs,
+//! in order, in one bash session (as a reader's terminal would: variables and functions carry
+//! over), in an empty directory, with the monolith binary as `cleave` on the `PATH`; every text
+//! block marked `<!-- walkthrough-expect -->` lists lines that the output of the step before it
+//! must contain. A step that fails, hangs or prints something else fails the test.
+
+use cleave_tests::Preset;
+use cleave_tests::processes::preset_binary;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const DOCUMENT: &str = include_str!("../../docs/migration-walkthrough.md");
+const DONE: &str = "__walkthrough_step_done__";
+/// Ports the walkthrough's processes listen on.
+const PORTS: [u16; 4] = [8080, 8081, 9080, 9081];
+
+#[derive(Debug)]
+struct Step {
+    /// The line of the document the block starts on.
+    line: usize,
+    script: String,
+    expect: Vec<String>,
+}
+
+/// The marked blocks of `document`, in order.
+fn steps(document: &str) -> Vec<Step> {
+    let lines: Vec<&str> = document.lines().collect();
+    let mut steps: Vec<Step> = Vec::new();
+    let mut at = 0;
+    while at < lines.len() {
+        let marker = lines[at].trim();
+        if marker == "<!-- walkthrough -->" || marker == "<!-- walkthrough-expect -->" {
+            let open = at + 1;
+            assert!(lines.get(open).is_some_and(|line| line.starts_with("```")), "line {}: a marker not followed by a block", at + 1);
+            let close = (open + 1..lines.len()).find(|&i| lines[i].starts_with("```")).expect("a block that ends");
+            let body: Vec<&str> = lines[open + 1..close].to_vec();
+            if marker == "<!-- walkthrough -->" {
+                steps.push(Step { line: open + 1, script: body.join("\n"), expect: Vec::new() });
+            } else {
+                let step = steps.last_mut().expect("expected output after a step");
+                step.expect.extend(body.iter().filter(|line| !line.trim().is_empty()).map(|line| (*line).to_owned()));
+            }
+            at = close;
+        }
+        at += 1;
+    }
+    steps
+}
+
+/// One bash session, its output line by line, and its process group (every process it starts
+/// in the background is in it).
+struct Session {
+    child: Child,
+    input: ChildStdin,
+    output: mpsc::Receiver<String>,
+}
+
+impl Session {
+    fn start(dir: &std::path::Path, env: &[(&str, String)]) -> Self {
+        use std::os::unix::process::CommandExt as _;
+        let mut command = Command::new("bash");
+        command
+            .args(["--noprofile", "--norc", "-e", "-o", "pipefail"])
+            .current_dir(dir)
+            .env_clear()
+            .envs(env.iter().map(|(name, value)| (*name, value)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let mut child = command.spawn().expect("bash");
+        let stdout = child.stdout.take().unwrap();
+        let (send, output) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut input = child.stdin.take().unwrap();
+        writeln!(input, "exec 2>&1").unwrap();
+        Self { child, input, output }
+    }
+
+    /// Runs `script`; its output, or why it failed.
+    fn run(&mut self, script: &str, within: Duration) -> Result<String, String> {
+        writeln!(self.input, "{script}\nprintf '\\n{DONE}\\n'").map_err(|error| format!("the shell is gone: {error}"))?;
+        let deadline = std::time::Instant::now() + within;
+        let mut output = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(line) if line == DONE => return Ok(output),
+                Ok(line) => {
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => return Err(format!("no end within {within:?}; it printed:\n{output}")),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().ok();
+                    return Err(format!("a command failed (the shell exited, {status:?}); it printed:\n{output}"));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The shell and everything it started in the background.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The tail of every log the walkthrough's processes wrote.
+fn logs(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|extension| extension == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+            out.push_str(&format!("--- {}:\n{}\n", path.display(), tail.join("\n")));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_document_marks_steps_and_what_they_show() {
+    let steps = steps(DOCUMENT);
+    assert!(steps.len() >= 8, "{steps:#?}");
+    assert!(steps.iter().filter(|step| !step.expect.is_empty()).count() >= 7, "most steps say what they show");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migration_walkthrough_runs_as_written() {
+    let Some(server) = cleave_test_support::postgres() else { return };
+    for port in PORTS {
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "port {port}, which the walkthrough uses, is taken");
+    }
+    // The server's URL without a database, as the document's `PG`; a database name of the
+    // test's own, as its `SHOP_DB`.
+    let scratch = server.fresh_database().await.unwrap();
+    let pg = scratch.rsplit_once('/').map(|(base, _)| base.to_owned()).unwrap();
+    let shop = format!("walkthrough_{}", uuid::Uuid::new_v4().simple());
+    let binary = tokio::task::spawn_blocking(|| preset_binary(Preset::Monolith)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(&binary, bin.join("cleave")).unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let env = [
+        ("PATH", path),
+        ("HOME", dir.path().display().to_string()),
+        ("LANG", "C.UTF-8".to_owned()),
+        ("NO_COLOR", "1".to_owned()),
+        ("PG", pg.clone()),
+        ("SHOP_DB", shop.clone()),
+    ];
+    let steps = steps(DOCUMENT);
+    let outcome = tokio::task::spawn_blocking({
+        let work = work.clone();
+        move || {
+            let mut session = Session::start(&work, &env);
+            for (number, step) in steps.iter().enumerate() {
+                let output = session
+                    .run(&step.script, Duration::from_secs(120))
+                    .map_err(|error| format!("step {} (line {} of the walkthrough) failed: {error}", number + 1, step.line))?;
+                for expected in &step.expect {
+                    if !output.contains(expected.as_str()) {
+                        return Err(format!("step {} (line {}) did not show `{expected}`; it printed:\n{output}", number + 1, step.line));
+                    }
+                }
+            }
+            Ok(steps.len())
+        }
+    })
+    .await
+    .unwrap();
+    // The walkthrough's databases go, whatever happened.
+    let admin = sea_orm::Database::connect(scratch.as_str()).await.unwrap();
+    for database in [shop.clone(), format!("{shop}_payments")] {
+        let _ = sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)")).await;
+    }
+    match outcome {
+        Ok(count) => eprintln!("the walkthrough's {count} steps ran as written"),
+        Err(error) => panic!("{error}\n{}", logs(&work)),
+    }
+}
