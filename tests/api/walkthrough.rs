@@ -14,7 +14,15 @@ use std::time::Duration;
 const DOCUMENT: &str = include_str!("../../docs/migration-walkthrough.md");
 const DONE: &str = "__walkthrough_step_done__";
 /// Ports the walkthrough's processes listen on.
-const PORTS: [u16; 4] = [8080, 8081, 9080, 9081];
+const PORTS: [u16; 8] = [8080, 8081, 8082, 8084, 8085, 9080, 9081, 9082];
+/// The preset binaries step 6 runs, as the document names them.
+const PRESETS: [(Preset, &str); 5] = [
+    (Preset::UsersService, "cleave-users-service"),
+    (Preset::CatalogService, "cleave-catalog-service"),
+    (Preset::OrdersService, "cleave-orders-service"),
+    (Preset::PaymentsService, "cleave-payments-service"),
+    (Preset::Gateway, "cleave-gateway"),
+];
 
 #[derive(Debug)]
 struct Step {
@@ -133,13 +141,14 @@ fn logs(dir: &std::path::Path) -> String {
 #[test]
 fn the_document_marks_steps_and_what_they_show() {
     let steps = steps(DOCUMENT);
-    assert!(steps.len() >= 8, "{steps:#?}");
-    assert!(steps.iter().filter(|step| !step.expect.is_empty()).count() >= 7, "most steps say what they show");
+    assert!(steps.len() >= 12, "{steps:#?}");
+    assert!(steps.iter().filter(|step| !step.expect.is_empty()).count() >= 11, "most steps say what they show");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_migration_walkthrough_runs_as_written() {
     let Some(server) = cleave_test_support::postgres() else { return };
+    let Some(nats) = cleave_test_support::nats() else { return };
     for port in PORTS {
         assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "port {port}, which the walkthrough uses, is taken");
     }
@@ -148,11 +157,13 @@ async fn the_migration_walkthrough_runs_as_written() {
     let scratch = server.fresh_database().await.unwrap();
     let pg = scratch.rsplit_once('/').map(|(base, _)| base.to_owned()).unwrap();
     let shop = format!("walkthrough_{}", uuid::Uuid::new_v4().simple());
-    let binary = tokio::task::spawn_blocking(|| preset_binary(Preset::Monolith)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(&binary, bin.join("cleave")).unwrap();
+    for (preset, name) in PRESETS.into_iter().chain([(Preset::Monolith, "cleave")]) {
+        let binary = tokio::task::spawn_blocking(move || preset_binary(preset)).await.unwrap();
+        std::os::unix::fs::symlink(&binary, bin.join(name)).unwrap();
+    }
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
@@ -163,6 +174,7 @@ async fn the_migration_walkthrough_runs_as_written() {
         ("NO_COLOR", "1".to_owned()),
         ("PG", pg.clone()),
         ("SHOP_DB", shop.clone()),
+        ("NATS", nats.url.clone()),
     ];
     let steps = steps(DOCUMENT);
     let outcome = tokio::task::spawn_blocking({
@@ -186,8 +198,18 @@ async fn the_migration_walkthrough_runs_as_written() {
     .unwrap();
     // The walkthrough's databases go, whatever happened.
     let admin = sea_orm::Database::connect(scratch.as_str()).await.unwrap();
-    for database in [shop.clone(), format!("{shop}_payments")] {
+    for database in ["", "_users", "_catalog", "_orders", "_payments"].map(|suffix| format!("{shop}{suffix}")) {
         let _ = sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)")).await;
+    }
+    // And its streams on the broker (named after its subject prefix).
+    if let Ok(client) = async_nats::connect(nats.url.as_str()).await {
+        use futures::StreamExt as _;
+        let jetstream = async_nats::jetstream::new(client);
+        let prefix = shop.to_uppercase();
+        let names: Vec<String> = jetstream.stream_names().filter_map(|name| async move { name.ok() }).collect().await;
+        for name in names.into_iter().filter(|name| name.starts_with(&prefix)) {
+            let _ = jetstream.delete_stream(&name).await;
+        }
     }
     match outcome {
         Ok(count) => eprintln!("the walkthrough's {count} steps ran as written"),

@@ -329,6 +329,16 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         // The processes go first (they would make their streams again), keeping their logs
         // when the test failed.
+        if std::thread::panicking() && self.os_processes.is_empty() {
+            // In-process servers log to the shared buffer (every test's lines): its errors and
+            // warnings are what a failed request left behind.
+            let logs = captured_logs();
+            let lines: Vec<&str> = logs.lines().filter(|line| line.contains(" ERROR ") || line.contains(" WARN ")).collect();
+            eprintln!(
+                "--- the last errors and warnings logged in this test process:\n{}",
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
         if std::thread::panicking() && !self.os_processes.is_empty() {
             for process in &self.os_processes {
                 eprintln!("--- the last lines of {}'s log:\n{}", process.name, process.tail(60));
