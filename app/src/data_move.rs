@@ -404,13 +404,7 @@ async fn copy_table(
         sea_orm::StreamTrait::stream_raw(reading, Statement::from_string(backend(reading), select_all(table, source_columns))).await?;
     let mut batch: Vec<Vec<Cell>> = Vec::with_capacity(BATCH);
     while let Some(row) = rows.next().await {
-        let row = row?;
-        let cells = source_columns
-            .iter()
-            .enumerate()
-            .map(|(index, column)| Cell::read(&row, index, column.kind))
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("cannot read a row of `{table}`"))?;
+        let cells = row_cells(&row?, source_columns).with_context(|| format!("cannot read a row of `{table}`"))?;
         digest.add(&cells);
         batch.push(cells);
         if batch.len() == BATCH {
@@ -444,12 +438,14 @@ async fn digest_table(db: &sea_orm::DatabaseTransaction, table: &str, columns: &
     let mut digest = Digest::default();
     let mut rows = sea_orm::StreamTrait::stream_raw(db, Statement::from_string(backend(db), select_all(table, columns))).await?;
     while let Some(row) = rows.next().await {
-        let row = row?;
-        let cells =
-            columns.iter().enumerate().map(|(index, column)| Cell::read(&row, index, column.kind)).collect::<Result<Vec<_>, _>>()?;
-        digest.add(&cells);
+        digest.add(&row_cells(&row?, columns).with_context(|| format!("cannot read back a row of `{table}`"))?);
     }
     Ok(digest)
+}
+
+/// A row of a `SELECT` of `columns` (as [`select_all`] lists them), each value as its kind.
+fn row_cells(row: &QueryResult, columns: &[Column]) -> Result<Vec<Cell>, sea_orm::DbErr> {
+    columns.iter().enumerate().map(|(index, column)| Cell::read(row, index, column.kind)).collect()
 }
 
 async fn count(db: &sea_orm::DatabaseTransaction, table: &str) -> anyhow::Result<i64> {

@@ -20,11 +20,6 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Whether spans are exported over OTLP.
-    pub fn exports_traces(&self) -> bool {
-        self.provider.is_some()
-    }
-
     /// Exports what is still buffered (bounded by `OTEL_BSP_EXPORT_TIMEOUT`) and stops the
     /// exporter.
     pub fn shutdown(self) {

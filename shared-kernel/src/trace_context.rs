@@ -129,13 +129,18 @@ pub fn client_span(module: &'static str, operation: &'static str, transport: &'s
         rpc.service = module,
         rpc.method = operation,
     );
-    if let Some(request) = current_request_context() {
-        let parent = TraceContext::of_span(&tracing::Span::current());
-        if parent.is_none_or(|parent| parent.trace_id != request.trace.trace_id) {
-            let _ = span.set_parent(request.trace.to_remote());
-        }
+    if let Some(request) = current_request_context()
+        && current_span_in(&request).is_none()
+    {
+        let _ = span.set_parent(request.trace.to_remote());
     }
     span
+}
+
+/// The current span, when it is an OpenTelemetry span of `request`'s trace (the process exports
+/// traces and the span descends from the request's).
+fn current_span_in(request: &RequestContext) -> Option<TraceContext> {
+    TraceContext::of_span(&tracing::Span::current()).filter(|span| span.trace_id == request.trace.trace_id)
 }
 
 /// Where the work running now stands in its trace: the current span when it is an
@@ -143,16 +148,14 @@ pub fn client_span(module: &'static str, operation: &'static str, transport: &'s
 /// published now records as its `traceparent`.
 pub fn current_trace() -> Option<TraceContext> {
     let request = current_request_context()?;
-    let current = TraceContext::of_span(&tracing::Span::current()).filter(|span| span.trace_id == request.trace.trace_id);
-    Some(current.unwrap_or(request.trace))
+    Some(current_span_in(&request).unwrap_or(request.trace))
 }
 
 /// The `traceparent` a call sent now carries: the current span (the call's [`client_span`])
 /// when the process exports traces, else a new span id under the request's trace.
 pub fn outgoing_trace() -> Option<TraceContext> {
     let request = current_request_context()?;
-    let current = TraceContext::of_span(&tracing::Span::current()).filter(|span| span.trace_id == request.trace.trace_id);
-    Some(current.unwrap_or_else(|| request.trace.child()))
+    Some(current_span_in(&request).unwrap_or_else(|| request.trace.child()))
 }
 
 impl fmt::Debug for TraceContext {
