@@ -21,6 +21,7 @@ pub struct Settings {
     pub modules: ModulesSettings,
     pub nats: NatsSettings,
     pub catalog: CatalogSettings,
+    pub cache: CacheSettings,
     pub orders: OrdersSettings,
     pub payments: PaymentsSettings,
     pub events: EventSettings,
@@ -277,14 +278,38 @@ pub struct CatalogSettings {
     pub reservation_ttl_secs: u64,
     /// How often expired reservations are looked for.
     pub reservation_sweep_secs: u64,
-    /// How long a product read by id may be served from memory (0: never). This process's own
-    /// writes invalidate it at once; the TTL bounds how long another instance's writes take to show.
-    pub product_cache_ttl_ms: u64,
+    /// Deprecated: `cache.ttl_ms`. When set, it is taken as `cache.ttl_ms` (with a warning).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_cache_ttl_ms: Option<u64>,
 }
 
 impl Default for CatalogSettings {
     fn default() -> Self {
-        Self { reservation_ttl_secs: 900, reservation_sweep_secs: 30, product_cache_ttl_ms: 1_000 }
+        Self { reservation_ttl_secs: 900, reservation_sweep_secs: 30, product_cache_ttl_ms: None }
+    }
+}
+
+/// The read cache of the modules hosted here (the catalog's products, product pages and
+/// categories): in this process only, or shared on Redis with this process's level in front.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// `redis://[user:password@]host:port[/db]` (`rediss://` for TLS). Unset: in process only.
+    pub redis_url: Option<Secret<String>>,
+    /// An entry is dropped this long after it was stored (0: no caching). Writes invalidate at
+    /// once, on every instance through the catalog's events; this bounds what a lost event costs.
+    pub ttl_ms: u64,
+    /// Entries kept in this process at most.
+    pub max_entries: u64,
+    /// The first part of every Redis key (several deployments may share one server).
+    pub key_prefix: String,
+    /// Each Redis command's time limit; past it the database answers.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self { redis_url: None, ttl_ms: 5_000, max_entries: 10_000, key_prefix: "cleave".to_owned(), redis_timeout_ms: 100 }
     }
 }
 
@@ -517,6 +542,7 @@ impl Default for Settings {
             modules: ModulesSettings::default(),
             nats: NatsSettings::default(),
             catalog: CatalogSettings::default(),
+            cache: CacheSettings::default(),
             orders: OrdersSettings::default(),
             payments: PaymentsSettings::default(),
             events: EventSettings::default(),
@@ -675,6 +701,18 @@ impl Settings {
             (0.0..=1.0).contains(&self.payments.simulator_failure_rate),
             "payments.simulator_failure_rate must be between 0.0 and 1.0"
         );
+        if let Some(url) = &self.cache.redis_url {
+            anyhow::ensure!(
+                ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|scheme| url.expose().starts_with(scheme)),
+                "cache.redis_url must be a redis:// (or rediss://) URL"
+            );
+        }
+        anyhow::ensure!(self.cache.redis_timeout_ms >= 1, "cache.redis_timeout_ms must be positive");
+        anyhow::ensure!(self.cache.max_entries >= 1, "cache.max_entries must be positive");
+        anyhow::ensure!(
+            !self.cache.key_prefix.is_empty() && !self.cache.key_prefix.contains(char::is_whitespace),
+            "cache.key_prefix must be a non-empty word"
+        );
         anyhow::ensure!(self.catalog.reservation_ttl_secs >= 1, "catalog.reservation_ttl_secs must be positive");
         anyhow::ensure!(self.catalog.reservation_sweep_secs >= 1, "catalog.reservation_sweep_secs must be positive");
         anyhow::ensure!(
@@ -682,6 +720,11 @@ impl Settings {
             "auth.access_token_ttl_secs must be between 1 and 900 (15 minutes)"
         );
         Ok(())
+    }
+
+    /// The cache's TTL: `cache.ttl_ms`, or the deprecated `catalog.product_cache_ttl_ms` when set.
+    pub fn cache_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.catalog.product_cache_ttl_ms.unwrap_or(self.cache.ttl_ms))
     }
 
     /// The signing key file in use.

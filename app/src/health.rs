@@ -12,9 +12,10 @@ use std::time::Duration;
 pub struct HealthReport {
     /// `live`, `ready`, `unavailable`, or `draining` (shutting down).
     pub status: &'static str,
-    /// Each check by name: `ok` or `failed`.
+    /// Each check by name: `ok`, `failed`, or `degraded` (an optional check failing: the
+    /// process serves without it, e.g. reads go to the database while the shared cache is away).
     pub checks: BTreeMap<String, &'static str>,
-    /// Why it is not ready, in words (absent when ready).
+    /// Why it is not ready, or what it does without, in words (absent when all is well).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -40,7 +41,8 @@ pub async fn live() -> Json<HealthReport> {
 }
 
 /// Ready when this process's databases and every module it calls answer; 503 with the failing
-/// check named otherwise.
+/// check named otherwise. An optional check that fails (the shared cache) is reported as
+/// `degraded` and leaves the process ready.
 #[utoipa::path(get, path = "/health/ready", tag = "operations", responses(
     (status = 200, body = HealthReport),
     (status = 503, description = "A check failed; the body names it", body = HealthReport)))]
@@ -51,12 +53,22 @@ pub async fn ready(checks: Vec<ReadinessCheck>, draining: Draining) -> Response 
     }
     let results = futures::future::join_all(checks.iter().map(|check| async move {
         let ok = tokio::time::timeout(Duration::from_secs(2), (check.probe)()).await.unwrap_or(false);
-        (check.name.clone(), if ok { "ok" } else { "failed" })
+        let result = match (ok, check.required) {
+            (true, _) => "ok",
+            (false, true) => "failed",
+            (false, false) => "degraded",
+        };
+        (check.name.clone(), result)
     }))
     .await;
-    let all_ok = results.iter().all(|(_, result)| *result == "ok");
-    let failed: Vec<&str> = results.iter().filter(|(_, result)| *result != "ok").map(|(name, _)| name.as_str()).collect();
-    let reason = (!failed.is_empty()).then(|| format!("failed: {}", failed.join(", ")));
+    let named = |wanted: &str| results.iter().filter(|(_, result)| *result == wanted).map(|(name, _)| name.as_str()).collect::<Vec<_>>();
+    let (failed, degraded) = (named("failed"), named("degraded"));
+    let all_ok = failed.is_empty();
+    let reason = match (failed.is_empty(), degraded.is_empty()) {
+        (false, _) => Some(format!("failed: {}", failed.join(", "))),
+        (true, false) => Some(format!("degraded: {} (serving without)", degraded.join(", "))),
+        (true, true) => None,
+    };
     let report = HealthReport { status: if all_ok { "ready" } else { "unavailable" }, checks: results.into_iter().collect(), reason };
     if all_ok {
         (StatusCode::OK, Json(report)).into_response()

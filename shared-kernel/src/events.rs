@@ -130,6 +130,18 @@ pub trait DeadLetterSink: Send + Sync + 'static {
     async fn dead_letter(&self, consumer: &str, event: &EventEnvelope, attempts: &[Attempt]) -> Result<(), String>;
 }
 
+/// The dead-letter store of a consumer that never fails (a live feed, a cache's invalidation):
+/// nothing is ever given up, so nothing is kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDeadLetters;
+
+#[async_trait::async_trait]
+impl DeadLetterSink for NoDeadLetters {
+    async fn dead_letter(&self, _consumer: &str, _event: &EventEnvelope, _attempts: &[Attempt]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// A durable consumer: a stable name, the event types it wants, its handler and its dead letters.
 #[derive(Clone)]
 pub struct Consumer {

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod auth;
+mod cache;
 mod catalog;
 mod data;
 mod edge;

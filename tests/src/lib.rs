@@ -622,6 +622,24 @@ impl TestApp {
         self.os_processes.insert(index.min(self.os_processes.len()), process);
     }
 
+    /// Starts `name`, a second instance of OS process `of`: the same preset, settings and
+    /// database, ports and a data directory of its own. Waits until it is ready.
+    ///
+    /// # Panics
+    /// When `of` was never launched, or the replica does not start.
+    pub async fn start_replica(&mut self, of: &str, name: &str) {
+        let (preset, mut settings) = self.launched.get(of).cloned().unwrap_or_else(|| panic!("no process {of}"));
+        settings.data_dir = self.temp.path().join(name);
+        settings.server.service_name = of.to_owned();
+        settings.server.addr = "127.0.0.1:0".parse().expect("a socket address");
+        if settings.server.internal_addr.is_some() {
+            settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
+        }
+        let mut process = self.launch_as_is(preset, name, &settings).await;
+        process.wait_ready(&self.client).await.unwrap_or_else(|error| panic!("{error:#}"));
+        self.os_processes.push(process);
+    }
+
     /// Everything logged so far: by this test process (every test's lines, at debug level) and
     /// by each OS process of this topology.
     pub fn logs(&self) -> String {

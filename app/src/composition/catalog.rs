@@ -45,14 +45,35 @@ async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn CatalogApi>> 
     let settings = &ctx.settings;
     let db = super::open_database::<migrations::catalog::Migrator>(settings, "catalog", settings.database.catalog_url.as_ref()).await?;
     let outbox = shared_kernel::outbox::Outbox::new("catalog").with_clock(ctx.clock.clone());
+    if settings.catalog.product_cache_ttl_ms.is_some() {
+        tracing::warn!("catalog.product_cache_ttl_ms is deprecated: it is taken as cache.ttl_ms; rename it");
+    }
+    let cache = catalog::cache::CacheSettings { ttl: settings.cache_ttl(), max_entries: settings.cache.max_entries };
     let catalog_settings = catalog::CatalogSettings {
         reservation_ttl: chrono::Duration::seconds(i64::try_from(settings.catalog.reservation_ttl_secs).unwrap_or(i64::MAX)),
-        product_cache_ttl: std::time::Duration::from_millis(settings.catalog.product_cache_ttl_ms),
+        cache,
     };
     let every = std::time::Duration::from_secs(settings.catalog.reservation_sweep_secs.max(1));
-    let service = catalog::CatalogService::new(db.clone(), ctx.clock.clone(), outbox.clone(), catalog_settings);
+    let mut service = catalog::CatalogService::new(db.clone(), ctx.clock.clone(), outbox.clone(), catalog_settings);
+    if let Some(url) = &settings.cache.redis_url {
+        let redis = catalog::cache::RedisCacheSettings {
+            url: url.expose().clone(),
+            key_prefix: settings.cache.key_prefix.clone(),
+            timeout: std::time::Duration::from_millis(settings.cache.redis_timeout_ms),
+        };
+        let shared = catalog::cache::RedisCache::new(&redis, cache).map_err(|error| anyhow::anyhow!(error))?;
+        service = service.with_cache(Arc::new(shared));
+    }
+    let store = service.cache();
+    tracing::info!(cache = store.kind(), ttl_ms = cache.ttl.as_millis(), "the catalog's read cache");
+    // Optional: reads fall back to the database when the shared cache is away.
+    ctx.optional_check("catalog.cache", move || {
+        let store = store.clone();
+        Box::pin(async move { store.healthy().await })
+    });
     let dead_letters = Arc::new(shared_kernel::outbox::DeadLetterStore::new(db.clone(), "catalog").with_clock(ctx.clock.clone()));
     ctx.subscribe(service.sales_counter().consumer(dead_letters)).await?;
+    ctx.subscribe(service.cache_invalidator().consumer()).await?;
     let service = Arc::new(service);
     let probe = service.clone();
     ctx.host("catalog", super::Hosted { database: db, outbox }, move || {

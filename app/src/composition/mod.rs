@@ -35,6 +35,9 @@ use users_contract::UsersApi;
 pub struct ReadinessCheck {
     pub name: String,
     pub probe: Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>,
+    /// A failing check that is not required is reported (`degraded`) but leaves the process
+    /// ready: the process serves without it (a shared cache, say).
+    pub required: bool,
 }
 
 /// Work that runs beside the servers until told to stop (outbox relays, reservation sweeps).
@@ -209,11 +212,16 @@ pub(crate) struct Hosted {
 impl Context {
     /// Registers a hosted module's database check, dead letters and outbox relay.
     pub fn host(&mut self, name: &'static str, hosted: Hosted, ping: impl Fn() -> BoxFuture<'static, bool> + Send + Sync + 'static) {
-        self.readiness.push(ReadinessCheck { name: format!("{name}.database"), probe: Arc::new(ping) });
+        self.readiness.push(ReadinessCheck { name: format!("{name}.database"), probe: Arc::new(ping), required: true });
         self.dead_letters.push(DeadLetterStore::new(hosted.database.clone(), name).with_clock(self.clock.clone()));
         let relay = shared_kernel::outbox::Relay::new(hosted.database, hosted.outbox, self.bus.clone())
             .with_poll_interval(std::time::Duration::from_millis(self.settings.events.relay_poll_ms.max(10)));
         self.background.push(Box::new(move |stop| Box::pin(relay.run(stop))));
+    }
+
+    /// Reports `probe` in readiness without making the process unready when it fails.
+    pub fn optional_check(&mut self, name: &str, probe: impl Fn() -> BoxFuture<'static, bool> + Send + Sync + 'static) {
+        self.readiness.push(ReadinessCheck { name: name.to_owned(), probe: Arc::new(probe), required: false });
     }
 
     /// Subscribes `consumer` to this process's bus.
@@ -346,14 +354,18 @@ async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mu
         }
     };
     let (probe_api, probe) = (api.clone(), spec.probe);
-    ctx.readiness.push(ReadinessCheck { name: format!("{name}.remote"), probe: Arc::new(move || probe(probe_api.clone())) });
+    ctx.readiness.push(ReadinessCheck {
+        name: format!("{name}.remote"),
+        probe: Arc::new(move || probe(probe_api.clone())),
+        required: true,
+    });
     // An open circuit: this process refuses every call to the module, so it is not ready.
     if let Some(upstream) = ctx.upstreams.iter().find(|upstream| upstream.module() == name).cloned() {
         let circuit = move || -> BoxFuture<'static, bool> {
             let closed = upstream.circuit_status() != shared_kernel::resilience::CircuitStatus::Open;
             Box::pin(std::future::ready(closed))
         };
-        ctx.readiness.push(ReadinessCheck { name: format!("{name}.circuit"), probe: Arc::new(circuit) });
+        ctx.readiness.push(ReadinessCheck { name: format!("{name}.circuit"), probe: Arc::new(circuit), required: true });
     }
     Ok(api)
 }
@@ -408,7 +420,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         let connected = move || -> BoxFuture<'static, bool> {
             Box::pin(std::future::ready(client.connection_state() == async_nats::connection::State::Connected))
         };
-        readiness.push(ReadinessCheck { name: "nats".to_owned(), probe: Arc::new(connected) });
+        readiness.push(ReadinessCheck { name: "nats".to_owned(), probe: Arc::new(connected), required: true });
     }
     let mut ctx = Context {
         settings: settings.clone(),

@@ -13,7 +13,7 @@ use async_graphql::{Context, ID, Result, SimpleObject, Subscription};
 use futures::Stream;
 use orders_contract::OrderStatus;
 use orders_contract::events::OrderStatusChangedV1;
-use shared_kernel::events::{Attempt, Consumer, DeadLetterSink, EventEnvelope, EventHandler, HandlerError, IntegrationEvent};
+use shared_kernel::events::{Consumer, EventEnvelope, EventHandler, HandlerError, IntegrationEvent, NoDeadLetters};
 use shared_kernel::{ApiError, OrderId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +42,7 @@ impl OrderStatusFeed {
             name: Self::CONSUMER.to_owned(),
             event_types: vec![OrderStatusChangedV1::TYPE.to_owned()],
             handler: Arc::new(self.clone()),
-            dead_letters: Arc::new(Nowhere),
+            dead_letters: Arc::new(NoDeadLetters),
             each_process: true,
         }
     }
@@ -56,16 +56,6 @@ impl EventHandler for OrderStatusFeed {
             Ok(changed) => drop(self.sender.send(changed)),
             Err(error) => tracing::warn!(%error, "an order status event does not decode; subscribers miss it"),
         }
-        Ok(())
-    }
-}
-
-/// The feed's handler never fails, so nothing is ever dead-lettered.
-struct Nowhere;
-
-#[async_trait::async_trait]
-impl DeadLetterSink for Nowhere {
-    async fn dead_letter(&self, _consumer: &str, _event: &EventEnvelope, _attempts: &[Attempt]) -> std::result::Result<(), String> {
         Ok(())
     }
 }

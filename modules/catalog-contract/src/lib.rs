@@ -262,7 +262,7 @@ pub mod events {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Serialize};
     use shared_kernel::events::IntegrationEvent;
-    use shared_kernel::{Money, ProductId};
+    use shared_kernel::{CategoryId, Money, OrderId, ProductId};
 
     /// A product was created or its name or price changed (read models keep names current).
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,6 +280,64 @@ pub mod events {
         const VERSION: u32 = 1;
         fn aggregate_id(&self) -> String {
             self.product_id.to_string()
+        }
+    }
+
+    /// Why stock changed.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum StockChange {
+        /// Held for an order.
+        Reserved,
+        /// Held stock went back to available (the order failed, or its hold expired).
+        Released,
+        /// Held stock was sold: it left on hand.
+        Committed,
+        /// Sold stock of a cancelled order came back on hand.
+        Restocked,
+        /// An admin set the stock on hand.
+        Set,
+        /// The units sold of these products were counted (an order confirmed or cancelled).
+        Sold,
+    }
+
+    /// Stock or sales figures of some products changed. A thin event: it names the products; a
+    /// consumer that needs the figures reads them (the catalog's caches drop what they hold).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct StockChangedV1 {
+        pub product_ids: Vec<ProductId>,
+        pub change: StockChange,
+        /// The order the change was made for, if any.
+        pub order_id: Option<OrderId>,
+        pub changed_at: DateTime<Utc>,
+    }
+
+    impl IntegrationEvent for StockChangedV1 {
+        const TYPE: &'static str = "catalog.stock_changed.v1";
+        const VERSION: u32 = 1;
+        fn aggregate_id(&self) -> String {
+            // Per-aggregate order is kept per order (or per product for an admin's change).
+            match (self.order_id, self.product_ids.first()) {
+                (Some(order), _) => order.to_string(),
+                (None, Some(product)) => product.to_string(),
+                (None, None) => String::new(),
+            }
+        }
+    }
+
+    /// A category was created.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct CategoryCreatedV1 {
+        pub category_id: CategoryId,
+        pub name: String,
+        pub created_at: DateTime<Utc>,
+    }
+
+    impl IntegrationEvent for CategoryCreatedV1 {
+        const TYPE: &'static str = "catalog.category_created.v1";
+        const VERSION: u32 = 1;
+        fn aggregate_id(&self) -> String {
+            self.category_id.to_string()
         }
     }
 }

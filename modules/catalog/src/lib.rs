@@ -7,11 +7,13 @@
 //! (`… WHERE on_hand - reserved >= quantity`), never a read-modify-write in Rust, and the
 //! database checks `0 <= reserved <= on_hand` as well.
 
-mod cache;
+pub mod cache;
 pub mod domain;
 mod entities;
+pub mod invalidation;
 pub mod sales;
 pub mod service;
 
+pub use invalidation::CacheInvalidator;
 pub use sales::SalesCounter;
 pub use service::{CatalogService, CatalogSettings};

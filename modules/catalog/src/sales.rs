@@ -1,21 +1,24 @@
 //! Sales counters, choreographed: the catalog counts units sold from orders' events, with no
 //! call from orders. A confirmed order adds its quantities; a cancelled one takes them back.
 
-use crate::cache::ProductCache;
+use crate::cache::{CacheStore, Tag};
 use crate::entities::products;
+use catalog_contract::events::{StockChange, StockChangedV1};
 use orders_contract::events::{OrderCancelledV1, OrderConfirmedV1, OrderedLine};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
-use shared_kernel::Clock;
 use shared_kernel::events::{Consumer, DeadLetterSink, EventEnvelope, EventHandler, HandlerError, IntegrationEvent};
-use shared_kernel::outbox::Inbox;
+use shared_kernel::outbox::{Inbox, Outbox, UnitOfWork};
+use shared_kernel::{Clock, OrderId, ProductId};
 use std::sync::Arc;
 
-/// Keeps `units_sold` per product. Idempotent through the catalog's inbox.
+/// Keeps `units_sold` per product. Idempotent through the catalog's inbox; publishes
+/// `StockChangedV1` (`sold`) in the same transaction, so every instance's cache drops the counts.
 #[derive(Debug, Clone)]
 pub struct SalesCounter {
     db: DatabaseConnection,
-    cache: Arc<ProductCache>,
+    outbox: Outbox,
+    cache: Arc<dyn CacheStore>,
     clock: Arc<dyn Clock>,
 }
 
@@ -23,8 +26,8 @@ impl SalesCounter {
     pub const CONSUMER: &'static str = "catalog.sales";
 
     /// Made by [`crate::CatalogService::sales_counter`], sharing its product cache.
-    pub(crate) fn new(db: DatabaseConnection, cache: Arc<ProductCache>, clock: Arc<dyn Clock>) -> Self {
-        Self { db, cache, clock }
+    pub(crate) fn new(db: DatabaseConnection, outbox: Outbox, cache: Arc<dyn CacheStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { db, outbox, cache, clock }
     }
 
     /// This handler as a durable consumer of orders' events.
@@ -42,10 +45,12 @@ impl SalesCounter {
 #[async_trait::async_trait]
 impl EventHandler for SalesCounter {
     async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError> {
-        let (lines, sign): (Vec<OrderedLine>, i64) = if event.event_type == OrderConfirmedV1::TYPE {
-            (event.decode::<OrderConfirmedV1>().map_err(HandlerError::new)?.lines, 1)
+        let (order_id, lines, sign): (OrderId, Vec<OrderedLine>, i64) = if event.event_type == OrderConfirmedV1::TYPE {
+            let confirmed = event.decode::<OrderConfirmedV1>().map_err(HandlerError::new)?;
+            (confirmed.order_id, confirmed.lines, 1)
         } else {
-            (event.decode::<OrderCancelledV1>().map_err(HandlerError::new)?.lines, -1)
+            let cancelled = event.decode::<OrderCancelledV1>().map_err(HandlerError::new)?;
+            (cancelled.order_id, cancelled.lines, -1)
         };
         let Some(transaction) = Inbox::begin(&self.db, &*self.clock, Self::CONSUMER, event.id).await.map_err(HandlerError::new)? else {
             return Ok(());
@@ -60,8 +65,17 @@ impl EventHandler for SalesCounter {
                 .await
                 .map_err(HandlerError::new)?;
         }
-        transaction.commit().await.map_err(HandlerError::new)?;
-        self.cache.invalidate(touched);
+        let now = self.clock.now();
+        let mut unit = UnitOfWork::from_transaction(transaction, &self.outbox);
+        let counted = StockChangedV1 {
+            product_ids: touched.iter().copied().map(ProductId::from_uuid).collect(),
+            change: StockChange::Sold,
+            order_id: Some(order_id),
+            changed_at: now,
+        };
+        unit.publish(&counted, now, None).await.map_err(HandlerError::new)?;
+        unit.commit().await.map_err(HandlerError::new)?;
+        self.cache.invalidate(&Tag::products(touched)).await;
         Ok(())
     }
 }

@@ -1,9 +1,9 @@
 //! The catalog's use cases, behind [`CatalogApi`].
 
-use crate::cache::ProductCache;
+use crate::cache::{CacheSettings, CacheStore, Cached, InProcessCache, Key, Lookup, Tag};
 use crate::domain::{self, Checks};
 use crate::entities::{categories, products, reservation_orders, reservations};
-use catalog_contract::events::ProductChangedV1;
+use catalog_contract::events::{CategoryCreatedV1, ProductChangedV1, StockChange, StockChangedV1};
 use catalog_contract::{
     CatalogApi, CategoryView, CommitOutcome, NewCategory, NewProduct, ProductPatch, ProductQuery, ProductView, Reservation,
     ReservationStatus, ReserveLine, ReserveOutcome, ReservedLine, RestockOutcome, SetStock, StockRefusal,
@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait as _, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    SqlErr, TransactionTrait,
+    SqlErr,
 };
 use shared_kernel::outbox::{Outbox, UnitOfWork};
 use shared_kernel::{ApiError, Caller, CategoryId, Clock, Currency, Money, OrderId, Page, PageRequest, ProductId, ServiceName};
@@ -42,15 +42,13 @@ pub struct CatalogSettings {
     /// A reservation not committed within this time is released (the last line of defence when
     /// an order never finishes).
     pub reservation_ttl: chrono::Duration,
-    /// How long a product read by id may be served from memory. Writes by this process
-    /// invalidate it at once; the TTL bounds what another instance's writes take to show.
-    /// Zero disables the cache.
-    pub product_cache_ttl: std::time::Duration,
+    /// The read cache's TTL and size (its adapter is given by [`CatalogService::with_cache`]).
+    pub cache: CacheSettings,
 }
 
 impl Default for CatalogSettings {
     fn default() -> Self {
-        Self { reservation_ttl: chrono::Duration::minutes(15), product_cache_ttl: std::time::Duration::from_secs(1) }
+        Self { reservation_ttl: chrono::Duration::minutes(15), cache: CacheSettings::default() }
     }
 }
 
@@ -61,7 +59,7 @@ pub struct CatalogService {
     clock: Arc<dyn Clock>,
     outbox: Outbox,
     settings: CatalogSettings,
-    cache: Arc<ProductCache>,
+    cache: Arc<dyn CacheStore>,
 }
 
 impl std::fmt::Debug for CatalogService {
@@ -71,15 +69,59 @@ impl std::fmt::Debug for CatalogService {
 }
 
 impl CatalogService {
-    /// `db` must be the catalog's own database, already migrated.
+    /// `db` must be the catalog's own database, already migrated. Reads are cached in this
+    /// process ([`InProcessCache`]); [`CatalogService::with_cache`] gives another adapter.
     pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>, outbox: Outbox, settings: CatalogSettings) -> Self {
-        let cache = Arc::new(ProductCache::new(settings.product_cache_ttl));
+        let cache = Arc::new(InProcessCache::new(settings.cache));
         Self { db, clock, outbox, settings, cache }
+    }
+
+    /// The same catalog reading through `cache` (Redis, shared by every instance).
+    #[must_use]
+    pub fn with_cache(mut self, cache: Arc<dyn CacheStore>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The read cache, for readiness (whether its store answers).
+    pub fn cache(&self) -> Arc<dyn CacheStore> {
+        self.cache.clone()
     }
 
     /// The sales counter consumer for this catalog (it invalidates the cached products it counts).
     pub fn sales_counter(&self) -> crate::SalesCounter {
-        crate::SalesCounter::new(self.db.clone(), self.cache.clone(), self.clock.clone())
+        crate::SalesCounter::new(self.db.clone(), self.outbox.clone(), self.cache.clone(), self.clock.clone())
+    }
+
+    /// The consumer that keeps this process's cache in step with every instance's writes.
+    pub fn cache_invalidator(&self) -> crate::CacheInvalidator {
+        crate::CacheInvalidator::new(self.cache.clone())
+    }
+
+    /// Reads `key` through the cache: `load` runs on a miss, and what it gives is stored.
+    async fn cached<T>(
+        &self,
+        key: Option<Key>,
+        unwrap: impl Fn(Cached) -> Option<T>,
+        wrap: impl Fn(&T) -> Cached,
+        load: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let Some(key) = key else { return load.await };
+        let stamp = match self.cache.get(&key).await {
+            Lookup::Hit(value) => {
+                if let Some(found) = unwrap(value) {
+                    return Ok(found);
+                }
+                // Another type under this key cannot happen (keys are typed); read afresh.
+                None
+            }
+            Lookup::Miss(stamp) => Some(stamp),
+        };
+        let value = load.await?;
+        if let Some(stamp) = stamp {
+            self.cache.put(&key, wrap(&value), stamp).await;
+        }
+        Ok(value)
     }
 
     /// Whether this module's database answers.
@@ -118,6 +160,26 @@ impl CatalogService {
             .await
             .map_err(db_error)?
             .ok_or_else(|| ApiError::not_found("product not found"))
+    }
+
+    /// A page of products, from the database.
+    async fn load_products(&self, query: ProductQuery) -> Result<Page<ProductView>, ApiError> {
+        let page = &query.page;
+        let mut select = products::Entity::find().order_by_asc(products::Column::Id).limit(u64::from(page.limit()) + 1);
+        if let Some(category) = query.category {
+            select = select.filter(products::Column::CategoryId.eq(category.as_uuid()));
+        }
+        if let Some(text) = query.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            select = select.filter(Expr::col(products::Column::SearchText).like(LikeExpr::new(format!("%{escaped}%")).escape('\\')));
+        }
+        if let Some(after) = page.after_key()? {
+            let after = uuid::Uuid::parse_str(&after).map_err(|_| ApiError::invalid_field("cursor", "is not a cursor this API issued"))?;
+            select = select.filter(products::Column::Id.gt(after));
+        }
+        let rows = select.all(&self.db).await.map_err(db_error)?;
+        let page = Page::from_overfetched(rows, page.limit(), |row| row.id.to_string());
+        Ok(Page { items: page.items.iter().map(product_view).collect::<Result<_, _>>()?, next_cursor: page.next_cursor })
     }
 
     async fn category_exists(&self, id: CategoryId) -> Result<bool, ApiError> {
@@ -180,12 +242,11 @@ impl CatalogService {
     /// Moves an order's rows along `change` and adjusts each product's stock to match, in one
     /// transaction. Returns whether anything moved (nothing: the order was not in `change.from`).
     async fn transition(&self, order_id: OrderId, change: Transition) -> Result<bool, ApiError> {
-        let transaction = self.db.begin().await.map_err(db_error)?;
-        let moved = Self::move_reservation(&transaction, order_id, change.from, change.to, self.clock.now(), change.unexpired_only)
-            .await
-            .map_err(db_error)?;
+        let now = self.clock.now();
+        let mut unit = UnitOfWork::begin(&self.db, &self.outbox).await.map_err(db_error)?;
+        let moved = Self::move_reservation(&*unit, order_id, change.from, change.to, now, change.unexpired_only).await.map_err(db_error)?;
         if moved.is_empty() {
-            transaction.rollback().await.map_err(db_error)?;
+            unit.rollback().await.map_err(db_error)?;
             return Ok(false);
         }
         let touched: Vec<uuid::Uuid> = moved.iter().map(|row| row.product_id).collect();
@@ -194,13 +255,28 @@ impl CatalogService {
                 .col_expr(products::Column::OnHand, Expr::col(products::Column::OnHand).add(change.on_hand * row.quantity))
                 .col_expr(products::Column::Reserved, Expr::col(products::Column::Reserved).add(change.reserved * row.quantity))
                 .filter(products::Column::Id.eq(row.product_id))
-                .exec(&transaction)
+                .exec(&*unit)
                 .await
                 .map_err(db_error)?;
         }
-        transaction.commit().await.map_err(db_error)?;
-        self.cache.invalidate(touched);
+        Self::publish_stock_changed(&mut unit, &touched, change.change, Some(order_id), now).await?;
+        unit.commit().await.map_err(db_error)?;
+        self.cache.invalidate(&Tag::products(touched)).await;
         Ok(true)
+    }
+
+    /// Tells every instance (and any consumer) that these products' stock changed.
+    async fn publish_stock_changed(
+        unit: &mut UnitOfWork,
+        products: &[uuid::Uuid],
+        change: StockChange,
+        order_id: Option<OrderId>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        let event =
+            StockChangedV1 { product_ids: products.iter().copied().map(ProductId::from_uuid).collect(), change, order_id, changed_at: now };
+        unit.publish(&event, now, shared_kernel::current_request_context().as_ref()).await.map_err(db_error)?;
+        Ok(())
     }
 
     async fn publish_changed(unit: &mut UnitOfWork, product: &products::Model, now: DateTime<Utc>) -> Result<(), ApiError> {
@@ -226,17 +302,37 @@ struct Transition {
     unexpired_only: bool,
     on_hand: i64,
     reserved: i64,
+    /// What the event says.
+    change: StockChange,
 }
 
 /// Stock held for an order goes back to available.
-const RELEASE: Transition =
-    Transition { from: ReservationStatus::Reserved, to: ReservationStatus::Released, unexpired_only: false, on_hand: 0, reserved: -1 };
+const RELEASE: Transition = Transition {
+    from: ReservationStatus::Reserved,
+    to: ReservationStatus::Released,
+    unexpired_only: false,
+    on_hand: 0,
+    reserved: -1,
+    change: StockChange::Released,
+};
 /// Held stock is sold: it leaves on hand and reserved alike.
-const COMMIT: Transition =
-    Transition { from: ReservationStatus::Reserved, to: ReservationStatus::Committed, unexpired_only: true, on_hand: -1, reserved: -1 };
+const COMMIT: Transition = Transition {
+    from: ReservationStatus::Reserved,
+    to: ReservationStatus::Committed,
+    unexpired_only: true,
+    on_hand: -1,
+    reserved: -1,
+    change: StockChange::Committed,
+};
 /// Sold stock of a cancelled order comes back on hand.
-const RESTOCK: Transition =
-    Transition { from: ReservationStatus::Committed, to: ReservationStatus::Restocked, unexpired_only: false, on_hand: 1, reserved: 0 };
+const RESTOCK: Transition = Transition {
+    from: ReservationStatus::Committed,
+    to: ReservationStatus::Restocked,
+    unexpired_only: false,
+    on_hand: 1,
+    reserved: 0,
+    change: StockChange::Restocked,
+};
 
 /// Rows in product-id order: every transaction locks products in the same order, so two
 /// reservations can never deadlock each other.
@@ -257,12 +353,18 @@ fn require_service_or_admin(caller: &Caller) -> Result<(), ApiError> {
 #[async_trait::async_trait]
 impl CatalogApi for CatalogService {
     async fn list_categories(&self, _caller: &Caller, page: PageRequest) -> Result<Page<CategoryView>, ApiError> {
-        let mut query = categories::Entity::find().order_by_asc(categories::Column::NameKey).limit(u64::from(page.limit()) + 1);
-        if let Some(after) = page.after_key()? {
-            query = query.filter(categories::Column::NameKey.gt(after));
-        }
-        let rows = query.all(&self.db).await.map_err(db_error)?;
-        Ok(Page::from_overfetched(rows, page.limit(), |row| row.name_key.clone()).map(|row| category_view(&row)))
+        let after = page.after_key()?;
+        let key = Key::category_page(after.as_deref(), page.limit());
+        let load = async {
+            let mut query = categories::Entity::find().order_by_asc(categories::Column::NameKey).limit(u64::from(page.limit()) + 1);
+            if let Some(after) = after.clone() {
+                query = query.filter(categories::Column::NameKey.gt(after));
+            }
+            let rows = query.all(&self.db).await.map_err(db_error)?;
+            Ok(Page::from_overfetched(rows, page.limit(), |row| row.name_key.clone()).map(|row| category_view(&row)))
+        };
+        let unwrap = |value| if let Cached::Categories(page) = value { Some(page) } else { None };
+        self.cached(key, unwrap, |page: &Page<CategoryView>| Cached::Categories(page.clone()), load).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -273,19 +375,26 @@ impl CatalogApi for CatalogService {
         if name.to_lowercase().chars().count() > 100 {
             return Err(ApiError::invalid_field("name", "must be at most 100 characters"));
         }
+        let now = self.clock.now();
         let row = categories::ActiveModel {
             id: Set(CategoryId::new().as_uuid()),
             name_key: Set(name.to_lowercase()),
             name: Set(name),
-            created_at: Set(self.clock.now()),
+            created_at: Set(now),
         };
-        match row.insert(&self.db).await {
-            Ok(created) => Ok(category_view(&created)),
+        let mut unit = UnitOfWork::begin(&self.db, &self.outbox).await.map_err(db_error)?;
+        let created = match row.insert(&*unit).await {
+            Ok(created) => created,
             Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                Err(ApiError::conflict("a category with this name exists"))
+                return Err(ApiError::conflict("a category with this name exists"));
             }
-            Err(error) => Err(db_error(error)),
-        }
+            Err(error) => return Err(db_error(error)),
+        };
+        let event = CategoryCreatedV1 { category_id: CategoryId::from_uuid(created.id), name: created.name.clone(), created_at: now };
+        unit.publish(&event, now, shared_kernel::current_request_context().as_ref()).await.map_err(db_error)?;
+        unit.commit().await.map_err(db_error)?;
+        self.cache.invalidate(&[Tag::Categories]).await;
+        Ok(category_view(&created))
     }
 
     async fn get_categories(&self, _caller: &Caller, ids: Vec<CategoryId>) -> Result<Vec<CategoryView>, ApiError> {
@@ -293,40 +402,45 @@ impl CatalogApi for CatalogService {
             return Err(ApiError::invalid_field("ids", "at most 1000 at once"));
         }
         let unique: BTreeSet<uuid::Uuid> = ids.iter().map(CategoryId::as_uuid).collect();
-        if unique.is_empty() {
-            return Ok(Vec::new());
+        let mut found = Vec::with_capacity(unique.len());
+        let mut missing = Vec::new();
+        for id in unique {
+            match self.cache.get(&Key::Category(id)).await {
+                Lookup::Hit(Cached::Category(view)) => found.push(view),
+                Lookup::Hit(_) => missing.push((id, None)),
+                Lookup::Miss(stamp) => missing.push((id, Some(stamp))),
+            }
         }
-        let rows = categories::Entity::find().filter(categories::Column::Id.is_in(unique)).all(&self.db).await.map_err(db_error)?;
-        Ok(rows.iter().map(category_view).collect())
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let rows = categories::Entity::find()
+            .filter(categories::Column::Id.is_in(missing.iter().map(|(id, _)| *id)))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        for row in rows {
+            let view = category_view(&row);
+            if let Some((_, Some(stamp))) = missing.iter().find(|(id, _)| *id == row.id) {
+                self.cache.put(&Key::Category(row.id), Cached::Category(view.clone()), *stamp).await;
+            }
+            found.push(view);
+        }
+        Ok(found)
     }
 
     async fn list_products(&self, _caller: &Caller, query: ProductQuery) -> Result<Page<ProductView>, ApiError> {
-        let page = &query.page;
-        let mut select = products::Entity::find().order_by_asc(products::Column::Id).limit(u64::from(page.limit()) + 1);
-        if let Some(category) = query.category {
-            select = select.filter(products::Column::CategoryId.eq(category.as_uuid()));
-        }
-        if let Some(text) = query.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            select = select.filter(Expr::col(products::Column::SearchText).like(LikeExpr::new(format!("%{escaped}%")).escape('\\')));
-        }
-        if let Some(after) = page.after_key()? {
-            let after = uuid::Uuid::parse_str(&after).map_err(|_| ApiError::invalid_field("cursor", "is not a cursor this API issued"))?;
-            select = select.filter(products::Column::Id.gt(after));
-        }
-        let rows = select.all(&self.db).await.map_err(db_error)?;
-        let page = Page::from_overfetched(rows, page.limit(), |row| row.id.to_string());
-        Ok(Page { items: page.items.iter().map(product_view).collect::<Result<_, _>>()?, next_cursor: page.next_cursor })
+        let after = query.page.after_key()?;
+        let text = query.q.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_lowercase);
+        let key = Key::product_page(query.category.map(|c| c.as_uuid()), text.as_deref(), after.as_deref(), query.page.limit());
+        let unwrap = |value| if let Cached::Products(page) = value { Some(page) } else { None };
+        self.cached(key, unwrap, |page: &Page<ProductView>| Cached::Products(page.clone()), self.load_products(query)).await
     }
 
     async fn get_product(&self, _caller: &Caller, id: ProductId) -> Result<ProductView, ApiError> {
-        if let Some(view) = self.cache.get(id.as_uuid()) {
-            return Ok(view);
-        }
-        let generation = self.cache.generation();
-        let view = product_view(&self.load_product(id).await?)?;
-        self.cache.put(&view, generation);
-        Ok(view)
+        let load = async { product_view(&self.load_product(id).await?) };
+        let unwrap = |value| if let Cached::Product(view) = value { Some(view) } else { None };
+        self.cached(Some(Key::Product(id.as_uuid())), unwrap, |view: &ProductView| Cached::Product(view.clone()), load).await
     }
 
     async fn get_products(&self, _caller: &Caller, ids: Vec<ProductId>) -> Result<Vec<ProductView>, ApiError> {
@@ -386,6 +500,7 @@ impl CatalogApi for CatalogService {
         };
         Self::publish_changed(&mut unit, &created, now).await?;
         unit.commit().await.map_err(db_error)?;
+        self.cache.invalidate(&Tag::products([created.id])).await;
         tracing::info!(product_id = %created.id, "created a product");
         product_view(&created)
     }
@@ -438,7 +553,7 @@ impl CatalogApi for CatalogService {
         };
         Self::publish_changed(&mut unit, &product, now).await?;
         unit.commit().await.map_err(db_error)?;
-        self.cache.invalidate([product.id]);
+        self.cache.invalidate(&Tag::products([product.id])).await;
         product_view(&product)
     }
 
@@ -446,20 +561,25 @@ impl CatalogApi for CatalogService {
     async fn set_stock(&self, caller: &Caller, id: ProductId, stock: SetStock) -> Result<ProductView, ApiError> {
         caller.require_admin()?;
         let on_hand = domain::stock("on_hand", stock.on_hand).map_err(|e| ApiError::invalid(vec![e.into()]))?;
+        let now = self.clock.now();
+        let mut unit = UnitOfWork::begin(&self.db, &self.outbox).await.map_err(db_error)?;
         let updated = products::Entity::update_many()
             .col_expr(products::Column::OnHand, Expr::value(on_hand))
-            .col_expr(products::Column::UpdatedAt, Expr::value(self.clock.now()))
+            .col_expr(products::Column::UpdatedAt, Expr::value(now))
             .filter(products::Column::Id.eq(id.as_uuid()))
             .filter(products::Column::Reserved.lte(on_hand))
-            .exec_with_returning(&self.db)
+            .exec_with_returning(&*unit)
             .await
             .map_err(db_error)?;
         match updated.into_iter().next() {
             Some(product) => {
-                self.cache.invalidate([product.id]);
+                Self::publish_stock_changed(&mut unit, &[product.id], StockChange::Set, None, now).await?;
+                unit.commit().await.map_err(db_error)?;
+                self.cache.invalidate(&Tag::products([product.id])).await;
                 product_view(&product)
             }
             None => {
+                unit.rollback().await.map_err(db_error)?;
                 let current = self.load_product(id).await?;
                 Err(ApiError::conflict(format!("{} units are reserved for orders: stock on hand cannot go below that", current.reserved)))
             }
@@ -495,14 +615,14 @@ impl CatalogApi for CatalogService {
         let expires_at = chrono::SubsecRound::trunc_subsecs(now + self.settings.reservation_ttl, 6);
         let mut sorted_lines = lines.clone();
         sorted_lines.sort_by_key(|l| l.product_id);
-        let transaction = self.db.begin().await.map_err(db_error)?;
+        let mut unit = UnitOfWork::begin(&self.db, &self.outbox).await.map_err(db_error)?;
         // The order's header goes in first: on SQLite that takes the write lock at once, and a
         // concurrent reserve for the same order (whatever its lines) fails on the primary key
         // instead of holding stock twice.
         let header =
             reservation_orders::ActiveModel { order_id: Set(order_id.as_uuid()), lines_key: Set(lines_key.clone()), created_at: Set(now) };
-        if let Err(error) = header.insert(&transaction).await {
-            transaction.rollback().await.map_err(db_error)?;
+        if let Err(error) = header.insert(&*unit).await {
+            unit.rollback().await.map_err(db_error)?;
             if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
                 let header = reservation_orders::Entity::find_by_id(order_id.as_uuid()).one(&self.db).await.map_err(db_error)?;
                 if header.is_some_and(|header| header.lines_key != lines_key) {
@@ -527,7 +647,7 @@ impl CatalogApi for CatalogService {
                 expires_at: Set(expires_at),
                 created_at: Set(now),
             };
-            row.insert(&transaction).await.map_err(db_error)?;
+            row.insert(&*unit).await.map_err(db_error)?;
         }
         for line in &sorted_lines {
             let quantity = i64::from(line.quantity);
@@ -535,16 +655,18 @@ impl CatalogApi for CatalogService {
                 .col_expr(products::Column::Reserved, Expr::col(products::Column::Reserved).add(quantity))
                 .filter(products::Column::Id.eq(line.product_id.as_uuid()))
                 .filter(Expr::col(products::Column::OnHand).sub(Expr::col(products::Column::Reserved)).gte(quantity))
-                .exec(&transaction)
+                .exec(&*unit)
                 .await
                 .map_err(db_error)?;
             if held.rows_affected != 1 {
-                transaction.rollback().await.map_err(db_error)?;
+                unit.rollback().await.map_err(db_error)?;
                 return refused(StockRefusal::OutOfStock { product_id: line.product_id });
             }
         }
-        transaction.commit().await.map_err(db_error)?;
-        self.cache.invalidate(lines.iter().map(|line| line.product_id.as_uuid()));
+        let touched: Vec<uuid::Uuid> = sorted_lines.iter().map(|line| line.product_id.as_uuid()).collect();
+        Self::publish_stock_changed(&mut unit, &touched, StockChange::Reserved, Some(order_id), now).await?;
+        unit.commit().await.map_err(db_error)?;
+        self.cache.invalidate(&Tag::products(touched)).await;
         tracing::info!(lines = lines.len(), "reserved stock");
         // What was just written, as `reservation_of` would read it back.
         let reserved = sorted_lines

@@ -65,6 +65,19 @@ impl UnitOfWork {
         Ok(Self { transaction: db.begin().await?, outbox: outbox.clone(), published: 0 })
     }
 
+    /// Publishes within a transaction already begun (a consumer's inbox transaction, say).
+    pub fn from_transaction(transaction: DatabaseTransaction, outbox: &Outbox) -> Self {
+        Self { transaction, outbox: outbox.clone(), published: 0 }
+    }
+
+    /// Rolls the change and its events back.
+    ///
+    /// # Errors
+    /// When the database does not answer (the transaction ends anyway).
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.transaction.rollback().await
+    }
+
     /// Appends `event` to the outbox in this transaction.
     ///
     /// # Errors

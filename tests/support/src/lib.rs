@@ -1,5 +1,5 @@
 //! Test harness for services: finds a PostgreSQL server and hands out fresh databases, and
-//! finds a NATS server ([`nats`]).
+//! finds a NATS server ([`nats`]) and a Redis server ([`redis`]).
 //!
 //! Order of search, once per test process:
 //! 1. `DATABASE_URL` (a `postgres://` URL of a server where we may create databases);
@@ -13,8 +13,10 @@
 
 pub mod callers;
 pub mod nats;
+pub mod redis;
 
 pub use nats::{NatsServer, nats};
+pub use redis::{RedisServer, redis};
 
 use anyhow::Context as _;
 use sea_orm::{ConnectionTrait, Database};
