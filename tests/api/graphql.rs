@@ -171,6 +171,45 @@ async fn limits_refuse_deep_and_costly_queries_before_running_them(app: TestApp)
     assert!(malformed["errors"].is_array() && malformed["data"].is_null());
 }
 
+async fn repeated_documents_and_persisted_queries_answer_as_the_first_time(app: TestApp) {
+    let admin = app.admin_token().await;
+    let (one, two) = (admin_product(&app, &admin, "DOC-1", None).await, admin_product(&app, &admin, "DOC-2", None).await);
+    // The same text with other variables: the cached document runs with the new ones.
+    let by_id = "query($id: ID!) { product(id: $id) { sku } }";
+    for _ in 0..2 {
+        for product in [&one, &two] {
+            let found = app.graphql(by_id, json!({"id": product["id"]}), None).await;
+            assert_eq!(found["data"]["product"]["sku"], product["sku"], "{found}");
+        }
+    }
+    // A refused document is refused every time, and bad variables too.
+    let deep = "{ categories(first: 1) { edges { node { products(first: 1) { edges { node { category { products(first: 1) { edges { node { category { name } } } } } } } } } } } }";
+    for _ in 0..2 {
+        let refused = app.graphql(deep, json!({}), None).await;
+        assert!(refused["errors"][0]["message"].as_str().unwrap_or_default().contains("nested too deep"), "{refused}");
+        let bad = app.graphql("query($n: Int) { products(first: $n) { nodes { id } } }", json!({"n": "many"}), None).await;
+        assert!(bad["errors"].is_array() && bad["data"].is_null(), "{bad}");
+        let good = app.graphql("query($n: Int) { products(first: $n) { nodes { id } } }", json!({"n": 1}), None).await;
+        assert_eq!(good["data"]["products"]["nodes"].as_array().map(Vec::len), Some(1), "{good}");
+    }
+    // Automatic persisted queries: the hash alone is unknown at first, then the text with its
+    // hash is remembered, then the hash alone runs it.
+    use sha2::Digest as _;
+    let query = "{ products(first: 2) { nodes { sku } } }";
+    let hash = format!("{:x}", sha2::Sha256::digest(query.as_bytes()));
+    let persisted = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+    let app = &app;
+    let post = |body: Value| async move { app.post_json("/graphql", &body, None).await.json::<Value>().await.expect("JSON") };
+    let unknown = post(json!({"extensions": persisted})).await;
+    assert_eq!(unknown["errors"][0]["message"], "PersistedQueryNotFound", "{unknown}");
+    let wrong = post(json!({"query": "{ products(first: 1) { nodes { sku } } }", "extensions": persisted})).await;
+    assert!(wrong["errors"][0]["message"].as_str().unwrap_or_default().contains("SHA-256"), "{wrong}");
+    let registered = post(json!({"query": query, "extensions": persisted})).await;
+    assert_eq!(registered["data"]["products"]["nodes"].as_array().map(Vec::len), Some(2), "{registered}");
+    let by_hash = post(json!({"extensions": persisted})).await;
+    assert_eq!(by_hash["data"], registered["data"], "{by_hash}");
+}
+
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A `graphql-transport-ws` connection, initialised with `token` (if any) in the payload.
@@ -268,6 +307,7 @@ crate::topologies!(
     catalog_queries_and_admin_mutations_answer_as_rest_does,
     accounts_orders_and_payments_work_through_graphql,
     limits_refuse_deep_and_costly_queries_before_running_them,
+    repeated_documents_and_persisted_queries_answer_as_the_first_time,
 );
 
 /// The catalog, counting the calls that matter for batching.

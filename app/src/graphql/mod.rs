@@ -9,6 +9,7 @@
 //! is the public contract.
 
 mod catalog;
+mod documents;
 mod limits;
 mod orders;
 pub mod playground;
@@ -60,6 +61,8 @@ pub fn schema(modules: Modules, feed: OrderStatusFeed, limits: Limits) -> Cleave
         .data(feed)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
+        // Outermost: a cached document has passed the shape limits already.
+        .extension(documents::DocumentCache::new(1_000))
         .extension(limits::QueryShape { max_root_fields: limits.root_fields, max_aliases: limits.aliases });
     if !limits.introspection {
         builder = builder.disable_introspection();
