@@ -12,10 +12,12 @@ What it measures, each with wrk (2 threads, --connections connections, --duratio
   product list     GET /api/catalog/products?limit=20
   graphql list     POST /graphql: products(first: 20) with every REST field plus each category's
                    id and name (tests/bench/graphql_products.lua)
+  graphql by id    POST /graphql: product(id) with every REST field (tests/bench/graphql_product.lua)
   place order      POST /api/orders, one line, the approving test card, a fresh Idempotency-Key
                    per request (tests/bench/place_order.lua); the full saga runs in the request
 for cleave on SQLite (files in a temp dir) and, with --postgres, on PostgreSQL (a fresh
-database, dropped afterwards). On PostgreSQL the script also reads the server's committed
+database, dropped afterwards); with --redis as well, once more on PostgreSQL with the catalog's
+cache shared on that Redis (`CLEAVE_CACHE__REDIS_URL`, a key prefix of the run's own). On PostgreSQL the script also reads the server's committed
 transactions (pg_stat_database.xact_commit of the bench database) before and after the
 place-order run, and runs `pgbench -N` (same client count and duration) on a scratch database of
 the same server: the server's own commit rate on this machine, for comparison.
@@ -112,7 +114,7 @@ def committed(admin_url, database):
     return commits, int(psql(admin_url, "SELECT txid_current()"))
 
 
-def run_cleave(binary, args, database_url, label):
+def run_cleave(binary, args, database_url, label, redis_url=None):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data_dir = tempfile.mkdtemp(prefix="cleave-bench-")
@@ -127,6 +129,9 @@ def run_cleave(binary, args, database_url, label):
         ADMIN_PASSWORD=ADMIN[1],
     )
     env.pop("DATABASE_URL", None)
+    if redis_url:
+        env["CLEAVE_CACHE__REDIS_URL"] = redis_url
+        env["CLEAVE_CACHE__KEY_PREFIX"] = f"bench{time.time_ns()}"
     if database_url:
         env["CLEAVE_DATABASE__URL"] = database_url
     process = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -146,6 +151,8 @@ def run_cleave(binary, args, database_url, label):
         results["product by id"] = wrk(f"{base}/api/catalog/products/{product['id']}", args.duration, args.connections)
         results["product list"] = wrk(f"{base}/api/catalog/products?limit=20", args.duration, args.connections)
         results["graphql product list"] = wrk(f"{base}/graphql", args.duration, args.connections, os.path.join(HERE, "graphql_products.lua"))
+        by_id_env = dict(os.environ, BENCH_PRODUCT=product["id"])
+        results["graphql product by id"] = wrk(f"{base}/graphql", args.duration, args.connections, os.path.join(HERE, "graphql_product.lua"), by_id_env)
         before_stock = http("GET", f"{base}/api/catalog/products/{product['id']}")["stock_on_hand"]
         database = database_url.rsplit("/", 1)[1] if database_url else None
         commits_before = committed(args.postgres, database) if database else None
@@ -213,6 +220,7 @@ def main():
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--postgres", help="an admin URL of a PostgreSQL server (its last path segment is replaced)")
     parser.add_argument("--pgbench", default="pgbench")
+    parser.add_argument("--redis", help="a Redis URL: adds a PostgreSQL run with the catalog's cache shared on it")
     args = parser.parse_args()
 
     report = {}
@@ -233,19 +241,27 @@ def main():
             report["postgres"] = run_cleave(args.cleave, args, args.postgres.rsplit("/", 1)[0] + "/" + database, "postgres")
         finally:
             psql(args.postgres, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        if args.redis:
+            database = f"cleave_bench_{time.time_ns()}"
+            psql(args.postgres, f"CREATE DATABASE {database}")
+            try:
+                url = args.postgres.rsplit("/", 1)[0] + "/" + database
+                report["postgres + redis"] = run_cleave(args.cleave, args, url, "redis", args.redis)
+            finally:
+                psql(args.postgres, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         report["pgbench -N"] = pgbench(args)
 
     print(json.dumps(report, indent=2))
     floor_rps = report["floor"]["rps"]
     print("\n| run | req/s | p50 ms | p99 ms | notes |\n|---|---|---|---|---|")
     print(f"| floor (bare axum JSON) | {floor_rps:,.0f} | {report['floor']['p50_ms']:.2f} | {report['floor']['p99_ms']:.2f} | |")
-    for db in ("sqlite", "postgres"):
+    for db in ("sqlite", "postgres", "postgres + redis"):
         if db not in report:
             continue
-        for name in ("product by id", "product list", "graphql product list", "place order"):
+        for name in ("product by id", "graphql product by id", "product list", "graphql product list", "place order"):
             r = report[db][name]
             notes = []
-            if name == "product by id":
+            if name in ("product by id", "graphql product by id", "product list"):
                 notes.append(f"{r['rps'] / floor_rps:.0%} of the floor")
             if name == "graphql product list":
                 notes.append(f"{r['rps'] / report[db]['product list']['rps']:.0%} of the REST list")
