@@ -182,6 +182,12 @@ impl CatalogService {
         Ok(Page { items: page.items.iter().map(product_view).collect::<Result<_, _>>()?, next_cursor: page.next_cursor })
     }
 
+    /// A product as its transaction now sees it. Not `UPDATE … RETURNING`: SQLite has been seen
+    /// to return NULL there for `units_sold`, a column added by a later migration.
+    async fn reread(connection: &impl ConnectionTrait, id: uuid::Uuid) -> Result<products::Model, ApiError> {
+        products::Entity::find_by_id(id).one(connection).await.map_err(db_error)?.ok_or_else(|| ApiError::not_found("product not found"))
+    }
+
     async fn category_exists(&self, id: CategoryId) -> Result<bool, ApiError> {
         Ok(categories::Entity::find_by_id(id.as_uuid()).one(&self.db).await.map_err(db_error)?.is_some())
     }
@@ -545,12 +551,13 @@ impl CatalogApi for CatalogService {
             .col_expr(products::Column::UpdatedAt, Expr::value(now))
             .filter(products::Column::Id.eq(id.as_uuid()))
             .filter(products::Column::Version.eq(patch.version))
-            .exec_with_returning(&*unit)
+            .exec(&*unit)
             .await
             .map_err(db_error)?;
-        let Some(product) = updated.into_iter().next() else {
+        if updated.rows_affected == 0 {
             return Err(ApiError::conflict(format!("the product changed meanwhile: the current version is {}", current.version)));
-        };
+        }
+        let product = Self::reread(&*unit, id.as_uuid()).await?;
         Self::publish_changed(&mut unit, &product, now).await?;
         unit.commit().await.map_err(db_error)?;
         self.cache.invalidate(&Tag::products([product.id])).await;
@@ -568,17 +575,18 @@ impl CatalogApi for CatalogService {
             .col_expr(products::Column::UpdatedAt, Expr::value(now))
             .filter(products::Column::Id.eq(id.as_uuid()))
             .filter(products::Column::Reserved.lte(on_hand))
-            .exec_with_returning(&*unit)
+            .exec(&*unit)
             .await
             .map_err(db_error)?;
-        match updated.into_iter().next() {
-            Some(product) => {
+        match updated.rows_affected {
+            1.. => {
+                let product = Self::reread(&*unit, id.as_uuid()).await?;
                 Self::publish_stock_changed(&mut unit, &[product.id], StockChange::Set, None, now).await?;
                 unit.commit().await.map_err(db_error)?;
                 self.cache.invalidate(&Tag::products([product.id])).await;
                 product_view(&product)
             }
-            None => {
+            0 => {
                 unit.rollback().await.map_err(db_error)?;
                 let current = self.load_product(id).await?;
                 Err(ApiError::conflict(format!("{} units are reserved for orders: stock on hand cannot go below that", current.reserved)))

@@ -29,6 +29,8 @@ async fn service_on(target: DatabaseTarget, clock: Arc<ManualClock>) -> CatalogS
 
 impl Harness {
     async fn sqlite() -> (CatalogService, Arc<ManualClock>, tempfile::TempDir) {
+        // A database error behind a 500 is logged by the service: shown with a failing test.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
         let temp = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
         (service_on(DatabaseTarget::SqliteDir(temp.path().to_owned()), clock.clone()).await, clock, temp)
