@@ -205,6 +205,11 @@ fn describe_metrics() {
     describe_counter!("http_requests_total", "Requests answered by the public and internal listeners, by method, route and status.");
     describe_histogram!("http_request_duration_seconds", Unit::Seconds, "Time to answer a request, by method and route.");
     describe_counter!("http_rate_limited_total", "Requests refused with 429 by the per-client rate limit.");
+    describe_counter!(
+        "cache_lookups_total",
+        "Read-cache look-ups, by cache, level (in_process, redis) and result (hit, miss, error, skipped)."
+    );
+    describe_counter!("graphql_document_cache_total", "GraphQL documents found parsed in the cache (hit) or parsed afresh (miss).");
     describe_counter!("contract_calls_total", "Calls to a remote module's contract, by module, operation, transport and outcome.");
     describe_histogram!(
         "contract_call_duration_seconds",
