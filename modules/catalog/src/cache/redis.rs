@@ -337,6 +337,12 @@ mod tests {
         Some((one, two))
     }
 
+    /// A fresh instance (an empty in-process level) on `of`'s server and key prefix.
+    fn another_instance(of: &RedisCache) -> RedisCache {
+        let url = &cleave_test_support::redis().expect("a server").url;
+        RedisCache::new(&settings(url, of.prefix.trim_end_matches(":catalog")), cache_settings()).expect("a client")
+    }
+
     async fn miss(cache: &RedisCache, key: &Key) -> Stamp {
         match cache.get(key).await {
             Lookup::Miss(stamp) => stamp,
@@ -376,11 +382,7 @@ mod tests {
         // ... and one stores what it read after that.
         one.put(&key, Cached::Product(product("old")), before_write).await;
         // Redis holds it under a generation that is no longer current: nobody else gets it.
-        let third = RedisCache::new(
-            &settings(&cleave_test_support::redis().expect("a server").url, &one.prefix.replace(":catalog", "")),
-            cache_settings(),
-        )
-        .expect("a client");
+        let third = another_instance(&one);
         assert!(matches!(third.get(&key).await, Lookup::Miss(_)), "a replaced value was served from Redis");
         // One's own level holds it until the event reaches it, which invalidates both levels.
         one.invalidate(&Tag::products([id])).await;
@@ -402,11 +404,7 @@ mod tests {
         one.put(&page, Cached::Products(catalog_contract::Page { items: vec![product("a")], next_cursor: None }), stamp).await;
         assert!(matches!(two.get(&page).await, Lookup::Hit(_)));
         one.invalidate(&Tag::products([uuid::Uuid::now_v7()])).await;
-        let fresh = RedisCache::new(
-            &settings(&cleave_test_support::redis().expect("a server").url, &one.prefix.replace(":catalog", "")),
-            cache_settings(),
-        )
-        .expect("a client");
+        let fresh = another_instance(&one);
         assert!(matches!(fresh.get(&page).await, Lookup::Miss(_)), "a page survived a product write");
     }
 
