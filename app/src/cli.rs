@@ -99,7 +99,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Openapi) = cli.command {
-        println!("{}", crate::openapi::document_json());
+        print!("{}", crate::openapi::document_json());
         return Ok(());
     }
     if let Some(Command::GraphqlSchema) = cli.command {

@@ -237,12 +237,8 @@ pub fn build_router(settings: &Settings, composition: &Composition, draining: &h
     let draining = draining.clone();
     let metrics = telemetry::metrics_handle();
     let router = Router::new()
-        .merge(rest::users::routes())
-        .merge(rest::catalog::routes())
-        .merge(rest::orders::routes())
-        .merge(rest::payments::routes())
-        .merge(rest::admin::routes())
-        .merge(rest::me::routes())
+        .merge(rest::routes().into_router())
+        .merge(rest::users::well_known())
         .route("/graphql", get(crate::graphql::playground::page).post(crate::graphql::execute))
         .route("/graphql/assets/{name}", get(crate::graphql::playground::asset))
         .route("/graphql/ws", get(crate::graphql::subscribe))

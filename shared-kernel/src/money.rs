@@ -74,10 +74,11 @@ pub enum MoneyError {
 /// on the wire. Arithmetic is checked: overflow and mixing currencies are errors, never wraps.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Money {
-    /// Integer minor units (e.g. cents).
+    /// Integer minor units (e.g. cents); prices and charges are never negative.
+    #[schema(example = 1999, minimum = 0)]
     amount: i64,
     /// ISO 4217 code.
-    #[schema(value_type = String, example = "EUR")]
+    #[schema(value_type = String, example = "EUR", pattern = "^[A-Z]{3}$")]
     currency: Currency,
 }
 

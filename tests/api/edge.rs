@@ -110,7 +110,38 @@ async fn responses_are_compressed_when_asked(app: TestApp) {
     assert_eq!(response.headers().get("content-encoding").and_then(|v| v.to_str().ok()), Some("gzip"));
 }
 
+/// `/api/v1/...` is canonical and `/api/...` its alias (docs/api-versioning.md): the same
+/// handlers, the same data, whichever path a client uses; an unknown version is a 404.
+async fn every_route_answers_at_its_canonical_path_and_at_the_alias(app: TestApp) {
+    let admin = app.admin_token().await;
+    let created = app
+        .post_json(
+            "/api/v1/catalog/products",
+            &serde_json::json!({"sku": "V1-1", "name": "Versioned", "price": {"amount": 500, "currency": "EUR"}, "stock_on_hand": 3}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let created: serde_json::Value = created.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    for path in [format!("/api/v1/catalog/products/{id}"), format!("/api/catalog/products/{id}")] {
+        let response = app.get(&path, None).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(response.headers().get("deprecation").is_none() && response.headers().get("sunset").is_none(), "{path}");
+        assert_eq!(response.json::<serde_json::Value>().await.unwrap(), created, "{path}");
+    }
+    let mine = app.get("/api/v1/users/me", Some(&admin)).await;
+    assert_eq!(mine.status(), 200);
+    assert_eq!(
+        mine.json::<serde_json::Value>().await.unwrap(),
+        app.get("/api/users/me", Some(&admin)).await.json::<serde_json::Value>().await.unwrap()
+    );
+    problem(app.get(&format!("/api/v2/catalog/products/{id}"), None).await, 404).await;
+    problem(app.get("/api/v1/v1/catalog/products", None).await, 404).await;
+}
+
 crate::topologies!(
+    every_route_answers_at_its_canonical_path_and_at_the_alias,
     a_body_over_the_limit_is_413_and_changes_nothing,
     malformed_json_is_400_and_a_wrong_content_type_is_refused,
     framework_errors_are_problem_json_too,

@@ -38,7 +38,7 @@ async fn metrics_are_prometheus_text_with_red_per_route(app: TestApp) {
 async fn the_openapi_document_and_the_docs_page_work_offline(app: TestApp) {
     let document: Value = app.get("/openapi.json", None).await.json().await.unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
-    assert!(document["paths"]["/api/auth/login"]["post"].is_object());
+    assert!(document["paths"]["/api/v1/auth/login"]["post"].is_object());
     let page = app.get("/docs/", None).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();

@@ -65,7 +65,7 @@ async fn a_good_card_confirms_the_order_charges_it_and_sells_the_stock(app: Test
     assert!(order["failure_reason"].is_null());
     assert!(order["created_at"].is_string());
     let id = order["id"].as_str().unwrap();
-    assert_eq!(location, format!("/api/orders/{id}"));
+    assert_eq!(location, format!("/api/v1/orders/{id}"));
 
     let product_now = stock(&app, &mug).await;
     assert_eq!((product_now["stock_available"].as_i64(), product_now["stock_on_hand"].as_i64()), (Some(3), Some(3)));

@@ -2,23 +2,23 @@
 //! for the consumers of every deployed module, each module's reached through their contract
 //! where that module runs. Status: where every module runs and how it fares from here.
 
-use super::AppState;
+use super::{ApiRoutes, AppState};
 use crate::edge::CallerExt;
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use shared_kernel::outbox::DeadLetter;
 use shared_kernel::outbox::admin::DeadLettersApi;
 use shared_kernel::{ApiError, Caller, Page, PageRequest, ProblemDetails};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/admin/dead-letters", get(list_dead_letters))
-        .route("/api/admin/dead-letters/{id}", get(get_dead_letter).delete(discard_dead_letter))
-        .route("/api/admin/dead-letters/{id}/replay", post(replay_dead_letter))
-        .route("/api/admin/status", get(status))
+pub fn routes() -> ApiRoutes<AppState> {
+    ApiRoutes::new()
+        .v1("/admin/dead-letters", get(list_dead_letters))
+        .v1("/admin/dead-letters/{id}", get(get_dead_letter).delete(discard_dead_letter))
+        .v1("/admin/dead-letters/{id}/replay", post(replay_dead_letter))
+        .v1("/admin/status", get(status))
 }
 
 /// What this process sees of every module.
@@ -51,7 +51,7 @@ pub struct ModuleReport {
 
 /// Every module: where it runs (local, http or nats), the instances seen, the circuit to it, and
 /// its pending dead letters. A module that does not answer is reported, not left out.
-#[utoipa::path(get, path = "/api/admin/status", tag = "operations", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/admin/status", tag = "operations", security(("bearer" = [])), responses(
     (status = 200, body = SystemStatus),
     (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 403, body = ProblemDetails, content_type = "application/problem+json")))]
@@ -103,6 +103,7 @@ async fn report(module: &crate::composition::ModuleStatus, caller: &Caller, dead
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct DeadLetterQuery {
     /// 1..=100, default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, example = 20)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
     /// Also list replayed and discarded ones (the audit trail).
@@ -111,7 +112,7 @@ pub struct DeadLetterQuery {
 }
 
 /// Events a consumer gave up on, oldest first, each with every attempt's time and error.
-#[utoipa::path(get, path = "/api/admin/dead-letters", tag = "events", params(DeadLetterQuery), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/admin/dead-letters", tag = "events", params(DeadLetterQuery), security(("bearer" = [])), responses(
     (status = 200, body = Page<DeadLetter>),
     (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 403, body = ProblemDetails, content_type = "application/problem+json")))]
@@ -135,7 +136,7 @@ pub async fn list_dead_letters(
 }
 
 /// One dead letter.
-#[utoipa::path(get, path = "/api/admin/dead-letters/{id}", tag = "events", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/admin/dead-letters/{id}", tag = "events", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
     (status = 200, body = DeadLetter),
     (status = 404, body = ProblemDetails, content_type = "application/problem+json")))]
 pub async fn get_dead_letter(
@@ -150,7 +151,7 @@ pub async fn get_dead_letter(
 
 /// Delivers the event again to the consumer that gave up on it (with the usual retries; if it
 /// fails again it becomes a new dead letter), and marks this one replayed.
-#[utoipa::path(post, path = "/api/admin/dead-letters/{id}/replay", tag = "events", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
+#[utoipa::path(post, path = "/api/v1/admin/dead-letters/{id}/replay", tag = "events", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
     (status = 200, description = "Delivered again", body = DeadLetter),
     (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 409, description = "Already replayed or discarded", body = ProblemDetails, content_type = "application/problem+json")))]
@@ -166,7 +167,7 @@ pub async fn replay_dead_letter(
 }
 
 /// Discards a dead letter: it stays in the audit trail (`include_resolved=true`) as discarded.
-#[utoipa::path(delete, path = "/api/admin/dead-letters/{id}", tag = "events", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
+#[utoipa::path(delete, path = "/api/v1/admin/dead-letters/{id}", tag = "events", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
     (status = 204, description = "Discarded"),
     (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 409, body = ProblemDetails, content_type = "application/problem+json")))]

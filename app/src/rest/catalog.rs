@@ -1,43 +1,48 @@
 //! Catalog endpoints (api.md): public reads, admin writes.
 
-use super::AppState;
+use super::{ApiRoutes, AppState};
 use crate::edge::{AppJson, CallerExt, ClientId};
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
-use axum::{Json, Router};
 use catalog_contract::{CategoryView, NewCategory, NewProduct, ProductPatch, ProductQuery, ProductView, SetStock};
 use serde::Deserialize;
 use shared_kernel::{ApiError, CategoryId, Page, PageRequest, ProblemDetails, ProductId};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/catalog/products", get(list_products).post(create_product))
-        .route("/api/catalog/products/{id}", get(get_product).patch(update_product))
-        .route("/api/catalog/products/{id}/stock", put(set_stock))
-        .route("/api/catalog/categories", get(list_categories).post(create_category))
+pub fn routes() -> ApiRoutes<AppState> {
+    ApiRoutes::new()
+        .v1("/catalog/products", get(list_products).post(create_product))
+        .v1("/catalog/products/{id}", get(get_product).patch(update_product))
+        .v1("/catalog/products/{id}/stock", put(set_stock))
+        .v1("/catalog/categories", get(list_categories).post(create_category))
 }
 
 /// `?limit&cursor&category&q`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ProductListQuery {
     /// 1..=100, default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, example = 20)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
     /// A category id.
+    #[param(format = Uuid)]
     pub category: Option<String>,
     /// Text in the name, SKU or description (case-insensitive).
+    #[param(max_length = 100)]
     pub q: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct CategoryListQuery {
+    /// 1..=100, default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, example = 20)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
 
 /// Products, oldest first, filtered by category and text. Public.
-#[utoipa::path(get, path = "/api/catalog/products", tag = "catalog", params(ProductListQuery), responses(
+#[utoipa::path(get, path = "/api/v1/catalog/products", tag = "catalog", params(ProductListQuery), responses(
     (status = 200, body = Page<ProductView>),
     (status = 422, description = "A bad limit, cursor or category", body = ProblemDetails, content_type = "application/problem+json")))]
 pub async fn list_products(
@@ -58,7 +63,7 @@ pub async fn list_products(
 }
 
 /// One product with its price and available stock. Public.
-#[utoipa::path(get, path = "/api/catalog/products/{id}", tag = "catalog", params(("id" = String, Path, format = Uuid)), responses(
+#[utoipa::path(get, path = "/api/v1/catalog/products/{id}", tag = "catalog", params(("id" = String, Path, format = Uuid)), responses(
     (status = 200, body = ProductView),
     (status = 404, body = ProblemDetails, content_type = "application/problem+json")))]
 pub async fn get_product(
@@ -71,7 +76,7 @@ pub async fn get_product(
 }
 
 /// Create a product (admin).
-#[utoipa::path(post, path = "/api/catalog/products", tag = "catalog", request_body = NewProduct, security(("bearer" = [])), responses(
+#[utoipa::path(post, path = "/api/v1/catalog/products", tag = "catalog", request_body = NewProduct, security(("bearer" = [])), responses(
     (status = 201, body = ProductView),
     (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 409, description = "Duplicate SKU", body = ProblemDetails, content_type = "application/problem+json"),
@@ -86,7 +91,7 @@ pub async fn create_product(
 }
 
 /// Change a product (admin); the body's `version` must be current, else 409.
-#[utoipa::path(patch, path = "/api/catalog/products/{id}", tag = "catalog", params(("id" = String, Path, format = Uuid)), request_body = ProductPatch, security(("bearer" = [])), responses(
+#[utoipa::path(patch, path = "/api/v1/catalog/products/{id}", tag = "catalog", params(("id" = String, Path, format = Uuid)), request_body = ProductPatch, security(("bearer" = [])), responses(
     (status = 200, body = ProductView),
     (status = 404, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 409, description = "Stale version", body = ProblemDetails, content_type = "application/problem+json")))]
@@ -101,7 +106,7 @@ pub async fn update_product(
 }
 
 /// Set stock on hand (admin); 409 below what is reserved for orders.
-#[utoipa::path(put, path = "/api/catalog/products/{id}/stock", tag = "catalog", params(("id" = String, Path, format = Uuid)), request_body = SetStock, security(("bearer" = [])), responses(
+#[utoipa::path(put, path = "/api/v1/catalog/products/{id}/stock", tag = "catalog", params(("id" = String, Path, format = Uuid)), request_body = SetStock, security(("bearer" = [])), responses(
     (status = 200, body = ProductView),
     (status = 409, body = ProblemDetails, content_type = "application/problem+json")))]
 pub async fn set_stock(
@@ -115,7 +120,7 @@ pub async fn set_stock(
 }
 
 /// Categories by name. Public.
-#[utoipa::path(get, path = "/api/catalog/categories", tag = "catalog", params(CategoryListQuery), responses((status = 200, body = Page<CategoryView>)))]
+#[utoipa::path(get, path = "/api/v1/catalog/categories", tag = "catalog", params(CategoryListQuery), responses((status = 200, body = Page<CategoryView>)))]
 pub async fn list_categories(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -126,7 +131,7 @@ pub async fn list_categories(
 }
 
 /// Create a category (admin).
-#[utoipa::path(post, path = "/api/catalog/categories", tag = "catalog", request_body = NewCategory, security(("bearer" = [])), responses(
+#[utoipa::path(post, path = "/api/v1/catalog/categories", tag = "catalog", request_body = NewCategory, security(("bearer" = [])), responses(
     (status = 201, body = CategoryView),
     (status = 409, description = "Name taken", body = ProblemDetails, content_type = "application/problem+json")))]
 pub async fn create_category(

@@ -4,11 +4,11 @@
 //! leaves its part empty (`null`) and says so in `warnings`: the answer is partial, never an
 //! error, in the monolith and split alike.
 
-use super::AppState;
+use super::{ApiRoutes, AppState};
 use crate::edge::CallerExt;
+use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
 use orders_contract::OrderView;
 use payments_contract::PaymentView;
 use serde::Serialize;
@@ -23,8 +23,8 @@ const RECENT_ORDERS: u32 = 5;
 /// The whole overview's bound: past it, what has not answered is left out with a warning.
 const DEADLINE: Duration = Duration::from_secs(2);
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/me/overview", get(overview))
+pub fn routes() -> ApiRoutes<AppState> {
+    ApiRoutes::new().v1("/me/overview", get(overview))
 }
 
 /// The caller's overview; every part may be missing, each missing part named in `warnings`.
@@ -50,7 +50,7 @@ pub struct OverviewOrder {
 
 /// The caller's profile, recent orders and their payments, with partial data rather than an
 /// error when a module is down.
-#[utoipa::path(get, path = "/api/me/overview", tag = "users", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/me/overview", tag = "users", security(("bearer" = [])), responses(
     (status = 200, body = Overview, description = "Every part the modules answered within the deadline; the others are null and named in `warnings`"),
     (status = 401, body = ProblemDetails, content_type = "application/problem+json")))]
 pub async fn overview(State(state): State<AppState>, CallerExt(caller): CallerExt) -> Result<Json<Overview>, ApiError> {

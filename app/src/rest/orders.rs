@@ -1,26 +1,27 @@
 //! Order endpoints (api.md): placement with an idempotency key, reads, cancellation.
 
-use super::AppState;
+use super::{ApiRoutes, AppState};
 use crate::edge::{AppJson, CallerExt, ClientId};
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use orders_contract::{OrderView, PlaceOrder};
 use serde::Deserialize;
 use shared_kernel::{ApiError, OrderId, Page, PageRequest, ProblemDetails};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/orders", get(list_orders).post(place_order))
-        .route("/api/orders/{id}", get(get_order))
-        .route("/api/orders/{id}/cancel", post(cancel_order))
+pub fn routes() -> ApiRoutes<AppState> {
+    ApiRoutes::new()
+        .v1("/orders", get(list_orders).post(place_order))
+        .v1("/orders/{id}", get(get_order))
+        .v1("/orders/{id}/cancel", post(cancel_order))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct OrderListQuery {
     /// 1..=100, default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, example = 20)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
@@ -31,7 +32,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Place an order. Send a fresh `Idempotency-Key` per order (a UUID is a good choice) and the
 /// same one again to retry: the retry answers the same order and charges nothing more. 201
 /// when the order is settled (`confirmed` or `rejected`), 202 while it is still `pending`.
-#[utoipa::path(post, path = "/api/orders", tag = "orders", request_body = PlaceOrder, security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", request_body = PlaceOrder, security(("bearer" = [])),
     params(("Idempotency-Key" = String, Header, description = "1 to 255 visible ASCII characters, unique per order")),
     responses(
     (status = 201, description = "Settled: confirmed, or rejected with `failure_reason`", body = OrderView),
@@ -58,7 +59,7 @@ pub async fn place_order(
         .to_owned();
     let placement = state.orders.place_order(&caller, key, order).await?;
     let status = if placement.order.status.is_settled() { StatusCode::CREATED } else { StatusCode::ACCEPTED };
-    let location = HeaderValue::from_str(&format!("/api/orders/{}", placement.order.id)).map_err(|_| ApiError::Internal)?;
+    let location = HeaderValue::from_str(&format!("/api/v1/orders/{}", placement.order.id)).map_err(|_| ApiError::Internal)?;
     let mut response = (status, [(header::LOCATION, location)], Json(placement.order)).into_response();
     if placement.replayed {
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -67,7 +68,7 @@ pub async fn place_order(
 }
 
 /// One order: its owner or an admin; 404 for anyone else.
-#[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
     (status = 200, body = OrderView),
     (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 404, description = "No such order, or not yours", body = ProblemDetails, content_type = "application/problem+json")))]
@@ -81,7 +82,7 @@ pub async fn get_order(
 }
 
 /// The caller's orders, newest first.
-#[utoipa::path(get, path = "/api/orders", tag = "orders", params(OrderListQuery), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(OrderListQuery), security(("bearer" = [])), responses(
     (status = 200, body = Page<OrderView>),
     (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 422, description = "A bad limit or cursor", body = ProblemDetails, content_type = "application/problem+json")))]
@@ -97,7 +98,7 @@ pub async fn list_orders(
 
 /// Cancel a confirmed order: the payment is refunded and the stock put back. Its owner or an
 /// admin. Cancelling a cancelled order answers it unchanged; any other status is 409.
-#[utoipa::path(post, path = "/api/orders/{id}/cancel", tag = "orders", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
     (status = 200, body = OrderView),
     (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 404, description = "No such order, or not yours", body = ProblemDetails, content_type = "application/problem+json"),

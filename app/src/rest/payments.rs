@@ -1,19 +1,19 @@
 //! An order's payment (api.md).
 
-use super::AppState;
+use super::{ApiRoutes, AppState};
 use crate::edge::{CallerExt, ClientId};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::routing::get;
-use axum::{Json, Router};
 use payments_contract::PaymentView;
 use shared_kernel::{ApiError, OrderId, ProblemDetails};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/orders/{id}/payment", get(get_payment))
+pub fn routes() -> ApiRoutes<AppState> {
+    ApiRoutes::new().v1("/orders/{id}/payment", get(get_payment))
 }
 
 /// The payment of an order: its owner or an admin; 404 for anyone else.
-#[utoipa::path(get, path = "/api/orders/{id}/payment", tag = "payments", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/orders/{id}/payment", tag = "payments", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
     (status = 200, body = PaymentView),
     (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 404, description = "No such payment, or not yours", body = ProblemDetails, content_type = "application/problem+json")))]

@@ -1,6 +1,6 @@
 //! Users and auth endpoints.
 
-use super::{AppState, PeerAddr};
+use super::{ApiRoutes, AppState, PeerAddr};
 use crate::edge::{AppJson, CallerExt, ClientId, client_addr};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -11,22 +11,27 @@ use serde::Deserialize;
 use shared_kernel::{ApiError, Caller, Page, PageRequest, ProblemDetails, UserId};
 use users_contract::{Credentials, PublicKeySet, RefreshRequest, RegisterUser, TokenPair, UserView};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/users/register", post(register))
-        .route("/api/auth/login", post(login))
-        .route("/api/auth/refresh", post(refresh))
-        .route("/api/auth/logout", post(logout))
-        .route("/api/users/me", get(me))
-        .route("/api/users", get(list_users))
-        .route("/api/users/{id}/deactivate", post(deactivate_user))
-        .route("/.well-known/jwks.json", get(jwks))
+pub fn routes() -> ApiRoutes<AppState> {
+    ApiRoutes::new()
+        .v1("/users/register", post(register))
+        .v1("/auth/login", post(login))
+        .v1("/auth/refresh", post(refresh))
+        .v1("/auth/logout", post(logout))
+        .v1("/users/me", get(me))
+        .v1("/users", get(list_users))
+        .v1("/users/{id}/deactivate", post(deactivate_user))
+}
+
+/// `/.well-known/jwks.json`: outside `/api`, so not versioned.
+pub fn well_known() -> Router<AppState> {
+    Router::new().route("/.well-known/jwks.json", get(jwks))
 }
 
 /// Query of a paginated list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
     /// 1..=100, default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100, example = 20)]
     pub limit: Option<String>,
     /// From the previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -36,7 +41,7 @@ pub struct ListQuery {
 // token that a client library still sends must not get in the way, so they resolve no caller.
 
 /// Register a customer account.
-#[utoipa::path(post, path = "/api/users/register", tag = "users", request_body = RegisterUser, responses(
+#[utoipa::path(post, path = "/api/v1/users/register", tag = "users", request_body = RegisterUser, responses(
     (status = 201, body = UserView),
     (status = 400, description = "Malformed JSON", body = ProblemDetails, content_type = "application/problem+json"),
     (status = 409, description = "Email taken (case-insensitive)", body = ProblemDetails, content_type = "application/problem+json"),
@@ -50,7 +55,7 @@ pub async fn register(
 }
 
 /// Log in with email and password.
-#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = Credentials, responses(
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials, responses(
     (status = 200, body = TokenPair),
     (status = 401, description = "Wrong email or password", body = ProblemDetails, content_type = "application/problem+json"),
     (status = 403, description = "Account deactivated", body = ProblemDetails, content_type = "application/problem+json"),
@@ -67,7 +72,7 @@ pub async fn login(
 }
 
 /// Exchange a refresh token for a new pair (the old one stops working).
-#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
     (status = 200, body = TokenPair),
     (status = 401, description = "Invalid, expired, used or revoked token", body = ProblemDetails, content_type = "application/problem+json")))]
 pub async fn refresh(State(state): State<AppState>, AppJson(body): AppJson<RefreshRequest>) -> Result<Response, ApiError> {
@@ -76,14 +81,14 @@ pub async fn refresh(State(state): State<AppState>, AppJson(body): AppJson<Refre
 }
 
 /// Log out: revokes the refresh token and every token rotated from the same login.
-#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = RefreshRequest, responses((status = 204, description = "Logged out")))]
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshRequest, responses((status = 204, description = "Logged out")))]
 pub async fn logout(State(state): State<AppState>, AppJson(body): AppJson<RefreshRequest>) -> Result<StatusCode, ApiError> {
     state.users.logout(&Caller::Anonymous, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The calling user.
-#[utoipa::path(get, path = "/api/users/me", tag = "users", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), responses(
     (status = 200, body = UserView),
     (status = 401, body = ProblemDetails, content_type = "application/problem+json")))]
 pub async fn me(State(state): State<AppState>, CallerExt(caller): CallerExt) -> Result<Json<UserView>, ApiError> {
@@ -91,7 +96,7 @@ pub async fn me(State(state): State<AppState>, CallerExt(caller): CallerExt) -> 
 }
 
 /// Every user (admin).
-#[utoipa::path(get, path = "/api/users", tag = "users", params(ListQuery), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListQuery), security(("bearer" = [])), responses(
     (status = 200, body = Page<UserView>),
     (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 403, body = ProblemDetails, content_type = "application/problem+json")))]
@@ -105,7 +110,7 @@ pub async fn list_users(
 }
 
 /// Deactivate an account (admin): no more logins, refreshes or orders.
-#[utoipa::path(post, path = "/api/users/{id}/deactivate", tag = "users", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
+#[utoipa::path(post, path = "/api/v1/users/{id}/deactivate", tag = "users", params(("id" = String, Path, format = Uuid)), security(("bearer" = [])), responses(
     (status = 200, body = UserView),
     (status = 403, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 404, body = ProblemDetails, content_type = "application/problem+json"),

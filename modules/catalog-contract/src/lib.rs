@@ -9,7 +9,8 @@ pub use shared_kernel::{ApiError, Caller, CategoryId, Money, OrderId, Page, Page
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCategory {
-    #[schema(example = "Books")]
+    /// Unique across the catalog; surrounding spaces are trimmed.
+    #[schema(example = "Books", min_length = 1, max_length = 100)]
     pub name: String,
 }
 
@@ -25,18 +26,24 @@ pub struct CategoryView {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
-    /// Unique across the catalog (compared case-insensitively).
-    #[schema(example = "BK-0001")]
+    /// Unique across the catalog (compared case-insensitively): letters, digits, `-`, `_`, `.`.
+    #[schema(example = "BK-0001", min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
+    #[schema(example = "The Analytical Engine", min_length = 1, max_length = 200)]
     pub name: String,
+    /// No control characters other than newline and tab.
     #[serde(default)]
+    #[schema(example = "A history of the first computer.", max_length = 5000)]
     pub description: String,
+    /// Not negative.
     pub price: Money,
+    /// An existing category.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Uuid)]
     pub category_id: Option<CategoryId>,
     /// Initial stock on hand (default 0).
     #[serde(default)]
+    #[schema(example = 25, minimum = 0, maximum = 1_000_000_000)]
     pub stock_on_hand: i64,
 }
 
@@ -45,10 +52,14 @@ pub struct NewProduct {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
+    /// The version the client last read.
+    #[schema(example = 1)]
     pub version: i32,
     #[serde(default)]
+    #[schema(example = "The Analytical Engine, 2nd edition", min_length = 1, max_length = 200)]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
     #[serde(default)]
     pub price: Option<Money>,
@@ -62,6 +73,8 @@ pub struct ProductPatch {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetStock {
+    /// Not below what is reserved for orders (else 409).
+    #[schema(example = 40, minimum = 0, maximum = 1_000_000_000)]
     pub on_hand: i64,
 }
 

@@ -13,6 +13,7 @@ pub struct OrderLineInput {
     #[schema(value_type = String, format = Uuid)]
     pub product_id: ProductId,
     /// 1 to 1000.
+    #[schema(example = 2, minimum = 1, maximum = 1000)]
     pub quantity: u32,
 }
 
@@ -21,7 +22,7 @@ pub struct OrderLineInput {
 #[serde(deny_unknown_fields)]
 pub struct PaymentInput {
     /// A card number passing the Luhn check (test numbers in the API reference).
-    #[schema(value_type = String, example = "4242424242424242")]
+    #[schema(value_type = String, example = "4242424242424242", min_length = 12, max_length = 64, pattern = r"^[0-9 -]+$")]
     pub card_number: CardNumber,
 }
 
@@ -30,6 +31,7 @@ pub struct PaymentInput {
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrder {
     /// 1 to 50 lines; a product at most once.
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<OrderLineInput>,
     pub payment: PaymentInput,
 }

@@ -14,12 +14,15 @@ pub use shared_kernel::{ApiError, Caller, Page, PageRequest, Role, Secret, UserI
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterUser {
-    #[schema(example = "ada@example.com")]
+    /// Unique, compared case-insensitively.
+    #[schema(example = "ada@example.com", format = Email, min_length = 3, max_length = 254)]
     pub email: String,
-    /// At least 10 characters, not a commonly used password.
-    #[schema(value_type = String, example = "correct horse battery staple")]
+    /// 10 to 128 characters, not a commonly used password, not one character repeated, not
+    /// containing the email address.
+    #[schema(value_type = String, example = "correct horse battery staple", min_length = 10, max_length = 128)]
     pub password: Secret<String>,
-    #[schema(example = "Ada Lovelace")]
+    /// No control characters.
+    #[schema(example = "Ada Lovelace", min_length = 1, max_length = 100)]
     pub name: String,
 }
 
@@ -27,8 +30,9 @@ pub struct RegisterUser {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
+    #[schema(example = "ada@example.com")]
     pub email: String,
-    #[schema(value_type = String)]
+    #[schema(value_type = String, example = "correct horse battery staple")]
     pub password: Secret<String>,
 }
 
@@ -36,6 +40,7 @@ pub struct Credentials {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    /// The `refresh_token` of the last token pair.
     #[schema(value_type = String)]
     pub refresh_token: Secret<String>,
 }
