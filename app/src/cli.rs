@@ -1,4 +1,4 @@
-//! The command line: `cleave [--config FILE] [serve|migrate|create-admin|keys|openapi|graphql-schema|seed]`.
+//! The command line: `cleave [--config FILE] [serve|migrate|create-admin|keys|openapi|graphql-schema|contracts|seed|data]`.
 
 use crate::config::Settings;
 use crate::startup::Application;
@@ -43,6 +43,11 @@ pub enum Command {
     Openapi,
     /// Print the GraphQL schema (SDL), as committed in docs/schema.graphql.
     GraphqlSchema,
+    /// The public contracts (OpenAPI, GraphQL schema, event schemas) and their compatibility.
+    Contracts {
+        #[command(subcommand)]
+        command: ContractsCommand,
+    },
     /// Add the demo catalog (about fifty products in five categories); running it again adds
     /// nothing. Needs the catalog module in this process.
     Seed,
@@ -71,6 +76,33 @@ pub enum DataCommand {
         /// Replace the module's rows the target already holds (refused otherwise).
         #[arg(long)]
         replace: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContractsCommand {
+    /// Regenerate the committed contracts from the code: <dir>/openapi.json, <dir>/schema.graphql
+    /// and <dir>/events/<type>.schema.json. Refuses a change that would break a client or
+    /// consumer of the committed version: that ships as a new version instead.
+    Write {
+        #[arg(long, default_value = "docs")]
+        dir: PathBuf,
+    },
+    /// Fail when the committed contracts are not what the code generates, or when the code breaks
+    /// a client or consumer of any version committed since the check began (git history).
+    Check {
+        #[arg(long, default_value = "docs")]
+        dir: PathBuf,
+    },
+    /// Print, in words, what changed from OLD to NEW: each a directory of contracts or
+    /// `git:<revision>` (the docs directory at that commit). By default, from the committed
+    /// contracts in docs/ to what the code generates. Exits with 1 when a change breaks.
+    Diff {
+        #[arg(long, default_value = "docs")]
+        old: String,
+        /// Default: the contracts the code generates now.
+        #[arg(long)]
+        new: Option<String>,
     },
 }
 
@@ -106,6 +138,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", crate::graphql::sdl());
         return Ok(());
     }
+    if let Some(Command::Contracts { command }) = cli.command {
+        return contracts(command);
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     let telemetry = crate::telemetry::init(&settings.log, &settings.server.service_name)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
@@ -115,7 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Migrate => migrate(&settings).await,
             Command::CreateAdmin { email, .. } => create_admin(settings, &email).await,
             Command::Keys { command: KeysCommand::Generate { file } } => generate_key(&settings, file),
-            Command::Openapi | Command::GraphqlSchema => Ok(()),
+            Command::Openapi | Command::GraphqlSchema | Command::Contracts { .. } => Ok(()),
             Command::Seed => seed(&settings).await,
             Command::Data { command: DataCommand::Move { module, to, from, replace } } => {
                 move_data(&settings, &module, from, to, replace).await
@@ -126,6 +161,73 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     drop(runtime);
     telemetry.shutdown();
     outcome
+}
+
+fn contracts(command: ContractsCommand) -> anyhow::Result<()> {
+    use crate::contracts::{Contracts, check, compare, today};
+    let load = |source: &str| -> anyhow::Result<Contracts> {
+        match source.strip_prefix("git:") {
+            Some(revision) => Contracts::at_revision(std::path::Path::new("."), revision, "docs"),
+            None => Contracts::read(std::path::Path::new(source)),
+        }
+    };
+    match command {
+        ContractsCommand::Write { dir } => {
+            let generated = Contracts::generate();
+            if let Ok(committed) = Contracts::read(&dir) {
+                let breaking: Vec<_> = compare(&committed, &generated, &today())?.into_iter().filter(|c| c.breaking).collect();
+                for change in &breaking {
+                    println!("{change}");
+                }
+                if !breaking.is_empty() {
+                    anyhow::bail!("{} breaking change(s): ship them as a new version (docs/api-versioning.md)", breaking.len());
+                }
+            }
+            generated.write(&dir)?;
+            println!("wrote {}: openapi, GraphQL schema, {} event schemas", dir.display(), generated.events.len());
+            Ok(())
+        }
+        ContractsCommand::Check { dir } => {
+            let report = check(&dir, &today())?;
+            for change in &report.stale {
+                println!("stale: {change}");
+            }
+            for (revision, change) in &report.broken {
+                println!("against {revision}: {change}");
+            }
+            match &report.no_history {
+                Some(reason) => println!("not compared with earlier versions: {reason}"),
+                None => println!("compared with {} committed version(s)", report.revisions),
+            }
+            if !report.stale.is_empty() {
+                anyhow::bail!("the committed contracts are not what the code generates: run `cleave contracts write`");
+            }
+            if !report.broken.is_empty() {
+                anyhow::bail!("the code breaks clients of a committed version: ship the change as a new version (docs/api-versioning.md)");
+            }
+            println!("the contracts are current and compatible");
+            Ok(())
+        }
+        ContractsCommand::Diff { old, new } => {
+            let old = load(&old)?;
+            let new = match new {
+                Some(source) => load(&source)?,
+                None => Contracts::generate(),
+            };
+            let changes = compare(&old, &new, &today())?;
+            if changes.is_empty() {
+                println!("no changes");
+            }
+            for change in &changes {
+                println!("{change}");
+            }
+            let breaking = changes.iter().filter(|c| c.breaking).count();
+            if breaking > 0 {
+                anyhow::bail!("{breaking} breaking change(s)");
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

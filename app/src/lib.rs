@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod composition;
 pub mod config;
+pub mod contracts;
 pub mod data_move;
 pub mod edge;
 pub mod graphql;

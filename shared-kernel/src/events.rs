@@ -31,6 +31,45 @@ pub trait IntegrationEvent: Serialize + DeserializeOwned + Send + Sync + 'static
     fn aggregate_id(&self) -> String;
 }
 
+/// The JSON Schema (2020-12) of an event type's payload, with the types it refers to under
+/// `$defs`: what `docs/events/<type>.schema.json` holds and the contract check compares.
+pub fn json_schema<E: IntegrationEvent + utoipa::ToSchema>() -> (&'static str, serde_json::Value) {
+    fn local_refs(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(target)) = map.get_mut("$ref")
+                    && let Some(name) = target.strip_prefix("#/components/schemas/")
+                {
+                    *target = format!("#/$defs/{name}");
+                }
+                map.values_mut().for_each(local_refs);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(local_refs),
+            _ => {}
+        }
+    }
+    let mut referenced = Vec::new();
+    E::schemas(&mut referenced);
+    let mut defs = serde_json::Map::new();
+    for (name, schema) in referenced {
+        defs.insert(name, serde_json::to_value(schema).unwrap_or_default());
+    }
+    let mut root = serde_json::Map::new();
+    root.insert("$schema".to_owned(), "https://json-schema.org/draft/2020-12/schema".into());
+    root.insert("$id".to_owned(), format!("urn:cleave:event:{}", E::TYPE).into());
+    root.insert("title".to_owned(), E::TYPE.into());
+    root.insert("x-event-version".to_owned(), E::VERSION.into());
+    if let serde_json::Value::Object(schema) = serde_json::to_value(E::schema()).unwrap_or_default() {
+        root.extend(schema);
+    }
+    if !defs.is_empty() {
+        root.insert("$defs".to_owned(), defs.into());
+    }
+    let mut schema = serde_json::Value::Object(root);
+    local_refs(&mut schema);
+    (E::TYPE, schema)
+}
+
 /// What travels on the bus: metadata plus the event as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventEnvelope {

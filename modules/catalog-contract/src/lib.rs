@@ -275,11 +275,22 @@ pub mod events {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Serialize};
     use shared_kernel::events::IntegrationEvent;
+
+    /// The JSON Schema of every event type this module publishes, by type (`docs/events/`, kept
+    /// compatible by the contract check).
+    pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            shared_kernel::events::json_schema::<ProductChangedV1>(),
+            shared_kernel::events::json_schema::<StockChangedV1>(),
+            shared_kernel::events::json_schema::<CategoryCreatedV1>(),
+        ]
+    }
     use shared_kernel::{CategoryId, Money, OrderId, ProductId};
 
     /// A product was created or its name or price changed (read models keep names current).
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct ProductChangedV1 {
+        #[schema(value_type = String, format = Uuid)]
         pub product_id: ProductId,
         pub sku: String,
         pub name: String,
@@ -297,7 +308,7 @@ pub mod events {
     }
 
     /// Why stock changed.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "snake_case")]
     pub enum StockChange {
         /// Held for an order.
@@ -316,11 +327,13 @@ pub mod events {
 
     /// Stock or sales figures of some products changed. A thin event: it names the products; a
     /// consumer that needs the figures reads them (the catalog's caches drop what they hold).
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct StockChangedV1 {
+        #[schema(value_type = Vec<String>)]
         pub product_ids: Vec<ProductId>,
         pub change: StockChange,
         /// The order the change was made for, if any.
+        #[schema(value_type = Option<String>, format = Uuid)]
         pub order_id: Option<OrderId>,
         pub changed_at: DateTime<Utc>,
     }
@@ -339,8 +352,9 @@ pub mod events {
     }
 
     /// A category was created.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct CategoryCreatedV1 {
+        #[schema(value_type = String, format = Uuid)]
         pub category_id: CategoryId,
         pub name: String,
         pub created_at: DateTime<Utc>,

@@ -134,19 +134,32 @@ pub mod events {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Serialize};
     use shared_kernel::events::IntegrationEvent;
+
+    /// The JSON Schema of every event type this module publishes, by type (`docs/events/`, kept
+    /// compatible by the contract check).
+    pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            shared_kernel::events::json_schema::<OrderStatusChangedV1>(),
+            shared_kernel::events::json_schema::<OrderConfirmedV1>(),
+            shared_kernel::events::json_schema::<OrderCancelledV1>(),
+        ]
+    }
     use shared_kernel::{Money, OrderId, ProductId, UserId};
 
     /// A product and quantity in an order event.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct OrderedLine {
+        #[schema(value_type = String, format = Uuid)]
         pub product_id: ProductId,
         pub quantity: u32,
     }
 
     /// An order's status changed (placed, confirmed, rejected, cancelled).
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct OrderStatusChangedV1 {
+        #[schema(value_type = String, format = Uuid)]
         pub order_id: OrderId,
+        #[schema(value_type = String, format = Uuid)]
         pub customer_id: UserId,
         pub status: OrderStatus,
         pub failure_reason: Option<String>,
@@ -162,9 +175,11 @@ pub mod events {
     }
 
     /// An order was confirmed: its stock is sold and its payment captured.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct OrderConfirmedV1 {
+        #[schema(value_type = String, format = Uuid)]
         pub order_id: OrderId,
+        #[schema(value_type = String, format = Uuid)]
         pub customer_id: UserId,
         pub lines: Vec<OrderedLine>,
         pub total: Money,
@@ -180,9 +195,11 @@ pub mod events {
     }
 
     /// A confirmed order was cancelled: refunded and restocked.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct OrderCancelledV1 {
+        #[schema(value_type = String, format = Uuid)]
         pub order_id: OrderId,
+        #[schema(value_type = String, format = Uuid)]
         pub customer_id: UserId,
         pub lines: Vec<OrderedLine>,
         pub cancelled_at: DateTime<Utc>,

@@ -146,9 +146,16 @@ pub mod events {
     use shared_kernel::UserId;
     use shared_kernel::events::IntegrationEvent;
 
+    /// The JSON Schema of every event type this module publishes, by type (`docs/events/`, kept
+    /// compatible by the contract check).
+    pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
+        vec![shared_kernel::events::json_schema::<UserRegisteredV1>(), shared_kernel::events::json_schema::<UserDeactivatedV1>()]
+    }
+
     /// An account was created (by registration or by admin bootstrap).
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct UserRegisteredV1 {
+        #[schema(value_type = String, format = Uuid)]
         pub user_id: UserId,
         pub email: String,
         pub name: String,
@@ -164,8 +171,9 @@ pub mod events {
     }
 
     /// An account was deactivated: it can no longer log in, refresh or place orders.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
     pub struct UserDeactivatedV1 {
+        #[schema(value_type = String, format = Uuid)]
         pub user_id: UserId,
         pub deactivated_at: DateTime<Utc>,
     }
