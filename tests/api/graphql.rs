@@ -478,6 +478,27 @@ async fn nested_products_and_categories_are_loaded_in_one_call_each() {
     assert_eq!(paid, 3, "{data}");
     assert_eq!(payments.get_payments.load(Ordering::SeqCst), 1, "orders → payments must be one batched call");
     assert_eq!(payments.get_payment.load(Ordering::SeqCst), 0);
+
+    // A product list puts its page's categories in the loader with one call, before any
+    // product's `category` resolves (no batching delay), and each product gets its own.
+    counting.get_categories.store(0, Ordering::SeqCst);
+    let request = cleave::graphql::scoped(
+        async_graphql::Request::new("{ products(first: 20) { edges { node { sku category { id name } } } } }"),
+        &counted,
+        cleave::graphql::RequestScope { caller: Caller::Anonymous, client_addr: None },
+    );
+    let response = schema.execute(request).await;
+    assert!(response.errors.is_empty(), "{:?}", response.errors);
+    let data = response.data.into_json().unwrap();
+    let listed = data["products"]["edges"].as_array().unwrap();
+    assert_eq!(listed.len(), 6, "{data}");
+    for edge in listed {
+        let sku = edge["node"]["sku"].as_str().unwrap();
+        let i: usize = sku.trim_start_matches("N1-").parse().unwrap();
+        assert_eq!(edge["node"]["category"]["id"], categories[i % 3].as_str(), "{sku}");
+        assert_eq!(edge["node"]["category"]["name"], ["A", "B", "C"][i % 3], "{sku}");
+    }
+    assert_eq!(counting.get_categories.load(Ordering::SeqCst), 1, "a list's categories must be one call");
 }
 
 /// docs/schema.graphql is what `cleave graphql-schema` prints; regenerate it with

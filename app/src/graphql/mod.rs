@@ -18,7 +18,7 @@ mod users;
 
 pub use subscription::OrderStatusFeed;
 
-use async_graphql::dataloader::DataLoader;
+use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::{Context, ErrorExtensions, MergedObject, Schema};
 use shared_kernel::{ApiError, Caller};
 use std::sync::Arc;
@@ -88,12 +88,18 @@ pub fn scoped(request: async_graphql::Request, modules: &Modules, scope: Request
     request.data(scope).data(products).data(categories).data(payments)
 }
 
-type Loaders = (DataLoader<catalog::ProductLoader>, DataLoader<catalog::CategoryLoader>, DataLoader<orders::PaymentLoader>);
+type Loaders = (DataLoader<catalog::ProductLoader>, DataLoader<catalog::CategoryLoader, HashMapCache>, DataLoader<orders::PaymentLoader>);
 
 fn loaders(modules: &Modules, caller: &Caller) -> Loaders {
     let products = DataLoader::new(catalog::ProductLoader { catalog: modules.catalog.clone(), caller: caller.clone() }, in_this_request());
-    let categories =
-        DataLoader::new(catalog::CategoryLoader { catalog: modules.catalog.clone(), caller: caller.clone() }, in_this_request());
+    // Kept for the request: a product list puts its page's categories here in one call
+    // (`catalog::prefetch_categories`), and each product's `category` is then answered from it,
+    // without the loader's batching delay.
+    let categories = DataLoader::with_cache(
+        catalog::CategoryLoader { catalog: modules.catalog.clone(), caller: caller.clone() },
+        in_this_request(),
+        HashMapCache::default(),
+    );
     let payments = DataLoader::new(orders::PaymentLoader { payments: modules.payments.clone(), caller: caller.clone() }, in_this_request());
     (products, categories, payments)
 }
