@@ -1,6 +1,7 @@
 //! What changed between two GraphQL schemas (SDL) for an existing client's queries.
 
 use super::Change;
+use super::schema::Flow;
 use async_graphql::parser::types::{BaseType, InputValueDefinition, Type, TypeKind, TypeSystemDefinition};
 use std::collections::BTreeMap;
 
@@ -61,23 +62,18 @@ fn types(sdl: &str) -> Result<BTreeMap<String, Shape>, String> {
     Ok(found)
 }
 
-/// Whether a value of `new` can stand where a client expects `old` (an output): the same named
-/// type and list shape, non-null only where it was or newly so.
-fn output_fits(old: &Type, new: &Type) -> bool {
-    (old.nullable || !new.nullable)
+/// Whether `new` still fits a client written against `old`: the same named type and list shape,
+/// and for an output (what the client reads) non-null only where it was or newly so; for an
+/// input (what the client sends) nullable wherever it was.
+fn fits(old: &Type, new: &Type, flow: Flow) -> bool {
+    let nullability = match flow {
+        Flow::Output => old.nullable || !new.nullable,
+        Flow::Input => new.nullable || !old.nullable,
+    };
+    nullability
         && match (&old.base, &new.base) {
             (BaseType::Named(o), BaseType::Named(n)) => o == n,
-            (BaseType::List(o), BaseType::List(n)) => output_fits(o, n),
-            _ => false,
-        }
-}
-
-/// Whether every value a client sent for `old` is still accepted by `new` (an input).
-fn input_fits(old: &Type, new: &Type) -> bool {
-    (new.nullable || !old.nullable)
-        && match (&old.base, &new.base) {
-            (BaseType::Named(o), BaseType::Named(n)) => o == n,
-            (BaseType::List(o), BaseType::List(n)) => input_fits(o, n),
+            (BaseType::List(o), BaseType::List(n)) => fits(o, n, flow),
             _ => false,
         }
 }
@@ -97,7 +93,7 @@ fn inputs(
     for (name, old_input) in old {
         match new.get(name) {
             None => changes.push(Change::breaking(CONTRACT, format!("{at}: {what} `{name}` removed (queries that pass it fail)"))),
-            Some(new_input) if !input_fits(&old_input.ty.node, &new_input.ty.node) => changes.push(Change::breaking(
+            Some(new_input) if !fits(&old_input.ty.node, &new_input.ty.node, Flow::Input) => changes.push(Change::breaking(
                 CONTRACT,
                 format!("{at}: {what} `{name}` changed from {} to {}", old_input.ty.node, new_input.ty.node),
             )),
@@ -136,7 +132,7 @@ pub fn compare(old: &str, new: &str, changes: &mut Vec<Change>) -> Result<(), St
                     match new_fields.get(field) {
                         None => changes.push(Change::breaking(CONTRACT, format!("{at} removed"))),
                         Some((new_ty, new_args)) => {
-                            if !output_fits(old_ty, new_ty) {
+                            if !fits(old_ty, new_ty, Flow::Output) {
                                 changes.push(Change::breaking(CONTRACT, format!("{at} changed from {old_ty} to {new_ty}")));
                             } else if old_ty != new_ty {
                                 changes.push(Change::compatible(CONTRACT, format!("{at} narrowed from {old_ty} to {new_ty}")));
