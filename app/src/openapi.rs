@@ -92,7 +92,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
         .with_state(())
 }
 
-const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+/// The HTTP methods the document's operations use, as OpenAPI spells them.
+pub(crate) const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// Adds, to every operation that lacks them, the answers that come from the edge or the
 /// extractors rather than from the handler, each a problem+json body:
@@ -178,18 +179,6 @@ fn mark_deprecated(document: &mut Value, deprecated: &[versions::Deprecated]) {
 mod tests {
     use super::*;
 
-    fn operations(document: &Value) -> Vec<(String, &'static str, &Value)> {
-        let mut found = Vec::new();
-        for (path, item) in document["paths"].as_object().unwrap() {
-            for method in METHODS {
-                if let Some(operation) = item.get(method) {
-                    found.push((path.clone(), method, operation));
-                }
-            }
-        }
-        found
-    }
-
     #[test]
     fn the_document_is_openapi_3_1_and_lists_every_route_at_its_canonical_path() {
         let document: Value = serde_json::from_str(&document_json()).unwrap();
@@ -207,7 +196,8 @@ mod tests {
     #[test]
     fn every_operation_declares_the_answers_the_edge_can_give() {
         let document = document();
-        for (path, method, operation) in operations(document) {
+        for (route, operation) in crate::contracts::openapi::operations(document) {
+            let (method, path) = route.split_once(' ').unwrap();
             let responses = operation["responses"].as_object().unwrap();
             let declares = |status: u16| responses.contains_key(&status.to_string());
             if path.starts_with("/api/") {

@@ -2,11 +2,11 @@
 
 use super::Change;
 use super::schema::{Comparison, Flow};
+use crate::openapi::METHODS;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 const CONTRACT: &str = "openapi";
-const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// Every change from `old` to `new`; `today` (`YYYY-MM-DD`) decides whether a removed route's
 /// sunset has passed.
@@ -30,7 +30,8 @@ pub fn compare(old: &Value, new: &Value, today: &str, changes: &mut Vec<Change>)
     }
 }
 
-fn operations(document: &Value) -> BTreeMap<String, &Value> {
+/// Every operation of `document` by `METHOD /path`.
+pub fn operations(document: &Value) -> BTreeMap<String, &Value> {
     let mut found = BTreeMap::new();
     if let Some(paths) = document.get("paths").and_then(Value::as_object) {
         for (path, item) in paths {
@@ -58,8 +59,8 @@ fn operation(route: &str, old_root: &Value, new_root: &Value, old: &Value, new: 
     responses(route, old_root, new_root, old, new, changes);
 }
 
-fn parameters(route: &str, old_root: &Value, new_root: &Value, old: &Value, new: &Value, changes: &mut Vec<Change>) {
-    let list = |op: &Value| -> BTreeMap<(String, String), Value> {
+fn parameters<'a>(route: &str, old_root: &Value, new_root: &Value, old: &'a Value, new: &'a Value, changes: &mut Vec<Change>) {
+    let list = |op: &'a Value| -> BTreeMap<(String, String), &'a Value> {
         op.get("parameters")
             .and_then(Value::as_array)
             .map(|ps| {
@@ -67,7 +68,7 @@ fn parameters(route: &str, old_root: &Value, new_root: &Value, old: &Value, new:
                     .map(|p| {
                         let key =
                             (p["in"].as_str().unwrap_or_default().to_owned(), p["name"].as_str().unwrap_or_default().to_ascii_lowercase());
-                        (key, p.clone())
+                        (key, p)
                     })
                     .collect()
             })

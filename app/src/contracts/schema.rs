@@ -73,8 +73,7 @@ impl<'a> Comparison<'a> {
         }
         self.objects(at, &old, &new, flow, depth);
         if let (Some(o), Some(n)) = (old.schema.get("items"), new.schema.get("items")) {
-            let (o, n) = (o.clone(), n.clone());
-            self.compare(&format!("{at}[]"), &o, &n, flow, depth + 1);
+            self.compare(&format!("{at}[]"), o, n, flow, depth + 1);
         }
     }
 
