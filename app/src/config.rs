@@ -229,6 +229,9 @@ pub struct GraphqlSettings {
     /// How often a subscription also checks its order through the contract (for processes that
     /// do not see orders' events on their own bus), in milliseconds.
     pub subscription_poll_ms: u64,
+    /// Bytes of answers to public catalog queries kept in this process (0: none kept). Each is
+    /// dropped on any catalog change, and `cache.ttl_ms` after it was kept at the latest.
+    pub response_cache_max_bytes: u64,
 }
 
 impl Default for GraphqlSettings {
@@ -240,6 +243,7 @@ impl Default for GraphqlSettings {
             max_aliases: 20,
             introspection: true,
             subscription_poll_ms: 2_000,
+            response_cache_max_bytes: 16 * 1024 * 1024,
         }
     }
 }

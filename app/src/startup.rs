@@ -224,7 +224,13 @@ pub fn build_router(settings: &Settings, composition: &Composition, draining: &h
         introspection: settings.graphql.introspection,
     };
     let state = AppState::new(rest::Handles {
-        graphql: crate::graphql::schema(composition.modules.clone(), composition.order_status_feed.clone(), limits),
+        graphql: crate::graphql::schema(
+            composition.modules.clone(),
+            composition.order_status_feed.clone(),
+            limits,
+            composition.graphql_responses.documents(),
+        ),
+        graphql_responses: composition.graphql_responses.clone(),
         modules: composition.modules.clone(),
         resolver: composition.resolver.clone(),
         trust_forwarded_for: settings.server.trust_forwarded_for,
@@ -246,7 +252,8 @@ pub fn build_router(settings: &Settings, composition: &Composition, draining: &h
         .route("/health/live", get(health::live))
         .route("/health/ready", get(move || health::ready(checks.clone(), draining.clone())))
         .route("/metrics", get(move || health::metrics(metrics.clone())))
-        .merge(openapi::routes());
+        .merge(openapi::routes())
+        .layer(axum::middleware::from_fn_with_state(composition.graphql_responses.clone(), crate::graphql::responses::forget_after_writes));
     let router = if settings.server.rate_limit.enabled {
         let limit = crate::rate_limit::EdgeRateLimit::new(
             &settings.server.rate_limit,

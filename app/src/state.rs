@@ -39,6 +39,7 @@ pub struct Handles {
     /// This process's name (`server.service_name`).
     pub service_name: String,
     pub graphql: crate::graphql::CleaveSchema,
+    pub graphql_responses: crate::graphql::ResponseCache,
 }
 
 impl std::ops::Deref for Handles {
@@ -61,6 +62,7 @@ impl FromRef<AppState> for crate::graphql::GraphqlState {
             modules: state.modules.clone(),
             resolver: state.resolver.clone(),
             trust_forwarded_for: state.trust_forwarded_for,
+            responses: state.graphql_responses.clone(),
         }
     }
 }

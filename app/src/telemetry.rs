@@ -209,6 +209,10 @@ fn describe_metrics() {
         "cache_lookups_total",
         "Read-cache look-ups, by cache, level (in_process, redis) and result (hit, miss, error, skipped)."
     );
+    describe_counter!(
+        "graphql_response_cache_total",
+        "Anonymous catalog queries answered from the kept answers (hit) or run (miss), and answers kept (kept)."
+    );
     describe_counter!("graphql_document_cache_total", "GraphQL documents found parsed in the cache (hit) or parsed afresh (miss).");
     describe_counter!("contract_calls_total", "Calls to a remote module's contract, by module, operation, transport and outcome.");
     describe_histogram!(

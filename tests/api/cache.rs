@@ -42,6 +42,29 @@ async fn seen_within(app: &TestApp, base: &str, path: &str, what: &str, check: i
     }
 }
 
+/// Polls `base` with an anonymous GraphQL query of `product` until it is named `name`; asserts
+/// the answer was kept before it changes.
+async fn graphql_name_seen_within(app: &TestApp, base: &str, product: &str, name: &str) -> Duration {
+    let body = json!({"query": "query($id: ID!) { product(id: $id) { name } }", "variables": {"id": product}});
+    let started = Instant::now();
+    loop {
+        let response = app.client.post(format!("{base}/graphql")).json(&body).send().await.expect("an answer");
+        let found: Value = response.json().await.expect("JSON");
+        if found["data"]["product"]["name"] == name {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < WITHIN, "{name} not seen over GraphQL at {base} within {WITHIN:?}: {found}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether `base` answers the anonymous GraphQL query of `product` from its kept answers.
+async fn graphql_kept(app: &TestApp, base: &str, product: &str) -> bool {
+    let body = json!({"query": "query($id: ID!) { product(id: $id) { name } }", "variables": {"id": product}});
+    let response = app.client.post(format!("{base}/graphql")).json(&body).send().await.expect("an answer");
+    response.headers().get("x-cache").is_some_and(|value| value == "hit")
+}
+
 /// A counter of `/metrics` at `base` (0 when absent).
 async fn metric(app: &TestApp, base: &str, line_start: &str) -> f64 {
     let text = app.client.get(format!("{base}/metrics")).send().await.expect("an answer").text().await.expect("a body");
@@ -73,10 +96,15 @@ async fn a_write_on_one_instance_is_seen_by_the_other(redis: Option<String>) {
         assert_eq!(get(&app, base, list).await["items"][0]["name"], "Before");
         assert_eq!(get(&app, base, "/api/catalog/categories").await["items"].as_array().map(Vec::len), Some(1));
     }
-    // An edit on one instance: the other sees it by id and in the list.
+    // Instance two keeps its anonymous GraphQL answer too.
+    let id = product["id"].as_str().expect("an id");
+    graphql_name_seen_within(&app, &two, id, "Before").await;
+    assert!(graphql_kept(&app, &two, id).await, "instance two keeps the answer");
+    // An edit on one instance: the other sees it by id, in the list and over GraphQL.
     let patch = json!({"version": 1, "name": "After"});
     send(&app, Method::PATCH, &one, &path, &admin, &patch).await;
     let by_id = seen_within(&app, &two, &path, "the new name", |found| found["name"] == "After").await;
+    let over_graphql = graphql_name_seen_within(&app, &two, id, "After").await;
     seen_within(&app, &two, list, "the new name in the list", |found| found["items"][0]["name"] == "After").await;
     // Stock set on the other instance: the first sees it.
     send(&app, Method::PUT, &two, &format!("{path}/stock"), &admin, &json!({"on_hand": 2})).await;
@@ -86,7 +114,7 @@ async fn a_write_on_one_instance_is_seen_by_the_other(redis: Option<String>) {
     let categories =
         seen_within(&app, &two, "/api/catalog/categories", "the new category", |found| found["items"].as_array().map(Vec::len) == Some(2))
             .await;
-    eprintln!("seen on the other instance after: edit {by_id:?}, stock {stock:?}, category {categories:?}");
+    eprintln!("seen on the other instance after: edit {by_id:?} (GraphQL {over_graphql:?}), stock {stock:?}, category {categories:?}");
     if shared {
         // A product only instance one has read is served to instance two from Redis.
         let body = json!({"sku": "C-2", "name": "Shared", "price": {"amount": 500, "currency": "EUR"}});

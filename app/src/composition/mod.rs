@@ -48,6 +48,8 @@ pub struct Composition {
     pub modules: ModuleHandles,
     /// The event bus of this process (in-process adapter).
     pub bus: Arc<dyn EventBus>,
+    /// Kept answers to public catalog queries, dropped on the catalog's events on this bus.
+    pub graphql_responses: crate::graphql::ResponseCache,
     /// Order status changes seen on this bus, for GraphQL subscriptions.
     pub order_status_feed: crate::graphql::OrderStatusFeed,
     /// The dead letters of the consumers of every module hosted here.
@@ -449,6 +451,11 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
     let order_status_feed =
         crate::graphql::OrderStatusFeed::new(std::time::Duration::from_millis(settings.graphql.subscription_poll_ms.max(100)));
     ctx.subscribe(order_status_feed.consumer()).await?;
+    let sees_catalog_events = settings.events.bus == crate::config::BusKind::Nats || ctx.local_modules.contains(&"catalog");
+    let graphql_responses = crate::graphql::ResponseCache::new(settings, sees_catalog_events);
+    if graphql_responses.enabled() {
+        ctx.subscribe(graphql_responses.consumer()).await?;
+    }
     if settings.events.bus == crate::config::BusKind::InProcess {
         warn_of_unseen_events(&ctx.subscriptions, &ctx.local_modules);
     }
@@ -490,6 +497,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
     Ok(Composition {
         modules: ModuleHandles { users, catalog, orders, payments },
         bus,
+        graphql_responses,
         order_status_feed,
         dead_letters: ctx.dead_letters,
         dead_letter_admin: ctx.dead_letter_admin,

@@ -40,6 +40,15 @@ impl DocumentCache {
     }
 }
 
+impl DocumentCache {
+    /// The query text a persisted-query hash in `request` names, when this process knows it.
+    pub(super) fn persisted_text(&self, request: &Request) -> Option<Arc<str>> {
+        let value = request.extensions.get("persistedQuery")?;
+        let persisted: PersistedQuery = serde_json::from_value(serde_json::to_value(value).ok()?).ok()?;
+        self.persisted.get(&persisted.sha256_hash.to_ascii_lowercase())
+    }
+}
+
 impl ExtensionFactory for DocumentCache {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(PerRequest { cache: self.clone(), validation_key: Mutex::new(None) })

@@ -13,9 +13,12 @@ mod documents;
 mod limits;
 mod orders;
 pub mod playground;
+pub mod responses;
 mod subscription;
 mod users;
 
+pub use documents::DocumentCache;
+pub use responses::ResponseCache;
 pub use subscription::OrderStatusFeed;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
@@ -33,6 +36,7 @@ pub struct GraphqlState {
     pub modules: Modules,
     pub resolver: Arc<dyn shared_kernel::wire::CallerResolver>,
     pub trust_forwarded_for: bool,
+    pub responses: ResponseCache,
 }
 
 /// Limits on what one query may ask for; past them the query is refused with an error before
@@ -55,14 +59,14 @@ pub struct Mutation(users::UsersMutation, catalog::CatalogMutation, orders::Orde
 pub type CleaveSchema = Schema<Query, Mutation, subscription::Subscription>;
 
 /// The schema, with its limits.
-pub fn schema(modules: Modules, feed: OrderStatusFeed, limits: Limits) -> CleaveSchema {
+pub fn schema(modules: Modules, feed: OrderStatusFeed, limits: Limits, documents: DocumentCache) -> CleaveSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), subscription::Subscription)
         .data(modules)
         .data(feed)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
         // Outermost: a cached document has passed the shape limits already.
-        .extension(documents::DocumentCache::new(1_000))
+        .extension(documents)
         .extension(limits::QueryShape { max_root_fields: limits.root_fields, max_aliases: limits.aliases });
     if !limits.introspection {
         builder = builder.disable_introspection();
@@ -253,21 +257,75 @@ fn connection<T, N: async_graphql::OutputType>(
     connection
 }
 
-/// `POST /graphql`: the caller comes from the same bearer token as REST.
+/// `POST /graphql`: the caller comes from the same bearer token as REST. An anonymous catalog
+/// query may be answered from [`ResponseCache`] without running.
 pub async fn execute(
     axum::extract::State(state): axum::extract::State<GraphqlState>,
     crate::edge::CallerExt(caller): crate::edge::CallerExt,
     crate::edge::PeerAddr(peer): crate::edge::PeerAddr,
-    headers: axum::http::HeaderMap,
-    request: async_graphql_axum::GraphQLRequest,
-) -> async_graphql_axum::GraphQLResponse {
-    let client_addr = crate::edge::client_addr(&headers, peer, state.trust_forwarded_for);
-    let request = scoped(request.into_inner(), &state.modules, RequestScope { caller, client_addr });
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::extract::FromRequest as _;
+    use axum::response::IntoResponse as _;
+    let (parts, body) = request.into_parts();
+    let client_addr = crate::edge::client_addr(&parts.headers, peer, state.trust_forwarded_for);
+    let is_json = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    // The body is kept only for an answer that might be kept by it.
+    let (body, kept_by) = if state.responses.enabled() && is_json && matches!(caller, Caller::Anonymous) {
+        let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(bytes) => bytes,
+            Err(error) => return body_error(&error).into_response(),
+        };
+        if let Some(answer) = state.responses.lookup(&bytes) {
+            return answer;
+        }
+        (axum::body::Body::from(bytes.clone()), Some(bytes))
+    } else {
+        (body, None)
+    };
+    let request = match async_graphql_axum::GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
+        axum::extract::Request::from_parts(parts, body),
+        &(),
+    )
+    .await
+    {
+        Ok(request) => request.into_inner(),
+        Err(rejection) => return rejection.into_response(),
+    };
+    let kind = state.responses.kind(&request);
+    let generation = state.responses.generation();
+    let request = scoped(request, &state.modules, RequestScope { caller, client_addr });
     let mut response = state.schema.execute(request).await;
     for error in &mut response.errors {
         tag_query_error(error);
     }
-    response.into()
+    let keep = kind == responses::Kind::CatalogRead && response.errors.is_empty();
+    let response = async_graphql_axum::GraphQLResponse::from(response).into_response();
+    match kept_by {
+        Some(body) if keep => state.responses.keep(body, generation, response).await,
+        _ => {
+            if kind == responses::Kind::Write {
+                state.responses.forget();
+            }
+            response
+        }
+    }
+}
+
+/// A request body that could not be read: too large (the edge's limit), or cut off.
+fn body_error(error: &axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return ApiError::PayloadTooLarge { detail: "the request body is larger than allowed".to_owned() };
+        }
+        source = cause.source();
+    }
+    ApiError::bad_request("the request body could not be read")
 }
 
 /// Errors the engine raises itself (a malformed query, an unknown field, a limit) are the
