@@ -38,13 +38,10 @@ impl DocumentCache {
             persisted: moka::sync::Cache::new(entries),
         }
     }
-}
 
-impl DocumentCache {
     /// The query text a persisted-query hash in `request` names, when this process knows it.
     pub(super) fn persisted_text(&self, request: &Request) -> Option<Arc<str>> {
-        let value = request.extensions.get("persistedQuery")?;
-        let persisted: PersistedQuery = serde_json::from_value(serde_json::to_value(value).ok()?).ok()?;
+        let persisted = PersistedQuery::decode(request.extensions.get("persistedQuery")?)?;
         self.persisted.get(&persisted.sha256_hash.to_ascii_lowercase())
     }
 }
@@ -68,6 +65,13 @@ struct PersistedQuery {
     sha256_hash: String,
 }
 
+impl PersistedQuery {
+    /// `extensions.persistedQuery`, if it has the protocol's shape.
+    fn decode(value: &async_graphql::Value) -> Option<Self> {
+        serde_json::from_value(serde_json::to_value(value).ok()?).ok()
+    }
+}
+
 fn persisted_error(message: &str) -> ServerError {
     let mut error = ServerError::new(message, None);
     error.extensions.get_or_insert_with(Default::default).set("code", message);
@@ -83,9 +87,7 @@ impl Extension for PerRequest {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         if let Some(value) = request.extensions.remove("persistedQuery") {
-            let persisted: PersistedQuery = serde_json::to_value(&value)
-                .ok()
-                .and_then(|json| serde_json::from_value(json).ok())
+            let persisted = PersistedQuery::decode(&value)
                 .ok_or_else(|| ServerError::new("extensions.persistedQuery must be {version: 1, sha256Hash}", None))?;
             if persisted.version != 1 {
                 return Err(ServerError::new("only version 1 of persisted queries is supported", None));

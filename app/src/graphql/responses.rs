@@ -134,20 +134,25 @@ impl ResponseCache {
     /// What `request` does: a catalog read, another read, or a write.
     pub fn kind(&self, request: &async_graphql::Request) -> Kind {
         let Some(inner) = &self.inner else { return Kind::OtherRead };
-        let text: Arc<str> = if request.query.is_empty() {
+        let persisted;
+        let text: &str = if request.query.is_empty() {
             match self.documents.persisted_text(request) {
-                Some(text) => text,
+                Some(found) => {
+                    persisted = found;
+                    &persisted
+                }
                 None => return Kind::OtherRead,
             }
         } else {
-            Arc::from(request.query.as_str())
+            &request.query
         };
-        let kinds = match inner.kinds.get(&text) {
+        // Looked up by the text itself: it is copied only when first classified.
+        let kinds = match inner.kinds.get(text) {
             Some(kinds) => kinds,
             None => {
-                let kinds: Operations = classify(&text).into();
+                let kinds: Operations = classify(text).into();
                 if text.len() <= MAX_BODY_BYTES {
-                    inner.kinds.insert(text, kinds.clone());
+                    inner.kinds.insert(Arc::from(text), kinds.clone());
                 }
                 kinds
             }
