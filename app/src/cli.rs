@@ -64,7 +64,7 @@ pub enum DataCommand {
     /// database, in one transaction, verified by row counts and a checksum per table. Stop the
     /// module's writers first. Safe to run again: an interrupted move leaves the target as it was.
     Move {
-        /// `users`, `catalog`, `orders` or `payments`.
+        /// The module's name, as in its `modules.<name>` settings (`users`, `orders`, …).
         module: String,
         /// The target: `postgres://…` (the module's tables go in a schema named after it) or
         /// `sqlite://<file>`.
@@ -256,10 +256,9 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn move_data(settings: &Settings, name: &str, from: Option<String>, to: String, replace: bool) -> anyhow::Result<()> {
-    let module = crate::composition::modules()
-        .into_iter()
-        .find(|module| module.name == name)
-        .with_context(|| format!("no module named `{name}` (users, catalog, orders, payments)"))?;
+    let modules = crate::composition::modules();
+    let known = modules.iter().map(|module| module.name).collect::<Vec<_>>().join(", ");
+    let module = modules.into_iter().find(|module| module.name == name).with_context(|| format!("no module named `{name}` ({known})"))?;
     let from = match from {
         Some(url) => shared_kernel::db::DatabaseTarget::Url(url),
         None => settings.database_target((module.own_url)(&settings.database)),

@@ -24,6 +24,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub orders: OrdersSettings,
     pub payments: PaymentsSettings,
+    pub notifications: NotificationsSettings,
     pub events: EventSettings,
     pub graphql: GraphqlSettings,
     pub log: LogSettings,
@@ -104,6 +105,8 @@ pub struct DatabaseSettings {
     pub orders_url: Option<String>,
     /// The payments module's own database URL, overriding `url`.
     pub payments_url: Option<String>,
+    /// The notifications module's own database URL, overriding `url`.
+    pub notifications_url: Option<String>,
     /// Pool size per module.
     pub max_connections: u32,
     /// Apply pending migrations at start-up.
@@ -189,6 +192,7 @@ pub struct ModulesSettings {
     pub catalog: ModuleSettings,
     pub orders: ModuleSettings,
     pub payments: ModuleSettings,
+    pub notifications: ModuleSettings,
 }
 
 /// The payments module's own settings (where it runs locally): the built-in simulated card
@@ -209,6 +213,67 @@ impl Default for PaymentsSettings {
     fn default() -> Self {
         Self { simulator_latency_ms: 0, simulator_failure_rate: 0.0, pending_timeout_secs: 60 }
     }
+}
+
+/// The notifications module's own settings (where it runs locally): how notifications are sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationsSettings {
+    /// `log` (the default: each notification is written to the log) or `smtp` (an email
+    /// through `notifications.smtp`).
+    pub delivery: DeliveryKind,
+    pub smtp: SmtpSettings,
+}
+
+/// Which adapter sends notifications.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryKind {
+    #[default]
+    Log,
+    Smtp,
+}
+
+/// The SMTP server notifications are sent through (`notifications.delivery = "smtp"`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    /// `starttls` (the default), `tls` (from the first byte, usually port 465) or `none`
+    /// (plain text: only for a server on the same host, or a test sink).
+    pub tls: SmtpTls,
+    /// With `password`: log in. Neither: send without authentication.
+    pub username: Option<String>,
+    pub password: Option<Secret<String>>,
+    /// The `From:` address, as `Shop <shop@example.com>` or `shop@example.com`.
+    pub sender: String,
+    /// Bound on connecting and on each SMTP command, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: "localhost".to_owned(),
+            port: 587,
+            tls: SmtpTls::StartTls,
+            username: None,
+            password: None,
+            sender: "cleave <noreply@localhost>".to_owned(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// How the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    None,
+    #[serde(rename = "starttls")]
+    StartTls,
+    Tls,
 }
 
 /// The GraphQL endpoint's limits (`POST /graphql`).
@@ -549,6 +614,7 @@ impl Default for Settings {
             cache: CacheSettings::default(),
             orders: OrdersSettings::default(),
             payments: PaymentsSettings::default(),
+            notifications: NotificationsSettings::default(),
             events: EventSettings::default(),
             graphql: GraphqlSettings::default(),
             log: LogSettings::default(),
@@ -583,6 +649,7 @@ impl Default for DatabaseSettings {
             catalog_url: None,
             orders_url: None,
             payments_url: None,
+            notifications_url: None,
             max_connections: 10,
             migrate_on_start: true,
         }
@@ -667,9 +734,13 @@ impl Settings {
             );
         }
         let modules = &self.modules;
-        for (name, module) in
-            [("users", &modules.users), ("catalog", &modules.catalog), ("orders", &modules.orders), ("payments", &modules.payments)]
-        {
+        for (name, module) in [
+            ("users", &modules.users),
+            ("catalog", &modules.catalog),
+            ("orders", &modules.orders),
+            ("payments", &modules.payments),
+            ("notifications", &modules.notifications),
+        ] {
             for url in module.url.iter().flat_map(|urls| urls.split(',')).map(str::trim) {
                 anyhow::ensure!(
                     url.starts_with("http://"),

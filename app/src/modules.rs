@@ -11,4 +11,5 @@ pub struct ModuleHandles {
     pub catalog: Arc<dyn catalog_contract::CatalogApi>,
     pub orders: Arc<dyn orders_contract::OrdersApi>,
     pub payments: Arc<dyn payments_contract::PaymentsApi>,
+    pub notifications: Arc<dyn notifications_contract::NotificationsApi>,
 }

@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "cleave", description = "A commerce backend: users, catalog, orders, payments. Errors are RFC 9457 problem details (application/problem+json). Every REST route is listed at its canonical path, `/api/v1/...`; `/api/...` is an alias of the newest version of each route. A deprecated route is marked here and answers with `Deprecation` and `Sunset` headers."),
+    info(title = "cleave", description = "A commerce backend: users, catalog, orders, payments, notifications. Errors are RFC 9457 problem details (application/problem+json). Every REST route is listed at its canonical path, `/api/v1/...`; `/api/...` is an alias of the newest version of each route. A deprecated route is marked here and answers with `Deprecation` and `Sunset` headers."),
     paths(
         crate::rest::users::register,
         crate::rest::users::login,
@@ -32,6 +32,8 @@ use utoipa::{Modify, OpenApi};
         crate::rest::orders::get_order,
         crate::rest::orders::cancel_order,
         crate::rest::payments::get_payment,
+        crate::rest::notifications::list_notifications,
+        crate::rest::notifications::mark_read,
         crate::rest::admin::list_dead_letters,
         crate::rest::admin::get_dead_letter,
         crate::rest::admin::replay_dead_letter,
@@ -49,6 +51,7 @@ use utoipa::{Modify, OpenApi};
         (name = "catalog", description = "Products, categories, stock"),
         (name = "orders", description = "Placing, reading and cancelling orders"),
         (name = "payments", description = "An order's payment"),
+        (name = "notifications", description = "The caller's notifications"),
         (name = "events", description = "Dead letters of event consumers (admin)"),
         (name = "operations", description = "Health and metrics"),
     )

@@ -226,7 +226,7 @@ pub fn build_router(settings: &Settings, composition: &Composition, draining: &h
     let state = AppState::new(rest::Handles {
         graphql: crate::graphql::schema(
             composition.modules.clone(),
-            composition.order_status_feed.clone(),
+            (composition.order_status_feed.clone(), composition.notification_feed.clone()),
             limits,
             composition.graphql_responses.documents(),
         ),

@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod event_tables;
+pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod users;
@@ -13,4 +14,4 @@ pub use sea_orm_migration::MigratorTrait;
 pub use sea_orm_migration::sea_orm;
 
 /// The modules that own a database, in the order `cleave migrate` applies them.
-pub const MODULES: &[&str] = &["users", "catalog", "orders", "payments"];
+pub const MODULES: &[&str] = &["users", "catalog", "orders", "payments", "notifications"];

@@ -519,10 +519,11 @@ async fn nested_products_and_categories_are_loaded_in_one_call_each() {
     let payments =
         Arc::new(CountingPayments { inner: modules.payments.clone(), get_payment: AtomicUsize::new(0), get_payments: AtomicUsize::new(0) });
     let counted = cleave::graphql::Modules { catalog: counting.clone(), payments: payments.clone(), ..modules };
-    let feed = cleave::graphql::OrderStatusFeed::new(std::time::Duration::from_secs(60));
+    let minute = std::time::Duration::from_secs(60);
+    let feeds = (cleave::graphql::OrderStatusFeed::new(minute), cleave::graphql::NotificationFeed::new(minute));
     let schema = cleave::graphql::schema(
         counted.clone(),
-        feed,
+        feeds,
         cleave::graphql::Limits { depth: 10, complexity: 2_000, root_fields: 10, aliases: 20, introspection: true },
         cleave::graphql::DocumentCache::new(100),
     );

@@ -9,6 +9,7 @@ mod data;
 mod edge;
 mod events;
 mod graphql;
+mod notifications;
 mod operations;
 mod orders;
 mod outages;

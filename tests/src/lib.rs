@@ -198,9 +198,9 @@ pub struct TestApp {
 }
 
 /// Every module's settings.
-fn modules_mut(settings: &mut Settings) -> [&mut ModuleSettings; 4] {
+fn modules_mut(settings: &mut Settings) -> [&mut ModuleSettings; 5] {
     let modules = &mut settings.modules;
-    [&mut modules.users, &mut modules.catalog, &mut modules.orders, &mut modules.payments]
+    [&mut modules.users, &mut modules.catalog, &mut modules.orders, &mut modules.payments, &mut modules.notifications]
 }
 
 /// Makes `module` remote over `wire`: at `url` over HTTP, by name over NATS.
@@ -418,7 +418,8 @@ impl TestApp {
         settings.nats = self.users_settings.nats.clone();
         settings.events.bus = self.users_settings.events.bus;
         let wire = self.topology.wire();
-        for module in [&mut settings.modules.users, &mut settings.modules.catalog, &mut settings.modules.payments] {
+        let modules = &mut settings.modules;
+        for module in [&mut modules.users, &mut modules.catalog, &mut modules.payments, &mut modules.notifications] {
             remote(module, wire, backend);
         }
         settings.modules.orders.mode = Some(ModuleMode::Local);
@@ -442,6 +443,7 @@ impl TestApp {
                     ("catalog", Preset::CatalogService),
                     ("payments", Preset::PaymentsService),
                     ("orders", Preset::OrdersService),
+                    ("notifications", Preset::NotificationsService),
                     ("gateway", Preset::Gateway),
                 ];
                 for (name, preset) in services {
@@ -483,6 +485,7 @@ impl TestApp {
                 }
                 remote(&mut orders.modules.payments, Wire::Http, &payments_url);
                 orders.modules.orders.mode = Some(ModuleMode::Local);
+                orders.modules.notifications.mode = Some(ModuleMode::NotDeployed);
                 let orders = self.launch(Preset::Monolith, "orders", &orders).await;
                 let mut settings = self.process_settings("monolith").await;
                 settings.server.internal_addr = Some(monolith_internal);
@@ -507,7 +510,7 @@ impl TestApp {
         let mut settings = self.process_settings("payments").await;
         settings.admin_bootstrap = None;
         remote(&mut settings.modules.users, Wire::Http, &format!("http://{monolith_internal}"));
-        for module in [&mut settings.modules.catalog, &mut settings.modules.orders] {
+        for module in [&mut settings.modules.catalog, &mut settings.modules.orders, &mut settings.modules.notifications] {
             module.mode = Some(ModuleMode::NotDeployed);
         }
         settings.modules.payments.mode = Some(ModuleMode::Local);

@@ -38,6 +38,7 @@ pub enum Preset {
     CatalogService,
     OrdersService,
     PaymentsService,
+    NotificationsService,
 }
 
 impl Preset {
@@ -50,6 +51,7 @@ impl Preset {
             Self::CatalogService => "catalog-service",
             Self::OrdersService => "orders-service",
             Self::PaymentsService => "payments-service",
+            Self::NotificationsService => "notifications-service",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! [`ModuleHandles`] and one line in [`compose`].
 
 mod catalog;
+mod notifications;
 mod orders;
 mod payments;
 mod users;
@@ -52,6 +53,8 @@ pub struct Composition {
     pub graphql_responses: crate::graphql::ResponseCache,
     /// Order status changes seen on this bus, for GraphQL subscriptions.
     pub order_status_feed: crate::graphql::OrderStatusFeed,
+    /// Notifications made, seen on this bus, for GraphQL subscriptions.
+    pub notification_feed: crate::graphql::NotificationFeed,
     /// The dead letters of the consumers of every module hosted here.
     pub dead_letters: Vec<DeadLetterStore>,
     /// The dead letters of every deployed module, each through its contract: in process for
@@ -447,10 +450,14 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
     let payments = place(&payments::spec(), &mut ctx).await?;
     ctx.handles.payments = Some(payments.clone());
     let orders = place(&orders::spec(), &mut ctx).await?;
+    let notifications = place(&notifications::spec(), &mut ctx).await?;
 
     let order_status_feed =
         crate::graphql::OrderStatusFeed::new(std::time::Duration::from_millis(settings.graphql.subscription_poll_ms.max(100)));
     ctx.subscribe(order_status_feed.consumer()).await?;
+    let notification_feed =
+        crate::graphql::NotificationFeed::new(std::time::Duration::from_millis(settings.graphql.subscription_poll_ms.max(100)));
+    ctx.subscribe(notification_feed.consumer()).await?;
     let sees_catalog_events = settings.events.bus == crate::config::BusKind::Nats || ctx.local_modules.contains(&"catalog");
     let graphql_responses = crate::graphql::ResponseCache::new(settings, sees_catalog_events);
     if graphql_responses.enabled() {
@@ -495,10 +502,11 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         }
     }
     Ok(Composition {
-        modules: ModuleHandles { users, catalog, orders, payments },
+        modules: ModuleHandles { users, catalog, orders, payments, notifications },
         bus,
         graphql_responses,
         order_status_feed,
+        notification_feed,
         dead_letters: ctx.dead_letters,
         dead_letter_admin: ctx.dead_letter_admin,
         background: ctx.background,
@@ -550,8 +558,8 @@ impl ModuleInfo {
 }
 
 /// Every module, in composition order.
-pub fn modules() -> [ModuleInfo; 4] {
-    [users::info(), catalog::info(), payments::info(), orders::info()]
+pub fn modules() -> [ModuleInfo; 5] {
+    [users::info(), catalog::info(), payments::info(), orders::info(), notifications::info()]
 }
 
 fn migrator<M: migrations::MigratorTrait>(db: sea_orm::DatabaseConnection) -> BoxFuture<'static, Result<(), sea_orm::DbErr>> {
@@ -586,6 +594,7 @@ mod tests {
             (catalog::spec().name, catalog::spec().dead_letters),
             (payments::spec().name, payments::spec().dead_letters),
             (orders::spec().name, orders::spec().dead_letters),
+            (notifications::spec().name, notifications::spec().dead_letters),
         ];
         for (module, dead_letters) in names {
             assert_eq!(dead_letters, format!("{module}_dead_letters"));

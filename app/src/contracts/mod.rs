@@ -135,6 +135,7 @@ pub fn event_schemas() -> Vec<(&'static str, Value)> {
     let mut schemas = users_contract::events::schemas();
     schemas.extend(catalog_contract::events::schemas());
     schemas.extend(orders_contract::events::schemas());
+    schemas.extend(notifications_contract::events::schemas());
     schemas
 }
 
@@ -325,6 +326,15 @@ mod tests {
                 customer_id: user,
                 lines: vec![line],
                 cancelled_at: Utc::now(),
+            }),
+            sample(notifications_contract::events::NotificationCreatedV1 {
+                notification_id: notifications_contract::NotificationId::new(),
+                user_id: user,
+                kind: notifications_contract::NotificationKind::OrderConfirmed,
+                subject: "Order 0190 confirmed".into(),
+                body: "Your order is confirmed.".into(),
+                order_id: Some(order),
+                created_at: Utc::now(),
             }),
         ];
         let schemas: BTreeMap<&str, Value> = event_schemas().into_iter().collect();

@@ -11,6 +11,7 @@
 mod catalog;
 mod documents;
 mod limits;
+mod notifications;
 mod orders;
 pub mod playground;
 pub mod responses;
@@ -19,7 +20,7 @@ mod users;
 
 pub use documents::DocumentCache;
 pub use responses::ResponseCache;
-pub use subscription::OrderStatusFeed;
+pub use subscription::{NotificationFeed, OrderStatusFeed};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use async_graphql::{Context, ErrorExtensions, MergedObject, Schema};
@@ -51,18 +52,19 @@ pub struct Limits {
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(users::UsersQuery, catalog::CatalogQuery, orders::OrdersQuery);
+pub struct Query(users::UsersQuery, catalog::CatalogQuery, orders::OrdersQuery, notifications::NotificationsQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(users::UsersMutation, catalog::CatalogMutation, orders::OrdersMutation);
+pub struct Mutation(users::UsersMutation, catalog::CatalogMutation, orders::OrdersMutation, notifications::NotificationsMutation);
 
 pub type CleaveSchema = Schema<Query, Mutation, subscription::Subscription>;
 
 /// The schema, with its limits.
-pub fn schema(modules: Modules, feed: OrderStatusFeed, limits: Limits, documents: DocumentCache) -> CleaveSchema {
+pub fn schema(modules: Modules, feeds: (OrderStatusFeed, NotificationFeed), limits: Limits, documents: DocumentCache) -> CleaveSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), subscription::Subscription)
         .data(modules)
-        .data(feed)
+        .data(feeds.0)
+        .data(feeds.1)
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
         // Outermost: a cached document has passed the shape limits already.

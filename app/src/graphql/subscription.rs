@@ -6,15 +6,21 @@
 //! events until the NATS bus carries them across processes, so each subscription also checks
 //! the order through the contract every `poll_every` as a safety net; a status is sent once,
 //! whichever way it arrives first.
+//!
+//! `Subscription.notificationReceived` works the same way from notifications'
+//! `NotificationCreatedV1` events, with the caller's newest notifications checked as the net.
 
 use super::{caller, gql_error, modules};
+use crate::graphql::notifications::Notification;
 use crate::graphql::orders::OrderStatusObject;
 use async_graphql::{Context, ID, Result, SimpleObject, Subscription};
 use futures::Stream;
+use notifications_contract::NotificationView;
+use notifications_contract::events::NotificationCreatedV1;
 use orders_contract::OrderStatus;
 use orders_contract::events::OrderStatusChangedV1;
 use shared_kernel::events::{Consumer, EventEnvelope, EventHandler, HandlerError, IntegrationEvent, NoDeadLetters};
-use shared_kernel::{ApiError, OrderId};
+use shared_kernel::{ApiError, OrderId, PageRequest};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -60,6 +66,43 @@ impl EventHandler for OrderStatusFeed {
     }
 }
 
+/// The live feed of notifications made in this deployment, as this process's bus sees them.
+#[derive(Clone)]
+pub struct NotificationFeed {
+    sender: broadcast::Sender<NotificationCreatedV1>,
+    poll_every: Duration,
+}
+
+impl NotificationFeed {
+    pub const CONSUMER: &'static str = "graphql.notifications";
+
+    pub fn new(poll_every: Duration) -> Self {
+        Self { sender: broadcast::channel(1024).0, poll_every }
+    }
+
+    /// The bus consumer that feeds subscriptions; like the order feed's, it never fails.
+    pub fn consumer(&self) -> Consumer {
+        Consumer {
+            name: Self::CONSUMER.to_owned(),
+            event_types: vec![NotificationCreatedV1::TYPE.to_owned()],
+            handler: Arc::new(self.clone()),
+            dead_letters: Arc::new(NoDeadLetters),
+            each_process: true,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventHandler for NotificationFeed {
+    async fn handle(&self, event: &EventEnvelope) -> std::result::Result<(), HandlerError> {
+        match event.decode::<NotificationCreatedV1>() {
+            Ok(created) => drop(self.sender.send(created)),
+            Err(error) => tracing::warn!(%error, "a notification event does not decode; subscribers miss it"),
+        }
+        Ok(())
+    }
+}
+
 /// An order's new status.
 #[derive(SimpleObject, Clone, PartialEq)]
 pub struct OrderStatusChange {
@@ -78,6 +121,43 @@ impl Subscription {
     /// `CANCELLED`. Only the order's owner or an admin may subscribe (anyone else gets
     /// `not-found`).
     async fn order_status_changed(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+    ) -> Result<std::pin::Pin<Box<dyn Stream<Item = OrderStatusChange> + Send>>> {
+        self.order_status_stream(ctx, order_id).await
+    }
+
+    /// Each notification made for the caller from now on, once. A signed-in user only.
+    async fn notification_received(&self, ctx: &Context<'_>) -> Result<std::pin::Pin<Box<dyn Stream<Item = Notification> + Send>>> {
+        let caller = caller(ctx).clone();
+        let user = caller.require_user().map_err(gql_error)?.id;
+        let notifications = modules(ctx).notifications.clone();
+        let feed = ctx.data_unchecked::<NotificationFeed>();
+        let since = chrono::Utc::now();
+        let events = BroadcastStream::new(feed.sender.subscribe()).filter_map(move |event| match event {
+            Ok(created) if created.user_id == user => Some(vec![view_of(created)]),
+            _ => None,
+        });
+        // The net for a process whose bus does not carry notifications' events: the caller's
+        // newest ones, made since the subscription began.
+        let polls = IntervalStream::new(tokio::time::interval(feed.poll_every)).then(move |_| {
+            let (notifications, caller) = (notifications.clone(), caller.clone());
+            async move {
+                let newest =
+                    notifications.list_notifications(&caller, PageRequest::default()).await.map(|page| page.items).unwrap_or_default();
+                newest.into_iter().filter(|notification| notification.created_at >= since).rev().collect::<Vec<_>>()
+            }
+        });
+        let mut seen = std::collections::HashSet::new();
+        let updates = futures::StreamExt::flat_map(events.merge(polls), futures::stream::iter)
+            .filter_map(move |notification| seen.insert(notification.id).then_some(Notification(notification)));
+        Ok(Box::pin(updates))
+    }
+}
+
+impl Subscription {
+    async fn order_status_stream(
         &self,
         ctx: &Context<'_>,
         order_id: ID,
@@ -119,6 +199,18 @@ impl Subscription {
             Some((update, (changes, last)))
         });
         Ok(Box::pin(until_final))
+    }
+}
+
+fn view_of(created: NotificationCreatedV1) -> NotificationView {
+    NotificationView {
+        id: created.notification_id,
+        kind: created.kind,
+        subject: created.subject,
+        body: created.body,
+        order_id: created.order_id,
+        created_at: created.created_at,
+        read_at: None,
     }
 }
 

@@ -1,6 +1,7 @@
-//! `GET /api/me/overview`: the caller's profile, their newest orders and each order's payment in
-//! one answer, gathered through the contracts under one deadline (the profile and the orders at
-//! once, then the payments of those orders). A module that fails or does not answer in time
+//! `GET /api/me/overview`: the caller's profile, their newest orders and each order's payment,
+//! and their latest notifications, in one answer, gathered through the contracts under one
+//! deadline (the profile, the orders and the notifications at once, then the payments of those
+//! orders). A module that fails or does not answer in time
 //! leaves its part empty (`null`) and says so in `warnings`: the answer is partial, never an
 //! error, in the monolith and split alike.
 
@@ -9,6 +10,7 @@ use crate::edge::CallerExt;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
+use notifications_contract::NotificationView;
 use orders_contract::OrderView;
 use payments_contract::PaymentView;
 use serde::Serialize;
@@ -20,6 +22,8 @@ use users_contract::UserView;
 
 /// How many of the newest orders the overview shows.
 const RECENT_ORDERS: u32 = 5;
+/// How many of the latest notifications the overview shows.
+const LATEST_NOTIFICATIONS: u32 = 5;
 /// The whole overview's bound: past it, what has not answered is left out with a warning.
 const DEADLINE: Duration = Duration::from_secs(2);
 
@@ -35,6 +39,9 @@ pub struct Overview {
     /// Their newest orders (up to 5), newest first, each with its payment; null when the orders
     /// module did not answer.
     pub recent_orders: Option<Vec<OverviewOrder>>,
+    /// Their latest notifications (up to 5), newest first; null when the notifications module
+    /// did not answer.
+    pub notifications: Option<Vec<NotificationView>>,
     /// One line per part left out: which module, and why.
     pub warnings: Vec<String>,
 }
@@ -57,13 +64,16 @@ pub async fn overview(State(state): State<AppState>, CallerExt(caller): CallerEx
     caller.require_user()?;
     let deadline = Instant::now() + DEADLINE;
     let first = PageRequest::new(Some(RECENT_ORDERS), None)?;
-    let (profile, orders) = tokio::join!(
+    let latest = PageRequest::new(Some(LATEST_NOTIFICATIONS), None)?;
+    let (profile, orders, notifications) = tokio::join!(
         within(deadline, "users", state.users.me(&caller)),
         within(deadline, "orders", state.orders.list_orders(&caller, first)),
+        within(deadline, "notifications", state.notifications.list_notifications(&caller, latest)),
     );
     let mut warnings = Vec::new();
     let profile = profile.map_err(|warning| warnings.push(warning)).ok();
     let orders = orders.map_err(|warning| warnings.push(warning)).ok().map(|page| page.items);
+    let notifications = notifications.map_err(|warning| warnings.push(warning)).ok().map(|page| page.items);
     let payments = match &orders {
         Some(orders) if !orders.is_empty() => {
             let ids = orders.iter().map(|order| order.id).collect();
@@ -80,7 +90,7 @@ pub async fn overview(State(state): State<AppState>, CallerExt(caller): CallerEx
             })
             .collect()
     });
-    Ok(Json(Overview { profile, recent_orders, warnings }))
+    Ok(Json(Overview { profile, recent_orders, notifications, warnings }))
 }
 
 /// `call`'s answer, or the warning that stands for it: its error in words, or the deadline.

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod me;
+pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod users;
@@ -16,5 +17,11 @@ pub use versions::ApiRoutes;
 
 /// Every versioned REST route.
 pub fn routes() -> ApiRoutes<AppState> {
-    users::routes().merge(catalog::routes()).merge(orders::routes()).merge(payments::routes()).merge(admin::routes()).merge(me::routes())
+    users::routes()
+        .merge(catalog::routes())
+        .merge(orders::routes())
+        .merge(payments::routes())
+        .merge(admin::routes())
+        .merge(me::routes())
+        .merge(notifications::routes())
 }

@@ -14,6 +14,7 @@
 pub mod callers;
 pub mod nats;
 pub mod redis;
+pub mod smtp;
 
 pub use nats::{NatsServer, nats};
 pub use redis::{RedisServer, redis};

@@ -1,0 +1,1 @@
+crate::event_tables_migration!();
