@@ -302,6 +302,39 @@ async fn a_subscription_follows_its_order_and_only_its_owner_may_subscribe(app: 
     }
 }
 
+/// `notificationReceived`: the caller's new notifications as they are made (from the bus, or
+/// from the poll where this process's bus does not carry notifications' events), nobody else's.
+async fn a_notification_subscription_sees_the_callers_new_notifications(app: TestApp) {
+    use futures::SinkExt as _;
+    let (token, id) = a_confirmed_order(&app, "BELL-1", "listener@example.com").await;
+    let subscribe = json!({"id": "n", "type": "subscribe", "payload": {"query": "subscription { notificationReceived { kind orderId subject readAt } }"}});
+    let mut socket = connect(&app, Some(&token)).await;
+    socket.send(subscribe.to_string().into()).await.unwrap();
+    // Someone else's order makes nothing for this subscriber.
+    let _ = a_confirmed_order(&app, "BELL-2", "someone-else@example.com").await;
+    let cancel = app.post_json(&format!("/api/orders/{id}/cancel"), &json!({}), Some(&token)).await;
+    assert_eq!(cancel.status(), 200);
+    let cancelled = loop {
+        let message = next_message(&mut socket).await;
+        assert_eq!(message["type"], "next", "{message}");
+        let received = message["payload"]["data"]["notificationReceived"].clone();
+        // The welcome and the confirmation may be made after the subscription began.
+        assert!(["WELCOME", "ORDER_CONFIRMED", "ORDER_CANCELLED"].contains(&received["kind"].as_str().unwrap()), "{received}");
+        if received["kind"] == "ORDER_CANCELLED" {
+            break received;
+        }
+        assert!(received["kind"] == "WELCOME" || received["orderId"] == id, "only the caller's: {received}");
+    };
+    assert_eq!(cancelled["orderId"], id);
+    assert!(cancelled["readAt"].is_null());
+
+    let mut anonymous = connect(&app, None).await;
+    anonymous.send(subscribe.to_string().into()).await.unwrap();
+    let refused = next_message(&mut anonymous).await;
+    let errors = if refused["type"] == "error" { refused["payload"].clone() } else { refused["payload"]["errors"].clone() };
+    assert_eq!(errors[0]["extensions"]["code"], "unauthenticated", "{refused}");
+}
+
 /// Asks `body` again until the answer comes from the kept answers: the events of a write made
 /// just before may still arrive and drop what was kept. Returns that answer.
 /// A gateway on the in-process bus never sees the catalog's events, so it keeps nothing: then
@@ -380,6 +413,7 @@ async fn anonymous_catalog_answers_are_kept_until_the_catalog_changes(app: TestA
 crate::topologies!(
     anonymous_catalog_answers_are_kept_until_the_catalog_changes,
     a_subscription_follows_its_order_and_only_its_owner_may_subscribe,
+    a_notification_subscription_sees_the_callers_new_notifications,
     catalog_queries_and_admin_mutations_answer_as_rest_does,
     accounts_orders_and_payments_work_through_graphql,
     limits_refuse_deep_and_costly_queries_before_running_them,
