@@ -1,6 +1,6 @@
 # One image per preset: `docker build --build-arg PRESET=payments-service -t cleave-payments .`
 # PRESET is one of monolith (the default), gateway, users-service, catalog-service,
-# orders-service, payments-service (see docs/configuration.md, Build features).
+# orders-service, payments-service, notifications-service (see docs/configuration.md, Build features).
 
 FROM rust:1.95-bookworm AS build
 ARG PRESET=monolith

@@ -3,3 +3,4 @@ CREATE DATABASE cleave_users;
 CREATE DATABASE cleave_catalog;
 CREATE DATABASE cleave_orders;
 CREATE DATABASE cleave_payments;
+CREATE DATABASE cleave_notifications;
