@@ -213,6 +213,10 @@ fn describe_metrics() {
         "graphql_response_cache_total",
         "Anonymous catalog queries answered from the kept answers (hit) or run (miss), and answers kept (kept)."
     );
+    describe_counter!(
+        "notifications_delivered_total",
+        "Notifications the delivery port accepted (an email handed to the SMTP server, or a line in the log), by adapter."
+    );
     describe_counter!("graphql_document_cache_total", "GraphQL documents found parsed in the cache (hit) or parsed afresh (miss).");
     describe_counter!("contract_calls_total", "Calls to a remote module's contract, by module, operation, transport and outcome.");
     describe_histogram!(
