@@ -195,6 +195,30 @@ pub struct ModulesSettings {
     pub notifications: ModuleSettings,
 }
 
+impl ModulesSettings {
+    /// Every module's settings, by name.
+    pub fn each(&self) -> [(&'static str, &ModuleSettings); 5] {
+        [
+            ("users", &self.users),
+            ("catalog", &self.catalog),
+            ("orders", &self.orders),
+            ("payments", &self.payments),
+            ("notifications", &self.notifications),
+        ]
+    }
+
+    /// Every module's settings, by name, to change.
+    pub fn each_mut(&mut self) -> [(&'static str, &mut ModuleSettings); 5] {
+        [
+            ("users", &mut self.users),
+            ("catalog", &mut self.catalog),
+            ("orders", &mut self.orders),
+            ("payments", &mut self.payments),
+            ("notifications", &mut self.notifications),
+        ]
+    }
+}
+
 /// The payments module's own settings (where it runs locally): the built-in simulated card
 /// processor's behaviour beyond its published test numbers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -733,14 +757,7 @@ impl Settings {
                 "database.url must be a postgres:// URL (for SQLite set data_dir: each module gets its own file there)"
             );
         }
-        let modules = &self.modules;
-        for (name, module) in [
-            ("users", &modules.users),
-            ("catalog", &modules.catalog),
-            ("orders", &modules.orders),
-            ("payments", &modules.payments),
-            ("notifications", &modules.notifications),
-        ] {
+        for (name, module) in self.modules.each() {
             for url in module.url.iter().flat_map(|urls| urls.split(',')).map(str::trim) {
                 anyhow::ensure!(
                     url.starts_with("http://"),

@@ -11,29 +11,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(title = "cleave", description = "A commerce backend: users, catalog, orders, payments, notifications. Errors are RFC 9457 problem details (application/problem+json). Every REST route is listed at its canonical path, `/api/v1/...`; `/api/...` is an alias of the newest version of each route. A deprecated route is marked here and answers with `Deprecation` and `Sunset` headers."),
     paths(
-        crate::rest::users::register,
-        crate::rest::users::login,
-        crate::rest::users::refresh,
-        crate::rest::users::logout,
-        crate::rest::users::me,
         crate::rest::me::overview,
-        crate::rest::users::list_users,
-        crate::rest::users::deactivate_user,
-        crate::rest::users::jwks,
-        crate::rest::catalog::list_products,
-        crate::rest::catalog::get_product,
-        crate::rest::catalog::create_product,
-        crate::rest::catalog::update_product,
-        crate::rest::catalog::set_stock,
-        crate::rest::catalog::list_categories,
-        crate::rest::catalog::create_category,
-        crate::rest::orders::place_order,
-        crate::rest::orders::list_orders,
-        crate::rest::orders::get_order,
-        crate::rest::orders::cancel_order,
-        crate::rest::payments::get_payment,
-        crate::rest::notifications::list_notifications,
-        crate::rest::notifications::mark_read,
         crate::rest::admin::list_dead_letters,
         crate::rest::admin::get_dead_letter,
         crate::rest::admin::replay_dead_letter,
@@ -46,12 +24,6 @@ use utoipa::{Modify, OpenApi};
     components(schemas(shared_kernel::ProblemDetails, shared_kernel::FieldError)),
     modifiers(&BearerAuth),
     tags(
-        (name = "users", description = "Accounts"),
-        (name = "auth", description = "Tokens and keys"),
-        (name = "catalog", description = "Products, categories, stock"),
-        (name = "orders", description = "Placing, reading and cancelling orders"),
-        (name = "payments", description = "An order's payment"),
-        (name = "notifications", description = "The caller's notifications"),
         (name = "events", description = "Dead letters of event consumers (admin)"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -70,11 +42,22 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Each module's paths and tags (in the order of the module list), then the edge's own.
+fn merged() -> utoipa::openapi::OpenApi {
+    let mut edge = ApiDoc::openapi();
+    let edge_tags = edge.tags.take().unwrap_or_default();
+    for module in crate::modules::openapi() {
+        edge.merge(module);
+    }
+    edge.tags.get_or_insert_with(Vec::new).extend(edge_tags);
+    edge
+}
+
 /// The document as served: what the handlers declare, plus the answers the edge gives on any
 /// route (`standard_responses`) and the deprecations in force. Built once.
 pub fn document() -> &'static Value {
     static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
-        let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+        let mut document = serde_json::to_value(merged()).unwrap_or_else(|_| json!({}));
         standard_responses(&mut document);
         mark_deprecated(&mut document, versions::DEPRECATED);
         document

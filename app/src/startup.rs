@@ -244,7 +244,7 @@ pub fn build_router(settings: &Settings, composition: &Composition, draining: &h
     let metrics = telemetry::metrics_handle();
     let router = Router::new()
         .merge(rest::routes().into_router())
-        .merge(rest::users::well_known())
+        .merge(crate::modules::users::rest::well_known())
         .route("/graphql", get(crate::graphql::playground::page).post(crate::graphql::execute))
         .route("/graphql/assets/{name}", get(crate::graphql::playground::asset))
         .route("/graphql/ws", get(crate::graphql::subscribe))

@@ -17,10 +17,10 @@ const DONE: &str = "__walkthrough_step_done__";
 const PORTS: [u16; 8] = [8080, 8081, 8082, 8084, 8085, 9080, 9081, 9082];
 /// The preset binaries step 6 runs, as the document names them.
 const PRESETS: [(Preset, &str); 5] = [
-    (Preset::UsersService, "cleave-users-service"),
-    (Preset::CatalogService, "cleave-catalog-service"),
-    (Preset::OrdersService, "cleave-orders-service"),
-    (Preset::PaymentsService, "cleave-payments-service"),
+    (Preset::Service("users"), "cleave-users-service"),
+    (Preset::Service("catalog"), "cleave-catalog-service"),
+    (Preset::Service("orders"), "cleave-orders-service"),
+    (Preset::Service("payments"), "cleave-payments-service"),
     (Preset::Gateway, "cleave-gateway"),
 ];
 

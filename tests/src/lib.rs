@@ -198,9 +198,13 @@ pub struct TestApp {
 }
 
 /// Every module's settings.
-fn modules_mut(settings: &mut Settings) -> [&mut ModuleSettings; 5] {
-    let modules = &mut settings.modules;
-    [&mut modules.users, &mut modules.catalog, &mut modules.orders, &mut modules.payments, &mut modules.notifications]
+fn modules_mut(settings: &mut Settings) -> impl Iterator<Item = &mut ModuleSettings> {
+    settings.modules.each_mut().into_iter().map(|(_, module)| module)
+}
+
+/// Every module's name, in composition order (each has a `<name>-service` preset).
+fn module_names() -> Vec<&'static str> {
+    cleave::composition::modules().iter().map(|module| module.name).collect()
 }
 
 /// Makes `module` remote over `wire`: at `url` over HTTP, by name over NATS.
@@ -418,11 +422,13 @@ impl TestApp {
         settings.nats = self.users_settings.nats.clone();
         settings.events.bus = self.users_settings.events.bus;
         let wire = self.topology.wire();
-        let modules = &mut settings.modules;
-        for module in [&mut modules.users, &mut modules.catalog, &mut modules.payments, &mut modules.notifications] {
-            remote(module, wire, backend);
+        for (name, module) in settings.modules.each_mut() {
+            if name == "orders" {
+                module.mode = Some(ModuleMode::Local);
+            } else {
+                remote(module, wire, backend);
+            }
         }
-        settings.modules.orders.mode = Some(ModuleMode::Local);
         let (server, _, internal) = Server::start(settings, None).await.expect("the orders process starts");
         (server, internal.expect("the orders process has an internal listener"))
     }
@@ -438,14 +444,8 @@ impl TestApp {
                 "monolith"
             }
             Layout::ServicesOverNats => {
-                let services = [
-                    ("users", Preset::UsersService),
-                    ("catalog", Preset::CatalogService),
-                    ("payments", Preset::PaymentsService),
-                    ("orders", Preset::OrdersService),
-                    ("notifications", Preset::NotificationsService),
-                    ("gateway", Preset::Gateway),
-                ];
+                // One process per module, each after those it calls, then the gateway.
+                let services = module_names().into_iter().map(|name| (name, Preset::Service(name))).chain([("gateway", Preset::Gateway)]);
                 for (name, preset) in services {
                     let mut settings = self.process_settings(name).await;
                     // Every module it does not host is reached by name over NATS.
@@ -485,7 +485,12 @@ impl TestApp {
                 }
                 remote(&mut orders.modules.payments, Wire::Http, &payments_url);
                 orders.modules.orders.mode = Some(ModuleMode::Local);
-                orders.modules.notifications.mode = Some(ModuleMode::NotDeployed);
+                // Every module this layout does not place is left out of the orders process.
+                for (name, module) in orders.modules.each_mut() {
+                    if !["users", "catalog", "payments", "orders"].contains(&name) {
+                        module.mode = Some(ModuleMode::NotDeployed);
+                    }
+                }
                 let orders = self.launch(Preset::Monolith, "orders", &orders).await;
                 let mut settings = self.process_settings("monolith").await;
                 settings.server.internal_addr = Some(monolith_internal);
@@ -510,10 +515,13 @@ impl TestApp {
         let mut settings = self.process_settings("payments").await;
         settings.admin_bootstrap = None;
         remote(&mut settings.modules.users, Wire::Http, &format!("http://{monolith_internal}"));
-        for module in [&mut settings.modules.catalog, &mut settings.modules.orders, &mut settings.modules.notifications] {
-            module.mode = Some(ModuleMode::NotDeployed);
+        for (name, module) in settings.modules.each_mut() {
+            match name {
+                "payments" => module.mode = Some(ModuleMode::Local),
+                "users" => {}
+                _ => module.mode = Some(ModuleMode::NotDeployed),
+            }
         }
-        settings.modules.payments.mode = Some(ModuleMode::Local);
         self.launch(Preset::Monolith, "payments", &settings).await
     }
 

@@ -34,24 +34,17 @@ pub enum Layout {
 pub enum Preset {
     Monolith,
     Gateway,
-    UsersService,
-    CatalogService,
-    OrdersService,
-    PaymentsService,
-    NotificationsService,
+    /// Module `name` alone (the `<name>-service` feature).
+    Service(&'static str),
 }
 
 impl Preset {
     /// The cargo feature that selects it.
-    pub fn feature(self) -> &'static str {
+    pub fn feature(self) -> String {
         match self {
-            Self::Monolith => "monolith",
-            Self::Gateway => "gateway",
-            Self::UsersService => "users-service",
-            Self::CatalogService => "catalog-service",
-            Self::OrdersService => "orders-service",
-            Self::PaymentsService => "payments-service",
-            Self::NotificationsService => "notifications-service",
+            Self::Monolith => "monolith".to_owned(),
+            Self::Gateway => "gateway".to_owned(),
+            Self::Service(module) => format!("{module}-service"),
         }
     }
 }
@@ -63,7 +56,7 @@ impl Preset {
 /// # Panics
 /// When the build fails: every test that needs the binary fails with cargo's output.
 pub fn preset_binary(preset: Preset) -> PathBuf {
-    static BUILT: Mutex<BTreeMap<&'static str, PathBuf>> = Mutex::new(BTreeMap::new());
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
     if let Some(dir) = std::env::var_os("CLEAVE_PRESET_DIR") {
         let binary = Path::new(&dir).join(preset.feature());
         assert!(binary.is_file(), "CLEAVE_PRESET_DIR is set but holds no {}", binary.display());
@@ -71,7 +64,7 @@ pub fn preset_binary(preset: Preset) -> PathBuf {
     }
     // One build at a time: cargo would serialize them anyway, and each replaces `cleave-preset`.
     let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(binary) = built.get(preset.feature()) {
+    if let Some(binary) = built.get(&preset.feature()) {
         return binary.clone();
     }
     let binary = build(preset).unwrap_or_else(|error| panic!("cannot build the {} preset: {error:#}", preset.feature()));

@@ -4,15 +4,8 @@
 //! feature. Configuration picks among what is linked; asking for something that is not stops
 //! start-up with a clear error.
 //!
-//! Each module is described once ([`ModuleSpec`], one file per module beside this one) and
-//! placed by one code path ([`place`]): adding a module is one file here, one field in
-//! [`ModuleHandles`] and one line in [`compose`].
-
-mod catalog;
-mod notifications;
-mod orders;
-mod payments;
-mod users;
+//! Each module is described once ([`ModuleSpec`], in its directory under `crate::modules`) and
+//! placed by one code path ([`place`]), in the order of the module list (`crate::modules`).
 
 use crate::config::{ModuleMode, ModuleSettings, ModulesSettings, Settings, Wire};
 use crate::modules::ModuleHandles;
@@ -192,12 +185,7 @@ pub(crate) struct Context {
     status: Vec<ModuleStatus>,
 }
 
-/// The handles placed so far (a module is placed after the ones it calls).
-#[derive(Default)]
-pub(crate) struct Placed {
-    pub catalog: Option<Arc<dyn catalog_contract::CatalogApi>>,
-    pub payments: Option<Arc<dyn payments_contract::PaymentsApi>>,
-}
+pub(crate) use crate::modules::Placed;
 
 /// How a hosted module's wires are served, once the process's caller resolver exists.
 struct HostedWire {
@@ -279,7 +267,7 @@ pub(crate) async fn open_database<M: migrations::MigratorTrait>(
 
 /// Places module `spec`: hosts it, or builds the client of its wire, or its "not deployed"
 /// adapter.
-async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mut Context) -> anyhow::Result<Arc<A>> {
+pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ctx: &mut Context) -> anyhow::Result<Arc<A>> {
     let name = spec.name;
     let module = (spec.settings)(&ctx.settings.modules).clone();
     let placement = placement_of(name, &module, spec.host.is_some(), ctx.nats.is_some())?;
@@ -444,13 +432,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         status: Vec::new(),
     };
 
-    let users = place(&users::spec(), &mut ctx).await?;
-    let catalog = place(&catalog::spec(), &mut ctx).await?;
-    ctx.handles.catalog = Some(catalog.clone());
-    let payments = place(&payments::spec(), &mut ctx).await?;
-    ctx.handles.payments = Some(payments.clone());
-    let orders = place(&orders::spec(), &mut ctx).await?;
-    let notifications = place(&notifications::spec(), &mut ctx).await?;
+    let modules = crate::modules::place_all(&mut ctx).await?;
 
     let order_status_feed =
         crate::graphql::OrderStatusFeed::new(std::time::Duration::from_millis(settings.graphql.subscription_poll_ms.max(100)));
@@ -468,7 +450,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
     }
 
     let verifier = TokenVerifier::new(
-        Arc::new(ContractKeySource { users: users.clone() }),
+        Arc::new(ContractKeySource { users: modules.users.clone() }),
         TokenPolicy { issuer: settings.auth.issuer.clone(), audience: settings.auth.audience.clone(), leeway_secs: 5 },
     );
     let resolver: Arc<dyn CallerResolver> = Arc::new(TokenCallerResolver {
@@ -502,7 +484,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         }
     }
     Ok(Composition {
-        modules: ModuleHandles { users, catalog, orders, payments, notifications },
+        modules,
         bus,
         graphql_responses,
         order_status_feed,
@@ -558,11 +540,11 @@ impl ModuleInfo {
 }
 
 /// Every module, in composition order.
-pub fn modules() -> [ModuleInfo; 5] {
-    [users::info(), catalog::info(), payments::info(), orders::info(), notifications::info()]
+pub fn modules() -> Vec<ModuleInfo> {
+    crate::modules::infos()
 }
 
-fn migrator<M: migrations::MigratorTrait>(db: sea_orm::DatabaseConnection) -> BoxFuture<'static, Result<(), sea_orm::DbErr>> {
+pub(crate) fn migrator<M: migrations::MigratorTrait>(db: sea_orm::DatabaseConnection) -> BoxFuture<'static, Result<(), sea_orm::DbErr>> {
     Box::pin(async move { M::up(&db, None).await })
 }
 
@@ -589,6 +571,7 @@ mod tests {
 
     #[test]
     fn each_module_serves_its_dead_letters_under_its_own_name() {
+        use crate::modules::{catalog, notifications, orders, payments, users};
         let names = [
             (users::spec().name, users::spec().dead_letters),
             (catalog::spec().name, catalog::spec().dead_letters),

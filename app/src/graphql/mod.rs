@@ -1,4 +1,5 @@
-//! The GraphQL API (`POST /graphql`): one schema merged from per-module parts, each written
+//! The GraphQL API (`POST /graphql`): one schema merged from per-module parts
+//! (`crate::modules::<name>::graphql`), each written
 //! against its module's contract, so it answers the same whether a module is local or remote.
 //!
 //! Per request the schema gets the caller (from the same bearer token as REST) and fresh
@@ -8,22 +9,18 @@
 //! Not an API boundary for Rust code; its SDL (`docs/schema.graphql`, `cleave graphql-schema`)
 //! is the public contract.
 
-mod catalog;
 mod documents;
 mod limits;
-mod notifications;
-mod orders;
 pub mod playground;
 pub mod responses;
 mod subscription;
-mod users;
 
 pub use documents::DocumentCache;
 pub use responses::ResponseCache;
 pub use subscription::{NotificationFeed, OrderStatusFeed};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
-use async_graphql::{Context, ErrorExtensions, MergedObject, Schema};
+use async_graphql::{Context, ErrorExtensions, Schema};
 use shared_kernel::{ApiError, Caller};
 use std::sync::Arc;
 
@@ -51,11 +48,7 @@ pub struct Limits {
     pub introspection: bool,
 }
 
-#[derive(MergedObject, Default)]
-pub struct Query(users::UsersQuery, catalog::CatalogQuery, orders::OrdersQuery, notifications::NotificationsQuery);
-
-#[derive(MergedObject, Default)]
-pub struct Mutation(users::UsersMutation, catalog::CatalogMutation, orders::OrdersMutation, notifications::NotificationsMutation);
+pub use crate::modules::{Mutation, Query};
 
 pub type CleaveSchema = Schema<Query, Mutation, subscription::Subscription>;
 
@@ -93,6 +86,9 @@ pub fn scoped(request: async_graphql::Request, modules: &Modules, scope: Request
     let (products, categories, payments) = loaders(modules, &scope.caller);
     request.data(scope).data(products).data(categories).data(payments)
 }
+
+use crate::modules::catalog::graphql as catalog;
+use crate::modules::orders::graphql as orders;
 
 type Loaders = (DataLoader<catalog::ProductLoader>, DataLoader<catalog::CategoryLoader, HashMapCache>, DataLoader<orders::PaymentLoader>);
 
@@ -184,15 +180,15 @@ fn token_in(payload: &serde_json::Value) -> Option<String> {
     (!token.is_empty()).then(|| token.to_owned())
 }
 
-fn modules<'a>(ctx: &Context<'a>) -> &'a Modules {
+pub(crate) fn modules<'a>(ctx: &Context<'a>) -> &'a Modules {
     ctx.data_unchecked::<Modules>()
 }
 
-fn scope<'a>(ctx: &Context<'a>) -> &'a RequestScope {
+pub(crate) fn scope<'a>(ctx: &Context<'a>) -> &'a RequestScope {
     ctx.data_unchecked::<RequestScope>()
 }
 
-fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
+pub(crate) fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
     &scope(ctx).caller
 }
 
@@ -225,7 +221,7 @@ pub(crate) fn gql_error(error: ApiError) -> async_graphql::Error {
 }
 
 /// `first` as a page size: 1..=100, default 20 (as REST's `limit`).
-fn page_request(first: Option<i32>, after: Option<String>) -> async_graphql::Result<shared_kernel::PageRequest> {
+pub(crate) fn page_request(first: Option<i32>, after: Option<String>) -> async_graphql::Result<shared_kernel::PageRequest> {
     let limit = match first {
         None => None,
         Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
@@ -245,7 +241,7 @@ fn page_request(first: Option<i32>, after: Option<String>) -> async_graphql::Res
 
 /// A Relay connection over one page of a module's list: each edge's cursor continues the list
 /// after that item (`key` gives the module's sort key for an item).
-fn connection<T, N: async_graphql::OutputType>(
+pub(crate) fn connection<T, N: async_graphql::OutputType>(
     page: shared_kernel::Page<T>,
     had_cursor: bool,
     key: impl Fn(&T) -> String,

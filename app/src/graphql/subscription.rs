@@ -11,8 +11,8 @@
 //! `NotificationCreatedV1` events, with the caller's newest notifications checked as the net.
 
 use super::{caller, gql_error, modules};
-use crate::graphql::notifications::Notification;
-use crate::graphql::orders::OrderStatusObject;
+use crate::modules::notifications::graphql::Notification;
+use crate::modules::orders::graphql::OrderStatusObject;
 use async_graphql::{Context, ID, Result, SimpleObject, Subscription};
 use futures::Stream;
 use notifications_contract::NotificationView;

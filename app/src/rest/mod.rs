@@ -1,27 +1,17 @@
 //! The public REST API (shared/api.md), written once against the module contracts: the same
 //! handlers serve whether a module is local or remote. Every route is versioned (`versions`):
-//! `/api/v1/...` is canonical, `/api/...` the alias of the newest version.
+//! `/api/v1/...` is canonical, `/api/...` the alias of the newest version. Each module's routes live beside the rest of its
+//! part of the app (`crate::modules::<name>::rest`); here are the routes that span modules.
 
 pub mod admin;
-pub mod catalog;
 pub mod me;
-pub mod notifications;
-pub mod orders;
-pub mod payments;
-pub mod users;
 pub mod versions;
 
 pub use crate::edge::PeerAddr;
 pub use crate::state::{AppState, Handles};
 pub use versions::ApiRoutes;
 
-/// Every versioned REST route.
+/// Every versioned REST route: each module's, then the edge's own.
 pub fn routes() -> ApiRoutes<AppState> {
-    users::routes()
-        .merge(catalog::routes())
-        .merge(orders::routes())
-        .merge(payments::routes())
-        .merge(admin::routes())
-        .merge(me::routes())
-        .merge(notifications::routes())
+    crate::modules::routes().merge(admin::routes()).merge(me::routes())
 }

@@ -1,6 +1,6 @@
 //! Users and auth endpoints.
 
-use super::{ApiRoutes, AppState, PeerAddr};
+use crate::rest::{ApiRoutes, AppState, PeerAddr};
 use crate::edge::{AppJson, CallerExt, ClientId, client_addr};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -10,6 +10,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use shared_kernel::{ApiError, Caller, Page, PageRequest, ProblemDetails, UserId};
 use users_contract::{Credentials, PublicKeySet, RefreshRequest, RegisterUser, TokenPair, UserView};
+
+/// Its operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(register, login, refresh, logout, me, list_users, deactivate_user, jwks), tags((name = "users", description = "Accounts"), (name = "auth", description = "Tokens and keys")))]
+pub struct Doc;
 
 pub fn routes() -> ApiRoutes<AppState> {
     ApiRoutes::new()

@@ -1,6 +1,6 @@
 //! The catalog's part of the schema, against `CatalogApi`.
 
-use super::{caller, connection, gql_error, modules, page_request};
+use crate::graphql::{caller, connection, gql_error, modules, page_request};
 use async_graphql::connection::Connection;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
@@ -39,7 +39,7 @@ impl MoneyInput {
     }
 }
 
-pub(super) fn product_id(id: &ID) -> Result<ProductId> {
+pub(crate) fn product_id(id: &ID) -> Result<ProductId> {
     ProductId::parse(id).map_err(|_| gql_error(ApiError::not_found("product not found")))
 }
 
@@ -286,3 +286,8 @@ impl CatalogMutation {
         Ok(Product(modules(ctx).catalog.set_stock(caller(ctx), product_id(&id)?, SetStock { on_hand }).await.map_err(gql_error)?))
     }
 }
+
+/// Its part of the GraphQL queries.
+pub type Query = CatalogQuery;
+/// Its part of the GraphQL mutations.
+pub type Mutation = CatalogMutation;

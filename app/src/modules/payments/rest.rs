@@ -1,12 +1,17 @@
 //! An order's payment (api.md).
 
-use super::{ApiRoutes, AppState};
+use crate::rest::{ApiRoutes, AppState};
 use crate::edge::{CallerExt, ClientId};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use payments_contract::PaymentView;
 use shared_kernel::{ApiError, OrderId, ProblemDetails};
+
+/// Its operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_payment), tags((name = "payments", description = "An order's payment")))]
+pub struct Doc;
 
 pub fn routes() -> ApiRoutes<AppState> {
     ApiRoutes::new().v1("/orders/{id}/payment", get(get_payment))

@@ -1,12 +1,41 @@
 //! The notifications module in the composition. It calls no module: it only consumes events
 //! (users' and orders'), so it can be placed anywhere in the order.
 
-use super::{HostFn, ModuleInfo, ModuleSpec};
+use crate::composition::{HostFn, ModuleInfo, ModuleSpec};
 use notifications_contract::NotificationsApi;
 use shared_kernel::{ApiError, Caller, PageRequest};
 use std::sync::Arc;
 
-pub(super) fn spec() -> ModuleSpec<dyn NotificationsApi> {
+pub mod graphql;
+pub mod rest;
+
+/// Its contract.
+pub type Api = dyn notifications_contract::NotificationsApi;
+
+/// The JSON Schemas of the events it publishes.
+pub fn event_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    notifications_contract::events::schemas()
+}
+
+/// An example of each event it publishes.
+#[cfg(test)]
+pub(crate) fn event_samples() -> Vec<(&'static str, serde_json::Value)> {
+    use super::sample;
+    use chrono::Utc;
+    vec![
+        sample(notifications_contract::events::NotificationCreatedV1 {
+            notification_id: notifications_contract::NotificationId::new(),
+            user_id: shared_kernel::UserId::new(),
+            kind: notifications_contract::NotificationKind::OrderConfirmed,
+            subject: "Order 0190 confirmed".into(),
+            body: "Your order is confirmed.".into(),
+            order_id: Some(shared_kernel::OrderId::new()),
+            created_at: Utc::now(),
+        }),
+    ]
+}
+
+pub(crate) fn spec() -> ModuleSpec<dyn NotificationsApi> {
     ModuleSpec {
         name: "notifications",
         dead_letters: "notifications_dead_letters",
@@ -39,20 +68,20 @@ fn host() -> Option<HostFn<dyn NotificationsApi>> {
     compiled.pop()
 }
 
-pub(super) fn info() -> ModuleInfo {
+pub(crate) fn info() -> ModuleInfo {
     ModuleInfo {
         name: "notifications",
         compiled_local: cfg!(feature = "notifications-local"),
         settings: |modules| &modules.notifications,
         own_url: |database| database.notifications_url.as_ref(),
-        migrate: super::migrator::<migrations::notifications::Migrator>,
+        migrate: crate::composition::migrator::<migrations::notifications::Migrator>,
     }
 }
 
 #[cfg(feature = "notifications-local")]
-async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn NotificationsApi>> {
+async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn NotificationsApi>> {
     let settings = &ctx.settings;
-    let db = super::open_database::<migrations::notifications::Migrator>(
+    let db = crate::composition::open_database::<migrations::notifications::Migrator>(
         settings,
         "notifications",
         settings.database.notifications_url.as_ref(),
@@ -74,7 +103,7 @@ async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn Notifications
     ctx.subscribe(notifications::Dispatcher::new(db.clone(), delivery, clock.clone()).consumer(dead_letters)).await?;
     let service = Arc::new(notifications::NotificationsService::new(db.clone(), clock));
     let probe = service.clone();
-    ctx.host("notifications", super::Hosted { database: db, outbox }, move || {
+    ctx.host("notifications", crate::composition::Hosted { database: db, outbox }, move || {
         let probe = probe.clone();
         Box::pin(async move { probe.ping().await })
     });

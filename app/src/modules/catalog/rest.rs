@@ -1,6 +1,6 @@
 //! Catalog endpoints (api.md): public reads, admin writes.
 
-use super::{ApiRoutes, AppState};
+use crate::rest::{ApiRoutes, AppState};
 use crate::edge::{AppJson, CallerExt, ClientId};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -9,6 +9,11 @@ use axum::routing::{get, put};
 use catalog_contract::{CategoryView, NewCategory, NewProduct, ProductPatch, ProductQuery, ProductView, SetStock};
 use serde::Deserialize;
 use shared_kernel::{ApiError, CategoryId, Page, PageRequest, ProblemDetails, ProductId};
+
+/// Its operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_products, get_product, create_product, update_product, set_stock, list_categories, create_category), tags((name = "catalog", description = "Products, categories, stock")))]
+pub struct Doc;
 
 pub fn routes() -> ApiRoutes<AppState> {
     ApiRoutes::new()

@@ -1,11 +1,39 @@
 //! The users module in the composition.
 
-use super::{HostFn, ModuleInfo, ModuleSpec};
+use crate::composition::{HostFn, ModuleInfo, ModuleSpec};
 use shared_kernel::Caller;
 use std::sync::Arc;
 use users_contract::UsersApi;
 
-pub(super) fn spec() -> ModuleSpec<dyn UsersApi> {
+pub mod graphql;
+pub mod rest;
+
+/// Its contract.
+pub type Api = dyn users_contract::UsersApi;
+
+/// The JSON Schemas of the events it publishes.
+pub fn event_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    users_contract::events::schemas()
+}
+
+/// An example of each event it publishes.
+#[cfg(test)]
+pub(crate) fn event_samples() -> Vec<(&'static str, serde_json::Value)> {
+    use super::sample;
+    use chrono::Utc;
+    let user = shared_kernel::UserId::new();
+    vec![
+        sample(users_contract::events::UserRegisteredV1 {
+            user_id: user,
+            email: "a@example.com".into(),
+            name: "A".into(),
+            registered_at: Utc::now(),
+        }),
+        sample(users_contract::events::UserDeactivatedV1 { user_id: user, deactivated_at: Utc::now() }),
+    ]
+}
+
+pub(crate) fn spec() -> ModuleSpec<dyn UsersApi> {
     ModuleSpec {
         name: "users",
         dead_letters: "users_dead_letters",
@@ -30,21 +58,21 @@ fn host() -> Option<HostFn<dyn UsersApi>> {
     compiled.pop()
 }
 
-pub(super) fn info() -> ModuleInfo {
+pub(crate) fn info() -> ModuleInfo {
     ModuleInfo {
         name: "users",
         compiled_local: cfg!(feature = "users-local"),
         settings: |modules| &modules.users,
         own_url: |database| database.users_url.as_ref(),
-        migrate: super::migrator::<migrations::users::Migrator>,
+        migrate: crate::composition::migrator::<migrations::users::Migrator>,
     }
 }
 
 #[cfg(feature = "users-local")]
-async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn UsersApi>> {
+async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn UsersApi>> {
     use anyhow::Context as _;
     let settings = &ctx.settings;
-    let db = super::open_database::<migrations::users::Migrator>(settings, "users", settings.database.users_url.as_ref()).await?;
+    let db = crate::composition::open_database::<migrations::users::Migrator>(settings, "users", settings.database.users_url.as_ref()).await?;
     let keys = match &settings.auth.keys_json {
         Some(json) => users::KeyRing::from_json(json.expose()).context("auth.keys_json")?,
         None => {
@@ -71,7 +99,7 @@ async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn UsersApi>> {
     }
     let service = Arc::new(service);
     let probe = service.clone();
-    ctx.host("users", super::Hosted { database: db, outbox }, move || {
+    ctx.host("users", crate::composition::Hosted { database: db, outbox }, move || {
         let probe = probe.clone();
         Box::pin(async move { probe.ping().await })
     });

@@ -1,6 +1,6 @@
 //! The users module's part of the schema, against `UsersApi`.
 
-use super::{caller, gql_error, modules, scope};
+use crate::graphql::{caller, gql_error, modules, scope};
 use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 use shared_kernel::{ApiError, Caller, Secret, UserId};
 use users_contract::{Credentials, RefreshRequest, RegisterUser, TokenPair, UserStatus, UserView};
@@ -102,3 +102,8 @@ impl UsersMutation {
         Ok(User(modules(ctx).users.deactivate_user(caller(ctx), id).await.map_err(gql_error)?))
     }
 }
+
+/// Its part of the GraphQL queries.
+pub type Query = UsersQuery;
+/// Its part of the GraphQL mutations.
+pub type Mutation = UsersMutation;

@@ -1,11 +1,27 @@
 //! The payments module in the composition.
 
-use super::{HostFn, ModuleInfo, ModuleSpec};
+use crate::composition::{HostFn, ModuleInfo, ModuleSpec};
 use payments_contract::PaymentsApi;
 use shared_kernel::{ApiError, Caller};
 use std::sync::Arc;
 
-pub(super) fn spec() -> ModuleSpec<dyn PaymentsApi> {
+pub mod graphql;
+pub mod rest;
+
+/// Its contract.
+pub type Api = dyn payments_contract::PaymentsApi;
+
+/// It publishes no integration events.
+pub fn event_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    Vec::new()
+}
+
+#[cfg(test)]
+pub(crate) fn event_samples() -> Vec<(&'static str, serde_json::Value)> {
+    Vec::new()
+}
+
+pub(crate) fn spec() -> ModuleSpec<dyn PaymentsApi> {
     ModuleSpec {
         name: "payments",
         dead_letters: "payments_dead_letters",
@@ -37,20 +53,20 @@ fn host() -> Option<HostFn<dyn PaymentsApi>> {
     compiled.pop()
 }
 
-pub(super) fn info() -> ModuleInfo {
+pub(crate) fn info() -> ModuleInfo {
     ModuleInfo {
         name: "payments",
         compiled_local: cfg!(feature = "payments-local"),
         settings: |modules| &modules.payments,
         own_url: |database| database.payments_url.as_ref(),
-        migrate: super::migrator::<migrations::payments::Migrator>,
+        migrate: crate::composition::migrator::<migrations::payments::Migrator>,
     }
 }
 
 #[cfg(feature = "payments-local")]
-async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn PaymentsApi>> {
+async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn PaymentsApi>> {
     let settings = &ctx.settings;
-    let db = super::open_database::<migrations::payments::Migrator>(settings, "payments", settings.database.payments_url.as_ref()).await?;
+    let db = crate::composition::open_database::<migrations::payments::Migrator>(settings, "payments", settings.database.payments_url.as_ref()).await?;
     let simulator = payments::SimulatorSettings {
         latency: std::time::Duration::from_millis(settings.payments.simulator_latency_ms),
         failure_rate: settings.payments.simulator_failure_rate,
@@ -63,7 +79,7 @@ async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn PaymentsApi>>
     );
     let outbox = shared_kernel::outbox::Outbox::new("payments").with_clock(ctx.clock.clone());
     let probe = service.clone();
-    ctx.host("payments", super::Hosted { database: db, outbox }, move || {
+    ctx.host("payments", crate::composition::Hosted { database: db, outbox }, move || {
         let probe = probe.clone();
         Box::pin(async move { probe.ping().await })
     });

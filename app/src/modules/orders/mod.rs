@@ -1,12 +1,54 @@
 //! The orders module in the composition. It calls the catalog and payments, so it is placed
 //! after them.
 
-use super::{HostFn, ModuleInfo, ModuleSpec};
+use crate::composition::{HostFn, ModuleInfo, ModuleSpec};
 use orders_contract::OrdersApi;
 use shared_kernel::{ApiError, Caller};
 use std::sync::Arc;
 
-pub(super) fn spec() -> ModuleSpec<dyn OrdersApi> {
+pub mod graphql;
+pub mod rest;
+
+/// Its contract.
+pub type Api = dyn orders_contract::OrdersApi;
+
+/// The JSON Schemas of the events it publishes.
+pub fn event_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    orders_contract::events::schemas()
+}
+
+/// An example of each event it publishes.
+#[cfg(test)]
+pub(crate) fn event_samples() -> Vec<(&'static str, serde_json::Value)> {
+    use super::sample;
+    use chrono::Utc;
+    let (order, user) = (shared_kernel::OrderId::new(), shared_kernel::UserId::new());
+    let line = orders_contract::events::OrderedLine { product_id: shared_kernel::ProductId::new(), quantity: 2 };
+    vec![
+        sample(orders_contract::events::OrderStatusChangedV1 {
+            order_id: order,
+            customer_id: user,
+            status: orders_contract::OrderStatus::Rejected,
+            failure_reason: Some("declined".into()),
+            changed_at: Utc::now(),
+        }),
+        sample(orders_contract::events::OrderConfirmedV1 {
+            order_id: order,
+            customer_id: user,
+            lines: vec![line.clone()],
+            total: shared_kernel::Money::new(3998, shared_kernel::money::Currency::EUR),
+            confirmed_at: Utc::now(),
+        }),
+        sample(orders_contract::events::OrderCancelledV1 {
+            order_id: order,
+            customer_id: user,
+            lines: vec![line],
+            cancelled_at: Utc::now(),
+        }),
+    ]
+}
+
+pub(crate) fn spec() -> ModuleSpec<dyn OrdersApi> {
     ModuleSpec {
         name: "orders",
         dead_letters: "orders_dead_letters",
@@ -40,23 +82,23 @@ fn host() -> Option<HostFn<dyn OrdersApi>> {
     compiled.pop()
 }
 
-pub(super) fn info() -> ModuleInfo {
+pub(crate) fn info() -> ModuleInfo {
     ModuleInfo {
         name: "orders",
         compiled_local: cfg!(feature = "orders-local"),
         settings: |modules| &modules.orders,
         own_url: |database| database.orders_url.as_ref(),
-        migrate: super::migrator::<migrations::orders::Migrator>,
+        migrate: crate::composition::migrator::<migrations::orders::Migrator>,
     }
 }
 
 #[cfg(feature = "orders-local")]
-async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn OrdersApi>> {
+async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn OrdersApi>> {
     use anyhow::Context as _;
     let catalog = ctx.handles.catalog.clone().context("the catalog is placed before orders")?;
     let payments = ctx.handles.payments.clone().context("payments is placed before orders")?;
     let settings = &ctx.settings;
-    let db = super::open_database::<migrations::orders::Migrator>(settings, "orders", settings.database.orders_url.as_ref()).await?;
+    let db = crate::composition::open_database::<migrations::orders::Migrator>(settings, "orders", settings.database.orders_url.as_ref()).await?;
     let outbox = shared_kernel::outbox::Outbox::new("orders").with_clock(ctx.clock.clone());
     let config = &settings.orders;
     let orders_settings = orders::OrdersSettings {
@@ -75,7 +117,7 @@ async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn OrdersApi>> {
     ctx.subscribe(orders::ProductNamesProjection::new(db.clone(), clock).consumer(dead_letters)).await?;
     let service = Arc::new(service);
     let probe = service.clone();
-    ctx.host("orders", super::Hosted { database: db, outbox }, move || {
+    ctx.host("orders", crate::composition::Hosted { database: db, outbox }, move || {
         let probe = probe.clone();
         Box::pin(async move { probe.ping().await })
     });

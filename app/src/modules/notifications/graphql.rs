@@ -1,7 +1,7 @@
 //! The notifications part of the schema, against `NotificationsApi`: the caller's
 //! notifications, marking one read, and (`subscription.rs`) `notificationReceived`.
 
-use super::{caller, connection, gql_error, modules, page_request};
+use crate::graphql::{caller, connection, gql_error, modules, page_request};
 use crate::edge::ClientId;
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, Object, Result};
@@ -94,3 +94,8 @@ impl NotificationsMutation {
         Ok(Notification(id.explain(modules(ctx).notifications.mark_read(caller(ctx), id.get()).await).map_err(gql_error)?))
     }
 }
+
+/// Its part of the GraphQL queries.
+pub type Query = NotificationsQuery;
+/// Its part of the GraphQL mutations.
+pub type Mutation = NotificationsMutation;

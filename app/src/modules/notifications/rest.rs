@@ -1,6 +1,6 @@
 //! The caller's notifications (api.md): list them, mark one read.
 
-use super::{ApiRoutes, AppState};
+use crate::rest::{ApiRoutes, AppState};
 use crate::edge::{CallerExt, ClientId};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -8,12 +8,17 @@ use axum::routing::{get, post};
 use notifications_contract::{NotificationId, NotificationView};
 use shared_kernel::{ApiError, Page, PageRequest, ProblemDetails};
 
+/// Its operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_notifications, mark_read), tags((name = "notifications", description = "The caller's notifications")))]
+pub struct Doc;
+
 pub fn routes() -> ApiRoutes<AppState> {
     ApiRoutes::new().v1("/me/notifications", get(list_notifications)).v1("/me/notifications/{id}/read", post(mark_read))
 }
 
 /// The caller's notifications, newest first.
-#[utoipa::path(get, path = "/api/v1/me/notifications", tag = "notifications", params(super::orders::OrderListQuery), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/me/notifications", tag = "notifications", params(crate::modules::orders::rest::OrderListQuery), security(("bearer" = [])), responses(
     (status = 200, body = Page<NotificationView>),
     (status = 401, body = ProblemDetails, content_type = "application/problem+json"),
     (status = 422, description = "A bad limit or cursor", body = ProblemDetails, content_type = "application/problem+json"),
@@ -21,7 +26,7 @@ pub fn routes() -> ApiRoutes<AppState> {
 pub async fn list_notifications(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
-    Query(query): Query<super::orders::OrderListQuery>,
+    Query(query): Query<crate::modules::orders::rest::OrderListQuery>,
 ) -> Result<Json<Page<NotificationView>>, ApiError> {
     caller.require_user()?;
     let page = PageRequest::from_query(query.limit.as_deref(), query.cursor.as_deref())?;

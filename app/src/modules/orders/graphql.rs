@@ -1,7 +1,7 @@
 //! The orders (and payments) part of the schema, against `OrdersApi` and `PaymentsApi`.
 
-use super::catalog::{MoneyObject, Product, ProductLoader};
-use super::{caller, connection, gql_error, modules, page_request};
+use crate::modules::catalog::graphql::{MoneyObject, Product, ProductLoader};
+use crate::graphql::{caller, connection, gql_error, modules, page_request};
 use crate::edge::ClientId;
 use async_graphql::connection::Connection;
 use async_graphql::dataloader::DataLoader;
@@ -210,3 +210,8 @@ impl OrdersMutation {
         Ok(Order(id.explain(modules(ctx).orders.cancel_order(caller(ctx), id.get()).await).map_err(gql_error)?))
     }
 }
+
+/// Its part of the GraphQL queries.
+pub type Query = OrdersQuery;
+/// Its part of the GraphQL mutations.
+pub type Mutation = OrdersMutation;

@@ -1,11 +1,57 @@
 //! The catalog module in the composition.
 
-use super::{HostFn, ModuleInfo, ModuleSpec};
+use crate::composition::{HostFn, ModuleInfo, ModuleSpec};
 use catalog_contract::CatalogApi;
 use shared_kernel::Caller;
 use std::sync::Arc;
 
-pub(super) fn spec() -> ModuleSpec<dyn CatalogApi> {
+pub mod graphql;
+pub mod rest;
+
+/// Its contract.
+pub type Api = dyn catalog_contract::CatalogApi;
+
+/// The JSON Schemas of the events it publishes.
+pub fn event_schemas() -> Vec<(&'static str, serde_json::Value)> {
+    catalog_contract::events::schemas()
+}
+
+/// An example of each event it publishes.
+#[cfg(test)]
+pub(crate) fn event_samples() -> Vec<(&'static str, serde_json::Value)> {
+    use super::sample;
+    use chrono::Utc;
+    let product = shared_kernel::ProductId::new();
+    vec![
+        sample(catalog_contract::events::ProductChangedV1 {
+            product_id: product,
+            sku: "S".into(),
+            name: "N".into(),
+            price: shared_kernel::Money::new(1999, shared_kernel::money::Currency::EUR),
+            version: 1,
+            changed_at: Utc::now(),
+        }),
+        sample(catalog_contract::events::StockChangedV1 {
+            product_ids: vec![product],
+            change: catalog_contract::events::StockChange::Reserved,
+            order_id: Some(shared_kernel::OrderId::new()),
+            changed_at: Utc::now(),
+        }),
+        sample(catalog_contract::events::StockChangedV1 {
+            product_ids: vec![],
+            change: catalog_contract::events::StockChange::Set,
+            order_id: None,
+            changed_at: Utc::now(),
+        }),
+        sample(catalog_contract::events::CategoryCreatedV1 {
+            category_id: shared_kernel::CategoryId::new(),
+            name: "C".into(),
+            created_at: Utc::now(),
+        }),
+    ]
+}
+
+pub(crate) fn spec() -> ModuleSpec<dyn CatalogApi> {
     ModuleSpec {
         name: "catalog",
         dead_letters: "catalog_dead_letters",
@@ -30,20 +76,20 @@ fn host() -> Option<HostFn<dyn CatalogApi>> {
     compiled.pop()
 }
 
-pub(super) fn info() -> ModuleInfo {
+pub(crate) fn info() -> ModuleInfo {
     ModuleInfo {
         name: "catalog",
         compiled_local: cfg!(feature = "catalog-local"),
         settings: |modules| &modules.catalog,
         own_url: |database| database.catalog_url.as_ref(),
-        migrate: super::migrator::<migrations::catalog::Migrator>,
+        migrate: crate::composition::migrator::<migrations::catalog::Migrator>,
     }
 }
 
 #[cfg(feature = "catalog-local")]
-async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn CatalogApi>> {
+async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn CatalogApi>> {
     let settings = &ctx.settings;
-    let db = super::open_database::<migrations::catalog::Migrator>(settings, "catalog", settings.database.catalog_url.as_ref()).await?;
+    let db = crate::composition::open_database::<migrations::catalog::Migrator>(settings, "catalog", settings.database.catalog_url.as_ref()).await?;
     let outbox = shared_kernel::outbox::Outbox::new("catalog").with_clock(ctx.clock.clone());
     if settings.catalog.product_cache_ttl_ms.is_some() {
         tracing::warn!("catalog.product_cache_ttl_ms is deprecated: it is taken as cache.ttl_ms; rename it");
@@ -76,7 +122,7 @@ async fn local(ctx: &mut super::Context) -> anyhow::Result<Arc<dyn CatalogApi>> 
     ctx.subscribe(service.cache_invalidator().consumer()).await?;
     let service = Arc::new(service);
     let probe = service.clone();
-    ctx.host("catalog", super::Hosted { database: db, outbox }, move || {
+    ctx.host("catalog", crate::composition::Hosted { database: db, outbox }, move || {
         let probe = probe.clone();
         Box::pin(async move { probe.ping().await })
     });

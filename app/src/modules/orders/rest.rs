@@ -1,6 +1,6 @@
 //! Order endpoints (api.md): placement with an idempotency key, reads, cancellation.
 
-use super::{ApiRoutes, AppState};
+use crate::rest::{ApiRoutes, AppState};
 use crate::edge::{AppJson, CallerExt, ClientId};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -10,6 +10,11 @@ use axum::routing::{get, post};
 use orders_contract::{OrderView, PlaceOrder};
 use serde::Deserialize;
 use shared_kernel::{ApiError, OrderId, Page, PageRequest, ProblemDetails};
+
+/// Its operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(place_order, list_orders, get_order, cancel_order), tags((name = "orders", description = "Placing, reading and cancelling orders")))]
+pub struct Doc;
 
 pub fn routes() -> ApiRoutes<AppState> {
     ApiRoutes::new()
