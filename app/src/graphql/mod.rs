@@ -266,7 +266,6 @@ pub async fn execute(
     use axum::extract::FromRequest as _;
     use axum::response::IntoResponse as _;
     let (parts, body) = request.into_parts();
-    let client_addr = crate::edge::client_addr(&parts.headers, peer, state.trust_forwarded_for);
     let is_json = parts
         .headers
         .get(axum::http::header::CONTENT_TYPE)
@@ -285,6 +284,8 @@ pub async fn execute(
     } else {
         (body, None)
     };
+    // Only for a query that runs: a kept answer needs nothing of the caller.
+    let client_addr = crate::edge::client_addr(&parts.headers, peer, state.trust_forwarded_for);
     let request = match async_graphql_axum::GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
         axum::extract::Request::from_parts(parts, body),
         &(),

@@ -58,6 +58,9 @@ struct Inner {
     /// Query text → the kind of each of its operations (`None`: the only one).
     kinds: moka::sync::Cache<Arc<str>, Operations>,
     generation: AtomicU64,
+    /// `graphql_response_cache_total{result="hit"}` and `{result="miss"}`, registered on first
+    /// use (after the process's recorder is installed), not looked up by name per request.
+    counters: std::sync::OnceLock<[metrics::Counter; 2]>,
 }
 
 /// The kind of each operation of a document, by name (`None`: its only, unnamed one).
@@ -98,6 +101,7 @@ impl ResponseCache {
                     .build(),
                 kinds: moka::sync::Cache::new(1_000),
                 generation: AtomicU64::new(0),
+                counters: std::sync::OnceLock::new(),
             })
         });
         Self { inner, documents }
@@ -117,8 +121,13 @@ impl ResponseCache {
     pub fn lookup(&self, body: &Bytes) -> Option<Response> {
         let inner = self.inner.as_ref()?;
         let found = inner.answers.get(body).filter(|answer| answer.generation == inner.generation.load(Ordering::Acquire));
-        let result = if found.is_some() { "hit" } else { "miss" };
-        metrics::counter!("graphql_response_cache_total", "result" => result).increment(1);
+        let [hits, misses] = inner.counters.get_or_init(|| {
+            [
+                metrics::counter!("graphql_response_cache_total", "result" => "hit"),
+                metrics::counter!("graphql_response_cache_total", "result" => "miss"),
+            ]
+        });
+        if found.is_some() { hits } else { misses }.increment(1);
         let answer = found?;
         let mut response = (StatusCode::OK, answer.body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, answer.content_type);
