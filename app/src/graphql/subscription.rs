@@ -27,64 +27,53 @@ use tokio::sync::broadcast;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
 
-/// The live feed of order status changes in this process.
-#[derive(Clone)]
-pub struct OrderStatusFeed {
-    sender: broadcast::Sender<OrderStatusChangedV1>,
+/// A live feed of one event type, as this process's bus sees it: the consumer that feeds a
+/// subscription. It never fails: a live view has nothing to retry (a subscriber that was not
+/// listening has nothing to miss), and a subscription polls as its net besides.
+pub struct EventFeed<E> {
+    consumer: &'static str,
+    sender: broadcast::Sender<E>,
     poll_every: Duration,
 }
+
+impl<E> Clone for EventFeed<E> {
+    fn clone(&self) -> Self {
+        Self { consumer: self.consumer, sender: self.sender.clone(), poll_every: self.poll_every }
+    }
+}
+
+/// The live feed of order status changes.
+pub type OrderStatusFeed = EventFeed<OrderStatusChangedV1>;
+/// The live feed of notifications made in this deployment.
+pub type NotificationFeed = EventFeed<NotificationCreatedV1>;
 
 impl OrderStatusFeed {
     pub const CONSUMER: &'static str = "graphql.order_status";
 
     pub fn new(poll_every: Duration) -> Self {
-        Self { sender: broadcast::channel(1024).0, poll_every }
+        EventFeed::named(Self::CONSUMER, poll_every)
     }
-
-    /// The bus consumer that feeds subscriptions. It never fails: a live view has nothing to
-    /// retry (a subscriber that was not listening has nothing to miss).
-    pub fn consumer(&self) -> Consumer {
-        Consumer {
-            name: Self::CONSUMER.to_owned(),
-            event_types: vec![OrderStatusChangedV1::TYPE.to_owned()],
-            handler: Arc::new(self.clone()),
-            dead_letters: Arc::new(NoDeadLetters),
-            each_process: true,
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl EventHandler for OrderStatusFeed {
-    async fn handle(&self, event: &EventEnvelope) -> std::result::Result<(), HandlerError> {
-        match event.decode::<OrderStatusChangedV1>() {
-            // No subscriber is not an error.
-            Ok(changed) => drop(self.sender.send(changed)),
-            Err(error) => tracing::warn!(%error, "an order status event does not decode; subscribers miss it"),
-        }
-        Ok(())
-    }
-}
-
-/// The live feed of notifications made in this deployment, as this process's bus sees them.
-#[derive(Clone)]
-pub struct NotificationFeed {
-    sender: broadcast::Sender<NotificationCreatedV1>,
-    poll_every: Duration,
 }
 
 impl NotificationFeed {
     pub const CONSUMER: &'static str = "graphql.notifications";
 
     pub fn new(poll_every: Duration) -> Self {
-        Self { sender: broadcast::channel(1024).0, poll_every }
+        EventFeed::named(Self::CONSUMER, poll_every)
+    }
+}
+
+impl<E: IntegrationEvent + Clone + Send + Sync + 'static> EventFeed<E> {
+    /// A feed read by the bus consumer `consumer`, for subscriptions that poll every `poll_every`.
+    pub fn named(consumer: &'static str, poll_every: Duration) -> Self {
+        Self { consumer, sender: broadcast::channel(1024).0, poll_every }
     }
 
-    /// The bus consumer that feeds subscriptions; like the order feed's, it never fails.
+    /// The bus consumer that feeds subscriptions.
     pub fn consumer(&self) -> Consumer {
         Consumer {
-            name: Self::CONSUMER.to_owned(),
-            event_types: vec![NotificationCreatedV1::TYPE.to_owned()],
+            name: self.consumer.to_owned(),
+            event_types: vec![E::TYPE.to_owned()],
             handler: Arc::new(self.clone()),
             dead_letters: Arc::new(NoDeadLetters),
             each_process: true,
@@ -93,11 +82,12 @@ impl NotificationFeed {
 }
 
 #[async_trait::async_trait]
-impl EventHandler for NotificationFeed {
+impl<E: IntegrationEvent + Clone + Send + Sync + 'static> EventHandler for EventFeed<E> {
     async fn handle(&self, event: &EventEnvelope) -> std::result::Result<(), HandlerError> {
-        match event.decode::<NotificationCreatedV1>() {
-            Ok(created) => drop(self.sender.send(created)),
-            Err(error) => tracing::warn!(%error, "a notification event does not decode; subscribers miss it"),
+        match event.decode::<E>() {
+            // No subscriber is not an error.
+            Ok(decoded) => drop(self.sender.send(decoded)),
+            Err(error) => tracing::warn!(%error, event_type = E::TYPE, "an event does not decode; subscribers miss it"),
         }
         Ok(())
     }
