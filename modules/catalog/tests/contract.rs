@@ -27,27 +27,27 @@ async fn service_on(target: DatabaseTarget, clock: Arc<ManualClock>) -> CatalogS
     CatalogService::new(db, clock, shared_kernel::outbox::Outbox::new("catalog"), CatalogSettings::default())
 }
 
-impl Harness {
-    async fn sqlite() -> (CatalogService, Arc<ManualClock>, tempfile::TempDir) {
+impl cleave_test_support::contract::Transports for Harness {
+    type Parts = (CatalogService, Arc<ManualClock>);
+
+    async fn parts_on(target: DatabaseTarget) -> Self::Parts {
         // A database error behind a 500 is logged by the service: shown with a failing test.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
-        let temp = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-        (service_on(DatabaseTarget::SqliteDir(temp.path().to_owned()), clock.clone()).await, clock, temp)
+        (service_on(target, clock.clone()).await, clock)
     }
 
-    fn in_process(service: CatalogService, clock: Arc<ManualClock>, temp: Option<tempfile::TempDir>) -> Self {
+    async fn in_process((service, clock): Self::Parts, temp: Option<tempfile::TempDir>) -> Self {
         Self { api: Arc::new(service.clone()), service, clock, _temp: temp, _served: None }
     }
 
-    async fn over_http(service: CatalogService, clock: Arc<ManualClock>, temp: Option<tempfile::TempDir>) -> Self {
+    async fn over_http((service, clock): Self::Parts, temp: Option<tempfile::TempDir>) -> Self {
         let base_url = cleave_test_support::callers::serve(http_wire::router(Arc::new(service.clone()), Arc::new(TestResolver))).await;
         let client = cleave_test_support::callers::rpc_client(base_url);
         Self { api: Arc::new(http_wire::Client::new(client)), service, clock, _temp: temp, _served: None }
     }
 
-    /// Over the NATS pair, or `None` when there is no NATS server (never under `CI=true`).
-    async fn over_nats(service: CatalogService, clock: Arc<ManualClock>, temp: Option<tempfile::TempDir>) -> Option<Self> {
+    async fn over_nats((service, clock): Self::Parts, temp: Option<tempfile::TempDir>) -> Option<Self> {
         use cleave_test_support::nats;
         let client = nats::client().await?;
         let prefix = nats::unique_prefix();
@@ -56,7 +56,9 @@ impl Harness {
         let api = Arc::new(nats_wire::Client::new(nats::rpc_client(&client, nats_wire::MODULE, &prefix)));
         Some(Self { api, service, clock, _temp: temp, _served: Some(served) })
     }
+}
 
+impl Harness {
     async fn product(&self, sku: &str, price: i64, on_hand: i64, category: Option<CategoryId>) -> catalog_contract::ProductView {
         let input = NewProduct {
             sku: sku.into(),
@@ -335,52 +337,7 @@ async fn one_hundred_twenty_concurrent_buyers_never_oversell_twenty_units(h: Har
     assert_eq!((sold_out.stock_on_hand, sold_out.stock_reserved, sold_out.stock_available), (0, 0, 0));
 }
 
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        mod in_process_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (service, clock, temp) = super::Harness::sqlite().await;
-                    super::$case(super::Harness::in_process(service, clock, Some(temp))).await;
-                }
-            )*
-        }
-        mod over_http_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (service, clock, temp) = super::Harness::sqlite().await;
-                    super::$case(super::Harness::over_http(service, clock, Some(temp)).await).await;
-                }
-            )*
-        }
-        mod over_nats_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (service, clock, temp) = super::Harness::sqlite().await;
-                    let Some(harness) = super::Harness::over_nats(service, clock, Some(temp)).await else { return };
-                    super::$case(harness).await;
-                }
-            )*
-        }
-        mod in_process_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(server) = cleave_test_support::postgres() else { return };
-                    let url = server.fresh_database().await.unwrap();
-                    let clock = std::sync::Arc::new(shared_kernel::ManualClock::new(chrono::Utc::now()));
-                    let service = super::service_on(shared_kernel::db::DatabaseTarget::Url(url), clock.clone()).await;
-                    super::$case(super::Harness::in_process(service, clock, None)).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+cleave_test_support::contract_suite!(Harness:
     categories_are_admin_made_unique_and_listed_by_name,
     products_are_validated_unique_by_sku_and_found_by_category_and_text,
     updates_need_the_current_version,
@@ -392,13 +349,21 @@ suite!(
     one_hundred_twenty_concurrent_buyers_never_oversell_twenty_units,
 );
 
+/// The service alone on SQLite files of its own (kept as long as the directory).
+async fn on_sqlite() -> (CatalogService, tempfile::TempDir) {
+    let temp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    (service_on(DatabaseTarget::SqliteDir(temp.path().to_owned()), clock).await, temp)
+}
+
 /// A harness on SQLite with a product `sku`, and a raw connection to the same database, for
 /// tests that corrupt a row behind the module's back.
 async fn with_raw_database(sku: &str) -> (Harness, catalog_contract::ProductView, sea_orm::DatabaseConnection) {
     let temp = tempfile::tempdir().unwrap();
     let target = DatabaseTarget::SqliteDir(temp.path().to_owned());
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-    let h = Harness::in_process(service_on(target.clone(), clock.clone()).await, clock, Some(temp));
+    let parts = (service_on(target.clone(), clock.clone()).await, clock);
+    let h = <Harness as cleave_test_support::contract::Transports>::in_process(parts, Some(temp)).await;
     let product = h.product(sku, 100, 5, None).await;
     let db = connect_module("catalog", &target, 1).await.unwrap();
     (h, product, db)
@@ -457,7 +422,7 @@ mod nats_wire_behaviour {
     async fn the_service_answers_the_micro_protocol_and_two_instances_share_the_calls() {
         let Some(client) = nats::client().await else { return };
         let prefix = nats::unique_prefix();
-        let (service, _clock, _temp) = Harness::sqlite().await;
+        let (service, _temp) = super::on_sqlite().await;
         let api: Arc<dyn CatalogApi> = Arc::new(service);
         let first = nats_wire::serve(api.clone(), Arc::new(TestResolver), nats::serve_options(&client, &prefix)).await.unwrap();
         let second = nats_wire::serve(api.clone(), Arc::new(TestResolver), nats::serve_options(&client, &prefix)).await.unwrap();
@@ -517,7 +482,7 @@ mod nats_wire_behaviour {
     async fn with_a_service_token_every_call_must_carry_it() {
         let Some(client) = nats::client().await else { return };
         let prefix = nats::unique_prefix();
-        let (service, _clock, _temp) = Harness::sqlite().await;
+        let (service, _temp) = super::on_sqlite().await;
         let token = shared_kernel::Secret::new("wire-secret".to_owned());
         let options =
             shared_kernel::nats_wire::ServeOptions { service_token: Some(token.clone()), ..nats::serve_options(&client, &prefix) };

@@ -30,24 +30,23 @@ async fn parts_on(target: DatabaseTarget) -> (NotificationsService, Reactions) {
     (NotificationsService::new(db, clock), reactions)
 }
 
-impl Harness {
-    async fn sqlite() -> (NotificationsService, Reactions, tempfile::TempDir) {
-        let temp = tempfile::tempdir().unwrap();
-        let (service, reactions) = parts_on(DatabaseTarget::SqliteDir(temp.path().to_owned())).await;
-        (service, reactions, temp)
+impl cleave_test_support::contract::Transports for Harness {
+    type Parts = (NotificationsService, Reactions);
+
+    async fn parts_on(target: DatabaseTarget) -> Self::Parts {
+        parts_on(target).await
     }
 
-    fn in_process(service: NotificationsService, reactions: Reactions, temp: Option<tempfile::TempDir>) -> Self {
+    async fn in_process((service, reactions): Self::Parts, temp: Option<tempfile::TempDir>) -> Self {
         Self { api: Arc::new(service), reactions, _temp: temp, _served: None }
     }
 
-    async fn over_http(service: NotificationsService, reactions: Reactions, temp: Option<tempfile::TempDir>) -> Self {
+    async fn over_http((service, reactions): Self::Parts, temp: Option<tempfile::TempDir>) -> Self {
         let base_url = serve(http_wire::router(Arc::new(service), Arc::new(TestResolver))).await;
         Self { api: Arc::new(http_wire::Client::new(rpc_client(base_url))), reactions, _temp: temp, _served: None }
     }
 
-    /// Over the NATS pair, or `None` when there is no NATS server (never under `CI=true`).
-    async fn over_nats(service: NotificationsService, reactions: Reactions, temp: Option<tempfile::TempDir>) -> Option<Self> {
+    async fn over_nats((service, reactions): Self::Parts, temp: Option<tempfile::TempDir>) -> Option<Self> {
         use cleave_test_support::nats;
         let client = nats::client().await?;
         let prefix = nats::unique_prefix();
@@ -55,7 +54,9 @@ impl Harness {
         let api = Arc::new(nats_wire::Client::new(nats::rpc_client(&client, nats_wire::MODULE, &prefix)));
         Some(Self { api, reactions, _temp: temp, _served: Some(served) })
     }
+}
 
+impl Harness {
     /// Hands `event` to the reactions as the bus would.
     async fn deliver(&self, event: &EventEnvelope) {
         self.reactions.handle(event).await.expect("the reaction succeeds");
@@ -155,48 +156,5 @@ async fn marking_read_is_the_recipients_and_the_first_time_stands(h: Harness) {
     assert_eq!(status(h.api.mark_read(&Caller::Anonymous, welcome.id).await), 401);
 }
 
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        mod in_process_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (service, reactions, temp) = super::Harness::sqlite().await;
-                    super::$case(super::Harness::in_process(service, reactions, Some(temp))).await;
-                }
-            )*
-        }
-        mod over_http_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (service, reactions, temp) = super::Harness::sqlite().await;
-                    super::$case(super::Harness::over_http(service, reactions, Some(temp)).await).await;
-                }
-            )*
-        }
-        mod over_nats_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (service, reactions, temp) = super::Harness::sqlite().await;
-                    let Some(harness) = super::Harness::over_nats(service, reactions, Some(temp)).await else { return };
-                    super::$case(harness).await;
-                }
-            )*
-        }
-        mod in_process_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(server) = cleave_test_support::postgres() else { return };
-                    let url = server.fresh_database().await.unwrap();
-                    let (service, reactions) = super::parts_on(shared_kernel::db::DatabaseTarget::Url(url)).await;
-                    super::$case(super::Harness::in_process(service, reactions, None)).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(each_event_makes_one_notification_for_its_user, marking_read_is_the_recipients_and_the_first_time_stands);
+cleave_test_support::contract_suite!(Harness:
+each_event_makes_one_notification_for_its_user, marking_read_is_the_recipients_and_the_first_time_stands);

@@ -56,24 +56,23 @@ async fn service_on(target: DatabaseTarget) -> (PaymentsService, Arc<Watched>) {
     (PaymentsService::new(db, provider.clone()), provider)
 }
 
-impl Harness {
-    async fn sqlite() -> (PaymentsService, Arc<Watched>, tempfile::TempDir) {
-        let temp = tempfile::tempdir().unwrap();
-        let (service, provider) = service_on(DatabaseTarget::SqliteDir(temp.path().to_owned())).await;
-        (service, provider, temp)
+impl cleave_test_support::contract::Transports for Harness {
+    type Parts = (PaymentsService, Arc<Watched>);
+
+    async fn parts_on(target: DatabaseTarget) -> Self::Parts {
+        service_on(target).await
     }
 
-    fn in_process(service: PaymentsService, provider: Arc<Watched>, temp: Option<tempfile::TempDir>) -> Self {
+    async fn in_process((service, provider): Self::Parts, temp: Option<tempfile::TempDir>) -> Self {
         Self { api: Arc::new(service), provider, _temp: temp, _served: None }
     }
 
-    async fn over_http(service: PaymentsService, provider: Arc<Watched>, temp: Option<tempfile::TempDir>) -> Self {
+    async fn over_http((service, provider): Self::Parts, temp: Option<tempfile::TempDir>) -> Self {
         let base_url = serve(http_wire::router(Arc::new(service), Arc::new(TestResolver))).await;
         Self { api: Arc::new(http_wire::Client::new(rpc_client(base_url))), provider, _temp: temp, _served: None }
     }
 
-    /// Over the NATS pair, or `None` when there is no NATS server (never under `CI=true`).
-    async fn over_nats(service: PaymentsService, provider: Arc<Watched>, temp: Option<tempfile::TempDir>) -> Option<Self> {
+    async fn over_nats((service, provider): Self::Parts, temp: Option<tempfile::TempDir>) -> Option<Self> {
         use cleave_test_support::nats;
         let client = nats::client().await?;
         let prefix = nats::unique_prefix();
@@ -81,7 +80,9 @@ impl Harness {
         let api = Arc::new(nats_wire::Client::new(nats::rpc_client(&client, nats_wire::MODULE, &prefix)));
         Some(Self { api, provider, _temp: temp, _served: Some(served) })
     }
+}
 
+impl Harness {
     fn captures(&self) -> usize {
         self.provider.captures.lock().unwrap().len()
     }
@@ -218,51 +219,7 @@ async fn only_services_and_admins_charge_and_only_the_owner_sees_the_payment(h: 
     assert_eq!(status(h.api.refund(&customer(), order, None).await), 403);
 }
 
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        mod in_process_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (service, provider, temp) = super::Harness::sqlite().await;
-                    super::$case(super::Harness::in_process(service, provider, Some(temp))).await;
-                }
-            )*
-        }
-        mod over_http_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (service, provider, temp) = super::Harness::sqlite().await;
-                    super::$case(super::Harness::over_http(service, provider, Some(temp)).await).await;
-                }
-            )*
-        }
-        mod over_nats_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (service, provider, temp) = super::Harness::sqlite().await;
-                    let Some(harness) = super::Harness::over_nats(service, provider, Some(temp)).await else { return };
-                    super::$case(harness).await;
-                }
-            )*
-        }
-        mod in_process_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(server) = cleave_test_support::postgres() else { return };
-                    let url = server.fresh_database().await.unwrap();
-                    let (service, provider) = super::service_on(shared_kernel::db::DatabaseTarget::Url(url)).await;
-                    super::$case(super::Harness::in_process(service, provider, None)).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+cleave_test_support::contract_suite!(Harness:
     each_test_card_has_its_published_outcome,
     charging_one_order_again_or_at_once_captures_once,
     refunds_never_exceed_the_capture,

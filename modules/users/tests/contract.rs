@@ -39,18 +39,19 @@ async fn service_on(target: DatabaseTarget) -> UsersService {
     )
 }
 
-impl Harness {
-    async fn sqlite() -> (UsersService, tempfile::TempDir) {
-        let temp = tempfile::tempdir().unwrap();
-        (service_on(DatabaseTarget::SqliteDir(temp.path().to_owned())).await, temp)
+impl cleave_test_support::contract::Transports for Harness {
+    type Parts = UsersService;
+
+    async fn parts_on(target: DatabaseTarget) -> Self::Parts {
+        service_on(target).await
     }
 
-    async fn in_process(service: UsersService, temp: Option<tempfile::TempDir>) -> Self {
+    async fn in_process(service: Self::Parts, temp: Option<tempfile::TempDir>) -> Self {
         let verifier = TokenVerifier::new(Arc::new(service.clone()), policy());
         Self { api: Arc::new(service.clone()), service, verifier, _temp: temp, _served: None }
     }
 
-    async fn over_http(service: UsersService, temp: Option<tempfile::TempDir>) -> Self {
+    async fn over_http(service: Self::Parts, temp: Option<tempfile::TempDir>) -> Self {
         let verifier = TokenVerifier::new(Arc::new(service.clone()), policy());
         let resolver = Arc::new(TokenCallerResolver { verifier: verifier.clone(), service_token: None, accept_service_callers: true });
         let router = http_wire::router(Arc::new(service.clone()), resolver);
@@ -70,7 +71,7 @@ impl Harness {
 
     /// Over the NATS pair, with the real token resolver on the service's side; `None` when
     /// there is no NATS server (never under `CI=true`).
-    async fn over_nats(service: UsersService, temp: Option<tempfile::TempDir>) -> Option<Self> {
+    async fn over_nats(service: Self::Parts, temp: Option<tempfile::TempDir>) -> Option<Self> {
         use cleave_test_support::nats;
         let client = nats::client().await?;
         let prefix = nats::unique_prefix();
@@ -80,7 +81,9 @@ impl Harness {
         let api = Arc::new(nats_wire::Client::new(nats::rpc_client(&client, nats_wire::MODULE, &prefix)));
         Some(Self { api, service, verifier, _temp: temp, _served: Some(served) })
     }
+}
 
+impl Harness {
     async fn register(&self, email: &str) -> Result<users_contract::UserView, ApiError> {
         let input = RegisterUser { email: email.into(), password: Secret::new(PASSWORD.into()), name: "Test User".into() };
         self.api.register(&Caller::Anonymous, input).await
@@ -272,51 +275,7 @@ async fn published_keys_verify_issued_tokens(h: Harness) {
     assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
 }
 
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        mod in_process_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (service, temp) = super::Harness::sqlite().await;
-                    super::$case(super::Harness::in_process(service, Some(temp)).await).await;
-                }
-            )*
-        }
-        mod over_http_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (service, temp) = super::Harness::sqlite().await;
-                    super::$case(super::Harness::over_http(service, Some(temp)).await).await;
-                }
-            )*
-        }
-        mod over_nats_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (service, temp) = super::Harness::sqlite().await;
-                    let Some(harness) = super::Harness::over_nats(service, Some(temp)).await else { return };
-                    super::$case(harness).await;
-                }
-            )*
-        }
-        mod in_process_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(server) = cleave_test_support::postgres() else { return };
-                    let url = server.fresh_database().await.unwrap();
-                    let service = super::service_on(shared_kernel::db::DatabaseTarget::Url(url)).await;
-                    super::$case(super::Harness::in_process(service, None).await).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+cleave_test_support::contract_suite!(Harness:
     registration_normalises_the_email_and_hides_the_hash,
     duplicate_emails_conflict_case_insensitively,
     invalid_registrations_name_each_field,

@@ -12,6 +12,7 @@
 //! PostgreSQL still runs the SQLite suites; under `CI=true` it panics instead: CI never skips.
 
 pub mod callers;
+pub mod contract;
 pub mod nats;
 pub mod redis;
 pub mod smtp;

@@ -63,25 +63,25 @@ async fn modules_on(target: DatabaseTarget) -> Modules {
     Modules { orders, catalog, payments, orders_db }
 }
 
-impl Harness {
-    async fn sqlite() -> (Modules, tempfile::TempDir) {
-        let temp = tempfile::tempdir().unwrap();
-        (modules_on(DatabaseTarget::SqliteDir(temp.path().to_owned())).await, temp)
+impl cleave_test_support::contract::Transports for Harness {
+    type Parts = Modules;
+
+    async fn parts_on(target: DatabaseTarget) -> Self::Parts {
+        modules_on(target).await
     }
 
-    fn in_process(modules: Modules, temp: Option<tempfile::TempDir>) -> Self {
+    async fn in_process(modules: Self::Parts, temp: Option<tempfile::TempDir>) -> Self {
         let Modules { orders, catalog, payments, orders_db } = modules;
         Self { api: Arc::new(orders), catalog, payments, orders_db, _temp: temp, _served: None }
     }
 
-    async fn over_http(modules: Modules, temp: Option<tempfile::TempDir>) -> Self {
+    async fn over_http(modules: Self::Parts, temp: Option<tempfile::TempDir>) -> Self {
         let Modules { orders, catalog, payments, orders_db } = modules;
         let base_url = serve(http_wire::router(Arc::new(orders), Arc::new(TestResolver))).await;
         Self { api: Arc::new(http_wire::Client::new(rpc_client(base_url))), catalog, payments, orders_db, _temp: temp, _served: None }
     }
 
-    /// Over the NATS pair, or `None` when there is no NATS server (never under `CI=true`).
-    async fn over_nats(modules: Modules, temp: Option<tempfile::TempDir>) -> Option<Self> {
+    async fn over_nats(modules: Self::Parts, temp: Option<tempfile::TempDir>) -> Option<Self> {
         use cleave_test_support::nats;
         let Modules { orders, catalog, payments, orders_db } = modules;
         let client = nats::client().await?;
@@ -90,7 +90,9 @@ impl Harness {
         let api = Arc::new(nats_wire::Client::new(nats::rpc_client(&client, nats_wire::MODULE, &prefix)));
         Some(Self { api, catalog, payments, orders_db, _temp: temp, _served: Some(served) })
     }
+}
 
+impl Harness {
     async fn product(&self, sku: &str, price: i64, on_hand: i64) -> ProductView {
         let input = NewProduct {
             sku: sku.into(),
@@ -261,51 +263,7 @@ async fn a_deactivated_customer_is_refused_from_orders_own_projection(h: Harness
     assert_eq!(h.stock(&jam).await, (4, 0), "the refused order held nothing");
 }
 
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        mod in_process_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (modules, temp) = super::Harness::sqlite().await;
-                    super::$case(super::Harness::in_process(modules, Some(temp))).await;
-                }
-            )*
-        }
-        mod over_http_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (modules, temp) = super::Harness::sqlite().await;
-                    super::$case(super::Harness::over_http(modules, Some(temp)).await).await;
-                }
-            )*
-        }
-        mod over_nats_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let (modules, temp) = super::Harness::sqlite().await;
-                    let Some(harness) = super::Harness::over_nats(modules, Some(temp)).await else { return };
-                    super::$case(harness).await;
-                }
-            )*
-        }
-        mod in_process_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some(server) = cleave_test_support::postgres() else { return };
-                    let url = server.fresh_database().await.unwrap();
-                    let modules = super::modules_on(shared_kernel::db::DatabaseTarget::Url(url)).await;
-                    super::$case(super::Harness::in_process(modules, None)).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+cleave_test_support::contract_suite!(Harness:
     a_good_card_confirms_the_order_charges_it_and_sells_the_stock,
     each_test_card_ends_as_the_api_says_and_a_rejection_keeps_nothing,
     an_idempotency_key_gives_one_order_sequentially_and_concurrently,
