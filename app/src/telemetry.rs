@@ -206,17 +206,11 @@ fn describe_metrics() {
     describe_histogram!("http_request_duration_seconds", Unit::Seconds, "Time to answer a request, by method and route.");
     describe_counter!("http_rate_limited_total", "Requests refused with 429 by the per-client rate limit.");
     describe_counter!(
-        "cache_lookups_total",
-        "Read-cache look-ups, by cache, level (in_process, redis) and result (hit, miss, error, skipped)."
-    );
-    describe_counter!(
         "graphql_response_cache_total",
         "Anonymous catalog queries answered from the kept answers (hit) or run (miss), and answers kept (kept)."
     );
-    describe_counter!(
-        "notifications_delivered_total",
-        "Notifications the delivery port accepted (an email handed to the SMTP server, or a line in the log), by adapter."
-    );
+    // Each module's own metrics (`crate::modules::<name>::describe_metrics`).
+    crate::modules::describe_metrics();
     describe_counter!("graphql_document_cache_total", "GraphQL documents found parsed in the cache (hit) or parsed afresh (miss).");
     describe_counter!("contract_calls_total", "Calls to a remote module's contract, by module, operation, transport and outcome.");
     describe_histogram!(

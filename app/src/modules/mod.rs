@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! modules/<name>/mod.rs      type Api (its contract), spec() and info() (how the composition
-//!                            places and migrates it), event_schemas() and event_samples()
+//!                            places and migrates it), event_schemas() and event_samples(),
+//!                            describe_metrics() (the help text of its own metrics)
 //! modules/<name>/rest.rs     routes() (its REST routes) and Doc (their OpenAPI paths and tags)
 //! modules/<name>/graphql.rs  Query and Mutation (its part of the GraphQL schema)
 //! ```
@@ -66,6 +67,17 @@ macro_rules! modules {
             let mut schemas = Vec::new();
             $(schemas.extend($name::event_schemas());)+
             schemas
+        }
+
+        /// The help text of every module's own metrics, for `/metrics`.
+        pub(crate) fn describe_metrics() {
+            $($name::describe_metrics();)+
+        }
+
+        /// Each module's name and the name its dead letters are served under.
+        #[cfg(test)]
+        pub(crate) fn dead_letter_names() -> Vec<(&'static str, &'static str)> {
+            vec![$(($name::spec().name, $name::spec().dead_letters),)+]
         }
 
         /// An example of every integration event type, as published.

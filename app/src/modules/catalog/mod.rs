@@ -51,6 +51,14 @@ pub(crate) fn event_samples() -> Vec<(&'static str, serde_json::Value)> {
     ]
 }
 
+/// The help text of its own metrics.
+pub(crate) fn describe_metrics() {
+    metrics::describe_counter!(
+        "cache_lookups_total",
+        "Read-cache look-ups, by cache, level (in_process, redis) and result (hit, miss, error, skipped)."
+    );
+}
+
 pub(crate) fn spec() -> ModuleSpec<dyn CatalogApi> {
     ModuleSpec {
         name: "catalog",

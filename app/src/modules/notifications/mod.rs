@@ -35,6 +35,14 @@ pub(crate) fn event_samples() -> Vec<(&'static str, serde_json::Value)> {
     ]
 }
 
+/// The help text of its own metrics.
+pub(crate) fn describe_metrics() {
+    metrics::describe_counter!(
+        "notifications_delivered_total",
+        "Notifications the delivery port accepted (an email handed to the SMTP server, or a line in the log), by adapter."
+    );
+}
+
 pub(crate) fn spec() -> ModuleSpec<dyn NotificationsApi> {
     ModuleSpec {
         name: "notifications",
