@@ -313,6 +313,8 @@ pub struct GraphqlSettings {
     pub max_root_fields: usize,
     /// Most aliases one query may use.
     pub max_aliases: usize,
+    /// Most subscriptions one WebSocket connection may hold open at once.
+    pub max_subscriptions_per_socket: usize,
     /// Whether the schema answers introspection (`__schema`, `__type`): the playground needs it.
     pub introspection: bool,
     /// How often a subscription also checks its order through the contract (for processes that
@@ -330,6 +332,7 @@ impl Default for GraphqlSettings {
             max_complexity: 2_000,
             max_root_fields: 10,
             max_aliases: 20,
+            max_subscriptions_per_socket: 32,
             introspection: true,
             subscription_poll_ms: 2_000,
             response_cache_max_bytes: 16 * 1024 * 1024,
@@ -799,6 +802,7 @@ impl Settings {
                 "cache.redis_url must be a redis:// (or rediss://) URL"
             );
         }
+        anyhow::ensure!(self.graphql.max_subscriptions_per_socket >= 1, "graphql.max_subscriptions_per_socket must be positive");
         anyhow::ensure!(self.cache.redis_timeout_ms >= 1, "cache.redis_timeout_ms must be positive");
         anyhow::ensure!(self.cache.max_entries >= 1, "cache.max_entries must be positive");
         anyhow::ensure!(

@@ -222,6 +222,7 @@ pub fn build_router(settings: &Settings, composition: &Composition, draining: &h
         root_fields: settings.graphql.max_root_fields,
         aliases: settings.graphql.max_aliases,
         introspection: settings.graphql.introspection,
+        subscriptions_per_socket: settings.graphql.max_subscriptions_per_socket,
     };
     let state = AppState::new(rest::Handles {
         graphql: crate::graphql::schema(

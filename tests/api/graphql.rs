@@ -302,6 +302,49 @@ async fn a_subscription_follows_its_order_and_only_its_owner_may_subscribe(app: 
     }
 }
 
+/// One connection holds at most `graphql.max_subscriptions_per_socket` (32 by default)
+/// subscriptions at once: one more is refused, and stopping one frees its place.
+async fn a_connection_holds_a_bounded_number_of_subscriptions(app: TestApp) {
+    use futures::SinkExt as _;
+    let (token, id) = a_confirmed_order(&app, "LAMP-1", "many@example.com").await;
+    let mut socket = connect(&app, Some(&token)).await;
+    let query = "subscription($id: ID!) { orderStatusChanged(orderId: $id) { status } }";
+    let subscribe =
+        |n: usize| json!({"id": format!("s{n}"), "type": "subscribe", "payload": {"query": query, "variables": {"id": id}}}).to_string();
+    for n in 0..32 {
+        socket.send(subscribe(n).into()).await.unwrap();
+    }
+    // Each begins with the order's status now.
+    let mut started = std::collections::BTreeSet::new();
+    while started.len() < 32 {
+        let message = next_message(&mut socket).await;
+        assert_eq!(
+            (message["type"].as_str(), &message["payload"]["data"]["orderStatusChanged"]["status"]),
+            (Some("next"), &json!("CONFIRMED")),
+            "{message}"
+        );
+        started.insert(message["id"].as_str().unwrap().to_owned());
+    }
+    socket.send(subscribe(32).into()).await.unwrap();
+    let refused = next_message(&mut socket).await;
+    assert_eq!(refused["id"], "s32", "{refused}");
+    let errors = if refused["type"] == "error" { refused["payload"].clone() } else { refused["payload"]["errors"].clone() };
+    assert_eq!(errors[0]["extensions"]["code"], "rate-limited", "the 33rd is refused: {refused}");
+    // The client stops one: its place is free for another.
+    socket.send(json!({"id": "s0", "type": "complete"}).to_string().into()).await.unwrap();
+    socket.send(subscribe(33).into()).await.unwrap();
+    let admitted = loop {
+        let message = next_message(&mut socket).await;
+        if message["id"] == "s33" {
+            break message;
+        }
+        // The refused one and the stopped one may be acknowledged as complete.
+        assert!(message["type"] == "complete" && ["s0", "s32"].contains(&message["id"].as_str().unwrap_or_default()), "{message}");
+    };
+    assert_eq!(admitted["type"], "next", "{admitted}");
+    assert_eq!(admitted["payload"]["data"]["orderStatusChanged"]["status"], "CONFIRMED", "{admitted}");
+}
+
 /// `notificationReceived`: the caller's new notifications as they are made (from the bus, or
 /// from the poll where this process's bus does not carry notifications' events), nobody else's.
 async fn a_notification_subscription_sees_the_callers_new_notifications(app: TestApp) {
@@ -414,6 +457,7 @@ crate::topologies!(
     anonymous_catalog_answers_are_kept_until_the_catalog_changes,
     a_subscription_follows_its_order_and_only_its_owner_may_subscribe,
     a_notification_subscription_sees_the_callers_new_notifications,
+    a_connection_holds_a_bounded_number_of_subscriptions,
     catalog_queries_and_admin_mutations_answer_as_rest_does,
     accounts_orders_and_payments_work_through_graphql,
     limits_refuse_deep_and_costly_queries_before_running_them,
@@ -558,7 +602,14 @@ async fn nested_products_and_categories_are_loaded_in_one_call_each() {
     let schema = cleave::graphql::schema(
         counted.clone(),
         feeds,
-        cleave::graphql::Limits { depth: 10, complexity: 2_000, root_fields: 10, aliases: 20, introspection: true },
+        cleave::graphql::Limits {
+            depth: 10,
+            complexity: 2_000,
+            root_fields: 10,
+            aliases: 20,
+            introspection: true,
+            subscriptions_per_socket: 32,
+        },
         cleave::graphql::DocumentCache::new(100),
     );
     let me: Value = app.get("/api/users/me", Some(token)).await.json().await.unwrap();

@@ -46,6 +46,8 @@ pub struct Limits {
     pub root_fields: usize,
     pub aliases: usize,
     pub introspection: bool,
+    /// Subscriptions one WebSocket connection may hold open at once.
+    pub subscriptions_per_socket: usize,
 }
 
 pub use crate::modules::{Mutation, Query};
@@ -58,6 +60,7 @@ pub fn schema(modules: Modules, feeds: (OrderStatusFeed, NotificationFeed), limi
         .data(modules)
         .data(feeds.0)
         .data(feeds.1)
+        .data(subscription::SubscriptionLimit(limits.subscriptions_per_socket))
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity)
         // Outermost: a cached document has passed the shape limits already.
@@ -158,6 +161,7 @@ pub async fn subscribe(
                     let (products, categories, payments) = loaders(&modules, &caller);
                     let mut data = async_graphql::Data::default();
                     data.insert(RequestScope { caller, client_addr });
+                    data.insert(subscription::SocketSubscriptions::default());
                     data.insert(products);
                     data.insert(categories);
                     data.insert(payments);

@@ -22,6 +22,7 @@ use orders_contract::events::OrderStatusChangedV1;
 use shared_kernel::events::{Consumer, EventEnvelope, EventHandler, HandlerError, IntegrationEvent, NoDeadLetters};
 use shared_kernel::{ApiError, OrderId, PageRequest};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_stream::StreamExt as _;
@@ -115,11 +116,13 @@ impl Subscription {
         ctx: &Context<'_>,
         order_id: ID,
     ) -> Result<std::pin::Pin<Box<dyn Stream<Item = OrderStatusChange> + Send>>> {
-        self.order_status_stream(ctx, order_id).await
+        let slot = take_slot(ctx)?;
+        Ok(Box::pin(holding(slot, self.order_status_stream(ctx, order_id).await?)))
     }
 
     /// Each notification made for the caller from now on, once. A signed-in user only.
     async fn notification_received(&self, ctx: &Context<'_>) -> Result<std::pin::Pin<Box<dyn Stream<Item = Notification> + Send>>> {
+        let slot = take_slot(ctx)?;
         let caller = caller(ctx).clone();
         let user = caller.require_user().map_err(gql_error)?.id;
         let notifications = modules(ctx).notifications.clone();
@@ -142,7 +145,7 @@ impl Subscription {
         let mut seen = std::collections::HashSet::new();
         let updates = futures::StreamExt::flat_map(events.merge(polls), futures::stream::iter)
             .filter_map(move |notification| seen.insert(notification.id).then_some(Notification(notification)));
-        Ok(Box::pin(updates))
+        Ok(Box::pin(holding(slot, updates)))
     }
 }
 
@@ -190,6 +193,46 @@ impl Subscription {
         });
         Ok(Box::pin(until_final))
     }
+}
+
+/// How many subscriptions one WebSocket connection may hold open at once
+/// (`graphql.max_subscriptions_per_socket`; schema data).
+pub(super) struct SubscriptionLimit(pub usize);
+
+/// The subscriptions open on one WebSocket connection (connection data, from its
+/// `connection_init`).
+#[derive(Default)]
+pub(super) struct SocketSubscriptions(Arc<AtomicUsize>);
+
+/// One open subscription's place in its connection's count, given back when its stream is
+/// dropped (it completed, the client stopped it, or the socket closed).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A place for one more subscription on this connection, or a `rate-limited` error when it holds
+/// as many as it may. `None` outside a WebSocket connection (nothing to count).
+fn take_slot(ctx: &Context<'_>) -> Result<Option<Slot>> {
+    let Some(SocketSubscriptions(open)) = ctx.data_opt::<SocketSubscriptions>() else { return Ok(None) };
+    let max = ctx.data_opt::<SubscriptionLimit>().map_or(usize::MAX, |limit| limit.0);
+    if open.fetch_add(1, Ordering::AcqRel) >= max {
+        open.fetch_sub(1, Ordering::AcqRel);
+        let detail = format!("this connection holds {max} subscriptions already, the most it may: stop one first");
+        return Err(gql_error(ApiError::rate_limited(detail, 1)));
+    }
+    Ok(Some(Slot(open.clone())))
+}
+
+/// `stream`, holding `slot` for as long as it lives.
+fn holding<S: Stream + Send + 'static>(slot: Option<Slot>, stream: S) -> impl Stream<Item = S::Item> + Send + 'static {
+    stream.map(move |item| {
+        let _held = &slot;
+        item
+    })
 }
 
 fn view_of(created: NotificationCreatedV1) -> NotificationView {
