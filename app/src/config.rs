@@ -185,39 +185,31 @@ impl EventSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModulesSettings {
-    pub users: ModuleSettings,
-    pub catalog: ModuleSettings,
-    pub orders: ModuleSettings,
-    pub payments: ModuleSettings,
-    pub notifications: ModuleSettings,
+/// `ModulesSettings`, with a field per module (`modules.<name>`) and the lists of them, from one
+/// list of names: the struct and its lists cannot disagree.
+macro_rules! modules_settings {
+    ($($name:ident),+ $(,)?) => {
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct ModulesSettings {
+            $(pub $name: ModuleSettings,)+
+        }
+
+        impl ModulesSettings {
+            /// Every module's settings, by name.
+            pub fn each(&self) -> Vec<(&'static str, &ModuleSettings)> {
+                vec![$((stringify!($name), &self.$name),)+]
+            }
+
+            /// Every module's settings, by name, to change.
+            pub fn each_mut(&mut self) -> Vec<(&'static str, &mut ModuleSettings)> {
+                vec![$((stringify!($name), &mut self.$name),)+]
+            }
+        }
+    };
 }
 
-impl ModulesSettings {
-    /// Every module's settings, by name.
-    pub fn each(&self) -> [(&'static str, &ModuleSettings); 5] {
-        [
-            ("users", &self.users),
-            ("catalog", &self.catalog),
-            ("orders", &self.orders),
-            ("payments", &self.payments),
-            ("notifications", &self.notifications),
-        ]
-    }
-
-    /// Every module's settings, by name, to change.
-    pub fn each_mut(&mut self) -> [(&'static str, &mut ModuleSettings); 5] {
-        [
-            ("users", &mut self.users),
-            ("catalog", &mut self.catalog),
-            ("orders", &mut self.orders),
-            ("payments", &mut self.payments),
-            ("notifications", &mut self.notifications),
-        ]
-    }
-}
+modules_settings!(users, catalog, orders, payments, notifications);
 
 /// The payments module's own settings (where it runs locally): the built-in simulated card
 /// processor's behaviour beyond its published test numbers.

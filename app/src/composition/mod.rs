@@ -578,6 +578,13 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_composed_module_has_its_settings_and_no_others() {
+        let composed: std::collections::BTreeSet<&str> = modules().iter().map(|module| module.name).collect();
+        let configured: std::collections::BTreeSet<&str> = ModulesSettings::default().each().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(composed, configured, "crate::modules and config::ModulesSettings name the same modules");
+    }
+
     fn module(mode: Option<ModuleMode>, url: Option<&str>, wire: Wire) -> ModuleSettings {
         ModuleSettings { mode, url: url.map(str::to_owned), wire, ..ModuleSettings::default() }
     }

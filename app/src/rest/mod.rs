@@ -1,7 +1,8 @@
 //! The public REST API (shared/api.md), written once against the module contracts: the same
 //! handlers serve whether a module is local or remote. Every route is versioned (`versions`):
-//! `/api/v1/...` is canonical, `/api/...` the alias of the newest version. Each module's routes live beside the rest of its
-//! part of the app (`crate::modules::<name>::rest`); here are the routes that span modules.
+//! `/api/v1/...` is canonical, `/api/...` the alias of the newest version. Each module's routes
+//! live beside the rest of its part of the app (`crate::modules::<name>::rest`); here are the
+//! routes that span modules.
 
 pub mod admin;
 pub mod me;
