@@ -38,43 +38,39 @@ pub struct AuthenticatedUser {
     pub token: Secret<String>,
 }
 
-/// A process calling on its own behalf (a saga step, a consumer, a readiness probe): a closed
-/// set, so a module decides what a service may do by matching on it, never by comparing text.
-/// Over the wire it is named by the `x-cleave-service` header and believed only with the
-/// service token; an unknown name is refused (401) by the resolver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ServiceName {
-    Users,
-    Catalog,
-    Orders,
-    Payments,
-    /// The edge (a gateway or any process serving the public API) on its own behalf, e.g. the
-    /// readiness probe of a remote module.
-    Edge,
-}
+/// A process calling on its own behalf (a saga step, a consumer, a readiness probe): a module's
+/// name as its contract declares it (`orders_contract::SERVICE`), or [`ServiceName::EDGE`]. Not a
+/// closed list: the names a process accepts from the wire are the ones its composition knows (the
+/// module list and the edge), so a new module needs no edit here. A module decides what a service
+/// may do by the lists its contract declares per operation (`services [orders]` in `contract!`),
+/// read through [`Caller::service_allowed`] and [`Caller::require_service_or_admin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceName(&'static str);
 
 impl ServiceName {
-    pub const ALL: [ServiceName; 5] = [Self::Users, Self::Catalog, Self::Orders, Self::Payments, Self::Edge];
+    /// The edge (a gateway or any process serving the public API) on its own behalf, e.g. the
+    /// readiness probe of a remote module.
+    pub const EDGE: ServiceName = ServiceName("edge");
+
+    /// The service of the module `name` (a contract's `SERVICE` constant is made with this).
+    pub const fn named(name: &'static str) -> Self {
+        Self(name)
+    }
 
     /// The name on the wire.
     pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Users => "users",
-            Self::Catalog => "catalog",
-            Self::Orders => "orders",
-            Self::Payments => "payments",
-            Self::Edge => "edge",
-        }
+        self.0
     }
 
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|service| service.as_str() == name)
+    /// `name` when it is one of `known`; an unknown name is never guessed.
+    pub fn parse_among(name: &str, known: &[ServiceName]) -> Option<Self> {
+        known.iter().copied().find(|service| service.0 == name)
     }
 }
 
 impl std::fmt::Display for ServiceName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.0)
     }
 }
 
@@ -97,6 +93,29 @@ impl Caller {
 
     pub fn is_admin(&self) -> bool {
         matches!(self, Self::User(user) if user.roles.contains(&Role::Admin))
+    }
+
+    /// For an operation that the services in `allowed` may call on their own behalf (its
+    /// contract's `services_allowed` list): `true` for one of them, `false` for a user or an
+    /// anonymous caller (the module then decides what they may do), and 403 for any other
+    /// service. `operation` names it in the refusal.
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`] for a service not in `allowed`.
+    pub fn service_allowed(&self, allowed: &[ServiceName], operation: &str) -> Result<bool, ApiError> {
+        match self {
+            Self::Service(service) if allowed.contains(service) => Ok(true),
+            Self::Service(service) => Err(ApiError::forbidden(format!("the {service} service may not call {operation}"))),
+            Self::Anonymous | Self::User(_) => Ok(false),
+        }
+    }
+
+    /// One of the services in `allowed` (its contract's list for `operation`), or an admin user.
+    ///
+    /// # Errors
+    /// 403 for another service or a user without the admin role, 401 without any identity.
+    pub fn require_service_or_admin(&self, allowed: &[ServiceName], operation: &str) -> Result<(), ApiError> {
+        if self.service_allowed(allowed, operation)? { Ok(()) } else { self.require_admin().map(|_| ()) }
     }
 
     /// The authenticated user, or 401.
@@ -138,12 +157,28 @@ mod tests {
     }
 
     #[test]
-    fn service_names_round_trip_and_unknown_ones_are_refused() {
-        for service in ServiceName::ALL {
-            assert_eq!(ServiceName::parse(service.as_str()), Some(service));
-        }
-        assert_eq!(ServiceName::parse("Orders"), None);
-        assert_eq!(ServiceName::parse("readiness"), None);
+    fn service_names_parse_only_among_the_known_ones() {
+        let orders = ServiceName::named("orders");
+        let known = [orders, ServiceName::EDGE];
+        assert_eq!(ServiceName::parse_among("orders", &known), Some(orders));
+        assert_eq!(ServiceName::parse_among("edge", &known), Some(ServiceName::EDGE));
+        assert_eq!(ServiceName::parse_among("Orders", &known), None);
+        assert_eq!(ServiceName::parse_among("payments", &known), None);
+    }
+
+    #[test]
+    fn only_the_listed_services_or_an_admin_pass() {
+        let orders = ServiceName::named("orders");
+        let allowed = [orders];
+        assert!(Caller::Service(orders).require_service_or_admin(&allowed, "payments.charge").is_ok());
+        let edge = Caller::Service(ServiceName::EDGE).require_service_or_admin(&allowed, "payments.charge").unwrap_err();
+        assert_eq!(edge.status(), 403);
+        assert!(edge.to_string().contains("the edge service may not call payments.charge"), "{edge}");
+        assert_eq!(Caller::Service(ServiceName::named("notifications")).service_allowed(&allowed, "x").unwrap_err().status(), 403);
+        assert!(user(vec![Role::Admin]).require_service_or_admin(&allowed, "payments.charge").is_ok());
+        assert_eq!(user(vec![Role::Customer]).require_service_or_admin(&allowed, "payments.charge").unwrap_err().status(), 403);
+        assert_eq!(Caller::Anonymous.require_service_or_admin(&allowed, "payments.charge").unwrap_err().status(), 401);
+        assert_eq!(user(vec![Role::Customer]).service_allowed(&allowed, "x"), Ok(false));
     }
 
     #[test]

@@ -17,7 +17,10 @@
 /// An operation whose repeat has no further effect (a read, a write keyed by what it writes)
 /// ends `, idempotent`: `fn get_user(id: UserId) -> UserView, idempotent;`. A remote client
 /// retries such an operation after a transient failure (with backoff, see
-/// [`crate::resilience`]); it sends any other operation once.
+/// [`crate::resilience`]); it sends any other operation once. An operation that other modules
+/// call on their own behalf names them: `fn reserve(..) -> ReserveOutcome, services [orders];`
+/// (flags combine: `, idempotent, services [orders, edge]`). That list is the one place the
+/// callee's check reads (`services_allowed::reserve`).
 ///
 /// expands to:
 /// - `pub trait UsersApi`: each operation as `async fn op(&self, caller: &Caller, args…) ->
@@ -45,7 +48,7 @@ macro_rules! contract {
         $vis:vis trait $trait_name:ident as $module:literal {
             $(
                 $(#[$op_meta:meta])*
-                fn $op:ident ( $( $arg:ident : $arg_ty:ty ),* $(,)? ) -> $ret:ty $(, $flag:ident)? ;
+                fn $op:ident ( $( $arg:ident : $arg_ty:ty ),* $(,)? ) -> $ret:ty $(, $flag:ident $([ $($service:ident),* ])?)* ;
             )*
         }
     ) => {
@@ -57,6 +60,23 @@ macro_rules! contract {
                 async fn $op(&self, caller: &$crate::Caller $(, $arg: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError>;
             )*
         }
+
+        /// This module as a caller: what its own calls to other modules say they are
+        /// (`Caller::Service(SERVICE)`).
+        pub const SERVICE: $crate::ServiceName = $crate::ServiceName::named($module);
+
+        /// The services each operation admits on their own behalf, as the contract declares them
+        /// (`services [orders]`); an operation that names none admits no service. The module's
+        /// checks read these (`Caller::service_allowed`, `Caller::require_service_or_admin`).
+        #[allow(non_upper_case_globals)]
+        pub mod services_allowed {
+            $(
+                pub const $op: &[$crate::ServiceName] = $crate::__contract_services!($($flag $([$($service),*])?)*);
+            )*
+        }
+
+        /// Every operation, with the services it admits.
+        pub const OPERATION_SERVICES: &[(&str, &[$crate::ServiceName])] = &[$((stringify!($op), services_allowed::$op)),*];
 
         /// The adapter for a process that has this module neither in it nor within reach: every
         /// operation answers 503, so the rest of the process works and says what is missing.
@@ -182,7 +202,7 @@ macro_rules! contract {
                 $(
                     async fn $op(&self, caller: &$crate::Caller $(, $arg: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError> {
                         let args = args::$op { $($arg),* };
-                        let operation = $crate::resilience::Operation { name: stringify!($op), idempotent: $crate::__contract_flag!($($flag)?) };
+                        let operation = $crate::resilience::Operation { name: stringify!($op), idempotent: $crate::__contract_idempotent!($($flag $([$($service),*])?)*) };
                         self.rpc.call(caller, self.name.unwrap_or(MODULE), operation, &args).await
                     }
                 )*
@@ -254,7 +274,7 @@ macro_rules! contract {
                 $(
                     async fn $op(&self, caller: &$crate::Caller $(, $arg: $arg_ty)*) -> ::std::result::Result<$ret, $crate::ApiError> {
                         let args = args::$op { $($arg),* };
-                        let operation = $crate::resilience::Operation { name: stringify!($op), idempotent: $crate::__contract_flag!($($flag)?) };
+                        let operation = $crate::resilience::Operation { name: stringify!($op), idempotent: $crate::__contract_idempotent!($($flag $([$($service),*])?)*) };
                         self.nats.call(caller, operation, &args).await
                     }
                 )*
@@ -266,15 +286,33 @@ macro_rules! contract {
 /// Whether an operation is declared `idempotent` (for `contract!` only).
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __contract_flag {
+macro_rules! __contract_idempotent {
     () => {
         false
     };
-    (idempotent) => {
+    (idempotent $($rest:tt)*) => {
         true
     };
-    ($other:ident) => {
-        compile_error!(concat!("unknown operation flag `", stringify!($other), "`: the one flag is `idempotent`"))
+    (services [$($service:ident),*] $($rest:tt)*) => {
+        $crate::__contract_idempotent!($($rest)*)
+    };
+    ($other:ident $($rest:tt)*) => {
+        compile_error!(concat!("unknown operation flag `", stringify!($other), "`: the flags are `idempotent` and `services [..]`"))
+    };
+}
+
+/// The services an operation admits, as `services [..]` names them (for `contract!` only).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_services {
+    () => {
+        &[]
+    };
+    (services [$($service:ident),*] $($rest:tt)*) => {
+        &[$($crate::ServiceName::named(stringify!($service))),*]
+    };
+    ($other:ident $($rest:tt)*) => {
+        $crate::__contract_services!($($rest)*)
     };
 }
 

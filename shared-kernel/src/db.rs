@@ -121,22 +121,27 @@ pub async fn ping(connection: &DatabaseConnection) -> bool {
     connection.ping().await.is_ok()
 }
 
-/// The contract error for a database failure in `module`: 503 (with `Retry-After`) when the
-/// database cannot be reached or the connection broke, else 500. The detail goes to the log,
-/// never to the client.
-pub fn api_error(module: &str, error: DbErr) -> crate::ApiError {
-    use sea_orm::{RuntimeErr, sqlx};
-    let connection_lost = |runtime: &RuntimeErr| matches!(runtime, RuntimeErr::SqlxError(inner) if matches!(inner.as_ref(), sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed));
-    let unreachable = match &error {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Query(runtime) | DbErr::Exec(runtime) => connection_lost(runtime),
-        _ => false,
-    };
-    if unreachable {
-        tracing::error!(module, %error, "the database is unreachable");
-        crate::ApiError::unavailable(format!("the {module} database is unavailable"), 1)
-    } else {
-        tracing::error!(module, %error, "database error");
-        crate::ApiError::Internal
+/// The one mapping of a database failure to the contract error, so every module's use cases
+/// write `?`: 503 (with `Retry-After`) when the database cannot be reached or the connection
+/// broke, else 500. The detail goes to the log (with the line of the `?` that raised it, and the
+/// use case's span), never to the client.
+impl From<DbErr> for crate::ApiError {
+    #[track_caller]
+    fn from(error: DbErr) -> Self {
+        use sea_orm::{RuntimeErr, sqlx};
+        let at = std::panic::Location::caller();
+        let connection_lost = |runtime: &RuntimeErr| matches!(runtime, RuntimeErr::SqlxError(inner) if matches!(inner.as_ref(), sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed));
+        let unreachable = match &error {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+            DbErr::Query(runtime) | DbErr::Exec(runtime) => connection_lost(runtime),
+            _ => false,
+        };
+        if unreachable {
+            tracing::error!(%error, at = %at, "the database is unreachable");
+            crate::ApiError::unavailable("the database is unavailable", 1)
+        } else {
+            tracing::error!(%error, at = %at, "database error");
+            crate::ApiError::Internal
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! The shared kernel: the few types every module agrees on.
 //!
 //! **API Boundary.** Everything here is used by every contract crate, so a change here is a
-//! change to every module's public surface. The kernel knows nothing about axum, sqlx or any
-//! module; infrastructure helpers sit behind features (`http`, `nats`, `auth`, `db`).
+//! change to every module's public surface. It holds the identifiers the modules share
+//! (`OrderId`, `ProductId`, …) but no module's logic; axum, sea-orm and NATS are used only by the
+//! infrastructure helpers behind features (`http`, `nats`, `auth`, `db`).
 
 extern crate self as shared_kernel;
 
@@ -36,7 +37,7 @@ mod contract_macro;
 
 pub use caller::{AuthenticatedUser, Caller, Role, ServiceName};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{ApiError, FieldError, ProblemDetails};
+pub use error::{ApiError, FieldError, FieldErrors, ProblemDetails};
 pub use id::{CategoryId, Identifier, OrderId, ProductId, UserId};
 pub use money::{Currency, Money, MoneyError};
 pub use pagination::{Cursor, Page, PageRequest};

@@ -328,6 +328,9 @@ pub struct TokenCallerResolver {
     /// Accept `x-cleave-service` callers. Only on the internal listener: the public edge never
     /// lets a request speak as a service.
     pub accept_service_callers: bool,
+    /// The service names believed on the wire: the modules of the composition's list and the
+    /// edge. Any other name is refused (401).
+    pub services: Vec<crate::ServiceName>,
 }
 
 #[cfg(feature = "auth")]
@@ -347,7 +350,7 @@ impl CallerResolver for TokenCallerResolver {
             if expected.is_empty() || !constant_time_eq(presented, expected) {
                 return Err(ApiError::unauthenticated("the service token is missing or wrong"));
             }
-            let service = name.to_str().ok().and_then(crate::ServiceName::parse);
+            let service = name.to_str().ok().and_then(|name| crate::ServiceName::parse_among(name, &self.services));
             return service.map(Caller::Service).ok_or_else(|| ApiError::unauthenticated("unknown service name"));
         }
         Ok(Caller::Anonymous)

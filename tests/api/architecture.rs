@@ -8,10 +8,19 @@
 //!   dependencies"), so its contract suite runs against the real neighbours. Never a normal or
 //!   build dependency: the shipped crate still sees them only through their contracts.
 //! - `shared-kernel` depends on no module crate.
+//! - A contract crate depends on no other contract crate, except the edges allowed below, each
+//!   with its reason: a contract that names another's type makes the two move together.
 
 use std::collections::BTreeSet;
 
 const ALLOWED_TO_LINK_IMPLEMENTATIONS: &[&str] = &["cleave", "cleave-tests"];
+
+/// Contract → contract edges that are meant, each with why.
+const ALLOWED_CONTRACT_EDGES: &[(&str, &str, &str)] = &[(
+    "orders-contract",
+    "payments-contract",
+    "a placement carries the card it is paid with, and payments owns what a card number is (`CardNumber`)",
+)];
 
 /// One dependency edge: `from` depends on `to`; `dev` for a dev-dependency (tests only).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,6 +45,12 @@ pub fn violations(workspace_members: &BTreeSet<String>, edges: &[Edge]) -> Vec<S
         }
         if from.ends_with("-contract") && (is_implementation(to) || to == "sea-orm" || to.starts_with("sqlx")) {
             found.push(format!("contract crate `{from}` depends on `{to}`"));
+        }
+        let allowed_contract_edge = ALLOWED_CONTRACT_EDGES.iter().any(|(a, b, _)| a == from && b == to);
+        if from.ends_with("-contract") && to.ends_with("-contract") && from != to && !*dev && !allowed_contract_edge {
+            found.push(format!(
+                "contract crate `{from}` depends on contract `{to}`: allow it in ALLOWED_CONTRACT_EDGES with a reason, or move the type"
+            ));
         }
         if from == "shared-kernel" && (is_implementation(to) || to.ends_with("-contract")) {
             found.push(format!("shared-kernel depends on module crate `{to}`"));
@@ -91,9 +106,13 @@ fn the_checker_catches_each_kind_of_forbidden_edge() {
         dev_edge("payments", "catalog"),
         // Orders' own dev-edge to catalog is allowed (the real graph has it); a normal one is not.
         edge("orders", "catalog"),
+        // A contract naming another contract's types, other than the one allowed edge.
+        edge("notifications-contract", "orders-contract"),
     ]);
     let found = violations(&members, &edges);
-    assert_eq!(found.len(), 8, "{found:#?}");
+    assert_eq!(found.len(), 9, "{found:#?}");
+    assert!(found.iter().any(|v| v.contains("contract crate `notifications-contract` depends on contract `orders-contract`")));
+    assert!(!found.iter().any(|v| v.contains("`orders-contract` depends on contract `payments-contract`")), "the allowed edge");
     assert!(found.iter().any(|v| v.contains("`orders` depends on module implementation `catalog`")));
     assert!(found.iter().any(|v| v.contains("`orders` depends on module implementation `users`")));
     assert!(found.iter().any(|v| v.contains("`payments` depends on module implementation `catalog`")));

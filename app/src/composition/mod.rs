@@ -457,9 +457,14 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         verifier: verifier.clone(),
         service_token: settings.auth.service_token.clone(),
         accept_service_callers: false,
+        services: Vec::new(),
     });
-    let internal_resolver: Arc<dyn CallerResolver> =
-        Arc::new(TokenCallerResolver { verifier, service_token: settings.auth.service_token.clone(), accept_service_callers: true });
+    let internal_resolver: Arc<dyn CallerResolver> = Arc::new(TokenCallerResolver {
+        verifier,
+        service_token: settings.auth.service_token.clone(),
+        accept_service_callers: true,
+        services: crate::modules::service_names(),
+    });
 
     let mut internal_routes = Router::new();
     let mut nats_services = Vec::new();

@@ -47,6 +47,12 @@ macro_rules! modules {
             Ok(ModuleHandles { $($name,)+ })
         }
 
+        /// The services a process believes on its internal wire: every module of the list, and
+        /// the edge.
+        pub fn service_names() -> Vec<shared_kernel::ServiceName> {
+            vec![$(shared_kernel::ServiceName::named($name::spec().name),)+ shared_kernel::ServiceName::EDGE]
+        }
+
         /// Every module, in composition order.
         pub fn infos() -> Vec<ModuleInfo> {
             vec![$($name::info(),)+]

@@ -234,7 +234,7 @@ shared_kernel::contract! {
         fn get_product(id: ProductId) -> ProductView, idempotent;
         /// Many products at once, in no particular order; unknown ids are left out. For other
         /// modules (orders reads prices, GraphQL batches).
-        fn get_products(ids: Vec<ProductId>) -> Vec<ProductView>, idempotent;
+        fn get_products(ids: Vec<ProductId>) -> Vec<ProductView>, idempotent, services [orders];
         /// Admin. 409 for a duplicate SKU; 404 for an unknown category.
         fn create_product(input: NewProduct) -> ProductView;
         /// Admin. 409 when `patch.version` is not the current version.
@@ -242,31 +242,31 @@ shared_kernel::contract! {
         /// Admin. Sets stock on hand; 409 below what is reserved now.
         fn set_stock(id: ProductId, stock: SetStock) -> ProductView;
         /// Reserves every line or none. Idempotent per order: asking again with the same lines
-        /// returns the same reservation and holds nothing more. A service or an admin.
+        /// returns the same reservation and holds nothing more. The orders service or an admin.
         ///
         /// # Errors
-        /// 403 for anyone else; 422 for lines the catalog never accepts (none, more than 100, a
+        /// 403 for anyone else (another service included); 422 for lines the catalog never accepts (none, more than 100, a
         /// quantity outside 1 to 10,000, a product twice); 503 while a concurrent call for the
         /// same order is making the reservation (ask again). A refusal is an outcome, not an error.
-        fn reserve(order_id: OrderId, lines: Vec<ReserveLine>) -> ReserveOutcome;
+        fn reserve(order_id: OrderId, lines: Vec<ReserveLine>) -> ReserveOutcome, services [orders];
         /// Gives a reservation's stock back. Idempotent; nothing happens for an unknown order or a
         /// committed reservation.
         ///
         /// # Errors
-        /// 403 for a caller that is neither a service nor an admin.
-        fn release(order_id: OrderId) -> ();
+        /// 403 for a caller that is neither the orders service nor an admin.
+        fn release(order_id: OrderId) -> (), services [orders];
         /// Turns a reservation into a sale: stock on hand goes down. Idempotent.
         ///
         /// # Errors
-        /// 403 for a caller that is neither a service nor an admin. A lapsed or missing
+        /// 403 for a caller that is neither the orders service nor an admin. A lapsed or missing
         /// reservation is an outcome, not an error.
-        fn commit(order_id: OrderId) -> CommitOutcome;
+        fn commit(order_id: OrderId) -> CommitOutcome, services [orders];
         /// Puts a committed order's stock back on hand (the order was cancelled). Idempotent.
         ///
         /// # Errors
-        /// 403 for a caller that is neither a service nor an admin. A reservation never committed,
+        /// 403 for a caller that is neither the orders service nor an admin. A reservation never committed,
         /// or none, is an outcome, not an error.
-        fn restock(order_id: OrderId) -> RestockOutcome;
+        fn restock(order_id: OrderId) -> RestockOutcome, services [orders];
     }
 }
 

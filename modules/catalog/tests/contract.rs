@@ -221,7 +221,7 @@ async fn reservations_are_all_or_nothing_idempotent_and_committed_once(h: Harnes
         StockRefusal::OtherLinesReserved,
         "one order, one set of lines"
     );
-    let stranger = Caller::Service(shared_kernel::ServiceName::Payments);
+    let stranger = cleave_test_support::callers::service("payments");
     assert_eq!(status(h.api.reserve(&stranger, OrderId::new(), lines.clone()).await), 403, "only orders holds stock");
     let product_a = h.api.get_product(&Caller::Anonymous, a.id).await.unwrap();
     assert_eq!((product_a.stock_on_hand, product_a.stock_reserved, product_a.stock_available), (5, 2, 3));

@@ -5,7 +5,6 @@
 //! delivered (the dispatcher consumes that event).
 
 use crate::entities::{notifications, recipients};
-use crate::service::db_error;
 use notifications_contract::events::NotificationCreatedV1;
 use notifications_contract::{NotificationId, NotificationKind};
 use orders_contract::OrderStatus;
@@ -14,7 +13,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set};
 use shared_kernel::events::{Consumer, DeadLetterSink, EventEnvelope, EventHandler, HandlerError, IntegrationEvent};
 use shared_kernel::outbox::{Inbox, Outbox, UnitOfWork};
-use shared_kernel::{Clock, Money, OrderId, UserId};
+use shared_kernel::{ApiError, Clock, Money, OrderId, UserId};
 use std::sync::Arc;
 use users_contract::events::UserRegisteredV1;
 
@@ -162,7 +161,7 @@ impl EventHandler for Reactions {
         }
         .insert(&*unit)
         .await
-        .map_err(|error| HandlerError::new(db_error(error)))?;
+        .map_err(|error| HandlerError::new(ApiError::from(error)))?;
         unit.publish(&created, now, shared_kernel::current_request_context().as_ref()).await.map_err(HandlerError::new)?;
         unit.commit().await.map_err(HandlerError::new)
     }

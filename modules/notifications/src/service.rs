@@ -4,7 +4,7 @@ use crate::entities::notifications;
 use async_trait::async_trait;
 use notifications_contract::{NotificationId, NotificationKind, NotificationView, NotificationsApi};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use shared_kernel::{ApiError, Caller, Clock, OrderId, Page, PageRequest, UserId};
 use std::sync::Arc;
 
@@ -29,8 +29,7 @@ impl NotificationsService {
         notifications::Entity::find_by_id(id.as_uuid())
             .filter(notifications::Column::UserId.eq(owner.as_uuid()))
             .one(&self.db)
-            .await
-            .map_err(db_error)?
+            .await?
             .ok_or_else(|| ApiError::not_found("notification not found"))
     }
 }
@@ -48,7 +47,7 @@ impl NotificationsApi for NotificationsService {
                 uuid::Uuid::parse_str(&before).map_err(|_| ApiError::invalid_field("cursor", "is not a cursor this API issued"))?;
             select = select.filter(notifications::Column::Id.lt(before));
         }
-        let rows = select.all(&self.db).await.map_err(db_error)?;
+        let rows = select.all(&self.db).await?;
         let page = Page::from_overfetched(rows, page.limit(), |row| row.id.to_string());
         let items = page.items.into_iter().map(view).collect::<Result<_, _>>()?;
         Ok(Page { items, next_cursor: page.next_cursor })
@@ -63,8 +62,7 @@ impl NotificationsApi for NotificationsService {
             .filter(notifications::Column::Id.eq(id.as_uuid()))
             .filter(notifications::Column::ReadAt.is_null())
             .exec(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         view(self.owned(user, id).await?)
     }
 }
@@ -84,8 +82,4 @@ pub(crate) fn view(row: notifications::Model) -> Result<NotificationView, ApiErr
         created_at: row.created_at,
         read_at: row.read_at,
     })
-}
-
-pub(crate) fn db_error(error: DbErr) -> ApiError {
-    shared_kernel::db::api_error("notifications", error)
 }

@@ -1,12 +1,13 @@
 //! Cancelling a confirmed order: the saga's cancellation branch (refund, then restock), started
 //! here and driven like placement.
 
-use crate::service::{OrdersService, stored_precision};
+use crate::context::Context;
 use crate::store;
+use crate::store::stored_precision;
 use orders_contract::OrderView;
 use shared_kernel::{ApiError, Caller, OrderId};
 
-impl OrdersService {
+impl Context {
     #[tracing::instrument(skip_all, fields(order_id = %id))]
     pub(crate) async fn cancel(&self, caller: &Caller, id: OrderId) -> Result<OrderView, ApiError> {
         let inner = &self.inner;

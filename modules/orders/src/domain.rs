@@ -5,7 +5,7 @@
 use crate::saga::{self, Outcome, Saga, SagaError, SagaParts, Step};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use shared_kernel::{Currency, Money, OrderId, ProductId, UserId};
+use shared_kernel::{Currency, FieldError, Money, OrderId, ProductId, UserId};
 use std::collections::BTreeSet;
 
 /// Lines per order.
@@ -14,20 +14,6 @@ pub const MAX_LINES: usize = 50;
 pub const MAX_QUANTITY: u32 = 1000;
 /// Characters of an `Idempotency-Key`.
 pub const MAX_KEY_LEN: usize = 255;
-
-/// A rule an input breaks, naming the field as the client sent it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct Violation {
-    pub field: String,
-    pub message: String,
-}
-
-impl Violation {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
-    }
-}
 
 /// Units of one product in an order: 1 to [`MAX_QUANTITY`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -60,21 +46,21 @@ impl OrderLines {
     /// # Errors
     /// Every rule broken, each naming its field (`items`, `items[i].quantity`,
     /// `items[i].product_id`).
-    pub fn parse(lines: impl IntoIterator<Item = (ProductId, u32)>) -> Result<Self, Vec<Violation>> {
+    pub fn parse(lines: impl IntoIterator<Item = (ProductId, u32)>) -> Result<Self, Vec<FieldError>> {
         let lines: Vec<(ProductId, u32)> = lines.into_iter().collect();
         let mut violations = Vec::new();
         if lines.is_empty() || lines.len() > MAX_LINES {
-            violations.push(Violation::new("items", format!("must have 1 to {MAX_LINES} lines")));
+            violations.push(FieldError::new("items", format!("must have 1 to {MAX_LINES} lines")));
         }
         let mut seen = BTreeSet::new();
         let mut parsed = Vec::with_capacity(lines.len());
         for (i, (product_id, units)) in lines.into_iter().enumerate() {
             match Quantity::new(units) {
                 Some(quantity) => parsed.push(OrderLine { product_id, quantity }),
-                None => violations.push(Violation::new(format!("items[{i}].quantity"), format!("must be 1 to {MAX_QUANTITY}"))),
+                None => violations.push(FieldError::new(format!("items[{i}].quantity"), format!("must be 1 to {MAX_QUANTITY}"))),
             }
             if !seen.insert(product_id) {
-                violations.push(Violation::new(format!("items[{i}].product_id"), "appears more than once"));
+                violations.push(FieldError::new(format!("items[{i}].product_id"), "appears more than once"));
             }
         }
         if violations.is_empty() { Ok(Self(parsed)) } else { Err(violations) }
@@ -92,13 +78,13 @@ impl OrderLines {
     ///
     /// # Errors
     /// Every line whose product has no price, else the first rule of the total it breaks.
-    pub fn price(&self, price_of: impl Fn(ProductId) -> Option<Money>) -> Result<PricedLines, Vec<Violation>> {
+    pub fn price(&self, price_of: impl Fn(ProductId) -> Option<Money>) -> Result<PricedLines, Vec<FieldError>> {
         let mut violations = Vec::new();
         let mut priced = Vec::with_capacity(self.0.len());
         for (i, line) in self.0.iter().enumerate() {
             match price_of(line.product_id) {
                 Some(unit_price) => priced.push(PricedLine { product_id: line.product_id, quantity: line.quantity, unit_price }),
-                None => violations.push(Violation::new(format!("items[{i}].product_id"), "no such product")),
+                None => violations.push(FieldError::new(format!("items[{i}].product_id"), "no such product")),
             }
         }
         if !violations.is_empty() {
@@ -133,8 +119,8 @@ pub struct PricedLines {
 impl PricedLines {
     /// # Errors
     /// No lines, mixed currencies, a total that does not fit, or one that is not positive.
-    pub fn new(lines: Vec<PricedLine>) -> Result<Self, Violation> {
-        let items = |message: &str| Violation::new("items", message);
+    pub fn new(lines: Vec<PricedLine>) -> Result<Self, FieldError> {
+        let items = |message: &str| FieldError::new("items", message);
         let currency = lines.first().ok_or_else(|| items("must have 1 to 50 lines"))?.unit_price.currency();
         if lines.iter().any(|line| line.unit_price.currency() != currency) {
             return Err(items("all products of an order must be priced in one currency"));
@@ -171,9 +157,9 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     /// # Errors
     /// A key that is empty, too long, or holds anything but visible ASCII.
-    pub fn parse(key: String) -> Result<Self, Violation> {
+    pub fn parse(key: String) -> Result<Self, FieldError> {
         if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Violation::new("Idempotency-Key", "must be 1 to 255 visible ASCII characters"));
+            return Err(FieldError::new("Idempotency-Key", "must be 1 to 255 visible ASCII characters"));
         }
         Ok(Self(key))
     }
@@ -331,7 +317,7 @@ mod tests {
         Money::new(cents, Currency::EUR)
     }
 
-    fn fields(violations: &[Violation]) -> Vec<&str> {
+    fn fields(violations: &[FieldError]) -> Vec<&str> {
         violations.iter().map(|v| v.field.as_str()).collect()
     }
 

@@ -10,7 +10,15 @@
 //! memory of the task driving the order's saga; a saga resumed after a restart settles the
 //! charge from what payments recorded, and compensates when nothing was captured.
 
+//!
+//! Layout (every module's): `domain` (values parsed once, the order aggregate) and `saga` (the
+//! saga's states and steps, pure), one file per use case (`placement`, `saga_driver`, `recovery`,
+//! `queries`, `cancellation`), `store` (rows), `views` (orders as the contract shows them),
+//! `entities`, `settings`, `context` (what each use case is given) and `service`, the facade
+//! implementing the contract; `projections` are orders' reactions to other modules' events.
+
 mod cancellation;
+mod context;
 pub mod domain;
 mod entities;
 mod placement;
@@ -19,8 +27,11 @@ mod queries;
 mod recovery;
 pub mod saga;
 mod saga_driver;
-pub mod service;
+mod service;
+mod settings;
 mod store;
+mod views;
 
 pub use projections::{CustomerStatusProjection, ProductNamesProjection};
-pub use service::{OrdersService, OrdersSettings};
+pub use service::OrdersService;
+pub use settings::OrdersSettings;

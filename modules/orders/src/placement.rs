@@ -1,11 +1,12 @@
 //! Placing an order: the lines checked and priced, the order, its lines, its idempotency key and
 //! its first event written in one transaction, then the saga driven while the request waits.
 
+use crate::context::Context;
 use crate::domain::{IdempotencyKey, Order, OrderLines, request_fingerprint};
 use crate::entities::{customer_status, idempotency_keys};
-use crate::queries::view;
-use crate::service::{OrdersService, db_error, invalid, stored_precision};
 use crate::store;
+use crate::store::stored_precision;
+use crate::views::view;
 use catalog_contract::ProductView;
 use orders_contract::{PlaceOrder, Placement};
 use sea_orm::sea_query::OnConflict;
@@ -15,11 +16,11 @@ use shared_kernel::{ApiError, Caller, OrderId, ProductId, UserId};
 use std::collections::HashMap;
 use std::time::Duration;
 
-impl OrdersService {
+impl Context {
     pub(crate) async fn place(&self, caller: &Caller, idempotency_key: String, request: PlaceOrder) -> Result<Placement, ApiError> {
         let customer = caller.require_user()?.id;
-        let key = IdempotencyKey::parse(idempotency_key).map_err(|violation| invalid(vec![violation]))?;
-        let lines = OrderLines::parse(request.items.iter().map(|line| (line.product_id, line.quantity))).map_err(invalid)?;
+        let key = IdempotencyKey::parse(idempotency_key)?;
+        let lines = OrderLines::parse(request.items.iter().map(|line| (line.product_id, line.quantity)))?;
         let card = request.payment.card_number;
         let fingerprint = request_fingerprint(&lines, card.last4());
         if self.is_deactivated(customer).await? {
@@ -38,15 +39,15 @@ impl OrdersService {
         let inner = &self.inner;
         let products: HashMap<ProductId, ProductView> =
             inner.catalog.get_products(&inner.identity, lines.product_ids()).await?.into_iter().map(|p| (p.id, p)).collect();
-        let priced = lines.price(|id| products.get(&id).map(|product| product.price)).map_err(invalid)?;
+        let priced = lines.price(|id| products.get(&id).map(|product| product.price))?;
         let now = stored_precision(inner.clock.now());
         let order = Order::place(OrderId::new(), customer, priced, card.last4().to_owned(), now);
 
         // The order, its lines, its key and its first event, in one transaction: a concurrent
         // request with the same key loses on the key's primary key and replays that order.
-        let mut unit = UnitOfWork::begin(&inner.db, &inner.outbox).await.map_err(db_error)?;
+        let mut unit = UnitOfWork::begin(&inner.db, &inner.outbox).await?;
         // The order row first (the key points at it), then the key.
-        store::insert_order(&*unit, &order).await.map_err(db_error)?;
+        store::insert_order(&*unit, &order).await?;
         let claimed = idempotency_keys::Entity::insert(idempotency_keys::ActiveModel {
             customer_id: Set(customer.as_uuid()),
             key: Set(key.as_str().to_owned()),
@@ -60,31 +61,29 @@ impl OrdersService {
         let inserted = match claimed {
             Ok(rows) => rows,
             Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => 0,
-            Err(error) => return Err(db_error(error)),
+            Err(error) => return Err(error.into()),
         };
         if inserted == 0 {
             // Another request with this key won: roll this one back and answer with its order.
             drop(unit);
             return self.replay(customer, &key, &fingerprint).await;
         }
-        store::insert_lines(&*unit, &order).await.map_err(db_error)?;
+        store::insert_lines(&*unit, &order).await?;
         // Orders' read model of product names is at least as new as the prices just read.
         // In id order: two placements sharing products lock their rows in the same order.
         let mut by_id: Vec<&ProductView> = products.values().collect();
         by_id.sort_by_key(|product| product.id);
         for product in by_id {
-            crate::projections::upsert_product_name(&*unit, product.id, &product.sku, &product.name, product.version)
-                .await
-                .map_err(db_error)?;
+            crate::projections::upsert_product_name(&*unit, product.id, &product.sku, &product.name, product.version).await?;
         }
-        unit.publish(&store::status_changed(&order), now, shared_kernel::current_request_context().as_ref()).await.map_err(db_error)?;
+        unit.publish(&store::status_changed(&order), now, shared_kernel::current_request_context().as_ref()).await?;
         match unit.commit().await {
             Ok(()) => {}
             // PostgreSQL reports the lost race on the key at commit time under some plans.
             Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 return self.replay(customer, &key, &fingerprint).await;
             }
-            Err(error) => return Err(db_error(error)),
+            Err(error) => return Err(error.into()),
         }
         tracing::info!(order_id = %order.id(), lines = order.lines().len(), "order placed");
 
@@ -103,8 +102,7 @@ impl OrdersService {
     async fn replay(&self, customer: UserId, key: &IdempotencyKey, fingerprint: &str) -> Result<Placement, ApiError> {
         let existing = idempotency_keys::Entity::find_by_id((customer.as_uuid(), key.as_str().to_owned()))
             .one(&self.inner.db)
-            .await
-            .map_err(db_error)?
+            .await?
             .ok_or(ApiError::Internal)?;
         if existing.request_hash != fingerprint {
             return Err(ApiError::conflict("this Idempotency-Key was used with another request body"));
@@ -127,7 +125,7 @@ impl OrdersService {
 
     /// Whether orders' projection of users' events says the account is deactivated.
     async fn is_deactivated(&self, user: UserId) -> Result<bool, ApiError> {
-        let row = customer_status::Entity::find_by_id(user.as_uuid()).one(&self.inner.db).await.map_err(db_error)?;
+        let row = customer_status::Entity::find_by_id(user.as_uuid()).one(&self.inner.db).await?;
         Ok(row.is_some_and(|row| !row.active))
     }
 }

@@ -1,16 +1,17 @@
 //! Reading orders: one for its owner or an admin, and a customer's own, newest first, with the
 //! product names orders keeps from the catalog's events.
 
+use crate::context::Context;
 use crate::domain::Order;
 use crate::entities::{orders, product_names};
-use crate::service::{OrdersService, contract_status, db_error};
 use crate::store;
-use orders_contract::{OrderItemView, OrderView};
+use crate::views::view;
+use orders_contract::OrderView;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use shared_kernel::{ApiError, Caller, OrderId, Page, PageRequest, ProductId, UserId};
 use std::collections::{BTreeSet, HashMap};
 
-impl OrdersService {
+impl Context {
     pub(crate) async fn get(&self, caller: &Caller, id: OrderId) -> Result<OrderView, ApiError> {
         let order = self.load_for(caller, id).await?;
         self.view_of(order).await
@@ -27,7 +28,7 @@ impl OrdersService {
                 uuid::Uuid::parse_str(&before).map_err(|_| ApiError::invalid_field("cursor", "is not a cursor this API issued"))?;
             select = select.filter(orders::Column::Id.lt(before));
         }
-        let rows = select.all(&self.inner.db).await.map_err(db_error)?;
+        let rows = select.all(&self.inner.db).await?;
         let page = Page::from_overfetched(rows, page.limit(), |row| row.id.to_string());
         let orders = store::load_all(&self.inner.db, page.items).await?;
         Ok(Page { items: self.views(&orders).await?, next_cursor: page.next_cursor })
@@ -52,38 +53,10 @@ impl OrdersService {
         let names: HashMap<ProductId, String> = product_names::Entity::find()
             .filter(product_names::Column::ProductId.is_in(products))
             .all(&self.inner.db)
-            .await
-            .map_err(db_error)?
+            .await?
             .into_iter()
             .map(|row| (ProductId::from_uuid(row.product_id), row.name))
             .collect();
         Ok(orders.iter().map(|order| view(order, &names)).collect())
-    }
-}
-
-/// The contract's view of `order`; `names` are the products' current names (a product orders
-/// has no name for yet shows an empty one).
-pub(crate) fn view(order: &Order, names: &HashMap<ProductId, String>) -> OrderView {
-    let items = order
-        .lines()
-        .iter()
-        .map(|line| OrderItemView {
-            product_id: line.product_id,
-            product_name: names.get(&line.product_id).cloned().unwrap_or_default(),
-            quantity: line.quantity.get(),
-            unit_price: line.unit_price,
-            line_total: line.total(),
-        })
-        .collect();
-    OrderView {
-        id: order.id(),
-        customer_id: order.customer_id(),
-        status: contract_status(order.status()),
-        items,
-        total: order.total(),
-        failure_reason: order.failure_reason().map(str::to_owned),
-        card_last4: order.card_last4().to_owned(),
-        created_at: order.created_at(),
-        updated_at: order.updated_at(),
     }
 }

@@ -1,22 +1,22 @@
 //! Recovery: sagas a crash, a restart or an unavailable module left half-way are found by the
 //! time of their last progress and driven on by whichever instance sweeps first.
 
+use crate::context::Context;
 use crate::entities::orders;
 use crate::saga::Step;
-use crate::service::{OrdersService, db_error};
 use crate::store;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use shared_kernel::{ApiError, OrderId};
 use std::time::Duration;
 
-impl OrdersService {
+impl Context {
     /// Drives every saga that still has a step left and has made no progress for `stale_after`
     /// (`Duration::ZERO`: every one, as at start-up). Returns how many it drove to the end.
     ///
     /// # Errors
     /// The database is unavailable.
     #[tracing::instrument(skip_all)]
-    pub async fn recover_in_flight(&self, stale_after: Duration) -> Result<usize, ApiError> {
+    pub(crate) async fn recover_in_flight(&self, stale_after: Duration) -> Result<usize, ApiError> {
         let cutoff = self.inner.clock.now() - chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX);
         let stuck: Vec<uuid::Uuid> = orders::Entity::find()
             .select_only()
@@ -27,8 +27,7 @@ impl OrdersService {
             .limit(100)
             .into_tuple()
             .all(&self.inner.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let mut finished = 0;
         for id in stuck {
             tracing::info!(order_id = %id, "resuming an interrupted order saga");

@@ -5,10 +5,11 @@
 //! The saga decides from the other modules' typed outcomes, never from an error's status: every
 //! error is a failed call, retried within the step's budget.
 
+use crate::context::Context;
 use crate::domain::Order;
 use crate::saga::{Outcome, Step};
-use crate::service::{OrdersService, stored_precision};
 use crate::store;
+use crate::store::stored_precision;
 use catalog_contract::{CommitOutcome, ReserveLine, ReserveOutcome, RestockOutcome};
 use orders_contract::CardNumber;
 use payments_contract::{ChargeOutcome, ChargeRequest, PaymentStatus, RefundOutcome};
@@ -23,7 +24,7 @@ enum StepError {
     Unavailable(ApiError),
 }
 
-impl OrdersService {
+impl Context {
     /// Runs the saga of `order` until it is done, another driver takes over, or a step stays
     /// unavailable. `card` is present only in the task that placed the order. Returns the order
     /// as finished, or `None` when it was left for the recovery sweep or another driver.

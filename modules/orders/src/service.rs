@@ -1,68 +1,27 @@
-//! The orders module behind [`OrdersApi`]: its handle, settings and the helpers its use cases
-//! share. The use cases live beside it, one file each: `placement`, `saga_driver`, `recovery`,
-//! `queries`, `cancellation`; `domain` holds the rules and `store` the rows.
+//! Orders' facade: [`OrdersService`] implements [`OrdersApi`], each operation one call into its
+//! use case. Nothing in the crate imports this file.
 
-use crate::domain::Violation;
-use crate::saga;
+use crate::context::{Context, Inner};
+use crate::settings::OrdersSettings;
 use catalog_contract::CatalogApi;
-use orders_contract::{OrderStatus, OrderView, OrdersApi, PlaceOrder, Placement};
+use orders_contract::{OrderView, OrdersApi, PlaceOrder, Placement};
 use payments_contract::PaymentsApi;
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::DatabaseConnection;
 use shared_kernel::outbox::Outbox;
 use shared_kernel::resilience::{AlwaysOpen, CallGate};
-use shared_kernel::{ApiError, Caller, Clock, FieldError, OrderId, Page, PageRequest, ServiceName};
+use shared_kernel::{ApiError, Caller, Clock, OrderId, Page, PageRequest};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How orders runs its sagas.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrdersSettings {
-    /// How long placement waits for the saga before answering with the order still `pending`
-    /// (the saga then finishes in the background).
-    pub placement_wait: Duration,
-    /// Calls per saga step when the other module's call fails before the step counts as failed
-    /// (reserve, charge) or is left to the recovery sweep (every other step).
-    pub step_attempts: u32,
-    /// The first retry's delay; it doubles per attempt.
-    pub step_retry_delay: Duration,
-    /// A saga with no progress for this long is taken over by the recovery sweep.
-    pub stale_after: Duration,
-}
-
-impl Default for OrdersSettings {
-    fn default() -> Self {
-        Self {
-            placement_wait: Duration::from_secs(5),
-            step_attempts: 4,
-            step_retry_delay: Duration::from_millis(100),
-            stale_after: Duration::from_secs(30),
-        }
-    }
-}
 
 /// The orders module. Cheap to clone.
 #[derive(Clone)]
 pub struct OrdersService {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) db: DatabaseConnection,
-    pub(crate) outbox: Outbox,
-    pub(crate) catalog: Arc<dyn CatalogApi>,
-    pub(crate) payments: Arc<dyn PaymentsApi>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) settings: OrdersSettings,
-    /// Orders calls the catalog and payments as itself.
-    pub(crate) identity: Caller,
-    /// Whether calls to payments are being refused (its circuit is open): placement then
-    /// answers 503 before it reserves anything.
-    pub(crate) payments_gate: Arc<dyn CallGate>,
+    context: Context,
 }
 
 impl std::fmt::Debug for OrdersService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrdersService").field("settings", &self.inner.settings).finish_non_exhaustive()
+        f.debug_struct("OrdersService").field("settings", &self.context.inner.settings).finish_non_exhaustive()
     }
 }
 
@@ -77,16 +36,17 @@ impl OrdersService {
         clock: Arc<dyn Clock>,
         settings: OrdersSettings,
     ) -> Self {
-        let identity = Caller::Service(ServiceName::Orders);
+        let identity = Caller::Service(orders_contract::SERVICE);
         let payments_gate: Arc<dyn CallGate> = Arc::new(AlwaysOpen);
-        Self { inner: Arc::new(Inner { db, outbox, catalog, payments, clock, settings, identity, payments_gate }) }
+        let inner = Inner { db, outbox, catalog, payments, clock, settings, identity, payments_gate };
+        Self { context: Context { inner: Arc::new(inner) } }
     }
 
     /// Asks `gate` before each placement whether payments is refusing calls (a remote payments'
     /// circuit). Call it on the new service, before it is cloned.
     #[must_use]
     pub fn with_payments_gate(mut self, gate: Arc<dyn CallGate>) -> Self {
-        match Arc::get_mut(&mut self.inner) {
+        match Arc::get_mut(&mut self.context.inner) {
             Some(inner) => inner.payments_gate = gate,
             None => tracing::error!("the payments gate was set on a service already shared: it is ignored"),
         }
@@ -95,7 +55,16 @@ impl OrdersService {
 
     /// Whether this module's database answers.
     pub async fn ping(&self) -> bool {
-        self.inner.db.ping().await.is_ok()
+        self.context.inner.db.ping().await.is_ok()
+    }
+
+    /// Drives every saga that still has a step left and has made no progress for `stale_after`
+    /// (`Duration::ZERO`: every one, as at start-up). Returns how many it drove to the end.
+    ///
+    /// # Errors
+    /// The database is unavailable.
+    pub async fn recover_in_flight(&self, stale_after: Duration) -> Result<usize, ApiError> {
+        self.context.recover_in_flight(stale_after).await
     }
 }
 
@@ -103,43 +72,18 @@ impl OrdersService {
 impl OrdersApi for OrdersService {
     #[tracing::instrument(skip_all)]
     async fn place_order(&self, caller: &Caller, idempotency_key: String, order: PlaceOrder) -> Result<Placement, ApiError> {
-        self.place(caller, idempotency_key, order).await
+        self.context.place(caller, idempotency_key, order).await
     }
 
     async fn get_order(&self, caller: &Caller, id: OrderId) -> Result<OrderView, ApiError> {
-        self.get(caller, id).await
+        self.context.get(caller, id).await
     }
 
     async fn list_orders(&self, caller: &Caller, page: PageRequest) -> Result<Page<OrderView>, ApiError> {
-        self.list(caller, page).await
+        self.context.list(caller, page).await
     }
 
     async fn cancel_order(&self, caller: &Caller, id: OrderId) -> Result<OrderView, ApiError> {
-        self.cancel(caller, id).await
+        self.context.cancel(caller, id).await
     }
-}
-
-/// The contract's status for the saga's.
-pub(crate) fn contract_status(status: saga::OrderStatus) -> OrderStatus {
-    match status {
-        saga::OrderStatus::Pending => OrderStatus::Pending,
-        saga::OrderStatus::Confirmed => OrderStatus::Confirmed,
-        saga::OrderStatus::Rejected => OrderStatus::Rejected,
-        saga::OrderStatus::Cancelled => OrderStatus::Cancelled,
-    }
-}
-
-/// The domain's violations as the contract's 422, field by field.
-pub(crate) fn invalid(violations: Vec<Violation>) -> ApiError {
-    ApiError::invalid(violations.into_iter().map(|v| FieldError { field: v.field, message: v.message }).collect())
-}
-
-pub(crate) fn db_error(error: DbErr) -> ApiError {
-    shared_kernel::db::api_error("orders", error)
-}
-
-/// `at` to microseconds, what both databases store: an answer built in memory then equals what
-/// a later read gives back.
-pub(crate) fn stored_precision(at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-    chrono::SubsecRound::trunc_subsecs(at, 6)
 }

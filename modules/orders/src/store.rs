@@ -5,7 +5,7 @@
 use crate::domain::{Order, OrderParts, PricedLine, PricedLines, Quantity};
 use crate::entities::{order_items, orders};
 use crate::saga::{self, SagaParts, Step};
-use crate::service::{contract_status, db_error};
+use crate::views::contract_status;
 use orders_contract::OrderStatus;
 use orders_contract::events::{OrderCancelledV1, OrderConfirmedV1, OrderStatusChangedV1, OrderedLine};
 use sea_orm::sea_query::Expr;
@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 /// The order `id` with its lines, if it exists.
 pub(crate) async fn load(db: &DatabaseConnection, id: OrderId) -> Result<Option<Order>, ApiError> {
-    let Some(row) = orders::Entity::find_by_id(id.as_uuid()).one(db).await.map_err(db_error)? else { return Ok(None) };
+    let Some(row) = orders::Entity::find_by_id(id.as_uuid()).one(db).await? else { return Ok(None) };
     Ok(load_all(db, vec![row]).await?.pop())
 }
 
@@ -27,8 +27,7 @@ pub(crate) async fn load_all(db: &DatabaseConnection, rows: Vec<orders::Model>) 
         .order_by_asc(order_items::Column::OrderId)
         .order_by_asc(order_items::Column::LineNo)
         .all(db)
-        .await
-        .map_err(db_error)?;
+        .await?;
     let mut by_order: HashMap<uuid::Uuid, Vec<order_items::Model>> = HashMap::new();
     for item in items {
         by_order.entry(item.order_id).or_default().push(item);
@@ -139,7 +138,7 @@ pub(crate) fn status_changed(order: &Order) -> OrderStatusChangedV1 {
 /// first.
 pub(crate) async fn save(db: &DatabaseConnection, outbox: &Outbox, before: &Order, after: &Order) -> Result<bool, ApiError> {
     let parts = after.saga().parts();
-    let mut unit = UnitOfWork::begin(db, outbox).await.map_err(db_error)?;
+    let mut unit = UnitOfWork::begin(db, outbox).await?;
     let updated = orders::Entity::update_many()
         .col_expr(orders::Column::Status, Expr::value(parts.status.to_string()))
         .col_expr(orders::Column::Step, Expr::value(parts.step.as_str()))
@@ -152,8 +151,7 @@ pub(crate) async fn save(db: &DatabaseConnection, outbox: &Outbox, before: &Orde
         .filter(orders::Column::Id.eq(before.id().as_uuid()))
         .filter(orders::Column::SagaVersion.eq(before.version()))
         .exec(&*unit)
-        .await
-        .map_err(db_error)?;
+        .await?;
     if updated.rows_affected != 1 {
         return Ok(false);
     }
@@ -162,24 +160,24 @@ pub(crate) async fn save(db: &DatabaseConnection, outbox: &Outbox, before: &Orde
         let now = after.updated_at();
         let changed = status_changed(after);
         let status = changed.status;
-        unit.publish(&changed, now, context.as_ref()).await.map_err(db_error)?;
+        unit.publish(&changed, now, context.as_ref()).await?;
         let lines =
             || after.lines().iter().map(|line| OrderedLine { product_id: line.product_id, quantity: line.quantity.get() }).collect();
         let (order_id, customer_id) = (after.id(), after.customer_id());
         match status {
             OrderStatus::Confirmed => {
                 let confirmed = OrderConfirmedV1 { order_id, customer_id, lines: lines(), total: after.total(), confirmed_at: now };
-                unit.publish(&confirmed, now, context.as_ref()).await.map_err(db_error)?;
+                unit.publish(&confirmed, now, context.as_ref()).await?;
             }
             OrderStatus::Cancelled => {
                 let cancelled = OrderCancelledV1 { order_id, customer_id, lines: lines(), cancelled_at: now };
-                unit.publish(&cancelled, now, context.as_ref()).await.map_err(db_error)?;
+                unit.publish(&cancelled, now, context.as_ref()).await?;
             }
             OrderStatus::Pending | OrderStatus::Rejected => {}
         }
         tracing::info!(order_id = %order_id, status = status.as_str(), "order status changed");
     }
-    unit.commit().await.map_err(db_error)?;
+    unit.commit().await?;
     Ok(true)
 }
 
@@ -195,4 +193,10 @@ pub(crate) async fn touch(db: &DatabaseConnection, order: &Order, now: chrono::D
     if let Err(error) = touched {
         tracing::warn!(order_id = %order.id(), %error, "cannot mark a stalled saga");
     }
+}
+
+/// `at` to microseconds, what both databases store: an answer built in memory then equals what
+/// a later read gives back.
+pub(crate) fn stored_precision(at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::SubsecRound::trunc_subsecs(at, 6)
 }

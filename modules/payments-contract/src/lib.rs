@@ -161,25 +161,26 @@ shared_kernel::contract! {
         /// and never captures twice.
         ///
         /// # Errors
-        /// 401/403 for a caller that is neither a service nor an admin; 422 for an amount that is
+        /// 401/403 for a caller that is neither the orders service nor an admin; 422 for an amount that is
         /// not positive; 503 when the provider fails or the charge is still in flight (retryable:
         /// a retry never charges twice). A declined card is an outcome, not an error.
-        fn charge(request: ChargeRequest) -> ChargeOutcome;
+        fn charge(request: ChargeRequest) -> ChargeOutcome, services [orders];
         /// Refunds `amount`, or everything not yet refunded. The refunded total never exceeds
         /// what was captured.
         ///
         /// # Errors
-        /// 401/403 for a caller that is neither a service nor an admin; 422 for an amount that is
+        /// 401/403 for a caller that is neither the orders service nor an admin; 422 for an amount that is
         /// not positive or not in the payment's currency; 503 while the charge is still with the
         /// provider, or when the provider fails the refund. No payment, or nothing captured, is
         /// an outcome, not an error.
-        fn refund(order_id: OrderId, amount: Option<Money>) -> RefundOutcome;
-        /// The order's payment: its owner, an admin or a service.
-        fn get_payment(order_id: OrderId) -> PaymentView, idempotent;
+        fn refund(order_id: OrderId, amount: Option<Money>) -> RefundOutcome, services [orders];
+        /// The order's payment: its owner, an admin, the orders service, or the edge on its own
+        /// behalf (the readiness probe of a remote payments module).
+        fn get_payment(order_id: OrderId) -> PaymentView, idempotent, services [orders, edge];
         /// The payments of many orders at once (at most 1000), in no particular order: the ones
-        /// the caller may see (a user their own; an admin or a service all). Unknown orders are
-        /// left out.
-        fn get_payments(order_ids: Vec<OrderId>) -> Vec<PaymentView>, idempotent;
+        /// the caller may see (a user their own; an admin or the orders service all). Unknown orders
+        /// are left out.
+        fn get_payments(order_ids: Vec<OrderId>) -> Vec<PaymentView>, idempotent, services [orders];
     }
 }
 

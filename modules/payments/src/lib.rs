@@ -8,9 +8,22 @@
 //! per order. The refunded total never exceeds the captured amount: the refund is one
 //! conditional `UPDATE`, and the table checks it too.
 
+//!
+//! Layout (every module's): one file per group of use cases (`charges`, `refunds`, `queries`),
+//! `store` (the rows' statuses and shared queries), `views` (rows as the contract shows them),
+//! `entities`, `context` (what each use case is given) and `service`, the facade implementing the
+//! contract; `provider` is the payment provider's port and its simulator. Payments has no value
+//! types of its own beyond the contract's (`CardNumber`, `Money`), so it has no `domain.rs`.
+
+mod charges;
+mod context;
 mod entities;
 pub mod provider;
-pub mod service;
+mod queries;
+mod refunds;
+mod service;
+mod store;
+mod views;
 
 pub use provider::{PaymentProvider, ProviderError, ProviderOutcome, SimulatedCardProcessor, SimulatorSettings};
 pub use service::PaymentsService;

@@ -1,7 +1,7 @@
 //! The payments contract suite: one set of assertions, run in process, over the HTTP pair and
 //! over the NATS pair (against a real nats-server) on SQLite, and in process on PostgreSQL.
 
-use cleave_test_support::callers::{TestResolver, admin, customer, orders_service, rpc_client, serve, user};
+use cleave_test_support::callers::{TestResolver, admin, customer, orders_service, rpc_client, serve, service, user};
 use migrations::MigratorTrait as _;
 use payments::{PaymentProvider, PaymentsService, ProviderError, ProviderOutcome, SimulatedCardProcessor, SimulatorSettings};
 use payments_contract::{
@@ -204,7 +204,7 @@ async fn refunds_never_exceed_the_capture(h: Harness) {
     );
 }
 
-async fn only_services_and_admins_charge_and_only_the_owner_sees_the_payment(h: Harness) {
+async fn only_orders_and_admins_charge_and_only_the_owner_sees_the_payment(h: Harness) {
     let owner_id = UserId::new();
     let order = OrderId::new();
     assert_eq!(status(h.api.charge(&customer(), charge(order, owner_id, 100, "4242424242424242")).await), 403);
@@ -217,13 +217,27 @@ async fn only_services_and_admins_charge_and_only_the_owner_sees_the_payment(h: 
     assert_eq!(h.api.get_payment(&admin(), order).await.unwrap().order_id, order);
     assert_eq!(status(h.api.get_payment(&admin(), OrderId::new()).await), 404);
     assert_eq!(status(h.api.refund(&customer(), order, None).await), 403);
+    // Only orders, of the services, may move money: the edge (a gateway speaking for itself) and
+    // every other module are refused, and nothing is charged or refunded for them.
+    for name in ["edge", "users", "catalog", "payments", "notifications"] {
+        let stranger = service(name);
+        let other_order = OrderId::new();
+        assert_eq!(status(h.api.charge(&stranger, charge(other_order, owner_id, 100, "4242424242424242")).await), 403, "{name} charges");
+        assert_eq!(status(h.api.refund(&stranger, order, None).await), 403, "{name} refunds");
+        assert_eq!(status(h.api.get_payments(&stranger, vec![order]).await), 403, "{name} reads every payment");
+        assert_eq!(status(h.api.get_payment(&admin(), other_order).await), 404, "nothing was charged for {name}");
+    }
+    assert_eq!(h.api.get_payment(&admin(), order).await.unwrap().refunded_amount.amount(), 0, "nothing was refunded");
+    assert_eq!(h.api.get_payment(&service("edge"), order).await.unwrap().order_id, order, "the edge's probe reads a payment");
+    assert_eq!(h.api.get_payments(&orders_service(), vec![order]).await.unwrap().len(), 1, "orders reads its orders' payments");
+    assert_eq!(status(h.api.get_payment(&service("notifications"), order).await), 403);
 }
 
 cleave_test_support::contract_suite!(Harness:
     each_test_card_has_its_published_outcome,
     charging_one_order_again_or_at_once_captures_once,
     refunds_never_exceed_the_capture,
-    only_services_and_admins_charge_and_only_the_owner_sees_the_payment,
+    only_orders_and_admins_charge_and_only_the_owner_sees_the_payment,
 );
 
 /// A payment row whose status or currency does not read back is an error naming it, never a

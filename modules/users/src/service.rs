@@ -9,8 +9,8 @@ use crate::{passwords, tokens};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    SqlErr, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    TransactionTrait,
 };
 use shared_kernel::outbox::{Outbox, UnitOfWork};
 use shared_kernel::{ApiError, Caller, Clock, Page, PageRequest, Role, Secret, UserId};
@@ -74,8 +74,7 @@ impl UsersService {
                 .filter(users::Column::Id.eq(existing.id))
                 .filter(users::Column::Version.eq(existing.version))
                 .exec(&self.db)
-                .await
-                .map_err(db_error)?;
+                .await?;
             if updated.rows_affected != 1 {
                 return Err(ApiError::conflict("the account changed meanwhile; try again"));
             }
@@ -110,26 +109,26 @@ impl UsersService {
             updated_at: Set(now),
             version: Set(1),
         };
-        let mut unit = UnitOfWork::begin(&self.db, &self.outbox).await.map_err(db_error)?;
+        let mut unit = UnitOfWork::begin(&self.db, &self.outbox).await?;
         let inserted = match model.insert(&*unit).await {
             Ok(inserted) => inserted,
             Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 return Err(ApiError::conflict("an account with this email already exists"));
             }
-            Err(error) => return Err(db_error(error)),
+            Err(error) => return Err(error.into()),
         };
         let event = UserRegisteredV1 { user_id: id, email: inserted.email.clone(), name: inserted.name.clone(), registered_at: now };
-        unit.publish(&event, now, shared_kernel::current_request_context().as_ref()).await.map_err(db_error)?;
-        unit.commit().await.map_err(db_error)?;
+        unit.publish(&event, now, shared_kernel::current_request_context().as_ref()).await?;
+        unit.commit().await?;
         Ok(view(&inserted))
     }
 
     async fn find_by_email(&self, email: &Email) -> Result<Option<users::Model>, ApiError> {
-        users::Entity::find().filter(users::Column::Email.eq(email.as_str())).one(&self.db).await.map_err(db_error)
+        users::Entity::find().filter(users::Column::Email.eq(email.as_str())).one(&self.db).await.map_err(ApiError::from)
     }
 
     async fn load(&self, id: UserId) -> Result<users::Model, ApiError> {
-        users::Entity::find_by_id(id.as_uuid()).one(&self.db).await.map_err(db_error)?.ok_or_else(|| ApiError::not_found("user not found"))
+        users::Entity::find_by_id(id.as_uuid()).one(&self.db).await?.ok_or_else(|| ApiError::not_found("user not found"))
     }
 
     /// Issues an access token and a refresh token of `family` (a new family on login).
@@ -163,8 +162,7 @@ impl UsersService {
             revoked_at: Set(None),
         }
         .insert(connection)
-        .await
-        .map_err(db_error)?;
+        .await?;
         Ok(TokenPair {
             access_token: Secret::new(access_token),
             refresh_token: Secret::new(refresh_token),
@@ -179,8 +177,7 @@ impl UsersService {
             .filter(refresh_tokens::Column::FamilyId.eq(family))
             .filter(refresh_tokens::Column::RevokedAt.is_null())
             .exec(connection)
-            .await
-            .map_err(db_error)?;
+            .await?;
         Ok(())
     }
 
@@ -189,7 +186,7 @@ impl UsersService {
             .filter(refresh_tokens::Column::TokenHash.eq(tokens::refresh_token_hash(token)))
             .one(&self.db)
             .await
-            .map_err(db_error)
+            .map_err(ApiError::from)
     }
 }
 
@@ -252,7 +249,7 @@ impl UsersApi for UsersService {
             self.revoke_family(&self.db, stored.family_id, now).await?;
             return Err(invalid());
         }
-        let transaction = self.db.begin().await.map_err(db_error)?;
+        let transaction = self.db.begin().await?;
         // Claim the token: only one concurrent refresh can flip `used_at`; a loser is a reuse.
         let claimed = refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
@@ -260,16 +257,15 @@ impl UsersApi for UsersService {
             .filter(refresh_tokens::Column::UsedAt.is_null())
             .filter(refresh_tokens::Column::RevokedAt.is_null())
             .exec(&transaction)
-            .await
-            .map_err(db_error)?;
+            .await?;
         if claimed.rows_affected != 1 {
-            transaction.rollback().await.map_err(db_error)?;
+            transaction.rollback().await?;
             self.revoke_family(&self.db, stored.family_id, now).await?;
             tracing::warn!(user_id = %stored.user_id, family = %stored.family_id, "a refresh token was used twice at once: family revoked");
             return Err(invalid());
         }
         let pair = self.issue_tokens(&transaction, &user, stored.family_id, now).await?;
-        transaction.commit().await.map_err(db_error)?;
+        transaction.commit().await?;
         Ok(pair)
     }
 
@@ -290,7 +286,7 @@ impl UsersApi for UsersService {
 
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     async fn get_user(&self, caller: &Caller, id: UserId) -> Result<UserView, ApiError> {
-        if !matches!(caller, Caller::Service(_)) {
+        if !caller.service_allowed(users_contract::services_allowed::get_user, "users.get_user")? {
             caller.require_self_or_admin(id, "user")?;
         }
         self.load(id).await.map(|model| view(&model))
@@ -304,7 +300,7 @@ impl UsersApi for UsersService {
             let after = uuid::Uuid::parse_str(&after).map_err(|_| ApiError::invalid_field("cursor", "is not a cursor this API issued"))?;
             query = query.filter(users::Column::Id.gt(after));
         }
-        let rows = query.all(&self.db).await.map_err(db_error)?;
+        let rows = query.all(&self.db).await?;
         Ok(Page::from_overfetched(rows, page.limit(), |row| row.id.to_string()).map(|row| view(&row)))
     }
 
@@ -319,7 +315,7 @@ impl UsersApi for UsersService {
             return Ok(view(&user));
         }
         let now = self.clock.now();
-        let mut transaction = UnitOfWork::begin(&self.db, &self.outbox).await.map_err(db_error)?;
+        let mut transaction = UnitOfWork::begin(&self.db, &self.outbox).await?;
         let updated = users::Entity::update_many()
             .col_expr(users::Column::Status, Expr::value(STATUS_DEACTIVATED))
             .col_expr(users::Column::UpdatedAt, Expr::value(now))
@@ -327,8 +323,7 @@ impl UsersApi for UsersService {
             .filter(users::Column::Id.eq(user.id))
             .filter(users::Column::Version.eq(user.version))
             .exec(&*transaction)
-            .await
-            .map_err(db_error)?;
+            .await?;
         if updated.rows_affected != 1 {
             // Dropping the unit of work rolls it back.
             return Err(ApiError::conflict("the user changed meanwhile; try again"));
@@ -338,11 +333,10 @@ impl UsersApi for UsersService {
             .filter(refresh_tokens::Column::UserId.eq(user.id))
             .filter(refresh_tokens::Column::RevokedAt.is_null())
             .exec(&*transaction)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let event = UserDeactivatedV1 { user_id: id, deactivated_at: now };
-        transaction.publish(&event, now, shared_kernel::current_request_context().as_ref()).await.map_err(db_error)?;
-        transaction.commit().await.map_err(db_error)?;
+        transaction.publish(&event, now, shared_kernel::current_request_context().as_ref()).await?;
+        transaction.commit().await?;
         tracing::info!(user_id = %user.id, admin_id = %admin.id, "deactivated a user");
         self.load(id).await.map(|model| view(&model))
     }
@@ -367,11 +361,6 @@ fn view(model: &users::Model) -> UserView {
         status: if model.status == STATUS_ACTIVE { UserStatus::Active } else { UserStatus::Deactivated },
         created_at: model.created_at,
     }
-}
-
-/// A database failure: 503 when the database cannot be reached, else a logged 500.
-fn db_error(error: DbErr) -> ApiError {
-    shared_kernel::db::api_error("users", error)
 }
 
 /// The users module is the source of its own verification keys in process.

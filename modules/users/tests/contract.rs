@@ -53,7 +53,12 @@ impl cleave_test_support::contract::Transports for Harness {
 
     async fn over_http(service: Self::Parts, temp: Option<tempfile::TempDir>) -> Self {
         let verifier = TokenVerifier::new(Arc::new(service.clone()), policy());
-        let resolver = Arc::new(TokenCallerResolver { verifier: verifier.clone(), service_token: None, accept_service_callers: true });
+        let resolver = Arc::new(TokenCallerResolver {
+            verifier: verifier.clone(),
+            service_token: None,
+            accept_service_callers: true,
+            services: Vec::new(),
+        });
         let router = http_wire::router(Arc::new(service.clone()), resolver);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -76,7 +81,12 @@ impl cleave_test_support::contract::Transports for Harness {
         let client = nats::client().await?;
         let prefix = nats::unique_prefix();
         let verifier = TokenVerifier::new(Arc::new(service.clone()), policy());
-        let resolver = Arc::new(TokenCallerResolver { verifier: verifier.clone(), service_token: None, accept_service_callers: true });
+        let resolver = Arc::new(TokenCallerResolver {
+            verifier: verifier.clone(),
+            service_token: None,
+            accept_service_callers: true,
+            services: Vec::new(),
+        });
         let served = nats_wire::serve(Arc::new(service.clone()), resolver, nats::serve_options(&client, &prefix)).await.unwrap();
         let api = Arc::new(nats_wire::Client::new(nats::rpc_client(&client, nats_wire::MODULE, &prefix)));
         Some(Self { api, service, verifier, _temp: temp, _served: Some(served) })

@@ -5,6 +5,16 @@
 use shared_kernel::wire::CallerResolver;
 use shared_kernel::{ApiError, AuthenticatedUser, Caller, Role, Secret, ServiceName, UserId};
 
+/// The services a contract suite's caller may speak as: every module and the edge.
+pub const SERVICES: [ServiceName; 6] = [
+    ServiceName::named("users"),
+    ServiceName::named("catalog"),
+    ServiceName::named("orders"),
+    ServiceName::named("payments"),
+    ServiceName::named("notifications"),
+    ServiceName::EDGE,
+];
+
 /// Resolves the test conventions above on the server side of a contract's wire.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TestResolver;
@@ -18,7 +28,8 @@ impl CallerResolver for TestResolver {
             return Ok(user(Role::parse(role).unwrap_or(Role::Customer), UserId::parse(id)?));
         }
         if let Some(name) = headers.get(shared_kernel::wire::SERVICE_NAME_HEADER).and_then(|v| v.to_str().ok()) {
-            return ServiceName::parse(name).map(Caller::Service).ok_or_else(|| ApiError::unauthenticated("unknown service name"));
+            let service = ServiceName::parse_among(name, &SERVICES);
+            return service.map(Caller::Service).ok_or_else(|| ApiError::unauthenticated("unknown service name"));
         }
         Ok(Caller::Anonymous)
     }
@@ -40,7 +51,12 @@ pub fn customer() -> Caller {
 
 /// The orders module calling on its own behalf.
 pub fn orders_service() -> Caller {
-    Caller::Service(ServiceName::Orders)
+    Caller::Service(ServiceName::named("orders"))
+}
+
+/// Any module (or the edge) calling on its own behalf, by name.
+pub fn service(name: &str) -> Caller {
+    Caller::Service(ServiceName::parse_among(name, &SERVICES).unwrap_or_else(|| panic!("{name} is not a service of the suites")))
 }
 
 /// Serves `router` on a free loopback port; returns its base URL.

@@ -38,7 +38,7 @@ pub(crate) fn spec() -> ModuleSpec<dyn PaymentsApi> {
         // Any answer but 503 proves the wire, the token and the service are up.
         probe: |api| {
             Box::pin(async move {
-                let edge = Caller::Service(shared_kernel::ServiceName::Edge);
+                let edge = Caller::Service(shared_kernel::ServiceName::EDGE);
                 let unknown = <shared_kernel::OrderId as shared_kernel::Identifier>::UNKNOWN;
                 matches!(api.get_payment(&edge, unknown).await, Ok(_) | Err(ApiError::NotFound { .. }))
             })
