@@ -188,3 +188,127 @@ async fn promtool_accepts_the_metrics() {
     let output = check.wait_with_output().await.unwrap();
     assert!(output.status.success(), "promtool: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
 }
+
+/// No `CLEAVE_` name that is not a configuration key, where people read or run one: the loader
+/// (`Settings::load`) takes every `CLEAVE_*` variable as a key and every section refuses a key
+/// it does not know, so a helper variable named so stops start-up for whoever exports it.
+mod cleave_variables {
+    use std::path::{Path, PathBuf};
+
+    /// What people read and run, besides the code: the README, the image, the docs, the
+    /// deployment files, CI and the scripts.
+    const SCANNED: &[&str] = &["README.md", "Dockerfile", "docs", "deploy", ".ci", "tests/bench", "tests/schemathesis"];
+
+    /// Where Rust code reads a variable by name.
+    const READS_IN_CODE: &[&str] = &["var(\"CLEAVE_", "var_os(\"CLEAVE_", "env = \"CLEAVE_"];
+
+    /// Every file under `path` (or `path` itself), recursively.
+    fn files_under(path: &Path, found: &mut Vec<PathBuf>) {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display())) {
+                files_under(&entry.expect("a directory entry").path(), found);
+            }
+        } else if path.is_file() {
+            found.push(path.to_path_buf());
+        }
+    }
+
+    /// Each `CLEAVE_…` name in `text` (upper case, digits and underscores), not part of a longer
+    /// word.
+    fn cleave_names(text: &str) -> Vec<&str> {
+        text.match_indices("CLEAVE_")
+            .filter(|(at, _)| !text[..*at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .map(|(at, _)| {
+                let rest = &text[at..];
+                let end = rest.find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')).unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect()
+    }
+
+    /// Whether the loader takes `name` as a key: `CLEAVE_A__B` is key `a.b`, deserialized into
+    /// the settings as the loader does, where an unknown key is an "unknown field" (a wrong
+    /// value is not this test's business). `CLEAVE_CONFIG` (the CLI's `--config`) is the one
+    /// variable the loader skips. A name ending in `__` stands for the keys under it
+    /// (`CLEAVE_NOTIFICATIONS__SMTP__*`), and `CLEAVE_` alone for the scheme.
+    fn is_configuration_key(name: &str) -> bool {
+        if name == "CLEAVE_CONFIG" {
+            return true;
+        }
+        let Some(key) = name.strip_prefix("CLEAVE_") else { return false };
+        let key = key.trim_end_matches('_');
+        if key.is_empty() {
+            return true;
+        }
+        let mut value = serde_json::Value::Null;
+        for part in key.rsplit("__") {
+            let mut section = serde_json::Map::new();
+            section.insert(part.to_lowercase(), value);
+            value = serde_json::Value::Object(section);
+        }
+        match serde_json::from_value::<cleave::Settings>(value) {
+            Ok(_) => true,
+            Err(error) => !error.to_string().contains("unknown field"),
+        }
+    }
+
+    #[test]
+    fn every_cleave_variable_in_the_docs_deploy_files_and_scripts_is_a_configuration_key() {
+        // The check itself: keys, sections and the scheme pass; anything else does not.
+        for key in [
+            "CLEAVE_SERVER__ADDR",
+            "CLEAVE_DATA_DIR",
+            "CLEAVE_MODULES__USERS__TIMEOUTS_MS__CHARGE",
+            "CLEAVE_NOTIFICATIONS__SMTP__",
+            "CLEAVE_",
+        ] {
+            assert!(is_configuration_key(key), "{key} is a configuration key");
+        }
+        for other in ["CLEAVE_PRESET_DIR", "CLEAVE_SERVICE_TOKEN", "CLEAVE_SERVER__ADRESS", "CLEAVE_ADMIN_BOOTSTRAP"] {
+            assert!(!is_configuration_key(other), "{other} is not a configuration key");
+        }
+
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf();
+        let mut files = Vec::new();
+        for scanned in SCANNED {
+            files_under(&root.join(scanned), &mut files);
+        }
+        let mut code = Vec::new();
+        for dir in ["app", "modules", "shared-kernel", "migrations", "tests"] {
+            files_under(&root.join(dir), &mut code);
+        }
+        let mut seen = 0;
+        let mut refused = Vec::new();
+        for path in &files {
+            // Not text (an image): nothing to read.
+            let Ok(text) = std::fs::read_to_string(path) else { continue };
+            for name in cleave_names(&text) {
+                seen += 1;
+                if !is_configuration_key(name) {
+                    refused.push(format!("{}: {name}", path.strip_prefix(&root).unwrap_or(path).display()));
+                }
+            }
+        }
+        for path in code.iter().filter(|path| path.extension().is_some_and(|extension| extension == "rs")) {
+            let text = std::fs::read_to_string(path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+            for marker in READS_IN_CODE {
+                for (at, _) in text.match_indices(marker) {
+                    // The name starts after the marker's opening quote.
+                    let name = cleave_names(&text[at + marker.len() - "CLEAVE_".len()..]).into_iter().next().unwrap_or_default();
+                    seen += 1;
+                    if !is_configuration_key(name) {
+                        refused.push(format!("{}: {name}", path.strip_prefix(&root).unwrap_or(path).display()));
+                    }
+                }
+            }
+        }
+        assert!(seen > 50, "the scan finds the documented keys ({seen} names)");
+        refused.sort();
+        refused.dedup();
+        assert!(
+            refused.is_empty(),
+            "`CLEAVE_` names that are not configuration keys (start-up refuses them; name a variable of a script or a file without the prefix):\n{}",
+            refused.join("\n")
+        );
+    }
+}

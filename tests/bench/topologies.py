@@ -7,12 +7,15 @@ Usage:
 
 DIR holds the preset binaries by feature name (monolith, gateway, users-service,
 catalog-service, orders-service, payments-service), as tests/src/processes.rs expects them in
-CLEAVE_PRESET_DIR. Four topologies, each on fresh PostgreSQL databases:
+PRESET_BIN_DIR. Four topologies, each on fresh PostgreSQL databases:
 
   (a) monolith            one process, every module in it, events in process
   (b) payments apart      the monolith, and payments in a process of its own over HTTP
   (c) services over HTTP  users, catalog, orders and payments services and a gateway, HTTP wire
   (d) services over NATS  the same five processes, every call over NATS
+
+Notifications, the fifth module, runs inside the monolith in (a) and (b) and is not started in (c)
+and (d): the script predates it, and no workload here reads it (the gateway answers 503 for it).
 
 Every split topology carries events on JetStream, each process has a database of its own. For
 each topology, with wrk (2 threads, --connections connections, --duration seconds) at the edge:
@@ -118,7 +121,7 @@ def payments_apart(t):
         CLEAVE_DATABASE__URL=t.database(), CLEAVE_SERVER__INTERNAL_ADDR=payments_wire,
         CLEAVE_MODULES__PAYMENTS__MODE="local", CLEAVE_MODULES__USERS__MODE="remote",
         CLEAVE_MODULES__USERS__URL=f"http://{monolith_wire}", CLEAVE_MODULES__CATALOG__MODE="not_deployed",
-        CLEAVE_MODULES__ORDERS__MODE="not_deployed", **events))
+        CLEAVE_MODULES__ORDERS__MODE="not_deployed", CLEAVE_MODULES__NOTIFICATIONS__MODE="not_deployed", **events))
     return t.start("monolith", "monolith", dict(
         CLEAVE_DATABASE__URL=t.database(), CLEAVE_SERVER__INTERNAL_ADDR=monolith_wire,
         CLEAVE_MODULES__PAYMENTS__MODE="remote", CLEAVE_MODULES__PAYMENTS__URL=f"http://{payments_wire}",

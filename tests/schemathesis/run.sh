@@ -3,9 +3,9 @@
 # negative data, checked with not_a_server_error, status_code_conformance and
 # response_schema_conformance. Any finding fails.
 #
-#   tests/schemathesis/run.sh [CLEAVE_BINARY]
+#   tests/schemathesis/run.sh [BINARY]
 #
-# CLEAVE_BINARY defaults to the monolith built by `cargo build -p cleave`. Environment:
+# BINARY defaults to the monolith built by `cargo build -p cleave`. Environment:
 #   ST            the schemathesis command (default: st on PATH)
 #   DATABASE_URL  a PostgreSQL server: the monolith runs on a throwaway database there;
 #                 unset, on SQLite files in a temporary directory

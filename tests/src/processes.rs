@@ -1,7 +1,7 @@
 //! Topologies as users run them: the preset binaries as OS processes.
 //!
 //! [`preset_binary`] builds each preset once per test run (or takes it from
-//! `CLEAVE_PRESET_DIR`); [`OsProcess`] starts one with a configuration file of its own, waits
+//! `PRESET_BIN_DIR`); [`OsProcess`] starts one with a configuration file of its own, waits
 //! until it serves and is ready, and keeps its log.
 
 use anyhow::Context as _;
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 pub enum Layout {
     /// The default binary, everything in one process.
     Monolith,
-    /// The four module services and the gateway, each from its preset, every wire and event on
-    /// NATS, no address configured anywhere.
+    /// Every module's service (five today) and the gateway, each from its preset, every wire and
+    /// event on NATS, no address configured anywhere.
     ServicesOverNats,
     /// The strangler step: the default binary twice, payments in a process of its own, reached
     /// over HTTP; configuration only.
@@ -49,7 +49,7 @@ impl Preset {
     }
 }
 
-/// The binary of `preset`: `$CLEAVE_PRESET_DIR/<feature>` when that variable is set (binaries
+/// The binary of `preset`: `$PRESET_BIN_DIR/<feature>` when that variable is set (binaries
 /// built elsewhere, for example by a container build), else built here with cargo, once per
 /// test run, into the target directory this test binary lives in.
 ///
@@ -57,9 +57,9 @@ impl Preset {
 /// When the build fails: every test that needs the binary fails with cargo's output.
 pub fn preset_binary(preset: Preset) -> PathBuf {
     static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
-    if let Some(dir) = std::env::var_os("CLEAVE_PRESET_DIR") {
+    if let Some(dir) = std::env::var_os("PRESET_BIN_DIR") {
         let binary = Path::new(&dir).join(preset.feature());
-        assert!(binary.is_file(), "CLEAVE_PRESET_DIR is set but holds no {}", binary.display());
+        assert!(binary.is_file(), "PRESET_BIN_DIR is set but holds no {}", binary.display());
         return binary;
     }
     // One build at a time: cargo would serialize them anyway, and each replaces `cleave-preset`.

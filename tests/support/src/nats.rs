@@ -61,8 +61,8 @@ fn keep_a_stream(url: &str) {
             let client = tokio::time::timeout(Duration::from_secs(5), async_nats::connect(url)).await.ok()?.ok()?;
             let context = async_nats::jetstream::new(client);
             let config = async_nats::jetstream::stream::Config {
-                name: "CLEAVE_TESTS_KEEP".to_owned(),
-                subjects: vec!["cleave-tests-keep".to_owned()],
+                name: "KEEP_FOR_TESTS".to_owned(),
+                subjects: vec!["keep-for-tests".to_owned()],
                 ..Default::default()
             };
             context.get_or_create_stream(config).await.ok().map(|_| ())
