@@ -262,3 +262,242 @@ mod behind_a_gateway {
         super::the_dead_letter_api_lists_replays_and_discards(Topology::ExtractedOverNats(Database::Sqlite)).await;
     }
 }
+
+/// docs/events.md against the code. The event types come from the contracts (every
+/// `impl IntegrationEvent for …` in a module's crates, and each module's `events::schemas()` as
+/// the app lists them); the consumers from the source of the app and the modules, where each
+/// names itself in a `const CONSUMER: &'static str` and lists what it reads in the
+/// `Consumer { event_types, each_process, .. }` it builds. A new event type or a new consumer
+/// fails here until the page names it.
+mod events_page {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+
+    const PAGE: &str = include_str!("../../docs/events.md");
+
+    /// A consumer as the source declares it.
+    #[derive(Debug)]
+    struct Declared {
+        reads: BTreeSet<String>,
+        each_process: bool,
+    }
+
+    /// Every `.rs` file under `dir`, recursively.
+    fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|error| panic!("cannot read {}: {error}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                rust_files(&path, found);
+            } else if path.extension().is_some_and(|extension| extension == "rs") {
+                found.push(path);
+            }
+        }
+    }
+
+    /// The source of the app and of every module and contract crate, each file without the
+    /// inline test module at its end (`#[cfg(test)] mod … {`): what the shipped code subscribes.
+    fn shipped_sources() -> Vec<(PathBuf, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf();
+        let mut dirs = vec![root.join("app/src")];
+        for entry in std::fs::read_dir(root.join("modules")).expect("modules/") {
+            let src = entry.expect("a directory entry").path().join("src");
+            if src.is_dir() {
+                dirs.push(src);
+            }
+        }
+        let mut files = Vec::new();
+        for dir in &dirs {
+            rust_files(dir, &mut files);
+        }
+        files.sort();
+        files
+            .into_iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+                // An inline test module (`mod tests {`), not a test file declared (`mod tests;`).
+                let tests = text
+                    .match_indices("#[cfg(test)]\nmod ")
+                    .map(|(at, _)| at)
+                    .find(|&at| text[at..].lines().nth(1).is_some_and(|line| line.trim_end().ends_with('{')));
+                let shipped = match tests {
+                    Some(at) => text[..at].to_owned(),
+                    None => text,
+                };
+                (path, shipped)
+            })
+            .collect()
+    }
+
+    /// The string literal that follows each `marker` in `text` (up to its closing quote), with
+    /// where the marker is.
+    fn literals_after<'a>(text: &'a str, marker: &str) -> Vec<(usize, &'a str)> {
+        text.match_indices(marker)
+            .filter_map(|(at, _)| {
+                let rest = &text[at + marker.len()..];
+                rest.find('"').map(|end| (at, &rest[..end]))
+            })
+            .collect()
+    }
+
+    /// The identifier `text` ends with (`events::UserRegisteredV1` gives `UserRegisteredV1`).
+    fn trailing_identifier(text: &str) -> &str {
+        let start = text.char_indices().rev().take_while(|(_, c)| c.is_alphanumeric() || *c == '_').last().map_or(text.len(), |(at, _)| at);
+        &text[start..]
+    }
+
+    /// The text of each `code span` in a table cell.
+    fn code_spans(cell: &str) -> Vec<&str> {
+        cell.split('`').skip(1).step_by(2).collect()
+    }
+
+    /// Each event struct of the contracts by name, with its type: `impl IntegrationEvent for X`
+    /// and the `const TYPE` in it.
+    fn event_types_by_struct(sources: &[(PathBuf, String)]) -> BTreeMap<String, String> {
+        const IMPL: &str = "impl IntegrationEvent for ";
+        let mut found = BTreeMap::new();
+        for (path, text) in sources {
+            for (at, _) in text.match_indices(IMPL) {
+                let rest = &text[at + IMPL.len()..];
+                let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let (_, event_type) = *literals_after(rest, "const TYPE: &'static str = \"")
+                    .first()
+                    .unwrap_or_else(|| panic!("{}: `impl IntegrationEvent for {name}` has no `const TYPE`", path.display()));
+                found.insert(name, event_type.to_owned());
+            }
+        }
+        found
+    }
+
+    /// For a consumer named in `impl Alias { const CONSUMER … }` whose `Consumer` reads a generic
+    /// `E::TYPE` (the GraphQL feeds): the event of `type Alias = Feed<Event>;` in the same file.
+    fn aliased_event(text: &str, at: usize, types: &BTreeMap<String, String>) -> Option<String> {
+        let impl_at = text[..at].rfind("\nimpl ")?;
+        let alias: String = text[impl_at + "\nimpl ".len()..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let definition = format!("type {alias} = ");
+        let rest = &text[text.find(&definition)? + definition.len()..];
+        let rest = &rest[..rest.find(';')?];
+        let event = rest[rest.find('<')? + 1..].trim_end_matches('>');
+        types.get(trailing_identifier(event)).cloned()
+    }
+
+    /// Where each `Consumer { … }` is built in `text` (not the struct, its `impl`s or a return
+    /// type).
+    fn consumer_literals(text: &str) -> Vec<usize> {
+        text.match_indices("Consumer {")
+            .map(|(at, _)| at)
+            .filter(|&at| {
+                let before = &text[..at];
+                let joined_to_a_name = before.chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_');
+                let before = before.trim_end();
+                !joined_to_a_name && !before.ends_with("->") && !before.ends_with("struct") && !before.ends_with("for")
+            })
+            .collect()
+    }
+
+    /// Every consumer the shipped code subscribes, by name.
+    fn declared_consumers(sources: &[(PathBuf, String)], types: &BTreeMap<String, String>) -> BTreeMap<String, Declared> {
+        const NAME: &str = "const CONSUMER: &'static str = \"";
+        let mut declared = BTreeMap::new();
+        for (path, text) in sources {
+            let file = path.display();
+            let mut named_literals = BTreeSet::new();
+            for (at, name) in literals_after(text, NAME) {
+                // The first `Consumer { event_types, .. }` after the name is the one it names.
+                let start = text[at..]
+                    .find("event_types:")
+                    .map(|offset| at + offset)
+                    .unwrap_or_else(|| panic!("{file}: consumer `{name}` is followed by no `Consumer {{ event_types, .. }}`"));
+                named_literals.insert(start);
+                let literal = &text[start..];
+                let end = literal
+                    .find("handler:")
+                    .unwrap_or_else(|| panic!("{file}: the `Consumer` of `{name}` has no `handler` after its `event_types`"));
+                let each_process = literal
+                    .find("each_process:")
+                    .map(|offset| literal[offset + "each_process:".len()..].trim_start().starts_with("true"))
+                    .unwrap_or_else(|| panic!("{file}: the `Consumer` of `{name}` does not set `each_process`"));
+                let mut reads = BTreeSet::new();
+                for (offset, _) in literal[..end].match_indices("::TYPE") {
+                    let ident = trailing_identifier(&literal[..offset]);
+                    let event_type = types
+                        .get(ident)
+                        .cloned()
+                        .or_else(|| aliased_event(text, at, types))
+                        .unwrap_or_else(|| panic!("{file}: consumer `{name}` reads `{ident}::TYPE`, which is no contract's event"));
+                    reads.insert(event_type);
+                }
+                assert!(!reads.is_empty(), "{file}: consumer `{name}` reads no event type as `<Event>::TYPE`");
+                let previous = declared.insert(name.to_owned(), Declared { reads, each_process });
+                assert!(previous.is_none(), "two consumers are named `{name}`");
+            }
+            // Every consumer the file builds is found through its name.
+            for at in consumer_literals(text) {
+                let start = text[at..].find("event_types:").map(|offset| at + offset);
+                assert!(
+                    start.is_some_and(|start| named_literals.contains(&start)),
+                    "{file}: a `Consumer` with no `const CONSUMER: &'static str` before it; name it so (docs/events.md lists it by that name)"
+                );
+            }
+        }
+        declared
+    }
+
+    /// The rows of the page's table whose header line starts with `header`, as cells.
+    fn table<'a>(page: &'a str, header: &str) -> Vec<Vec<&'a str>> {
+        let mut lines = page.lines().skip_while(|line| !line.starts_with(header));
+        assert!(lines.next().is_some(), "docs/events.md has no table headed `{header}`");
+        lines
+            .skip(1) // |---|
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| line.trim().trim_matches('|').split('|').map(str::trim).collect())
+            .collect()
+    }
+
+    #[test]
+    fn the_events_page_names_every_event_type_and_every_consumer() {
+        let sources = shipped_sources();
+        let types = event_types_by_struct(&sources);
+        let declared_types: BTreeSet<String> =
+            cleave::modules::event_schemas().into_iter().map(|(event_type, _)| event_type.to_owned()).collect();
+        let in_contracts: BTreeSet<String> = types.values().cloned().collect();
+        assert_eq!(in_contracts, declared_types, "every event of a contract crate is in its module's `events::schemas()`, and only those");
+        let consumers = declared_consumers(&sources, &types);
+        for known in ["orders.customer_status", "catalog.cache", "notifications.delivery", "graphql.order_status"] {
+            assert!(consumers.contains_key(known), "the scan of the source missed `{known}`: {consumers:#?}");
+        }
+
+        // The event types: one row each, published by their module, and who reads them.
+        let mut documented = BTreeSet::new();
+        for row in table(PAGE, "| Type |") {
+            assert_eq!(row.len(), 5, "docs/events.md, a row of type, publisher, when, payload and consumers: {row:?}");
+            let event_type = row[0].trim_matches('`');
+            assert!(documented.insert(event_type.to_owned()), "docs/events.md lists `{event_type}` twice");
+            assert_eq!(Some(row[1]), event_type.split('.').next(), "docs/events.md: who publishes `{event_type}`");
+            let named: BTreeSet<String> = code_spans(row[4]).into_iter().filter(|span| span.contains('.')).map(str::to_owned).collect();
+            let reading: BTreeSet<String> =
+                consumers.iter().filter(|(_, consumer)| consumer.reads.contains(event_type)).map(|(name, _)| name.clone()).collect();
+            assert_eq!(named, reading, "docs/events.md: the consumers of `{event_type}`");
+        }
+        assert_eq!(documented, declared_types, "docs/events.md has a row for every event type the code declares, and no other");
+
+        // The consumers: one row each, what each reads, and whether every process gets every event.
+        let mut listed = BTreeSet::new();
+        for row in table(PAGE, "| Consumer |") {
+            assert_eq!(row.len(), 4, "docs/events.md, a row of consumer, subscriber, what it reads and delivery: {row:?}");
+            let name = row[0].trim_matches('`');
+            assert!(listed.insert(name.to_owned()), "docs/events.md lists `{name}` twice");
+            let consumer =
+                consumers.get(name).unwrap_or_else(|| panic!("docs/events.md lists `{name}`, which the code does not subscribe"));
+            let reads: BTreeSet<String> = code_spans(row[2]).into_iter().map(str::to_owned).collect();
+            assert_eq!(reads, consumer.reads, "docs/events.md: what `{name}` reads");
+            assert_eq!(
+                row[3].starts_with("every process"),
+                consumer.each_process,
+                "docs/events.md: whether every process gets every event of `{name}`"
+            );
+        }
+        let subscribed: BTreeSet<String> = consumers.keys().cloned().collect();
+        assert_eq!(listed, subscribed, "docs/events.md has a row for every consumer the code subscribes, and no other");
+    }
+}

@@ -217,7 +217,7 @@ async fn product(app: &TestApp, admin: &str) -> String {
     response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
 }
 
-/// The four services and the gateway, every call and event over NATS.
+/// Every module's service and the gateway, every call and event over NATS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_spans_every_process_over_nats() {
     one_trace_spans_every_process(Layout::ServicesOverNats, Places { edge: "gateway", catalog: "catalog" }).await;
