@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One invalid field of a request: what every module's domain reports when a value fails its
-/// check (`Sku::parse`, `Email::parse`, …), and what a 422 lists.
+// What every module's domain reports when a value fails its check (`Sku::parse`, `Email::parse`,
+// …), and what a 422 lists. (Not a doc comment: the doc comment is the public OpenAPI text.)
+/// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,

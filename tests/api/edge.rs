@@ -189,8 +189,9 @@ mod wire {
             .await
             .unwrap();
         assert_eq!(accepted.status(), 200);
-        // A service is one of a closed set: with the right token, an unknown name is still 401,
-        // and a known one is a service caller (get_user is for services, admins and the user).
+        // A service is one of the module list's names (or the edge): with the right token, an
+        // unknown name is still 401, and a known one is a service caller, which the operation's
+        // own list then judges: users.get_user admits no service (403), only the user or an admin.
         let user_id = accepted.json::<serde_json::Value>().await.unwrap()["id"].clone();
         let get_user = |service: &'static str| {
             app.client
@@ -201,7 +202,8 @@ mod wire {
                 .send()
         };
         problem(get_user("readiness").await.unwrap(), 401).await;
-        assert_eq!(get_user("orders").await.unwrap().status(), 200);
+        let refused = problem(get_user("orders").await.unwrap(), 403).await;
+        assert!(refused["detail"].as_str().unwrap_or_default().contains("the orders service may not call users.get_user"), "{refused}");
         // Health stays open for probes.
         assert_eq!(app.client.get(format!("{internal}/health/ready")).send().await.unwrap().status(), 200);
     }

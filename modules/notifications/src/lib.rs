@@ -14,12 +14,23 @@
 //! and every stored notification is sent at least once (or dead-lettered, visible and
 //! replayable). A recipient's address is never logged.
 
+//!
+//! Layout (every module's): `reactions` (the write side: events in, notifications out),
+//! `dispatch` and `delivery` (sending, through the port; `smtp` is its SMTP adapter), `queries`
+//! (the read side), `store`, `views`, `entities`, `context` and `service`, the facade
+//! implementing the contract. It has no value types of its own beyond the contract's, so no
+//! `domain.rs`.
+
+mod context;
 pub mod delivery;
 pub mod dispatch;
 mod entities;
+mod queries;
 pub mod reactions;
-pub mod service;
+mod service;
 pub mod smtp;
+mod store;
+mod views;
 
 pub use delivery::{Delivery, DeliveryError, LogDelivery, Message};
 pub use dispatch::Dispatcher;

@@ -1,14 +1,6 @@
 //! Value types of the users module: each is checked once, when parsed, and trusted after.
 
-use shared_kernel::Role;
-
-/// A field of a command that failed its check, and why. Mapped to the contract's 422 by the
-/// service; the domain itself knows nothing of HTTP or of the contract's error type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidField {
-    pub field: &'static str,
-    pub message: &'static str,
-}
+use shared_kernel::{FieldError, FieldErrors, Role};
 
 /// A normalised email address (trimmed, lower case), so uniqueness is case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,8 +8,12 @@ pub struct Email(String);
 
 impl Email {
     /// # Errors
-    /// A message for the `email` field when the text is not a plausible address.
-    pub fn parse(text: &str) -> Result<Self, &'static str> {
+    /// A [`FieldError`] for `email` when the text is not a plausible address.
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        Self::check(text).map_err(|message| FieldError::new("email", message))
+    }
+
+    fn check(text: &str) -> Result<Self, &'static str> {
         let normalised = text.trim().to_lowercase();
         if normalised.is_empty() {
             return Err("is required");
@@ -91,8 +87,12 @@ const COMMON_PASSWORDS: &[&str] = &[
 
 impl Password {
     /// # Errors
-    /// A message for the `password` field.
-    pub fn parse(text: &str, email: Option<&Email>) -> Result<Self, &'static str> {
+    /// A [`FieldError`] for `password`.
+    pub fn parse(text: &str, email: Option<&Email>) -> Result<Self, FieldError> {
+        Self::check(text, email).map_err(|message| FieldError::new("password", message))
+    }
+
+    fn check(text: &str, email: Option<&Email>) -> Result<Self, &'static str> {
         let length = text.chars().count();
         if length < 10 {
             return Err("must be at least 10 characters");
@@ -124,8 +124,12 @@ pub struct DisplayName(String);
 
 impl DisplayName {
     /// # Errors
-    /// A message for the `name` field.
-    pub fn parse(text: &str) -> Result<Self, &'static str> {
+    /// A [`FieldError`] for `name`.
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        Self::check(text).map_err(|message| FieldError::new("name", message))
+    }
+
+    fn check(text: &str) -> Result<Self, &'static str> {
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return Err("is required");
@@ -156,20 +160,16 @@ impl NewUser {
     ///
     /// # Errors
     /// Each invalid field, in the order email, password, name.
-    pub fn parse(email: &str, password: &str, name: &str) -> Result<Self, Vec<InvalidField>> {
-        let mut errors = Vec::new();
-        let email = Email::parse(email).map_err(|message| errors.push(field("email", message))).ok();
-        let password = Password::parse(password, email.as_ref()).map_err(|message| errors.push(field("password", message))).ok();
-        let name = DisplayName::parse(name).map_err(|message| errors.push(field("name", message))).ok();
+    pub fn parse(email: &str, password: &str, name: &str) -> Result<Self, Vec<FieldError>> {
+        let mut errors = FieldErrors::default();
+        let email = errors.check(Email::parse(email));
+        let password = errors.check(Password::parse(password, email.as_ref()));
+        let name = errors.check(DisplayName::parse(name));
         match (email, password, name) {
             (Some(email), Some(password), Some(name)) => Ok(Self { email, password, name }),
-            _ => Err(errors),
+            _ => Err(errors.into_vec()),
         }
     }
-}
-
-fn field(field: &'static str, message: &'static str) -> InvalidField {
-    InvalidField { field, message }
 }
 
 /// Roles as stored: a comma-separated list of role names.
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn weak_passwords_are_refused() {
         let email = Email::parse("ada@example.com").unwrap();
-        assert!(Password::parse("short", None).is_err());
+        assert_eq!(Password::parse("short", None).unwrap_err().message, "must be at least 10 characters");
         assert!(Password::parse("password123", None).is_err());
         assert!(Password::parse("aaaaaaaaaaaa", None).is_err());
         assert!(Password::parse("xx-ada@example.com-xx", Some(&email)).is_err());
@@ -218,7 +218,7 @@ mod tests {
     #[test]
     fn a_registration_reports_every_invalid_field() {
         let errors = NewUser::parse("nope", "short", " ").unwrap_err();
-        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["email", "password", "name"]);
     }
 
