@@ -1,8 +1,12 @@
 //! docs/migration-walkthrough.md, executed. Every shell block marked `<!-- walkthrough -->` runs,
 //! in order, in one bash session (as a reader's terminal would: variables and functions carry
-//! over), in an empty directory, with the monolith binary as `cleave` on the `PATH`; every text
-//! block marked `<!-- walkthrough-expect -->` lists lines that the output of the step before it
-//! must contain. A step that fails, hangs or prints something else fails the test.
+//! over, and standard error shows with standard output), in an empty directory, with the
+//! monolith binary as `cleave` and the preset binaries as `cleave-<preset>` on the `PATH`. The
+//! text block marked `<!-- walkthrough-expect -->` after a step lists the lines that step prints:
+//! every one of them, in order, each compared with its printed line exactly, except that [`ANY`]
+//! (`…`) in an expected line stands for any text (a value that differs from run to run: a
+//! checksum, an id, a count that depends on timing). A step with no such block must print
+//! nothing. A step that fails, hangs or prints anything else fails the test.
 
 use cleave_tests::Preset;
 use cleave_tests::processes::preset_binary;
@@ -13,14 +17,19 @@ use std::time::Duration;
 
 const DOCUMENT: &str = include_str!("../../docs/migration-walkthrough.md");
 const DONE: &str = "__walkthrough_step_done__";
+/// In an expected line, any text (none included): a value that differs from run to run.
+const ANY: &str = "…";
 /// Ports the walkthrough's processes listen on.
-const PORTS: [u16; 8] = [8080, 8081, 8082, 8084, 8085, 9080, 9081, 9082];
+const PORTS: [u16; 9] = [8080, 8081, 8082, 8083, 8084, 8085, 9080, 9081, 9082];
+/// The databases the walkthrough makes: `$SHOP_DB` followed by each of these.
+const DATABASES: [&str; 6] = ["", "_users", "_catalog", "_orders", "_payments", "_notifications"];
 /// The preset binaries step 6 runs, as the document names them.
-const PRESETS: [(Preset, &str); 5] = [
+const PRESETS: [(Preset, &str); 6] = [
     (Preset::Service("users"), "cleave-users-service"),
     (Preset::Service("catalog"), "cleave-catalog-service"),
     (Preset::Service("orders"), "cleave-orders-service"),
     (Preset::Service("payments"), "cleave-payments-service"),
+    (Preset::Service("notifications"), "cleave-notifications-service"),
     (Preset::Gateway, "cleave-gateway"),
 ];
 
@@ -29,6 +38,8 @@ struct Step {
     /// The line of the document the block starts on.
     line: usize,
     script: String,
+    /// Every line the step prints, in order (see [`ANY`]); empty when the document shows no
+    /// output for it.
     expect: Vec<String>,
 }
 
@@ -36,6 +47,7 @@ struct Step {
 fn steps(document: &str) -> Vec<Step> {
     let lines: Vec<&str> = document.lines().collect();
     let mut steps: Vec<Step> = Vec::new();
+    let mut expected_after: Option<usize> = None;
     let mut at = 0;
     while at < lines.len() {
         let marker = lines[at].trim();
@@ -47,14 +59,60 @@ fn steps(document: &str) -> Vec<Step> {
             if marker == "<!-- walkthrough -->" {
                 steps.push(Step { line: open + 1, script: body.join("\n"), expect: Vec::new() });
             } else {
-                let step = steps.last_mut().expect("expected output after a step");
-                step.expect.extend(body.iter().filter(|line| !line.trim().is_empty()).map(|line| (*line).to_owned()));
+                let count = steps.len();
+                assert!(count > 0, "line {}: expected output before any step", at + 1);
+                assert!(expected_after != Some(count), "line {}: a second block of expected output for one step", at + 1);
+                expected_after = Some(count);
+                let step = steps.last_mut().expect("a step");
+                step.expect = body.iter().map(|line| (*line).to_owned()).collect();
             }
             at = close;
         }
         at += 1;
     }
     steps
+}
+
+/// Whether `line` is what `pattern` says: the same text, where each [`ANY`] in `pattern` stands
+/// for any text.
+fn line_matches(pattern: &str, line: &str) -> bool {
+    let mut parts = pattern.split(ANY);
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = line.strip_prefix(first) else { return false };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else { return rest.is_empty() };
+    for part in middle {
+        match rest.find(part) {
+            Some(found) => rest = &rest[found + part.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
+
+/// How `output` differs from the lines `expected` lists, line by line; `None` when it does not.
+fn difference(expected: &[String], output: &str) -> Option<String> {
+    let mut printed: Vec<&str> = output.lines().collect();
+    // The session ends each step's output with a newline of its own.
+    while printed.last().is_some_and(|line| line.is_empty()) {
+        printed.pop();
+    }
+    let same = |at: usize| matches!((expected.get(at), printed.get(at)), (Some(pattern), Some(line)) if line_matches(pattern, line));
+    let count = expected.len().max(printed.len());
+    if (0..count).all(same) {
+        return None;
+    }
+    let shown = |line: Option<&str>| line.map_or_else(|| "nothing".to_owned(), |line| format!("`{line}`"));
+    let mut report = String::new();
+    for at in 0..count {
+        let (pattern, line) = (expected.get(at).map(String::as_str), printed.get(at).copied());
+        if same(at) {
+            report.push_str(&format!("  line {}: {}\n", at + 1, shown(line)));
+        } else {
+            report.push_str(&format!("! line {}: expected {}, printed {}\n", at + 1, shown(pattern), shown(line)));
+        }
+    }
+    Some(report)
 }
 
 /// One bash session, its output line by line, and its process group (every process it starts
@@ -143,6 +201,40 @@ fn the_document_marks_steps_and_what_they_show() {
     let steps = steps(DOCUMENT);
     assert!(steps.len() >= 12, "{steps:#?}");
     assert!(steps.iter().filter(|step| !step.expect.is_empty()).count() >= 11, "most steps say what they show");
+    // Step 6 starts each service with `start <module> <port>`, which runs `cleave-<module>-service`.
+    for (preset, binary) in PRESETS {
+        let runs = match preset {
+            Preset::Service(module) => DOCUMENT.contains("cleave-$1-service") && DOCUMENT.contains(&format!("start {module} ")),
+            _ => DOCUMENT.contains(binary),
+        };
+        assert!(runs, "the walkthrough does not run {binary}, which the test provides");
+    }
+}
+
+#[test]
+fn expected_lines_match_exactly_but_for_the_marked_values() {
+    assert!(line_matches("payment: captured", "payment: captured"));
+    assert!(!line_matches("payment: captured", "payment: captured 7800 EUR"), "a line that says more");
+    assert!(!line_matches("payment: captured", "old payment: captured"), "a line that says more before");
+    assert!(line_matches(
+        "users.users: 2 rows, checksum … (source and target agree)",
+        "users.users: 2 rows, checksum 0af3 (source and target agree)"
+    ));
+    assert!(!line_matches(
+        "users.users: 2 rows, checksum … (source and target agree)",
+        "users.users: 3 rows, checksum 0af3 (source and target agree)"
+    ));
+    assert!(line_matches("a … b … c", "a x b y b c"));
+    assert!(!line_matches("a…a", "a"), "the text on either side of a marker is not shared");
+    assert!(line_matches("…", ""));
+
+    let expect = |lines: &[&str]| lines.iter().map(|line| (*line).to_owned()).collect::<Vec<_>>();
+    assert_eq!(difference(&expect(&["one", "two"]), "one\ntwo\n\n"), None, "the newline that ends a step is not a line");
+    assert_eq!(difference(&[], "\n"), None);
+    assert!(difference(&expect(&["one", "two"]), "two\none\n").is_some(), "the order counts");
+    assert!(difference(&expect(&["one"]), "one\ntwo\n").is_some(), "a line more");
+    assert!(difference(&expect(&["one", "two"]), "one\n").is_some(), "a line less");
+    assert!(difference(&[], "a warning\n").is_some(), "a step the document shows no output for prints nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,10 +277,12 @@ async fn the_migration_walkthrough_runs_as_written() {
                 let output = session
                     .run(&step.script, Duration::from_secs(120))
                     .map_err(|error| format!("step {} (line {} of the walkthrough) failed: {error}", number + 1, step.line))?;
-                for expected in &step.expect {
-                    if !output.contains(expected.as_str()) {
-                        return Err(format!("step {} (line {}) did not show `{expected}`; it printed:\n{output}", number + 1, step.line));
-                    }
+                if let Some(report) = difference(&step.expect, &output) {
+                    return Err(format!(
+                        "step {} (line {} of the walkthrough) printed other lines than the document shows (`!` marks each that differs):\n{report}",
+                        number + 1,
+                        step.line
+                    ));
                 }
             }
             Ok(steps.len())
@@ -198,7 +292,7 @@ async fn the_migration_walkthrough_runs_as_written() {
     .unwrap();
     // The walkthrough's databases go, whatever happened.
     let admin = sea_orm::Database::connect(scratch.as_str()).await.unwrap();
-    for database in ["", "_users", "_catalog", "_orders", "_payments"].map(|suffix| format!("{shop}{suffix}")) {
+    for database in DATABASES.map(|suffix| format!("{shop}{suffix}")) {
         let _ = sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)")).await;
     }
     // And its streams on the broker (named after its subject prefix).
