@@ -13,6 +13,7 @@ mod documents;
 mod limits;
 pub mod playground;
 pub mod responses;
+pub mod settings;
 mod subscription;
 
 pub use documents::DocumentCache;

@@ -63,8 +63,15 @@ fn main() {
         let temp = tempfile::tempdir().unwrap();
         let db = connect_module("catalog", &DatabaseTarget::SqliteDir(temp.path().to_owned()), 10).await.unwrap();
         migrations::catalog::Migrator::up(&db, None).await.unwrap();
-        let service =
-            CatalogService::new(db, Arc::new(SystemClock), shared_kernel::outbox::Outbox::new("catalog"), CatalogSettings::default());
+        let service = CatalogService::new(
+            db,
+            Arc::new(SystemClock),
+            shared_kernel::outbox::Outbox::new("catalog"),
+            CatalogSettings {
+                reservation_ttl: chrono::Duration::minutes(15),
+                cache: catalog::cache::CacheSettings { ttl: std::time::Duration::from_secs(5), max_entries: 10_000 },
+            },
+        );
         let product = service
             .create_product(
                 &admin(),

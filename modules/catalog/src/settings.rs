@@ -1,5 +1,5 @@
-//! How the catalog holds stock and caches reads: the module's settings, with their defaults in one
-//! place (the app's `[catalog]` section reads them from here).
+//! How the catalog holds stock and caches reads: the module's settings. No defaults here: the
+//! app's `[catalog]` and `[cache]` sections hold them, once, and give the values.
 
 use crate::cache::CacheSettings;
 
@@ -12,10 +12,4 @@ pub struct CatalogSettings {
     /// The read cache's TTL and size (its adapter is given by
     /// [`crate::CatalogService::with_cache`]).
     pub cache: CacheSettings,
-}
-
-impl Default for CatalogSettings {
-    fn default() -> Self {
-        Self { reservation_ttl: chrono::Duration::minutes(15), cache: CacheSettings::default() }
-    }
 }

@@ -24,7 +24,15 @@ struct Harness {
 async fn service_on(target: DatabaseTarget, clock: Arc<ManualClock>) -> CatalogService {
     let db = connect_module("catalog", &target, 10).await.expect("connect");
     migrations::catalog::Migrator::up(&db, None).await.expect("migrate");
-    CatalogService::new(db, clock, shared_kernel::outbox::Outbox::new("catalog"), CatalogSettings::default())
+    CatalogService::new(
+        db,
+        clock,
+        shared_kernel::outbox::Outbox::new("catalog"),
+        CatalogSettings {
+            reservation_ttl: chrono::Duration::minutes(15),
+            cache: catalog::cache::CacheSettings { ttl: std::time::Duration::from_secs(5), max_entries: 10_000 },
+        },
+    )
 }
 
 impl cleave_test_support::contract::Transports for Harness {

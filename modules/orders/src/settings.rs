@@ -1,5 +1,5 @@
-//! How orders runs its sagas: the module's settings, with their defaults in one place (the app's
-//! `[orders]` section reads them from here).
+//! How orders runs its sagas: the module's settings. No defaults here: the app's `[orders]`
+//! section holds them, once, and gives the values.
 
 use std::time::Duration;
 
@@ -16,15 +16,4 @@ pub struct OrdersSettings {
     pub step_retry_delay: Duration,
     /// A saga with no progress for this long is taken over by the recovery sweep.
     pub stale_after: Duration,
-}
-
-impl Default for OrdersSettings {
-    fn default() -> Self {
-        Self {
-            placement_wait: Duration::from_secs(5),
-            step_attempts: 4,
-            step_retry_delay: Duration::from_millis(100),
-            stale_after: Duration::from_secs(30),
-        }
-    }
 }

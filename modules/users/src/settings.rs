@@ -1,8 +1,8 @@
-use serde::{Deserialize, Serialize};
+//! How users issues and limits tokens. No defaults here: the app's `[auth]` section holds them,
+//! once, and gives the values.
 
-/// How the users module issues and limits tokens. Every field has a production-safe default.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+/// How the users module issues and limits tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsersSettings {
     /// `iss` of every access token.
     pub issuer: String,
@@ -16,29 +16,10 @@ pub struct UsersSettings {
 }
 
 /// Login attempts allowed per minute (a burst of that size, refilled evenly).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginRateLimits {
     pub per_account_per_minute: u32,
     pub per_address_per_minute: u32,
-}
-
-impl Default for UsersSettings {
-    fn default() -> Self {
-        Self {
-            issuer: "cleave".to_owned(),
-            audience: "cleave-api".to_owned(),
-            access_token_ttl_secs: 900,
-            refresh_token_ttl_secs: 14 * 24 * 3600,
-            login_rate_limits: LoginRateLimits::default(),
-        }
-    }
-}
-
-impl Default for LoginRateLimits {
-    fn default() -> Self {
-        Self { per_account_per_minute: 5, per_address_per_minute: 20 }
-    }
 }
 
 impl UsersSettings {

@@ -9,7 +9,7 @@ use shared_kernel::db::{DatabaseTarget, connect_module};
 use shared_kernel::wire::{RpcClient, RpcClientConfig, TokenCallerResolver};
 use shared_kernel::{ApiError, Caller, PageRequest, Role, Secret, SystemClock};
 use std::sync::Arc;
-use users::{KeyRing, UsersService, UsersSettings};
+use users::{KeyRing, LoginRateLimits, UsersService, UsersSettings};
 use users_contract::{Credentials, RefreshRequest, RegisterUser, TokenPair, UserStatus, UsersApi, http_wire, nats_wire};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -22,8 +22,20 @@ struct Harness {
     _served: Option<shared_kernel::nats_wire::NatsService>,
 }
 
+/// The settings these tests run the module with (the app's `[auth]` section gives them in a
+/// process).
+fn settings() -> UsersSettings {
+    UsersSettings {
+        issuer: "cleave".to_owned(),
+        audience: "cleave-api".to_owned(),
+        access_token_ttl_secs: 900,
+        refresh_token_ttl_secs: 14 * 24 * 3600,
+        login_rate_limits: LoginRateLimits { per_account_per_minute: 5, per_address_per_minute: 20 },
+    }
+}
+
 fn policy() -> TokenPolicy {
-    let settings = UsersSettings::default();
+    let settings = settings();
     TokenPolicy { issuer: settings.issuer, audience: settings.audience, leeway_secs: 0 }
 }
 
@@ -33,7 +45,7 @@ async fn service_on(target: DatabaseTarget) -> UsersService {
     UsersService::new(
         db,
         Arc::new(KeyRing::generate_in_memory()),
-        UsersSettings::default(),
+        settings(),
         Arc::new(SystemClock),
         shared_kernel::outbox::Outbox::new("users"),
     )

@@ -1,5 +1,6 @@
 //! The catalog module in the composition.
 
+pub mod settings;
 use crate::composition::{HostFn, ModuleInfo, ModuleSpec};
 use catalog_contract::CatalogApi;
 use shared_kernel::Caller;

@@ -1,6 +1,7 @@
 //! The notifications module in the composition. It calls no module: it only consumes events
 //! (users' and orders'), so it can be placed anywhere in the order.
 
+pub mod settings;
 use crate::composition::{HostFn, ModuleInfo, ModuleSpec};
 use notifications_contract::NotificationsApi;
 use shared_kernel::{ApiError, Caller, PageRequest};

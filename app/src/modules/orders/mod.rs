@@ -1,6 +1,7 @@
 //! The orders module in the composition. It calls the catalog and payments, so it is placed
 //! after them.
 
+pub mod settings;
 use crate::composition::{HostFn, ModuleInfo, ModuleSpec};
 use orders_contract::OrdersApi;
 use shared_kernel::{ApiError, Caller};

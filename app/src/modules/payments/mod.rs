@@ -1,5 +1,6 @@
 //! The payments module in the composition.
 
+pub mod settings;
 use crate::composition::{HostFn, ModuleInfo, ModuleSpec};
 use payments_contract::PaymentsApi;
 use shared_kernel::{ApiError, Caller};

@@ -138,12 +138,6 @@ pub struct CacheSettings {
     pub max_entries: u64,
 }
 
-impl Default for CacheSettings {
-    fn default() -> Self {
-        Self { ttl: Duration::from_secs(5), max_entries: 10_000 }
-    }
-}
-
 /// Counts a look-up, for `/metrics`: `cache_lookups_total{cache, level, result}`.
 fn count(level: &'static str, result: &'static str) {
     metrics::counter!("cache_lookups_total", "cache" => "catalog", "level" => level, "result" => result).increment(1);

@@ -53,11 +53,23 @@ async fn modules_on(target: DatabaseTarget) -> Modules {
     migrations::payments::Migrator::up(&payments_db, None).await.expect("migrate payments");
     let orders_db = open("orders").await;
     migrations::orders::Migrator::up(&orders_db, None).await.expect("migrate orders");
-    let catalog: Arc<dyn CatalogApi> =
-        Arc::new(CatalogService::new(catalog_db, Arc::new(SystemClock), Outbox::new("catalog"), CatalogSettings::default()));
+    let catalog: Arc<dyn CatalogApi> = Arc::new(CatalogService::new(
+        catalog_db,
+        Arc::new(SystemClock),
+        Outbox::new("catalog"),
+        CatalogSettings {
+            reservation_ttl: chrono::Duration::minutes(15),
+            cache: catalog::cache::CacheSettings { ttl: std::time::Duration::from_secs(5), max_entries: 10_000 },
+        },
+    ));
     let provider = Arc::new(SimulatedCardProcessor::new(payments_db.clone(), SimulatorSettings::default()));
     let payments: Arc<dyn PaymentsApi> = Arc::new(PaymentsService::new(payments_db, provider));
-    let settings = OrdersSettings { step_retry_delay: Duration::from_millis(5), ..OrdersSettings::default() };
+    let settings = OrdersSettings {
+        placement_wait: Duration::from_secs(3),
+        step_attempts: 4,
+        step_retry_delay: Duration::from_millis(5),
+        stale_after: Duration::from_secs(30),
+    };
     let orders =
         OrdersService::new(orders_db.clone(), Outbox::new("orders"), catalog.clone(), payments.clone(), Arc::new(SystemClock), settings);
     Modules { orders, catalog, payments, orders_db }

@@ -109,7 +109,12 @@ async fn databases(postgres: bool) -> Option<Databases> {
 }
 
 fn settings() -> OrdersSettings {
-    OrdersSettings { placement_wait: Duration::from_millis(300), step_retry_delay: Duration::from_millis(10), ..OrdersSettings::default() }
+    OrdersSettings {
+        placement_wait: Duration::from_millis(300),
+        step_attempts: 4,
+        step_retry_delay: Duration::from_millis(10),
+        stale_after: Duration::from_secs(30),
+    }
 }
 
 fn orders_on(db: &Databases, catalog: Arc<dyn CatalogApi>, payments: Arc<dyn PaymentsApi>) -> OrdersService {
@@ -131,7 +136,10 @@ async fn crash_and_recover(
         db.catalog.clone(),
         Arc::new(SystemClock),
         Outbox::new("catalog"),
-        catalog::CatalogSettings::default(),
+        catalog::CatalogSettings {
+            reservation_ttl: chrono::Duration::minutes(15),
+            cache: catalog::cache::CacheSettings { ttl: std::time::Duration::from_secs(5), max_entries: 10_000 },
+        },
     ));
     let product = catalog
         .create_product(
