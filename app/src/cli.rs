@@ -241,7 +241,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    for module in crate::composition::modules() {
+    for module in crate::modules::infos() {
         let name = module.name;
         if !module.is_local(settings)? {
             println!("{name}: not local, nothing to migrate here");
@@ -256,7 +256,7 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn move_data(settings: &Settings, name: &str, from: Option<String>, to: String, replace: bool) -> anyhow::Result<()> {
-    let modules = crate::composition::modules();
+    let modules = crate::modules::infos();
     let known = modules.iter().map(|module| module.name).collect::<Vec<_>>().join(", ");
     let module = modules.into_iter().find(|module| module.name == name).with_context(|| format!("no module named `{name}` ({known})"))?;
     let from = match from {
@@ -273,7 +273,7 @@ async fn move_data(settings: &Settings, name: &str, from: Option<String>, to: St
 
 /// Whether module `name` runs in this process under `settings`.
 fn is_local(settings: &Settings, name: &str) -> anyhow::Result<bool> {
-    let module = crate::composition::modules().into_iter().find(|module| module.name == name).context("no such module")?;
+    let module = crate::modules::infos().into_iter().find(|module| module.name == name).context("no such module")?;
     module.is_local(settings)
 }
 
@@ -290,7 +290,7 @@ async fn create_admin(mut settings: Settings, email: &str) -> anyhow::Result<()>
     };
     settings.admin_bootstrap =
         Some(crate::config::AdminBootstrap { email: email.to_owned(), password: shared_kernel::Secret::new(password) });
-    let composition = crate::composition::compose(&settings).await?;
+    let composition = crate::modules::compose(&settings).await?;
     anyhow::ensure!(
         !composition.local_modules.is_empty() && composition.local_modules.contains(&"users"),
         "create-admin needs the users module in this process"
@@ -301,7 +301,7 @@ async fn create_admin(mut settings: Settings, email: &str) -> anyhow::Result<()>
 
 async fn seed(settings: &Settings) -> anyhow::Result<()> {
     anyhow::ensure!(is_local(settings, "catalog")?, "seed runs where the catalog module is local (it is not here)");
-    let composition = crate::composition::compose(settings).await?;
+    let composition = crate::modules::compose(settings).await?;
     let report =
         crate::seed::seed_demo(composition.modules.catalog.as_ref()).await.map_err(|error| anyhow::anyhow!("seeding failed: {error}"))?;
     println!("demo data: {} categories and {} products added", report.categories_created, report.products_created);

@@ -12,6 +12,7 @@ pub mod data_move;
 pub mod edge;
 pub mod graphql;
 pub mod health;
+pub mod module_list;
 pub mod modules;
 pub mod openapi;
 pub mod rate_limit;

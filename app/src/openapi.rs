@@ -172,7 +172,7 @@ mod tests {
         let listed: std::collections::BTreeSet<String> =
             document["paths"].as_object().unwrap().keys().filter(|p| p.starts_with("/api/")).cloned().collect();
         let registered: std::collections::BTreeSet<String> =
-            crate::rest::routes().registered().into_iter().map(|(version, path)| versions::canonical(version, path)).collect();
+            crate::modules::routes().registered().into_iter().map(|(version, path)| versions::canonical(version, path)).collect();
         assert_eq!(listed, registered, "the document and the router disagree");
         for path in ["/.well-known/jwks.json", "/health/ready", "/health/live", "/metrics"] {
             assert!(document["paths"].get(path).is_some(), "{path} is missing");

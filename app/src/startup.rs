@@ -1,7 +1,8 @@
 //! `Application`: builds the router for the configured topology, binds, runs until stopped.
 
-use crate::composition::{Composition, compose};
+use crate::composition::Composition;
 use crate::config::Settings;
+use crate::modules::compose;
 use crate::rest::AppState;
 use crate::{edge, health, openapi, rest, telemetry};
 use anyhow::Context as _;
@@ -37,12 +38,13 @@ impl Application {
     /// Composition failures (see [`compose`]) and an address that cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let composition = compose(&settings).await?;
+        let graphql = crate::graphql::EdgeConsumers::subscribe(&settings, &composition).await?;
         let shutdown = Shutdown {
             draining: health::Draining::default(),
             grace: std::time::Duration::from_secs(settings.server.shutdown_grace_secs.max(1)),
             delay: std::time::Duration::from_millis(settings.server.shutdown_delay_ms),
         };
-        let router = build_router(&settings, &composition, &shutdown.draining);
+        let router = build_router(&settings, &composition, &graphql, &shutdown.draining);
         let listener =
             TcpListener::bind(settings.server.addr).await.with_context(|| format!("cannot listen on {}", settings.server.addr))?;
         let local_addr = listener.local_addr()?;
@@ -215,7 +217,12 @@ impl Application {
 
 /// The whole router: public API, wire routes of local modules, operations endpoints, docs; all
 /// behind the edge.
-pub fn build_router(settings: &Settings, composition: &Composition, draining: &health::Draining) -> Router {
+pub fn build_router(
+    settings: &Settings,
+    composition: &Composition,
+    graphql: &crate::graphql::EdgeConsumers,
+    draining: &health::Draining,
+) -> Router {
     let limits = crate::graphql::Limits {
         depth: settings.graphql.max_depth,
         complexity: settings.graphql.max_complexity,
@@ -227,11 +234,11 @@ pub fn build_router(settings: &Settings, composition: &Composition, draining: &h
     let state = AppState::new(rest::Handles {
         graphql: crate::graphql::schema(
             composition.modules.clone(),
-            (composition.order_status_feed.clone(), composition.notification_feed.clone()),
+            (graphql.order_status.clone(), graphql.notifications.clone()),
             limits,
-            composition.graphql_responses.documents(),
+            graphql.responses.documents(),
         ),
-        graphql_responses: composition.graphql_responses.clone(),
+        graphql_responses: graphql.responses.clone(),
         modules: composition.modules.clone(),
         resolver: composition.resolver.clone(),
         trust_forwarded_for: settings.server.trust_forwarded_for,
@@ -244,7 +251,7 @@ pub fn build_router(settings: &Settings, composition: &Composition, draining: &h
     let draining = draining.clone();
     let metrics = telemetry::metrics_handle();
     let router = Router::new()
-        .merge(rest::routes().into_router())
+        .merge(crate::modules::routes().into_router())
         .merge(crate::modules::users::rest::well_known())
         .route("/graphql", get(crate::graphql::playground::page).post(crate::graphql::execute))
         .route("/graphql/assets/{name}", get(crate::graphql::playground::asset))
@@ -254,7 +261,7 @@ pub fn build_router(settings: &Settings, composition: &Composition, draining: &h
         .route("/health/ready", get(move || health::ready(checks.clone(), draining.clone())))
         .route("/metrics", get(move || health::metrics(metrics.clone())))
         .merge(openapi::routes())
-        .layer(axum::middleware::from_fn_with_state(composition.graphql_responses.clone(), crate::graphql::responses::forget_after_writes));
+        .layer(axum::middleware::from_fn_with_state(graphql.responses.clone(), crate::graphql::responses::forget_after_writes));
     let router = if settings.server.rate_limit.enabled {
         let limit = crate::rate_limit::EdgeRateLimit::new(
             &settings.server.rate_limit,

@@ -3,7 +3,7 @@
 //! each other.
 
 use crate::edge::HasCallerResolver;
-use crate::modules::ModuleHandles;
+use crate::module_list::ModuleHandles;
 use axum::extract::FromRef;
 use shared_kernel::wire::CallerResolver;
 use std::sync::Arc;

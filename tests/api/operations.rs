@@ -77,7 +77,7 @@ async fn the_status_says_where_each_module_runs_and_how_it_fares(app: TestApp) {
     let status: Value = response.json().await.unwrap();
     let modules = status["modules"].as_array().unwrap();
     let names: Vec<&str> = modules.iter().map(|module| module["name"].as_str().unwrap()).collect();
-    let composed: Vec<&str> = cleave::composition::modules().iter().map(|module| module.name).collect();
+    let composed: Vec<&str> = cleave::modules::infos().iter().map(|module| module.name).collect();
     assert_eq!(names, composed, "every module, in composition order: {status}");
     assert!(names.len() >= 5 && names[..4] == ["users", "catalog", "payments", "orders"], "{status}");
     for module in modules {
@@ -139,7 +139,7 @@ async fn over_nats_every_module_answers_the_micro_service_protocol() {
         .filter(|info| info["endpoints"][0]["subject"].as_str().is_some_and(|subject| subject.starts_with(&prefix)))
         .map(|info| info["name"].as_str().unwrap().to_owned())
         .collect();
-    let modules: Vec<&str> = cleave::composition::modules().iter().map(|module| module.name).collect();
+    let modules: Vec<&str> = cleave::modules::infos().iter().map(|module| module.name).collect();
     assert!(modules.len() >= 5, "{modules:?}");
     let expected = modules.iter().flat_map(|module| [module.to_string(), format!("{module}_dead_letters")]).collect();
     assert_eq!(ours, expected, "every module is a NATS service, and so are its dead letters");

@@ -204,7 +204,7 @@ fn modules_mut(settings: &mut Settings) -> impl Iterator<Item = &mut ModuleSetti
 
 /// Every module's name, in composition order (each has a `<name>-service` preset).
 fn module_names() -> Vec<&'static str> {
-    cleave::composition::modules().iter().map(|module| module.name).collect()
+    cleave::modules::infos().iter().map(|module| module.name).collect()
 }
 
 /// Makes `module` remote over `wire`: at `url` over HTTP, by name over NATS.

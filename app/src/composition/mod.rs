@@ -8,7 +8,7 @@
 //! placed by one code path ([`place`]), in the order of the module list (`crate::modules`).
 
 use crate::config::{ModuleMode, ModuleSettings, ModulesSettings, Settings, Wire};
-use crate::modules::ModuleHandles;
+use crate::module_list::{ModuleHandles, Placed};
 use anyhow::Context as _;
 use axum::Router;
 use futures::future::BoxFuture;
@@ -42,12 +42,8 @@ pub struct Composition {
     pub modules: ModuleHandles,
     /// The event bus of this process (in-process adapter).
     pub bus: Arc<dyn EventBus>,
-    /// Kept answers to public catalog queries, dropped on the catalog's events on this bus.
-    pub graphql_responses: crate::graphql::ResponseCache,
-    /// Order status changes seen on this bus, for GraphQL subscriptions.
-    pub order_status_feed: crate::graphql::OrderStatusFeed,
-    /// Notifications made, seen on this bus, for GraphQL subscriptions.
-    pub notification_feed: crate::graphql::NotificationFeed,
+    /// Whether the bus is this process's alone (`events.bus = "in_process"`).
+    events_in_process: bool,
     /// The dead letters of the consumers of every module hosted here.
     pub dead_letters: Vec<DeadLetterStore>,
     /// The dead letters of every deployed module, each through its contract: in process for
@@ -184,8 +180,6 @@ pub(crate) struct Context {
     upstreams: Vec<Arc<Upstream>>,
     status: Vec<ModuleStatus>,
 }
-
-pub(crate) use crate::modules::Placed;
 
 /// How a hosted module's wires are served, once the process's caller resolver exists.
 struct HostedWire {
@@ -380,13 +374,18 @@ fn host_dead_letters<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A>, ct
     Some(api)
 }
 
-/// Builds every module's adapter as configured, and serves the hosted ones on the wires that
-/// are configured (HTTP routes for `server.internal_addr`, NATS services when `nats.url` is set).
+/// Places every module of the list, in its order (`crate::modules` gives it).
+pub(crate) type PlaceAll = for<'a> fn(&'a mut Context) -> BoxFuture<'a, anyhow::Result<ModuleHandles>>;
+
+/// Builds every module's adapter as configured (`place_all` places each, in the list's order),
+/// and serves the hosted ones on the wires that are configured (HTTP routes for
+/// `server.internal_addr`, NATS services when `nats.url` is set). The edge's own consumers (the
+/// GraphQL feeds, kept answers) subscribe afterwards ([`Composition::subscribe`]).
 ///
 /// # Errors
 /// A database that cannot be reached or migrated, unreadable keys, NATS that cannot be reached,
 /// a module configured in a way this binary or configuration cannot satisfy.
-pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
+pub(crate) async fn compose(settings: &Settings, place_all: PlaceAll) -> anyhow::Result<Composition> {
     let clock: Arc<dyn Clock> = Arc::new(shared_kernel::SystemClock);
     let nats = match settings.nats.options(&settings.server.service_name) {
         Some(options) => Some(shared_kernel::nats_wire::connect(&options).await?),
@@ -432,21 +431,11 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         status: Vec::new(),
     };
 
-    let modules = crate::modules::place_all(&mut ctx).await?;
-
-    let order_status_feed =
-        crate::graphql::OrderStatusFeed::new(std::time::Duration::from_millis(settings.graphql.subscription_poll_ms.max(100)));
-    ctx.subscribe(order_status_feed.consumer()).await?;
-    let notification_feed =
-        crate::graphql::NotificationFeed::new(std::time::Duration::from_millis(settings.graphql.subscription_poll_ms.max(100)));
-    ctx.subscribe(notification_feed.consumer()).await?;
-    let sees_catalog_events = settings.events.bus == crate::config::BusKind::Nats || ctx.local_modules.contains(&"catalog");
-    let graphql_responses = crate::graphql::ResponseCache::new(settings, sees_catalog_events);
-    if graphql_responses.enabled() {
-        ctx.subscribe(graphql_responses.consumer()).await?;
-    }
+    let modules = place_all(&mut ctx).await?;
     if settings.events.bus == crate::config::BusKind::InProcess {
-        warn_of_unseen_events(&ctx.subscriptions, &ctx.local_modules);
+        for (consumer, types) in &ctx.subscriptions {
+            warn_of_unseen_events(consumer, types, &ctx.local_modules);
+        }
     }
 
     let verifier = TokenVerifier::new(
@@ -463,7 +452,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
         verifier,
         service_token: settings.auth.service_token.clone(),
         accept_service_callers: true,
-        services: crate::modules::service_names(),
+        services: crate::module_list::service_names(),
     });
 
     let mut internal_routes = Router::new();
@@ -491,9 +480,7 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
     Ok(Composition {
         modules,
         bus,
-        graphql_responses,
-        order_status_feed,
-        notification_feed,
+        events_in_process: settings.events.bus == crate::config::BusKind::InProcess,
         dead_letters: ctx.dead_letters,
         dead_letter_admin: ctx.dead_letter_admin,
         background: ctx.background,
@@ -506,21 +493,34 @@ pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
     })
 }
 
-/// With the in-process bus, events of a module running elsewhere never reach this process: says
-/// which consumers miss which module's events.
-fn warn_of_unseen_events(subscriptions: &[(String, Vec<String>)], local_modules: &[&'static str]) {
-    for (consumer, types) in subscriptions {
-        let mut remote: Vec<&str> =
-            types.iter().filter_map(|t| t.split('.').next()).filter(|module| !local_modules.contains(module)).collect();
-        remote.sort_unstable();
-        remote.dedup();
-        for module in remote {
-            tracing::warn!(
-                consumer = %consumer,
-                module,
-                "events.bus is in_process and {module} runs elsewhere: {consumer} will not see {module}'s events (set events.bus = \"nats\")"
-            );
+impl Composition {
+    /// Subscribes `consumer` (one of the edge's own: the GraphQL feeds, kept answers) to this
+    /// process's bus, warning as for the modules' consumers when it would miss events.
+    ///
+    /// # Errors
+    /// The bus refuses the subscription.
+    pub async fn subscribe(&self, consumer: shared_kernel::events::Consumer) -> anyhow::Result<()> {
+        let (name, types) = (consumer.name.clone(), consumer.event_types.clone());
+        self.bus.subscribe(consumer).await.with_context(|| format!("cannot subscribe {name}"))?;
+        if self.events_in_process {
+            warn_of_unseen_events(&name, &types, &self.local_modules);
         }
+        Ok(())
+    }
+}
+
+/// With the in-process bus, events of a module running elsewhere never reach this process: says
+/// which of `consumer`'s modules' events it misses.
+fn warn_of_unseen_events(consumer: &str, types: &[String], local_modules: &[&'static str]) {
+    let mut remote: Vec<&str> = types.iter().filter_map(|t| t.split('.').next()).filter(|module| !local_modules.contains(module)).collect();
+    remote.sort_unstable();
+    remote.dedup();
+    for module in remote {
+        tracing::warn!(
+            consumer = %consumer,
+            module,
+            "events.bus is in_process and {module} runs elsewhere: {consumer} will not see {module}'s events (set events.bus = \"nats\")"
+        );
     }
 }
 
@@ -542,11 +542,6 @@ impl ModuleInfo {
         let placement = placement_of(self.name, (self.settings)(&settings.modules), self.compiled_local, settings.nats.url.is_some())?;
         Ok(placement == Placement::Local)
     }
-}
-
-/// Every module, in composition order.
-pub fn modules() -> Vec<ModuleInfo> {
-    crate::modules::infos()
 }
 
 pub(crate) fn migrator<M: migrations::MigratorTrait>(db: sea_orm::DatabaseConnection) -> BoxFuture<'static, Result<(), sea_orm::DbErr>> {
@@ -573,22 +568,6 @@ impl KeySource for ContractKeySource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn each_module_serves_its_dead_letters_under_its_own_name() {
-        let names = crate::modules::dead_letter_names();
-        assert!(names.len() >= 5, "{names:?}");
-        for (module, dead_letters) in names {
-            assert_eq!(dead_letters, format!("{module}_dead_letters"));
-        }
-    }
-
-    #[test]
-    fn every_composed_module_has_its_settings_and_no_others() {
-        let composed: std::collections::BTreeSet<&str> = modules().iter().map(|module| module.name).collect();
-        let configured: std::collections::BTreeSet<&str> = ModulesSettings::default().each().into_iter().map(|(name, _)| name).collect();
-        assert_eq!(composed, configured, "crate::modules and config::ModulesSettings name the same modules");
-    }
 
     fn module(mode: Option<ModuleMode>, url: Option<&str>, wire: Wire) -> ModuleSettings {
         ModuleSettings { mode, url: url.map(str::to_owned), wire, ..ModuleSettings::default() }

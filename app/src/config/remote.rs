@@ -7,7 +7,7 @@ use std::time::Duration;
 /// `ModulesSettings`, with a field per module (`modules.<name>`) and the lists of them, from one
 /// list of names: the struct and its lists cannot disagree.
 macro_rules! modules_settings {
-    ($($name:ident),+ $(,)?) => {
+    ($($name:ident: $api:path),+ $(,)?) => {
         #[derive(Debug, Clone, Default, Serialize, Deserialize)]
         #[serde(default, deny_unknown_fields)]
         pub struct ModulesSettings {
@@ -28,7 +28,7 @@ macro_rules! modules_settings {
     };
 }
 
-modules_settings!(users, catalog, orders, payments, notifications);
+crate::module_list::module_list!(modules_settings);
 
 /// A string, or a list of strings joined by commas (`modules.<m>.url`).
 fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {

@@ -1,5 +1,5 @@
 //! The GraphQL API (`POST /graphql`): one schema merged from per-module parts
-//! (`crate::modules::<name>::graphql`), each written
+//! (`crate::modules::<name>::graphql`, merged in `root`, from the module list), each written
 //! against its module's contract, so it answers the same whether a module is local or remote.
 //!
 //! Per request the schema gets the caller (from the same bearer token as REST) and fresh
@@ -13,20 +13,19 @@ mod documents;
 mod limits;
 pub mod playground;
 pub mod responses;
+pub mod root;
 pub mod settings;
 mod subscription;
+pub mod support;
 
 pub use documents::DocumentCache;
 pub use responses::ResponseCache;
 pub use subscription::{NotificationFeed, OrderStatusFeed};
 
+use async_graphql::Schema;
 use async_graphql::dataloader::{DataLoader, HashMapCache};
-use async_graphql::{Context, ErrorExtensions, Schema};
 use shared_kernel::{ApiError, Caller};
 use std::sync::Arc;
-
-/// The contracts the schema resolves against (schema-wide data).
-pub type Modules = crate::modules::ModuleHandles;
 
 /// What the GraphQL routes take from the router's state.
 #[derive(Clone)]
@@ -51,7 +50,36 @@ pub struct Limits {
     pub subscriptions_per_socket: usize,
 }
 
-pub use crate::modules::{Mutation, Query};
+pub use root::{Mutation, Query};
+
+/// The edge's own consumers for GraphQL, subscribed to the composed process's bus: the
+/// subscriptions' feeds and the kept answers to public catalog queries. Built here, by the edge,
+/// not by the composition.
+#[derive(Clone)]
+pub struct EdgeConsumers {
+    pub order_status: OrderStatusFeed,
+    pub notifications: NotificationFeed,
+    pub responses: ResponseCache,
+}
+
+impl EdgeConsumers {
+    /// # Errors
+    /// The bus refuses a subscription.
+    pub async fn subscribe(settings: &crate::config::Settings, composition: &crate::composition::Composition) -> anyhow::Result<Self> {
+        let poll = std::time::Duration::from_millis(settings.graphql.subscription_poll_ms.max(100));
+        let order_status = OrderStatusFeed::new(poll);
+        composition.subscribe(order_status.consumer()).await?;
+        let notifications = NotificationFeed::new(poll);
+        composition.subscribe(notifications.consumer()).await?;
+        let sees_catalog_events = settings.events.bus == crate::config::BusKind::Nats || composition.local_modules.contains(&"catalog");
+        let responses = ResponseCache::new(settings, sees_catalog_events);
+        if responses.enabled() {
+            composition.subscribe(responses.consumer()).await?;
+        }
+        Ok(Self { order_status, notifications, responses })
+    }
+}
+pub use support::{Modules, NoFields, RequestScope, caller, connection, gql_error, modules, page_request, scope};
 
 pub type CleaveSchema = Schema<Query, Mutation, subscription::Subscription>;
 
@@ -76,12 +104,6 @@ pub fn schema(modules: Modules, feeds: (OrderStatusFeed, NotificationFeed), limi
 /// The SDL, as committed in `docs/schema.graphql`.
 pub fn sdl() -> String {
     Schema::build(Query::default(), Mutation::default(), subscription::Subscription).finish().sdl()
-}
-
-/// Who is asking, and from where (per request).
-pub struct RequestScope {
-    pub caller: Caller,
-    pub client_addr: Option<String>,
 }
 
 /// Adds what one request needs to `request`: its caller and fresh loaders (their caches live
@@ -183,81 +205,6 @@ fn token_in(payload: &serde_json::Value) -> Option<String> {
     let text = find(payload).or_else(|| payload.get("headers").and_then(find))?;
     let token = text.strip_prefix("Bearer ").or_else(|| text.strip_prefix("bearer ")).unwrap_or(&text).trim();
     (!token.is_empty()).then(|| token.to_owned())
-}
-
-pub(crate) fn modules<'a>(ctx: &Context<'a>) -> &'a Modules {
-    ctx.data_unchecked::<Modules>()
-}
-
-pub(crate) fn scope<'a>(ctx: &Context<'a>) -> &'a RequestScope {
-    ctx.data_unchecked::<RequestScope>()
-}
-
-pub(crate) fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
-    &scope(ctx).caller
-}
-
-/// A contract error as a GraphQL error: the message is the problem's detail (never internal
-/// detail), `extensions.code` the problem type's code (`not-found`, `validation-failed`, …),
-/// plus `status`, and the field errors of a validation failure.
-pub(crate) fn gql_error(error: ApiError) -> async_graphql::Error {
-    let problem = error.to_problem();
-    let message = problem.detail.clone();
-    async_graphql::Error::new(message).extend_with(|_, extensions| {
-        extensions.set("code", error.code());
-        extensions.set("status", i32::from(error.status()));
-        if let Some(retry_after) = error.retry_after_secs() {
-            extensions.set("retryAfter", retry_after);
-        }
-        if !problem.errors.is_empty() {
-            let fields: Vec<async_graphql::Value> = problem
-                .errors
-                .iter()
-                .map(|e| {
-                    let mut map = async_graphql::indexmap::IndexMap::new();
-                    map.insert(async_graphql::Name::new("field"), async_graphql::Value::from(e.field.clone()));
-                    map.insert(async_graphql::Name::new("message"), async_graphql::Value::from(e.message.clone()));
-                    async_graphql::Value::Object(map)
-                })
-                .collect();
-            extensions.set("errors", async_graphql::Value::List(fields));
-        }
-    })
-}
-
-/// `first` as a page size: 1..=100, default 20 (as REST's `limit`).
-pub(crate) fn page_request(first: Option<i32>, after: Option<String>) -> async_graphql::Result<shared_kernel::PageRequest> {
-    let limit = match first {
-        None => None,
-        Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
-        Some(_) => return Err(gql_error(ApiError::invalid_field("first", "must be between 1 and 100"))),
-    };
-    let cursor = after
-        .map(|text| serde_json::from_value::<shared_kernel::Cursor>(serde_json::Value::String(text)))
-        .transpose()
-        .map_err(|_| gql_error(ApiError::invalid_field("after", "is not a cursor this API issued")))?;
-    shared_kernel::PageRequest::new(limit, cursor).map_err(|error| {
-        gql_error(match error {
-            ApiError::Invalid { .. } => ApiError::invalid_field("first", "must be between 1 and 100"),
-            other => other,
-        })
-    })
-}
-
-/// A Relay connection over one page of a module's list: each edge's cursor continues the list
-/// after that item (`key` gives the module's sort key for an item).
-pub(crate) fn connection<T, N: async_graphql::OutputType>(
-    page: shared_kernel::Page<T>,
-    had_cursor: bool,
-    key: impl Fn(&T) -> String,
-    node: impl Fn(T) -> N,
-) -> async_graphql::connection::Connection<String, N> {
-    let mut connection = async_graphql::connection::Connection::new(had_cursor, page.next_cursor.is_some());
-    connection.edges.extend(page.items.into_iter().map(|item| {
-        let cursor = shared_kernel::Cursor::encode(&key(&item)).as_str().to_owned();
-        async_graphql::connection::Edge::new(cursor, node(item))
-    }));
-    connection
 }
 
 /// `POST /graphql`: the caller comes from the same bearer token as REST. An anonymous catalog

@@ -1,5 +1,5 @@
-//! Every module, listed once. A module's part of the app lives in its own directory here, and
-//! the one line in [`modules!`] below is all the rest of the app needs to know of it:
+//! Every module's part of the app, each in its own directory here, expanded from the module list
+//! (`crate::module_list`, the one line a new module adds):
 //!
 //! ```text
 //! modules/<name>/mod.rs      type Api (its contract), spec() and info() (how the composition
@@ -9,37 +9,22 @@
 //! modules/<name>/graphql.rs  Query and Mutation (its part of the GraphQL schema)
 //! ```
 //!
-//! From the list come the handles every handler takes ([`ModuleHandles`]), the order in which
-//! the composition places the modules (a module after those it calls), the CLI's list, the REST
-//! routes, the OpenAPI paths, the GraphQL `Query` and `Mutation`, and the event schemas of the
-//! compatibility check.
+//! Here the list gives the order in which the composition places the modules (a module after
+//! those it calls), the CLI's list, the REST routes, the OpenAPI paths and the event schemas of
+//! the compatibility check. This file is the top of the app's module parts: it may use the
+//! composition, the REST and GraphQL rooms, and none of them uses it.
 
-use crate::composition::{Context, ModuleInfo};
+use crate::composition::{Composition, Context, ModuleInfo};
+use crate::config::Settings;
+use crate::module_list::ModuleHandles;
 use crate::rest::{ApiRoutes, AppState};
-use async_graphql::MergedObject;
-use std::sync::Arc;
 
 macro_rules! modules {
-    ($($name:ident),+ $(,)?) => {
+    ($($name:ident: $api:path),+ $(,)?) => {
         $(pub mod $name;)+
 
-        /// A handle per module contract, whatever the adapter behind it (the implementation
-        /// here, a client of its HTTP or NATS wire, or "not deployed"). The REST handlers, the
-        /// GraphQL schema and the tests all take this one struct. Cheap to clone.
-        #[derive(Clone)]
-        pub struct ModuleHandles {
-            $(pub $name: Arc<$name::Api>,)+
-        }
-
-        /// The handles placed so far: a module is placed after the ones it calls, and finds
-        /// them here.
-        #[derive(Default)]
-        pub(crate) struct Placed {
-            $(pub $name: Option<Arc<$name::Api>>,)+
-        }
-
         /// Places every module, in the order of the list.
-        pub(crate) async fn place_all(ctx: &mut Context) -> anyhow::Result<ModuleHandles> {
+        async fn place_all(ctx: &mut Context) -> anyhow::Result<ModuleHandles> {
             $(
                 let $name = crate::composition::place(&$name::spec(), ctx).await?;
                 ctx.handles.$name = Some($name.clone());
@@ -47,20 +32,14 @@ macro_rules! modules {
             Ok(ModuleHandles { $($name,)+ })
         }
 
-        /// The services a process believes on its internal wire: every module of the list, and
-        /// the edge.
-        pub fn service_names() -> Vec<shared_kernel::ServiceName> {
-            vec![$(shared_kernel::ServiceName::named($name::spec().name),)+ shared_kernel::ServiceName::EDGE]
-        }
-
         /// Every module, in composition order.
         pub fn infos() -> Vec<ModuleInfo> {
             vec![$($name::info(),)+]
         }
 
-        /// Every module's versioned REST routes.
-        pub(crate) fn routes() -> ApiRoutes<AppState> {
-            ApiRoutes::new()$(.merge($name::rest::routes()))+
+        /// Every versioned REST route: each module's, then the edge's own (`crate::rest`).
+        pub fn routes() -> ApiRoutes<AppState> {
+            ApiRoutes::new()$(.merge($name::rest::routes()))+.merge(crate::rest::admin::routes()).merge(crate::rest::me::routes())
         }
 
         /// Every module's OpenAPI paths, schemas and tags.
@@ -93,19 +72,19 @@ macro_rules! modules {
             $(samples.extend($name::event_samples());)+
             samples
         }
-
-        // The GraphQL queries: each module's, merged (a plain comment: a doc comment would be
-        // the type's description in the schema).
-        #[derive(MergedObject, Default)]
-        pub struct Query($($name::graphql::Query),+);
-
-        // The GraphQL mutations: each module's, merged.
-        #[derive(MergedObject, Default)]
-        pub struct Mutation($($name::graphql::Mutation),+);
     };
 }
 
-modules!(users, catalog, payments, orders, notifications);
+crate::module_list::module_list!(modules);
+
+/// Builds every module's adapter as configured, in the order of the list (see
+/// [`crate::composition::compose`]).
+///
+/// # Errors
+/// As [`crate::composition::compose`].
+pub async fn compose(settings: &Settings) -> anyhow::Result<Composition> {
+    crate::composition::compose(settings, |ctx| Box::pin(place_all(ctx))).await
+}
 
 /// An event as its JSON (for [`event_samples`]).
 #[cfg(test)]
@@ -113,6 +92,30 @@ pub(crate) fn sample<E: shared_kernel::events::IntegrationEvent>(event: E) -> (&
     (E::TYPE, serde_json::to_value(&event).expect("an event serializes"))
 }
 
-// A GraphQL part with no fields, for a module with no queries or no mutations of its own.
-#[derive(MergedObject, Default)]
-pub struct NoFields;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_module_serves_its_dead_letters_under_its_own_name() {
+        let names = crate::modules::dead_letter_names();
+        assert!(names.len() >= 5, "{names:?}");
+        for (module, dead_letters) in names {
+            assert_eq!(dead_letters, format!("{module}_dead_letters"));
+        }
+    }
+
+    #[test]
+    fn every_composed_module_has_its_settings_and_no_others() {
+        let composed: std::collections::BTreeSet<&str> = infos().iter().map(|module| module.name).collect();
+        let configured: std::collections::BTreeSet<&str> =
+            crate::config::ModulesSettings::default().each().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(composed, configured, "crate::modules and config::ModulesSettings name the same modules");
+    }
+
+    #[test]
+    fn the_handles_and_the_placement_follow_the_one_list() {
+        let placed: Vec<&str> = infos().iter().map(|module| module.name).collect();
+        assert_eq!(placed, crate::module_list::NAMES, "each module's spec names it as the list does, in its order");
+    }
+}

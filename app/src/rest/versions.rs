@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn the_deprecations_in_force_name_registered_routes_with_good_dates() {
-        let _router = crate::rest::routes().into_router_with(DEPRECATED).unwrap();
+        let _router = crate::modules::routes().into_router_with(DEPRECATED).unwrap();
         for entry in DEPRECATED {
             entry.headers().unwrap();
         }

@@ -1,6 +1,6 @@
 //! The catalog's part of the schema, against `CatalogApi`.
 
-use crate::graphql::{caller, connection, gql_error, modules, page_request};
+use crate::graphql::support::{caller, connection, gql_error, modules, page_request};
 use async_graphql::connection::Connection;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};

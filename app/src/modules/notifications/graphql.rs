@@ -1,7 +1,7 @@
 //! The notifications part of the schema, against `NotificationsApi`: the caller's
 //! notifications, marking one read, and (`subscription.rs`) `notificationReceived`.
 
-use crate::graphql::{caller, connection, gql_error, modules, page_request};
+use crate::graphql::support::{caller, connection, gql_error, modules, page_request};
 use crate::edge::ClientId;
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, Object, Result};

@@ -1,7 +1,7 @@
 //! The orders (and payments) part of the schema, against `OrdersApi` and `PaymentsApi`.
 
 use crate::modules::catalog::graphql::{MoneyObject, Product, ProductLoader};
-use crate::graphql::{caller, connection, gql_error, modules, page_request};
+use crate::graphql::support::{caller, connection, gql_error, modules, page_request};
 use crate::edge::ClientId;
 use async_graphql::connection::Connection;
 use async_graphql::dataloader::DataLoader;

@@ -2,6 +2,6 @@
 //! (`orders::graphql::Payment`), read through the payments contract.
 
 /// No queries of its own.
-pub type Query = super::super::NoFields;
+pub type Query = crate::graphql::support::NoFields;
 /// No mutations of its own.
-pub type Mutation = super::super::NoFields;
+pub type Mutation = crate::graphql::support::NoFields;

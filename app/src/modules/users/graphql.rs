@@ -1,6 +1,6 @@
 //! The users module's part of the schema, against `UsersApi`.
 
-use crate::graphql::{caller, gql_error, modules, scope};
+use crate::graphql::support::{caller, gql_error, modules, scope};
 use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 use shared_kernel::{ApiError, Caller, Secret, UserId};
 use users_contract::{Credentials, RefreshRequest, RegisterUser, TokenPair, UserStatus, UserView};
