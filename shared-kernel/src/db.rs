@@ -121,6 +121,22 @@ pub async fn ping(connection: &DatabaseConnection) -> bool {
     connection.ping().await.is_ok()
 }
 
+/// `result` of an insert, with a duplicate of a unique key as 409 (`detail` says which) and any
+/// other failure mapped as every database error is.
+///
+/// # Errors
+/// 409 for a duplicate, else as `From<DbErr>`.
+#[track_caller]
+pub fn conflict_on_duplicate<T>(result: Result<T, DbErr>, detail: &str) -> Result<T, crate::ApiError> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(error) if matches!(error.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+            Err(crate::ApiError::conflict(detail))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// The one mapping of a database failure to the contract error, so every module's use cases
 /// write `?`: 503 (with `Retry-After`) when the database cannot be reached or the connection
 /// broke, else 500. The detail goes to the log (with the line of the `?` that raised it, and the

@@ -10,6 +10,10 @@
 //! deployments sharing one NATS account keep apart by prefix). An error answers with the
 //! protocol's `Nats-Service-Error` / `Nats-Service-Error-Code` headers (status text and HTTP
 //! status) and the whole problem in [`PROBLEM_HEADER`].
+//!
+//! One adapter in one file (over 400 lines on purpose): the serving side, the calling side and
+//! the codec glue of the NATS wire change together, and splitting them would scatter one
+//! protocol across files.
 
 use crate::resilience::{Failure, Upstream};
 use crate::wire::{

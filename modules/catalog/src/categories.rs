@@ -7,7 +7,8 @@ use crate::entities::categories;
 use crate::views::category_view;
 use catalog_contract::events::CategoryCreatedV1;
 use catalog_contract::{CategoryView, NewCategory};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use shared_kernel::db::conflict_on_duplicate;
 use shared_kernel::outbox::UnitOfWork;
 use shared_kernel::{ApiError, Caller, CategoryId, Page, PageRequest};
 use std::collections::BTreeSet;
@@ -40,13 +41,7 @@ impl Context {
             created_at: Set(now),
         };
         let mut unit = UnitOfWork::begin(&self.db, &self.outbox).await?;
-        let created = match row.insert(&*unit).await {
-            Ok(created) => created,
-            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Err(ApiError::conflict("a category with this name exists"));
-            }
-            Err(error) => return Err(error.into()),
-        };
+        let created = conflict_on_duplicate(row.insert(&*unit).await, "a category with this name exists")?;
         let event = CategoryCreatedV1 { category_id: CategoryId::from_uuid(created.id), name: created.name.clone(), created_at: now };
         unit.publish(&event, now, shared_kernel::current_request_context().as_ref()).await?;
         unit.commit().await?;

@@ -11,7 +11,8 @@ use catalog_contract::events::ProductChangedV1;
 use catalog_contract::{NewProduct, ProductPatch, ProductQuery, ProductView};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use shared_kernel::db::conflict_on_duplicate;
 use shared_kernel::outbox::UnitOfWork;
 use shared_kernel::{ApiError, Caller, ProductId};
 use std::collections::BTreeSet;
@@ -73,13 +74,7 @@ impl Context {
             updated_at: Set(now),
         };
         let mut unit = UnitOfWork::begin(&self.db, &self.outbox).await?;
-        let created = match row.insert(&*unit).await {
-            Ok(created) => created,
-            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Err(ApiError::conflict("a product with this SKU exists"));
-            }
-            Err(error) => return Err(error.into()),
-        };
+        let created = conflict_on_duplicate(row.insert(&*unit).await, "a product with this SKU exists")?;
         publish_changed(&mut unit, &created, now).await?;
         unit.commit().await?;
         self.cache.invalidate(&Tag::products([created.id])).await;

@@ -8,7 +8,8 @@ use crate::passwords;
 use crate::store::{self, STATUS_ACTIVE, STATUS_DEACTIVATED};
 use crate::views::view;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use shared_kernel::db::conflict_on_duplicate;
 use shared_kernel::outbox::UnitOfWork;
 use shared_kernel::{ApiError, Caller, Page, PageRequest, Role, UserId};
 use users_contract::events::{UserDeactivatedV1, UserRegisteredV1};
@@ -77,13 +78,7 @@ impl Context {
             version: Set(1),
         };
         let mut unit = UnitOfWork::begin(&self.db, &self.outbox).await?;
-        let inserted = match model.insert(&*unit).await {
-            Ok(inserted) => inserted,
-            Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Err(ApiError::conflict("an account with this email already exists"));
-            }
-            Err(error) => return Err(error.into()),
-        };
+        let inserted = conflict_on_duplicate(model.insert(&*unit).await, "an account with this email already exists")?;
         let event = UserRegisteredV1 { user_id: id, email: inserted.email.clone(), name: inserted.name.clone(), registered_at: now };
         unit.publish(&event, now, shared_kernel::current_request_context().as_ref()).await?;
         unit.commit().await?;
