@@ -232,6 +232,10 @@ fn describe_metrics() {
     describe_gauge!("events_consumer_lag", "Events waiting on the broker for a consumer behind the one it took last (JetStream).");
     describe_counter!("events_retries_total", "Failed attempts of a consumer at an event, retried, by consumer.");
     describe_counter!("events_dead_lettered_total", "Events a consumer gave up on and put in its dead-letter store, by consumer.");
+    describe_counter!(
+        "events_refused_total",
+        "Events a consumer refused unhandled (dead-lettered with the reason), by consumer and reason (foreign_stream: its type is not the stream's)."
+    );
     describe_counter!("outbox_delivered_total", "Events the outbox relay handed to the bus, by module.");
     describe_gauge!("outbox_backlog", "Events written to a module's outbox and not yet handed to the bus.");
     describe_histogram!(

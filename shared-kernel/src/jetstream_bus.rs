@@ -161,7 +161,15 @@ impl JetStreamBus {
     }
 
     /// Handles one message for `consumer`: retries, then the dead-letter store; acks when done.
-    async fn handle(consumer: &Consumer, policy: RetryPolicy, clock: &dyn Clock, ack_wait: Duration, message: jetstream::Message) {
+    /// `events_subject` is the subjects' common start (`<prefix>.events.`).
+    async fn handle(
+        consumer: &Consumer,
+        events_subject: &str,
+        policy: RetryPolicy,
+        clock: &dyn Clock,
+        ack_wait: Duration,
+        message: jetstream::Message,
+    ) {
         let event: EventEnvelope = match serde_json::from_slice(&message.payload) {
             Ok(event) => event,
             Err(error) => {
@@ -171,6 +179,29 @@ impl JetStreamBus {
                 return;
             }
         };
+        // An event is published on the subject of its own type, in its own module's stream; one
+        // whose type names another module (or another type) than the subject it came on was not
+        // published by a relay of ours: whoever could publish on that module's subjects is trying
+        // to speak for another. It is never handled, and kept with the reason.
+        let arrived_as = message.subject.as_str().strip_prefix(events_subject).unwrap_or(message.subject.as_str());
+        if arrived_as != event.event_type {
+            let reason = format!(
+                "refused: the event says it is a {} but arrived as {arrived_as} on the stream of the {} module",
+                event.event_type,
+                module_of(arrived_as)
+            );
+            tracing::error!(consumer = %consumer.name, event_id = %event.id, event_type = %event.event_type, subject = %message.subject, "an event on another module's stream; refused and dead-lettered");
+            metrics::counter!("events_refused_total", "consumer" => consumer.name.clone(), "reason" => "foreign_stream").increment(1);
+            let attempts = [crate::events::Attempt { at: clock.now(), error: reason }];
+            match consumer.dead_letters.dead_letter(&consumer.name, &event, &attempts).await {
+                Ok(()) => Self::ack(consumer, &event, &message, ack_wait).await,
+                Err(error) => {
+                    tracing::error!(consumer = %consumer.name, event_id = %event.id, %error, "cannot dead-letter a refused event; it will come again");
+                    let _ = message.ack_with(jetstream::AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                }
+            }
+            return;
+        }
         // A server before 2.10 ignores `filter_subjects` and delivers the whole stream: what the
         // consumer did not subscribe to is passed over here.
         if !consumer.event_types.contains(&event.event_type) {
@@ -258,6 +289,7 @@ impl EventBus for JetStreamBus {
             // Created, or updated to this release's filter (a consumer's event types may change).
             let pull = stream.create_consumer(config.clone()).await.map_err(|error| unavailable(&format!("consumer {durable}"), error))?;
             let (consumer, policy, clock, ack_wait) = (consumer.clone(), self.policy, self.clock.clone(), self.settings.ack_wait);
+            let events_subject = format!("{}.events.", self.settings.prefix);
             let mut stopping = self.stopping.subscribe();
             let worker = tokio::spawn(async move {
                 let mut pull = pull;
@@ -285,7 +317,9 @@ impl EventBus for JetStreamBus {
                                 return;
                             };
                             match message {
-                                Some(Ok(message)) => Self::handle(&consumer, policy, clock.as_ref(), ack_wait, message).await,
+                                Some(Ok(message)) => {
+                                    Self::handle(&consumer, &events_subject, policy, clock.as_ref(), ack_wait, message).await
+                                }
                                 Some(Err(error)) => {
                                     tracing::warn!(consumer = %consumer.name, %error, "an event stream broke off; reading again");
                                     break;

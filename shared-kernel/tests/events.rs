@@ -585,6 +585,59 @@ mod jetstream {
         broker.clean_up().await;
     }
 
+    /// An event is accepted only from its own module's stream: a message on the `tests` stream
+    /// whose payload claims another module's type (as a client allowed to publish on one module's
+    /// subjects would forge, to speak for another) is refused, dead-lettered with the reason, and
+    /// never handled, while the stream's own events go on being handled.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_on_another_modules_stream_is_refused_and_dead_lettered() {
+        let Some(broker) = Broker::new().await else { return };
+        let place = Place::sqlite().await.unwrap();
+        let db = place.connect().await;
+        let dead_letters = DeadLetterStore::new(db.clone(), "tests");
+        let consuming = broker.bus(3).await;
+        let recorder = recorder(&db).await;
+        consuming
+            .subscribe(Consumer {
+                name: "tests.recorder".into(),
+                event_types: vec![Bumped::TYPE.into(), "intruded.forged.v1".into()],
+                handler: recorder.clone(),
+                dead_letters: Arc::new(dead_letters.clone()),
+                each_process: false,
+            })
+            .await
+            .unwrap();
+        // The forgery: a real envelope, its type changed to another module's, published straight
+        // on the `tests` module's subject.
+        let mut forged = EventEnvelope::wrap(&Bumped { aggregate: "x".into(), version: 1 }, chrono::Utc::now(), None).unwrap();
+        forged.event_type = "intruded.forged.v1".into();
+        let context = async_nats::jetstream::new(broker.client.clone());
+        let subject = format!("{}.events.{}", broker.prefix, Bumped::TYPE);
+        consuming
+            .publish(&EventEnvelope::wrap(&Bumped { aggregate: "warm".into(), version: 1 }, chrono::Utc::now(), None).unwrap())
+            .await
+            .unwrap();
+        until("the stream's own event", async || effects(&db).await.len() == 1).await;
+        context.publish(subject, serde_json::to_vec(&forged).unwrap().into()).await.unwrap().await.unwrap();
+        until("the refusal", async || !dead_letters.list(&PageRequest::default(), false).await.unwrap().items.is_empty()).await;
+        let dead = dead_letters.list(&PageRequest::default(), false).await.unwrap().items;
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].event.event_type, "intruded.forged.v1");
+        assert!(
+            dead[0].attempts[0].error.contains("arrived as tests.bumped.v1 on the stream of the tests module"),
+            "{:?}",
+            dead[0].attempts
+        );
+        assert_eq!(recorder.calls.load(Ordering::SeqCst), 1, "the forged event never reached the handler");
+        // The stream goes on: the next real event is handled.
+        consuming
+            .publish(&EventEnvelope::wrap(&Bumped { aggregate: "after".into(), version: 1 }, chrono::Utc::now(), None).unwrap())
+            .await
+            .unwrap();
+        until("the next event", async || effects(&db).await.len() == 2).await;
+        broker.clean_up().await;
+    }
+
     /// A handler that holds each event until told to let it go.
     struct Held {
         seen: tokio::sync::watch::Sender<u32>,
