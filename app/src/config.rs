@@ -15,6 +15,7 @@ use shared_kernel::Secret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod auth;
 mod nats;
 mod remote;
 
@@ -23,6 +24,7 @@ pub use crate::modules::catalog::settings::{CacheSettings, CatalogSettings};
 pub use crate::modules::notifications::settings::{DeliveryKind, NotificationsSettings, SmtpSettings, SmtpTls};
 pub use crate::modules::orders::settings::OrdersSettings;
 pub use crate::modules::payments::settings::PaymentsSettings;
+pub use auth::{AuthSettings, TrustedProcess};
 pub use nats::NatsSettings;
 pub use remote::{BulkheadSettings, CircuitSettings, ModuleMode, ModuleSettings, ModulesSettings, RemoteRetrySettings, Wire};
 
@@ -127,27 +129,6 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// Apply pending migrations at start-up.
     pub migrate_on_start: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSettings {
-    pub issuer: String,
-    pub audience: String,
-    /// At most 900.
-    pub access_token_ttl_secs: u64,
-    pub refresh_token_ttl_secs: u64,
-    /// The signing key file (see `cleave keys generate`). Default: `<data_dir>/signing-keys.json`.
-    pub keys_file: Option<PathBuf>,
-    /// The key set itself, as JSON in the key-file format (takes precedence over the file).
-    pub keys_json: Option<Secret<String>>,
-    /// Create the key file with a new key when it is missing (development). Turn off in
-    /// production so a missing key is an error, not a silent new identity.
-    pub generate_keys: bool,
-    pub login_per_account_per_minute: u32,
-    pub login_per_address_per_minute: u32,
-    /// Shared token for service-to-service calls made on a service's own behalf.
-    pub service_token: Option<Secret<String>>,
 }
 
 /// Event delivery: retries of failing consumers and the outbox relay.
@@ -273,23 +254,6 @@ impl Default for DatabaseSettings {
     }
 }
 
-impl Default for AuthSettings {
-    fn default() -> Self {
-        Self {
-            issuer: "cleave".to_owned(),
-            audience: "cleave-api".to_owned(),
-            access_token_ttl_secs: 900,
-            refresh_token_ttl_secs: 14 * 24 * 3600,
-            keys_file: None,
-            keys_json: None,
-            generate_keys: true,
-            login_per_account_per_minute: 5,
-            login_per_address_per_minute: 20,
-            service_token: None,
-        }
-    }
-}
-
 impl Default for LogSettings {
     fn default() -> Self {
         Self { format: LogFormat::Text, filter: "info,sqlx=warn,sea_orm=warn".to_owned() }
@@ -358,9 +322,14 @@ impl Settings {
             "nats.subject_prefix must be letters, digits, `-` or `_` (one subject token)"
         );
         anyhow::ensure!(
-            self.server.internal_addr.is_none() || self.auth.service_token.is_some() || self.server.allow_unauthenticated_internal,
-            "server.internal_addr needs auth.service_token (or server.allow_unauthenticated_internal = true, for development only)"
+            self.server.internal_addr.is_none() || self.internal_wire_guarded() || self.server.allow_unauthenticated_internal,
+            "server.internal_addr needs auth.trusted (or auth.service_token; or server.allow_unauthenticated_internal = true, for development only)"
         );
+        anyhow::ensure!(
+            self.auth.service_token.as_ref().is_none_or(|token| !token.expose().trim().is_empty()),
+            "auth.service_token is set but empty: set a long random secret, or leave it unset"
+        );
+        self.validate_identities()?;
         anyhow::ensure!(
             (60..=365 * 24 * 3600).contains(&self.auth.refresh_token_ttl_secs),
             "auth.refresh_token_ttl_secs must be between 60 and 31536000 (a year)"

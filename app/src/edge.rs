@@ -244,15 +244,45 @@ fn data_error_field(text: &str) -> (String, String) {
     }
 }
 
-/// On the internal listener: with a service token configured, every call must carry it.
-pub async fn require_service_token(expected: Option<shared_kernel::Secret<String>>, request: Request, next: Next) -> Response {
-    if let Some(expected) = expected {
+/// What a call on the internal listener must prove before it reaches a module.
+#[derive(Clone)]
+pub struct InternalGuard {
+    /// With trusted processes configured: a valid service assertion of one of them, bound to
+    /// the operation (`/rpc/<module>/<operation>`) and the body.
+    pub gate: Option<std::sync::Arc<shared_kernel::identity::WireGate>>,
+    /// Else, with a service token configured: that token.
+    pub service_token: Option<shared_kernel::Secret<String>>,
+    /// The largest body read to check an assertion.
+    pub body_limit: usize,
+}
+
+/// On the internal listener: every call proves the calling process (its assertion, or the
+/// service token), before anything else reads it.
+pub async fn guard_internal_wire(guard: InternalGuard, request: Request, next: Next) -> Response {
+    // Tells a calling service that a refusal is about *its* credentials, not its caller's.
+    let refused = |error: ApiError, what: &'static str| {
+        let mut response = error.into_response();
+        response.headers_mut().insert(wire::WIRE_AUTH_REFUSED_HEADER, HeaderValue::from_static(what));
+        response
+    };
+    if let Some(gate) = &guard.gate {
+        let Some(operation) = request.uri().path().strip_prefix("/rpc/").map(|rest| rest.replacen('/', ".", 1)) else {
+            return next.run(request).await;
+        };
+        let (parts, body) = request.into_parts();
+        let bytes = match axum::body::to_bytes(body, guard.body_limit).await {
+            Ok(bytes) => bytes,
+            Err(_) => return ApiError::PayloadTooLarge { detail: "the request body is larger than allowed".to_owned() }.into_response(),
+        };
+        if let Err(error) = gate.admit(&parts.headers, &operation, &bytes) {
+            return refused(error, "service-assertion");
+        }
+        return next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+    }
+    if let Some(expected) = &guard.service_token {
         let presented = request.headers().get(wire::SERVICE_TOKEN_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
-        if !wire::constant_time_eq(presented, expected.expose().as_bytes()) {
-            let mut response = ApiError::unauthenticated("the internal wire requires the service token").into_response();
-            // Tells a calling service this is about *its* credentials, not its caller's.
-            response.headers_mut().insert(wire::WIRE_AUTH_REFUSED_HEADER, HeaderValue::from_static("service-token"));
-            return response;
+        if expected.expose().is_empty() || !wire::constant_time_eq(presented, expected.expose().as_bytes()) {
+            return refused(ApiError::unauthenticated("the internal wire requires the service token"), "service-token");
         }
     }
     next.run(request).await

@@ -280,11 +280,15 @@ pub fn build_router(
 pub fn build_internal_router(settings: &Settings, composition: &Composition, draining: &health::Draining) -> Router {
     let checks = composition.readiness.clone();
     let draining = draining.clone();
-    let token = settings.auth.service_token.clone();
+    let guard = edge::InternalGuard {
+        gate: composition.wire_gate.clone(),
+        service_token: settings.auth.service_token.clone(),
+        body_limit: settings.server.body_limit_bytes,
+    };
     let router = composition
         .internal_routes
         .clone()
-        .layer(axum::middleware::from_fn(move |request, next| edge::require_service_token(token.clone(), request, next)))
+        .layer(axum::middleware::from_fn(move |request, next| edge::guard_internal_wire(guard.clone(), request, next)))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(move || health::ready(checks.clone(), draining.clone())));
     edge::layer(router, &settings.server)

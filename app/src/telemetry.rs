@@ -233,6 +233,10 @@ fn describe_metrics() {
     describe_counter!("events_retries_total", "Failed attempts of a consumer at an event, retried, by consumer.");
     describe_counter!("events_dead_lettered_total", "Events a consumer gave up on and put in its dead-letter store, by consumer.");
     describe_counter!(
+        "service_assertions_refused_total",
+        "Calls refused on the internal wire for their service assertion (missing, forged, expired, replayed…) or a service name their process may not use, by operation and reason."
+    );
+    describe_counter!(
         "events_refused_total",
         "Events a consumer refused unhandled (dead-lettered with the reason), by consumer and reason (foreign_stream: its type is not the stream's)."
     );

@@ -130,6 +130,7 @@ async fn two_catalog_processes_share_the_calls_and_a_killed_one_is_ejected() {
 
 fn rpc_client(a: u16, b: u16) -> RpcClient {
     RpcClient::new(RpcClientConfig {
+        identity: None,
         base_url: format!("http://127.0.0.1:{a},http://127.0.0.1:{b}"),
         upstream: shared_kernel::resilience::Upstream::new(
             "catalog",

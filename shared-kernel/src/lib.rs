@@ -24,6 +24,8 @@ pub mod auth;
 pub mod db;
 #[cfg(feature = "http")]
 pub mod discovery;
+#[cfg(feature = "http")]
+pub mod identity;
 #[cfg(feature = "nats")]
 pub mod jetstream_bus;
 #[cfg(feature = "nats")]

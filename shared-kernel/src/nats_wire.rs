@@ -38,7 +38,8 @@ pub const PROBLEM_HEADER: &str = "Cleave-Problem";
 /// The micro-service protocol's error headers.
 const SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
 /// The headers a server reads; every other one is ignored.
-const CALL_HEADERS: [&str; 5] = ["authorization", SERVICE_NAME_HEADER, SERVICE_TOKEN_HEADER, REQUEST_ID_HEADER, TRACEPARENT_HEADER];
+const CALL_HEADERS: [&str; 6] =
+    ["authorization", SERVICE_NAME_HEADER, SERVICE_TOKEN_HEADER, REQUEST_ID_HEADER, TRACEPARENT_HEADER, crate::identity::ASSERTION_HEADER];
 
 /// How this process connects to NATS.
 #[derive(Clone, Default)]
@@ -161,6 +162,9 @@ pub struct ServeOptions {
     pub service_token: Option<Secret<String>>,
     /// Calls handled at once by this instance; more wait (backpressure on the subscription).
     pub max_in_flight: usize,
+    /// With trusted processes configured, every call must carry a valid assertion of one of them
+    /// (and then no service token is needed).
+    pub gate: Option<Arc<crate::identity::WireGate>>,
 }
 
 /// A running module service. Dropping it stops answering; [`NatsService::stop`] also tells the
@@ -225,17 +229,19 @@ pub async fn serve(
     let max_in_flight = u32::try_from(options.max_in_flight.max(1)).unwrap_or(u32::MAX);
     let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight as usize));
     let service_token = Arc::new(options.service_token.clone());
+    let gate = options.gate.clone();
     let mut workers = Vec::with_capacity(operations.len());
     for operation in operations {
         let mut endpoint = group.endpoint_builder().name(operation.name).add(operation.name).await.map_err(failed)?;
-        let (resolver, permits, service_token) = (resolver.clone(), permits.clone(), service_token.clone());
+        let (resolver, permits, service_token, gate) = (resolver.clone(), permits.clone(), service_token.clone(), gate.clone());
         let (handler, name) = (operation.handler, operation.name);
         workers.push(tokio::spawn(async move {
             while let Some(request) = endpoint.next().await {
                 let Ok(permit) = permits.clone().acquire_owned().await else { return };
-                let (resolver, handler, service_token) = (resolver.clone(), handler.clone(), service_token.clone());
+                let (resolver, handler, service_token, gate) = (resolver.clone(), handler.clone(), service_token.clone(), gate.clone());
                 tokio::spawn(async move {
-                    answer(module, name, request, resolver.as_ref(), &handler, service_token.as_ref().as_ref()).await;
+                    let guard = Guard { service_token: service_token.as_ref().as_ref(), gate: gate.as_deref() };
+                    answer(module, name, request, resolver.as_ref(), &handler, guard).await;
                     drop(permit);
                 });
             }
@@ -243,6 +249,14 @@ pub async fn serve(
     }
     tracing::info!(module, subjects = %format!("{}.rpc.{module}.*", options.subject_prefix), "serving the module over NATS");
     Ok(NatsService { service: Some(service), workers, permits, max_in_flight })
+}
+
+/// What a call must prove before it is resolved: a valid assertion of a trusted process (when
+/// any is configured), else the service token (when one is).
+#[derive(Clone, Copy)]
+struct Guard<'a> {
+    service_token: Option<&'a Secret<String>>,
+    gate: Option<&'a crate::identity::WireGate>,
 }
 
 /// Handles one call and sends its answer; logs it (with its request id and trace, like the
@@ -253,7 +267,7 @@ async fn answer(
     request: async_nats::service::Request,
     resolver: &dyn CallerResolver,
     handler: &Handler,
-    service_token: Option<&Secret<String>>,
+    guard: Guard<'_>,
 ) {
     let started = std::time::Instant::now();
     let headers = call_headers(request.message.headers.as_ref());
@@ -274,9 +288,11 @@ async fn answer(
         span.record("trace_id", context.trace.trace_id().as_str());
     }
     let outcome = with_request_context(context.clone(), async {
-        if let Some(expected) = service_token {
+        if let Some(gate) = guard.gate {
+            gate.admit(&headers, &format!("{module}.{operation}"), &request.message.payload).map_err(|error| (error, true))?;
+        } else if let Some(expected) = guard.service_token {
             let presented = headers.get(SERVICE_TOKEN_HEADER).map(http::HeaderValue::as_bytes).unwrap_or_default();
-            if !constant_time_eq(presented, expected.expose().as_bytes()) {
+            if expected.expose().is_empty() || !constant_time_eq(presented, expected.expose().as_bytes()) {
                 return Err((ApiError::unauthenticated("the internal wire requires the service token"), true));
             }
         }
@@ -294,7 +310,7 @@ async fn answer(
             // serde_json escapes every control character: the problem is one header line.
             headers.insert(PROBLEM_HEADER, serde_json::to_string(&problem).unwrap_or_default().as_str());
             if service_token_refused {
-                headers.insert(WIRE_AUTH_REFUSED_HEADER, "service-token");
+                headers.insert(WIRE_AUTH_REFUSED_HEADER, if guard.gate.is_some() { "service-assertion" } else { "service-token" });
             }
             let title = problem.title.replace(['\r', '\n'], " ");
             let status = async_nats::service::error::Error { status: title, code: usize::from(problem.status) };
@@ -360,6 +376,7 @@ pub struct NatsClient {
     subject_prefix: String,
     upstream: Arc<Upstream>,
     service_token: Option<Secret<String>>,
+    identity: Option<Arc<crate::identity::ServiceIdentity>>,
 }
 
 impl std::fmt::Debug for NatsClient {
@@ -377,7 +394,14 @@ impl NatsClient {
         upstream: Arc<Upstream>,
         service_token: Option<Secret<String>>,
     ) -> Self {
-        Self { client, module, subject_prefix: subject_prefix.into(), upstream, service_token }
+        Self { client, module, subject_prefix: subject_prefix.into(), upstream, service_token, identity: None }
+    }
+
+    /// Signs every call with `identity` (an assertion per attempt).
+    #[must_use]
+    pub fn with_identity(mut self, identity: Option<Arc<crate::identity::ServiceIdentity>>) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// The guard of every call this client makes.
@@ -423,7 +447,15 @@ impl NatsClient {
         let answer = self
             .upstream
             .call(operation, |timeout| {
-                let request = async_nats::Request::new().payload(payload.clone()).headers(headers.clone()).timeout(Some(timeout));
+                // A fresh assertion per attempt: the callee refuses one it has seen before.
+                let mut headers = headers.clone();
+                if let Some(identity) = &self.identity {
+                    let now = chrono::Utc::now();
+                    let deadline = now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+                    let assertion = identity.assert(&format!("{module}.{}", operation.name), &payload, now, deadline);
+                    headers.insert(crate::identity::ASSERTION_HEADER, assertion.as_str());
+                }
+                let request = async_nats::Request::new().payload(payload.clone()).headers(headers).timeout(Some(timeout));
                 Box::pin(send(self.client.clone(), subject.clone(), request, self.upstream.module(), operation.name))
             })
             .await?;
@@ -488,7 +520,10 @@ async fn send(
         return Ok(response.payload);
     };
     if headers.get(WIRE_AUTH_REFUSED_HEADER).is_some() {
-        tracing::error!(module, "the remote refused this process's service token: check auth.service_token on both sides");
+        tracing::error!(
+            module,
+            "the remote refused this process's credentials (its service assertion or service token): check auth.identity_seed_file and the remote's auth.trusted"
+        );
         return Err(Failure::Answered(ApiError::Internal));
     }
     let status = headers.get(SERVICE_ERROR_CODE).and_then(|code| code.as_str().parse::<u16>().ok()).unwrap_or(500);

@@ -184,6 +184,8 @@ pub struct RpcClientConfig {
     pub service_name: String,
     /// The shared service token, sent when the caller is a service.
     pub service_token: Option<Secret<String>>,
+    /// This process's identity: every call carries an assertion signed with it.
+    pub identity: Option<Arc<crate::identity::ServiceIdentity>>,
 }
 
 impl std::fmt::Debug for RpcClientConfig {
@@ -261,8 +263,18 @@ impl RpcClient {
             let body = Bytes::from(codec::encode(args)?);
             let headers: Arc<[(&'static str, String)]> = outgoing_headers(caller, self.config.service_token.as_ref()).into();
             let path: Arc<str> = format!("/rpc/{name}/{}", operation.name).into();
+            let signed_as: Arc<str> = format!("{name}.{}", operation.name).into();
             let answer = upstream
-                .call(operation, |timeout| Box::pin(self.clone().send(path.clone(), body.clone(), headers.clone(), timeout)))
+                .call(operation, |timeout| {
+                    // A fresh assertion per attempt: the callee refuses one it has seen before.
+                    let mut headers = headers.to_vec();
+                    if let Some(identity) = &self.config.identity {
+                        let now = chrono::Utc::now();
+                        let deadline = now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+                        headers.push((crate::identity::ASSERTION_HEADER, identity.assert(&signed_as, &body, now, deadline)));
+                    }
+                    Box::pin(self.clone().send(path.clone(), body.clone(), headers.into(), timeout))
+                })
                 .await?;
             codec::decode_result(&answer, upstream.module())
         }
@@ -305,7 +317,10 @@ impl RpcClient {
     async fn read(response: reqwest::Response, url: &str, module: &str) -> Result<Bytes, Failure> {
         let status = response.status();
         if response.headers().contains_key(WIRE_AUTH_REFUSED_HEADER) {
-            tracing::error!(%url, "the remote refused this process's service token: check auth.service_token on both sides");
+            tracing::error!(
+                %url,
+                "the remote refused this process's credentials (its service assertion or service token): check auth.identity_seed_file and the remote's auth.trusted"
+            );
             return Err(Failure::Answered(ApiError::Internal));
         }
         let body = response.bytes().await.map_err(|error| {
@@ -331,6 +346,10 @@ pub struct TokenCallerResolver {
     /// The service names believed on the wire: the modules of the composition's list and the
     /// edge. Any other name is refused (401).
     pub services: Vec<crate::ServiceName>,
+    /// The transport admitted every call with a service assertion first
+    /// ([`crate::identity::WireGate`]), which also checked the service name against the
+    /// process: no service token is asked for.
+    pub services_verified_by_wire: bool,
 }
 
 #[cfg(feature = "auth")]
@@ -345,10 +364,12 @@ impl CallerResolver for TokenCallerResolver {
             return self.verifier.caller_for(token.trim()).await;
         }
         if let Some(name) = headers.get(SERVICE_NAME_HEADER).filter(|_| self.accept_service_callers) {
-            let presented = headers.get(SERVICE_TOKEN_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
-            let expected = self.service_token.as_ref().map(|token| token.expose().as_bytes()).unwrap_or_default();
-            if expected.is_empty() || !constant_time_eq(presented, expected) {
-                return Err(ApiError::unauthenticated("the service token is missing or wrong"));
+            if !self.services_verified_by_wire {
+                let presented = headers.get(SERVICE_TOKEN_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
+                let expected = self.service_token.as_ref().map(|token| token.expose().as_bytes()).unwrap_or_default();
+                if expected.is_empty() || !constant_time_eq(presented, expected) {
+                    return Err(ApiError::unauthenticated("the service token is missing or wrong"));
+                }
             }
             let service = name.to_str().ok().and_then(|name| crate::ServiceName::parse_among(name, &self.services));
             return service.map(Caller::Service).ok_or_else(|| ApiError::unauthenticated("unknown service name"));

@@ -152,8 +152,9 @@ crate::topologies!(
 );
 
 mod wire {
-    use cleave_tests::{Database, SERVICE_TOKEN, Topology, problem, spawn_app};
+    use cleave_tests::{Database, SERVICE_TOKEN, Topology, identities, problem, spawn_app};
     use serde_json::json;
+    use shared_kernel::identity::ServiceIdentity;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_public_listener_never_serves_the_module_wire() {
@@ -164,48 +165,115 @@ mod wire {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_internal_listener_requires_the_service_token() {
-        let app = spawn_app(Topology::Extracted(Database::Sqlite)).await.unwrap();
+    /// One call of the internal HTTP wire, as an attacker on the internal network would send it.
+    async fn call(app: &cleave_tests::TestApp, path: &str, body: &[u8], headers: &[(&str, String)]) -> reqwest::Response {
         let internal = app.internal_address.clone().expect("an internal listener");
-        let body = json!({"input": {"email": "wire@example.com", "password": "correct horse battery staple", "name": "W"}});
-        let refused = app.client.post(format!("{internal}/rpc/users/register")).json(&body).send().await.unwrap();
-        problem(refused, 401).await;
-        let wrong = app
-            .client
-            .post(format!("{internal}/rpc/users/register"))
-            .header("x-cleave-service-token", "guess")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        problem(wrong, 401).await;
-        let accepted = app
-            .client
-            .post(format!("{internal}/rpc/users/register"))
-            .header("x-cleave-service-token", SERVICE_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(accepted.status(), 200);
-        // A service is one of the module list's names (or the edge): with the right token, an
-        // unknown name is still 401, and a known one is a service caller, which the operation's
-        // own list then judges: users.get_user admits no service (403), only the user or an admin.
-        let user_id = accepted.json::<serde_json::Value>().await.unwrap()["id"].clone();
-        let get_user = |service: &'static str| {
-            app.client
-                .post(format!("{internal}/rpc/users/get_user"))
-                .header("x-cleave-service-token", SERVICE_TOKEN)
-                .header("x-cleave-service", service)
-                .json(&json!({"id": user_id}))
-                .send()
+        let mut request = app.client.post(format!("{internal}{path}")).header("content-type", "application/json").body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.send().await.unwrap()
+    }
+
+    fn signed(identity: &ServiceIdentity, operation: &str, body: &[u8], issued_ago: chrono::Duration) -> String {
+        let now = chrono::Utc::now() - issued_ago;
+        identity.assert(operation, body, now, now + chrono::Duration::seconds(5))
+    }
+
+    /// The internal wire admits a call only with a valid assertion of a trusted process, bound
+    /// to its operation and body, once; a process calls only as the services it hosts. Tried as
+    /// an attacker on the internal network would: no assertion, the old shared token, a key of
+    /// its own, an assertion for another operation or body, a replay, an expired one, a service
+    /// name the process does not host. Each refusal is marked as being about the process's
+    /// credentials (`x-cleave-wire-auth`), never the user's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_internal_http_wire_admits_only_a_trusted_process_signed_call_once() {
+        let app = spawn_app(Topology::Extracted(Database::Sqlite)).await.unwrap();
+        let gateway = &identities().gateway;
+        let body =
+            serde_json::to_vec(&json!({"input": {"email": "wire@example.com", "password": "correct horse battery staple", "name": "W"}}))
+                .unwrap();
+        let refused = |response: reqwest::Response, status: u16| async move {
+            assert!(response.headers().get("x-cleave-wire-auth").is_some(), "a refusal of the process, not of its caller");
+            problem(response, status).await
         };
-        problem(get_user("readiness").await.unwrap(), 401).await;
-        let refused = problem(get_user("orders").await.unwrap(), 403).await;
-        assert!(refused["detail"].as_str().unwrap_or_default().contains("the orders service may not call users.get_user"), "{refused}");
+        let missing = refused(call(&app, "/rpc/users/register", &body, &[]).await, 401).await;
+        assert!(missing["detail"].as_str().unwrap().contains("no service assertion"), "{missing}");
+        refused(call(&app, "/rpc/users/register", &body, &[("x-cleave-service-token", SERVICE_TOKEN.to_owned())]).await, 401).await;
+        let impostor = ServiceIdentity::generate("gateway");
+        let forged = signed(&impostor, "users.register", &body, chrono::Duration::zero());
+        refused(call(&app, "/rpc/users/register", &body, &[("x-cleave-assertion", forged)]).await, 401).await;
+        let for_login = signed(gateway, "users.login", &body, chrono::Duration::zero());
+        refused(call(&app, "/rpc/users/register", &body, &[("x-cleave-assertion", for_login)]).await, 401).await;
+        let other_body = signed(gateway, "users.register", b"{}", chrono::Duration::zero());
+        refused(call(&app, "/rpc/users/register", &body, &[("x-cleave-assertion", other_body)]).await, 401).await;
+        let expired = signed(gateway, "users.register", &body, chrono::Duration::minutes(2));
+        let expired = refused(call(&app, "/rpc/users/register", &body, &[("x-cleave-assertion", expired)]).await, 401).await;
+        assert!(expired["detail"].as_str().unwrap().contains("expired"), "{expired}");
+        let valid = signed(gateway, "users.register", &body, chrono::Duration::zero());
+        let accepted = call(&app, "/rpc/users/register", &body, &[("x-cleave-assertion", valid.clone())]).await;
+        assert_eq!(accepted.status(), 200);
+        let replayed = refused(call(&app, "/rpc/users/register", &body, &[("x-cleave-assertion", valid)]).await, 401).await;
+        assert!(replayed["detail"].as_str().unwrap().contains("used before"), "{replayed}");
+
+        // A service name: only one the process hosts; then the operation's own list judges it.
+        let user_id = accepted.json::<serde_json::Value>().await.unwrap()["id"].clone();
+        let get_user = serde_json::to_vec(&json!({"id": user_id})).unwrap();
+        let as_service = |identity: &ServiceIdentity, service: &str| {
+            vec![
+                ("x-cleave-assertion", signed(identity, "users.get_user", &get_user, chrono::Duration::zero())),
+                ("x-cleave-service", service.to_owned()),
+            ]
+        };
+        let not_its_own = refused(call(&app, "/rpc/users/get_user", &get_user, &as_service(gateway, "orders")).await, 403).await;
+        assert!(
+            not_its_own["detail"].as_str().unwrap().contains("the gateway process may not call as the orders service"),
+            "{not_its_own}"
+        );
+        let refused_by_users =
+            problem(call(&app, "/rpc/users/get_user", &get_user, &as_service(&identities().orders, "orders")).await, 403).await;
+        assert!(
+            refused_by_users["detail"].as_str().unwrap_or_default().contains("the orders service may not call users.get_user"),
+            "{refused_by_users}"
+        );
         // Health stays open for probes.
+        let internal = app.internal_address.clone().unwrap();
         assert_eq!(app.client.get(format!("{internal}/health/ready")).send().await.unwrap().status(), 200);
+    }
+
+    /// The same over NATS: a client on the broker that requests a module's subject directly is
+    /// refused without a valid, fresh assertion of a trusted process.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_nats_wire_admits_only_a_trusted_process_signed_call_once() {
+        let app = spawn_app(Topology::ExtractedOverNats(Database::Sqlite)).await.unwrap();
+        let client = async_nats::connect(cleave_test_support::nats().unwrap().url.as_str()).await.unwrap();
+        let subject = format!("{}.rpc.users.register", app.nats_prefix().expect("a NATS topology"));
+        let body = serde_json::to_vec(
+            &json!({"input": {"email": "nats-wire@example.com", "password": "correct horse battery staple", "name": "N"}}),
+        )
+        .unwrap();
+        let ask = |assertion: Option<String>| {
+            let (client, subject, body) = (client.clone(), subject.clone(), body.clone());
+            async move {
+                let mut headers = async_nats::HeaderMap::new();
+                if let Some(assertion) = assertion {
+                    headers.insert("x-cleave-assertion", assertion.as_str());
+                }
+                let answer = client.request_with_headers(subject, headers, body.into()).await.unwrap();
+                let code = answer.headers.as_ref().and_then(|headers| headers.get("Nats-Service-Error-Code")).map(|code| code.to_string());
+                let wire_auth = answer.headers.as_ref().is_some_and(|headers| headers.get("x-cleave-wire-auth").is_some());
+                (code, wire_auth)
+            }
+        };
+        let gateway = &identities().gateway;
+        assert_eq!(ask(None).await, (Some("401".to_owned()), true), "no assertion");
+        let forged = signed(&ServiceIdentity::generate("gateway"), "users.register", &body, chrono::Duration::zero());
+        assert_eq!(ask(Some(forged)).await, (Some("401".to_owned()), true), "another key");
+        let expired = signed(gateway, "users.register", &body, chrono::Duration::minutes(2));
+        assert_eq!(ask(Some(expired)).await, (Some("401".to_owned()), true), "expired");
+        let valid = signed(gateway, "users.register", &body, chrono::Duration::zero());
+        assert_eq!(ask(Some(valid.clone())).await, (None, false), "a valid call is answered");
+        assert_eq!(ask(Some(valid)).await, (Some("401".to_owned()), true), "a replay");
     }
 }
 

@@ -197,6 +197,13 @@ pub struct TestApp {
     temp: tempfile::TempDir,
 }
 
+impl TestApp {
+    /// The first token of the NATS subjects of this topology, when it uses NATS.
+    pub fn nats_prefix(&self) -> Option<String> {
+        self.users_settings.nats.url.as_ref().map(|_| self.users_settings.nats.subject_prefix.clone())
+    }
+}
+
 /// Every module's settings.
 fn modules_mut(settings: &mut Settings) -> impl Iterator<Item = &mut ModuleSettings> {
     settings.modules.each_mut().into_iter().map(|(_, module)| module)
@@ -228,6 +235,62 @@ fn free_port() -> std::net::SocketAddr {
 
 /// The service token of the extracted topology's internal wire.
 pub const SERVICE_TOKEN: &str = "service token for tests";
+
+/// The identities of the in-process split topologies' processes: each signs its calls with a key
+/// of its own and trusts the others for the services they host; no token is shared. (The
+/// OS-process layouts still share [`SERVICE_TOKEN`].)
+pub struct TestIdentities {
+    dir: tempfile::TempDir,
+    /// The gateway: it calls as `edge`.
+    pub gateway: std::sync::Arc<shared_kernel::identity::ServiceIdentity>,
+    /// The backend process hosting the modules: it calls as any of them, or `edge`.
+    pub services: std::sync::Arc<shared_kernel::identity::ServiceIdentity>,
+    /// Orders apart: it calls as `orders`, or `edge`.
+    pub orders: std::sync::Arc<shared_kernel::identity::ServiceIdentity>,
+}
+
+/// The identities every in-process split topology of this test run uses.
+pub fn identities() -> &'static TestIdentities {
+    static IDENTITIES: std::sync::LazyLock<TestIdentities> = std::sync::LazyLock::new(|| {
+        use shared_kernel::identity::ServiceIdentity;
+        let identities = TestIdentities {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            gateway: std::sync::Arc::new(ServiceIdentity::generate("gateway")),
+            services: std::sync::Arc::new(ServiceIdentity::generate("services")),
+            orders: std::sync::Arc::new(ServiceIdentity::generate("orders")),
+        };
+        for identity in [&identities.gateway, &identities.services, &identities.orders] {
+            let seed = identity.seed().expect("a seed");
+            std::fs::write(identities.dir.path().join(format!("{}.nk", identity.process())), seed.expose()).expect("the seed file");
+        }
+        identities
+    });
+    &IDENTITIES
+}
+
+impl TestIdentities {
+    /// `settings` as process `process` (`gateway`, `services` or `orders`) has them: its own
+    /// key, and every test process trusted for the services it hosts.
+    pub fn apply(&self, settings: &mut Settings, process: &str) {
+        settings.auth.service_token = None;
+        settings.auth.identity_process = Some(process.to_owned());
+        settings.auth.identity_seed_file = Some(self.dir.path().join(format!("{process}.nk")));
+        let modules: Vec<String> = cleave::module_list::NAMES.iter().map(|name| (*name).to_owned()).collect();
+        let hosted: [(&ServiceIdentityRef, Vec<String>); 3] = [
+            (&self.gateway, vec!["edge".to_owned()]),
+            (&self.services, modules.into_iter().chain(["edge".to_owned()]).collect()),
+            (&self.orders, vec!["orders".to_owned(), "edge".to_owned()]),
+        ];
+        settings.auth.trusted = hosted
+            .into_iter()
+            .map(|(identity, services)| {
+                (identity.process().to_owned(), cleave::config::TrustedProcess { keys: vec![identity.public_key()], services })
+            })
+            .collect();
+    }
+}
+
+type ServiceIdentityRef = std::sync::Arc<shared_kernel::identity::ServiceIdentity>;
 
 fn base_settings(data_dir: &Path) -> Settings {
     let mut settings = Settings::default();
@@ -285,7 +348,11 @@ async fn spawn(
     let database = topology.database();
     if topology.is_split() {
         users_settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
-        users_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+        if matches!(topology, Topology::Processes(_)) {
+            users_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+        } else {
+            identities().apply(&mut users_settings, "services");
+        }
     }
     if topology.events_on_nats() {
         // Every process of this topology on one server, under a prefix of its own.
@@ -388,7 +455,7 @@ impl TestApp {
         }
         let mut gateway_settings = base_settings(&self.temp.path().join("gateway"));
         gateway_settings.server.service_name = "gateway".into();
-        gateway_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+        identities().apply(&mut gateway_settings, "gateway");
         gateway_settings.nats = self.users_settings.nats.clone();
         gateway_settings.events.bus = self.users_settings.events.bus;
         // The gateway serves the public API, GraphQL included: it follows the test's settings.
@@ -416,7 +483,7 @@ impl TestApp {
         let mut settings = base_settings(&self.temp.path().join("orders"));
         settings.server.service_name = "orders".into();
         settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
-        settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+        identities().apply(&mut settings, "orders");
         settings.database.url = self.users_settings.database.url.clone();
         settings.orders = self.users_settings.orders.clone();
         settings.nats = self.users_settings.nats.clone();
@@ -534,6 +601,9 @@ impl TestApp {
         settings.server.addr = "127.0.0.1:0".parse().expect("a socket address");
         settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
         settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+        settings.auth.identity_seed_file = None;
+        settings.auth.identity_process = None;
+        settings.auth.trusted.clear();
         settings.log.filter = processes::LOG_FILTER.to_owned();
         if !self.databases.contains_key(name) {
             let server = cleave_test_support::postgres().expect("PostgreSQL (checked when the topology was made)");

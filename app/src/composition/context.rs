@@ -25,6 +25,8 @@ pub(crate) struct Context {
     pub bus: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
     pub(super) nats: Option<async_nats::Client>,
+    /// This process's identity, which signs every call its clients make.
+    pub(super) identity: Option<Arc<shared_kernel::identity::ServiceIdentity>>,
     pub handles: Placed,
     pub(super) readiness: Vec<ReadinessCheck>,
     pub(super) local_modules: Vec<&'static str>,

@@ -49,6 +49,9 @@ pub type BackgroundTask = Box<dyn FnOnce(watch::Receiver<bool>) -> BoxFuture<'st
 /// The modules as this process reaches them.
 pub struct Composition {
     pub modules: ModuleHandles,
+    /// What calls on this process's internal wire (HTTP and NATS) must prove, when
+    /// `auth.trusted` is set: one gate, so an assertion is accepted once whichever wire it came on.
+    pub wire_gate: Option<Arc<shared_kernel::identity::WireGate>>,
     /// The event bus of this process (in-process adapter).
     pub bus: Arc<dyn EventBus>,
     /// Whether the bus is this process's alone (`events.bus = "in_process"`).
@@ -117,6 +120,7 @@ pub(crate) async fn compose(settings: &Settings, place_all: PlaceAll) -> anyhow:
         bus: bus.clone(),
         clock,
         nats: nats.clone(),
+        identity: identity(settings)?,
         handles: Placed::default(),
         readiness,
         local_modules: Vec::new(),
@@ -145,20 +149,23 @@ pub(crate) async fn compose(settings: &Settings, place_all: PlaceAll) -> anyhow:
         service_token: settings.auth.service_token.clone(),
         accept_service_callers: false,
         services: Vec::new(),
+        services_verified_by_wire: false,
     });
+    let wire_gate = wire_gate(settings)?;
     let internal_resolver: Arc<dyn CallerResolver> = Arc::new(TokenCallerResolver {
         verifier,
         service_token: settings.auth.service_token.clone(),
         accept_service_callers: true,
         services: crate::module_list::service_names(),
+        services_verified_by_wire: wire_gate.is_some(),
     });
 
     let mut internal_routes = Router::new();
     let mut nats_services = Vec::new();
     if nats.is_some() && !ctx.wires.is_empty() {
         anyhow::ensure!(
-            settings.auth.service_token.is_some() || settings.server.allow_unauthenticated_internal,
-            "serving modules over NATS needs auth.service_token (or server.allow_unauthenticated_internal = true, for development only)"
+            settings.internal_wire_guarded() || settings.server.allow_unauthenticated_internal,
+            "serving modules over NATS needs auth.trusted (or auth.service_token; or server.allow_unauthenticated_internal = true, for development only)"
         );
     }
     for wire in std::mem::take(&mut ctx.wires) {
@@ -169,6 +176,7 @@ pub(crate) async fn compose(settings: &Settings, place_all: PlaceAll) -> anyhow:
                 subject_prefix: settings.nats.subject_prefix.clone(),
                 service_token: settings.auth.service_token.clone(),
                 max_in_flight: settings.nats.max_in_flight.max(1),
+                gate: wire_gate.clone(),
             };
             let name = wire.name;
             nats_services
@@ -178,6 +186,7 @@ pub(crate) async fn compose(settings: &Settings, place_all: PlaceAll) -> anyhow:
     Ok(Composition {
         modules,
         bus,
+        wire_gate,
         events_in_process: settings.events.bus == crate::config::BusKind::InProcess,
         dead_letters: ctx.dead_letters,
         dead_letter_admin: ctx.dead_letter_admin,
@@ -189,6 +198,36 @@ pub(crate) async fn compose(settings: &Settings, place_all: PlaceAll) -> anyhow:
         local_modules: ctx.local_modules,
         status: ctx.status,
     })
+}
+
+/// This process's identity, from `auth.identity_seed_file`.
+fn identity(settings: &Settings) -> anyhow::Result<Option<Arc<shared_kernel::identity::ServiceIdentity>>> {
+    let Some(file) = &settings.auth.identity_seed_file else { return Ok(None) };
+    let seed = std::fs::read_to_string(file).with_context(|| format!("cannot read auth.identity_seed_file {}", file.display()))?;
+    let identity = shared_kernel::identity::ServiceIdentity::from_seed(settings.identity_process(), &seed)
+        .map_err(|error| anyhow::anyhow!("auth.identity_seed_file {}: {error}", file.display()))?;
+    tracing::info!(process = identity.process(), public_key = %identity.public_key(), "calls are signed with this process's identity");
+    Ok(Some(Arc::new(identity)))
+}
+
+/// The gate of the internal wire, when `auth.trusted` names processes.
+fn wire_gate(settings: &Settings) -> anyhow::Result<Option<Arc<shared_kernel::identity::WireGate>>> {
+    if settings.auth.trusted.is_empty() {
+        return Ok(None);
+    }
+    let trusted = shared_kernel::identity::TrustedProcesses::new(&settings.trusted_keys())
+        .map_err(|error| anyhow::anyhow!("auth.trusted: {error}"))?;
+    let known = crate::module_list::service_names();
+    let speaks_as = settings
+        .auth
+        .trusted
+        .iter()
+        .map(|(process, trusted)| {
+            let names = known.iter().copied().filter(|name| trusted.services.iter().any(|service| service == name.as_str())).collect();
+            (process.clone(), names)
+        })
+        .collect();
+    Ok(Some(Arc::new(shared_kernel::identity::WireGate::new(trusted, speaks_as))))
 }
 
 impl Composition {

@@ -142,6 +142,7 @@ pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A
                 upstream,
                 service_name: ctx.settings.server.service_name.clone(),
                 service_token: ctx.settings.auth.service_token.clone(),
+                identity: ctx.identity.clone(),
                 discovery: shared_kernel::discovery::DiscoveryPolicy {
                     resolve_every: std::time::Duration::from_secs(module.resolve_every_secs.max(1)),
                     eject_for: std::time::Duration::from_secs(module.eject_cooldown_secs),
@@ -164,7 +165,8 @@ pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A
             let client = ctx.nats.clone().with_context(|| format!("modules.{name}.wire is `nats` but nats.url is not set"))?;
             let (prefix, token) = (ctx.settings.nats.subject_prefix.clone(), ctx.settings.auth.service_token.clone());
             let upstream = ctx.guard(name, "nats", &module)?;
-            let dead_letters = NatsClient::new(client.clone(), spec.dead_letters, prefix.clone(), upstream.clone(), token.clone());
+            let dead_letters = NatsClient::new(client.clone(), spec.dead_letters, prefix.clone(), upstream.clone(), token.clone())
+                .with_identity(ctx.identity.clone());
             let dead_letters: Arc<dyn DeadLettersApi> = Arc::new(dead_letters_contract::nats_wire::Client::new(dead_letters));
             ctx.dead_letter_admin.push(dead_letters.clone());
             let (counting, counted_prefix) = (client.clone(), prefix.clone());
@@ -182,7 +184,7 @@ pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A
                 dead_letters: Some(dead_letters),
             };
             ctx.status.push(status);
-            (spec.nats_client)(NatsClient::new(client, name, prefix, upstream, token))
+            (spec.nats_client)(NatsClient::new(client, name, prefix, upstream, token).with_identity(ctx.identity.clone()))
         }
         (Placement::NotDeployed, _) => {
             ctx.status.push(ModuleStatus { name, placement, upstream: None, instances: None, dead_letters: None });

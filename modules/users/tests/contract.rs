@@ -70,12 +70,14 @@ impl cleave_test_support::contract::Transports for Harness {
             service_token: None,
             accept_service_callers: true,
             services: Vec::new(),
+            services_verified_by_wire: false,
         });
         let router = http_wire::router(Arc::new(service.clone()), resolver);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });
         let client = RpcClient::new(RpcClientConfig {
+            identity: None,
             base_url: format!("http://{addr}"),
             upstream: cleave_test_support::callers::upstream("users"),
             service_name: "contract-tests".into(),
@@ -98,6 +100,7 @@ impl cleave_test_support::contract::Transports for Harness {
             service_token: None,
             accept_service_callers: true,
             services: Vec::new(),
+            services_verified_by_wire: false,
         });
         let served = nats_wire::serve(Arc::new(service.clone()), resolver, nats::serve_options(&client, &prefix)).await.unwrap();
         let api = Arc::new(nats_wire::Client::new(nats::rpc_client(&client, nats_wire::MODULE, &prefix)));

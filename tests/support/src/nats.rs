@@ -163,6 +163,7 @@ pub async fn client() -> Option<async_nats::Client> {
 /// How a contract suite serves a module over NATS: under `prefix`, no service token.
 pub fn serve_options(client: &async_nats::Client, prefix: &str) -> shared_kernel::nats_wire::ServeOptions {
     shared_kernel::nats_wire::ServeOptions {
+        gate: None,
         client: client.clone(),
         subject_prefix: prefix.to_owned(),
         service_token: None,
