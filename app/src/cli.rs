@@ -1,4 +1,4 @@
-//! The command line: `cleave [--config FILE] [serve|migrate|create-admin|keys|openapi|graphql-schema|contracts|seed|data]`.
+//! The command line: `cleave [--config FILE] [serve|migrate|create-admin|keys|openapi|graphql-schema|contracts|seed|data|trust]`.
 
 use crate::config::Settings;
 use crate::startup::Application;
@@ -55,6 +55,25 @@ pub enum Command {
     Data {
         #[command(subcommand)]
         command: DataCommand,
+    },
+    /// The identities the processes of a split deployment prove themselves with.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Write DIR/<process>.nk (one key per process kind, mode 0600) and DIR/<process>.env (the
+    /// settings each process needs: its key and the keys of the processes it trusts). Run again
+    /// to rotate every key (the previous ones stay trusted), then with --retire to drop them.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Drop the previous keys kept by the last rotation, and trust the current ones only.
+        #[arg(long)]
+        retire: bool,
     },
 }
 
@@ -134,6 +153,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", crate::openapi::document_json());
         return Ok(());
     }
+    if let Some(Command::Trust { command: TrustCommand::Init { dir, retire } }) = &cli.command {
+        for line in crate::trust::init(dir, *retire)? {
+            println!("{line}");
+        }
+        return Ok(());
+    }
     if let Some(Command::GraphqlSchema) = cli.command {
         print!("{}", crate::graphql::sdl());
         return Ok(());
@@ -150,7 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Migrate => migrate(&settings).await,
             Command::CreateAdmin { email, .. } => create_admin(settings, &email).await,
             Command::Keys { command: KeysCommand::Generate { file } } => generate_key(&settings, file),
-            Command::Openapi | Command::GraphqlSchema | Command::Contracts { .. } => Ok(()),
+            Command::Openapi | Command::GraphqlSchema | Command::Contracts { .. } | Command::Trust { .. } => Ok(()),
             Command::Seed => seed(&settings).await,
             Command::Data { command: DataCommand::Move { module, to, from, replace } } => {
                 move_data(&settings, &module, from, to, replace).await

@@ -21,6 +21,7 @@ pub mod seed;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod trust;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -600,7 +600,8 @@ impl TestApp {
         settings.server.service_name = name.to_owned();
         settings.server.addr = "127.0.0.1:0".parse().expect("a socket address");
         settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
-        settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
+        // Its identity comes from `cleave trust init`'s env file for it (see `launch_as_is`).
+        settings.auth.service_token = None;
         settings.auth.identity_seed_file = None;
         settings.auth.identity_process = None;
         settings.auth.trusted.clear();
@@ -626,9 +627,14 @@ impl TestApp {
     async fn launch_as_is(&mut self, preset: Preset, name: &str, settings: &Settings) -> OsProcess {
         self.launched.insert(name.to_owned(), (preset, settings.clone()));
         let binary = tokio::task::spawn_blocking(move || processes::preset_binary(preset)).await.expect("the build task");
-        OsProcess::start(&binary, name, settings, &self.temp.path().join(name), &self.process_options.env)
-            .await
-            .unwrap_or_else(|error| panic!("{error:#}"))
+        // The process's identity, as an operator gives it: `cleave trust init`'s env file.
+        let trust = self.temp.path().join("trust");
+        if !trust.join(format!("{name}.env")).exists() {
+            cleave::trust::init(&trust, false).expect("cleave trust init");
+        }
+        let mut env = cleave::trust::read_env(&trust.join(format!("{name}.env"))).expect("the process's env file");
+        env.extend(self.process_options.env.iter().cloned());
+        OsProcess::start(&binary, name, settings, &self.temp.path().join(name), &env).await.unwrap_or_else(|error| panic!("{error:#}"))
     }
 
     /// Kills OS process `name` (`users`, `catalog`, `orders`, `payments`, `gateway` or
