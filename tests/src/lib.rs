@@ -627,12 +627,14 @@ impl TestApp {
     async fn launch_as_is(&mut self, preset: Preset, name: &str, settings: &Settings) -> OsProcess {
         self.launched.insert(name.to_owned(), (preset, settings.clone()));
         let binary = tokio::task::spawn_blocking(move || processes::preset_binary(preset)).await.expect("the build task");
-        // The process's identity, as an operator gives it: `cleave trust init`'s env file.
+        // The process's identity, as an operator gives it: `cleave trust init`'s env file for
+        // its kind (a replica is the same kind: `server.service_name`), made once per topology.
         let trust = self.temp.path().join("trust");
-        if !trust.join(format!("{name}.env")).exists() {
+        if !trust.exists() {
             cleave::trust::init(&trust, false).expect("cleave trust init");
         }
-        let mut env = cleave::trust::read_env(&trust.join(format!("{name}.env"))).expect("the process's env file");
+        let kind = settings.server.service_name.clone();
+        let mut env = cleave::trust::read_env(&trust.join(format!("{kind}.env"))).expect("the process kind's env file");
         env.extend(self.process_options.env.iter().cloned());
         OsProcess::start(&binary, name, settings, &self.temp.path().join(name), &env).await.unwrap_or_else(|error| panic!("{error:#}"))
     }
