@@ -65,15 +65,25 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum TrustCommand {
-    /// Write DIR/<process>.nk (one key per process kind, mode 0600) and DIR/<process>.env (the
-    /// settings each process needs: its key and the keys of the processes it trusts). Run again
-    /// to rotate every key (the previous ones stay trusted), then with --retire to drop them.
+    /// Write DIR/<process>.nk (one key per process kind, mode 0600), DIR/<process>.env (the
+    /// settings each process needs: its key and the keys of the processes it trusts) and
+    /// DIR/nats.conf (the broker: one nkey user per process kind, with only the subjects its
+    /// part needs). Run again to rotate every key (the previous ones stay trusted), then with
+    /// --retire to drop them.
     Init {
         #[arg(long)]
         dir: PathBuf,
         /// Drop the previous keys kept by the last rotation, and trust the current ones only.
         #[arg(long)]
         retire: bool,
+        /// The deployment's `nats.subject_prefix`, which DIR/nats.conf's permissions name.
+        #[arg(long, default_value = "cleave")]
+        subject_prefix: String,
+        /// A host name (or address) the processes and the broker are reached by, for their
+        /// certificates (besides the kind's name, localhost and the loopback addresses);
+        /// repeat for several.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
     },
 }
 
@@ -139,6 +149,8 @@ pub enum KeysCommand {
 /// Runs the CLI and turns any error into a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS provider for the process (ring): the HTTP clients (the wire, OTLP) take it.
+    shared_kernel::tls::install_default_provider();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -153,8 +165,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", crate::openapi::document_json());
         return Ok(());
     }
-    if let Some(Command::Trust { command: TrustCommand::Init { dir, retire } }) = &cli.command {
-        for line in crate::trust::init(dir, *retire)? {
+    if let Some(Command::Trust { command: TrustCommand::Init { dir, retire, subject_prefix, hosts } }) = &cli.command {
+        let options = crate::trust::InitOptions { retire: *retire, subject_prefix: subject_prefix.clone(), hosts: hosts.clone() };
+        for line in crate::trust::init(dir, &options)? {
             println!("{line}");
         }
         return Ok(());

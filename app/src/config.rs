@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 mod auth;
 mod nats;
 mod remote;
+mod tls;
 
 pub use crate::graphql::settings::GraphqlSettings;
 pub use crate::modules::catalog::settings::{CacheSettings, CatalogSettings};
@@ -27,6 +28,7 @@ pub use crate::modules::payments::settings::PaymentsSettings;
 pub use auth::{AuthSettings, TrustedProcess};
 pub use nats::NatsSettings;
 pub use remote::{BulkheadSettings, CircuitSettings, ModuleMode, ModuleSettings, ModulesSettings, RemoteRetrySettings, Wire};
+pub use tls::TlsSettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +40,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub modules: ModulesSettings,
     pub nats: NatsSettings,
+    /// The internal HTTP wire's TLS.
+    pub tls: TlsSettings,
     pub catalog: CatalogSettings,
     pub cache: CacheSettings,
     pub orders: OrdersSettings,
@@ -77,8 +81,11 @@ pub struct ServerSettings {
     /// `/health/*`. Unset: not served at all (a monolith needs none). Keep it on an internal
     /// network; with `auth.service_token` set every call there must carry that token.
     pub internal_addr: Option<SocketAddr>,
-    /// Serve `internal_addr` without `auth.service_token` (development only: then anyone who
-    /// reaches it can call the modules hosted here).
+    /// Development only: serve and call the internal wires (HTTP and NATS) without identities
+    /// and TLS. Without it, a process given `internal_addr`, a module's `url` or `nats.url`
+    /// refuses to start unless it has its identity (`auth.identity_seed_file`, `auth.trusted`),
+    /// TLS (`[tls]` and `https://` URLs; `nats.tls_ca_file`) and broker credentials
+    /// (`nats.nkey_seed_file`, or another): `cleave trust init` writes all of them.
     pub allow_unauthenticated_internal: bool,
     /// On SIGTERM, how long the requests, NATS calls and background work in flight may take to
     /// finish before they are cut off (seconds).
@@ -208,6 +215,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             modules: ModulesSettings::default(),
             nats: NatsSettings::default(),
+            tls: TlsSettings::default(),
             catalog: CatalogSettings::default(),
             cache: CacheSettings::default(),
             orders: OrdersSettings::default(),
@@ -287,6 +295,26 @@ impl Settings {
         Ok(settings)
     }
 
+    /// These settings with `CLEAVE_*` variables applied over them as the environment would be
+    /// (`cleave trust init`'s `<process>.env` files hold such lines), checked as at start-up:
+    /// for a program that starts cleave in process with an operator's env file.
+    ///
+    /// # Errors
+    /// A value of the wrong type, or settings that do not validate.
+    pub fn with_env_pairs(&self, pairs: &[(String, String)]) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(self));
+        for (name, value) in pairs {
+            if let Some(key) = name.strip_prefix("CLEAVE_") {
+                let value: figment::value::Value = value.parse().unwrap_or_else(|never: std::convert::Infallible| match never {});
+                figment = figment.merge(Serialized::default(&key.to_lowercase().replace("__", "."), value));
+            }
+        }
+        let mut settings: Settings = figment.extract().context("invalid configuration")?;
+        settings.admin_bootstrap.clone_from(&self.admin_bootstrap);
+        settings.validate()?;
+        Ok(settings)
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.server.body_limit_bytes > 0, "server.body_limit_bytes must be positive");
         anyhow::ensure!(self.server.request_timeout_secs > 0, "server.request_timeout_secs must be positive");
@@ -300,11 +328,12 @@ impl Settings {
         for (name, module) in self.modules.each() {
             for url in module.url.iter().flat_map(|urls| urls.split(',')).map(str::trim) {
                 anyhow::ensure!(
-                    url.starts_with("http://"),
-                    "modules.{name}.url must be an http:// URL (the internal wire has no TLS; use a service mesh or a private network)"
+                    url.starts_with("https://") || url.starts_with("http://"),
+                    "modules.{name}.url must be an https:// (or, in development, http://) URL"
                 );
             }
         }
+        self.tls.validate()?;
         anyhow::ensure!(self.events.bus == BusKind::InProcess || self.nats.url.is_some(), "events.bus = \"nats\" needs nats.url");
         if let Some(options) = self.nats.options(&self.server.service_name) {
             anyhow::ensure!(!options.urls.is_empty(), "nats.url holds no server URL");
@@ -320,10 +349,6 @@ impl Settings {
             !self.nats.subject_prefix.is_empty()
                 && self.nats.subject_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
             "nats.subject_prefix must be letters, digits, `-` or `_` (one subject token)"
-        );
-        anyhow::ensure!(
-            self.server.internal_addr.is_none() || self.internal_wire_guarded() || self.server.allow_unauthenticated_internal,
-            "server.internal_addr needs auth.trusted (or auth.service_token; or server.allow_unauthenticated_internal = true, for development only)"
         );
         anyhow::ensure!(
             self.auth.service_token.as_ref().is_none_or(|token| !token.expose().trim().is_empty()),

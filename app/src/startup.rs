@@ -12,11 +12,17 @@ use std::future::Future;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
+/// The internal listener: HTTPS under `[tls]`, else plain HTTP (development only).
+enum InternalListener {
+    Plain(TcpListener),
+    Tls(shared_kernel::tls::TlsListener),
+}
+
 /// A built, bound application: the public listener, and the internal one when configured.
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    internal: Option<(TcpListener, Router, SocketAddr)>,
+    internal: Option<(InternalListener, Router, SocketAddr)>,
     local_addr: SocketAddr,
     local_modules: Vec<&'static str>,
     composition: Composition,
@@ -37,6 +43,7 @@ impl Application {
     /// # Errors
     /// Composition failures (see [`compose`]) and an address that cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate_wire_security()?;
         let composition = compose(&settings).await?;
         let graphql = crate::graphql::EdgeConsumers::subscribe(&settings, &composition).await?;
         let shutdown = Shutdown {
@@ -50,14 +57,21 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let internal = match settings.server.internal_addr {
             Some(addr) => {
-                if settings.auth.service_token.is_none() {
+                if !settings.internal_wire_guarded() || settings.tls.files().is_none() {
                     tracing::warn!(
-                        "server.internal_addr without auth.service_token (server.allow_unauthenticated_internal): anyone who reaches it can call the modules hosted here"
+                        "server.internal_addr without identities or TLS (server.allow_unauthenticated_internal): anyone who reaches it can read the calls, and may make some"
                     );
                 }
-                let internal_listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-                let internal_addr = internal_listener.local_addr()?;
-                Some((internal_listener, build_internal_router(&settings, &composition, &shutdown.draining), internal_addr))
+                let tcp = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+                let internal_addr = tcp.local_addr()?;
+                let listener = match settings.tls.files() {
+                    Some(files) => {
+                        let config = shared_kernel::tls::server_config(&files).context("[tls]")?;
+                        InternalListener::Tls(shared_kernel::tls::TlsListener::new(tcp, config)?)
+                    }
+                    None => InternalListener::Plain(tcp),
+                };
+                Some((listener, build_internal_router(&settings, &composition, &shutdown.draining), internal_addr))
             }
             None => {
                 if !composition.local_modules.is_empty() {
@@ -96,7 +110,8 @@ impl Application {
             if self.local_modules.is_empty() { "none (gateway)".to_owned() } else { self.local_modules.join(", ") },
         );
         if let Some(internal) = self.internal_addr() {
-            banner.push_str(&format!("\n  module wire:  http://{internal}/rpc/<module>/<operation> (internal)"));
+            let scheme = if matches!(self.internal, Some((InternalListener::Tls(_), _, _))) { "https" } else { "http" };
+            banner.push_str(&format!("\n  module wire:  {scheme}://{internal}/rpc/<module>/<operation> (internal)"));
         }
         banner
     }
@@ -158,7 +173,11 @@ impl Application {
         let internal = self.internal.map(|(listener, router, _)| {
             let stop = stop.clone();
             tokio::spawn(async move {
-                axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(stop).await
+                // The wire's routes read no client address (the caller is who its assertion says).
+                match listener {
+                    InternalListener::Plain(listener) => axum::serve(listener, router).with_graceful_shutdown(stop).await,
+                    InternalListener::Tls(listener) => axum::serve(listener, router).with_graceful_shutdown(stop).await,
+                }
             })
         });
         let mut public = tokio::spawn(

@@ -5,8 +5,13 @@
 //!   service), an Ed25519 key as an NATS user nkey seed, mode 0600;
 //! - `DIR/<process>.env`: the `CLEAVE_*` settings that process needs: its key file and name, and
 //!   every process kind it accepts calls from, with their public keys and the services each may
-//!   call as (the modules it hosts, and `edge`, as which a process probes the others), so
-//!   `set -a; . DIR/orders.env` plus the topology's own settings starts it.
+//!   call as (the modules it hosts; `edge` for the gateway and the monolith, which serve the
+//!   whole public API), its key again as its NATS nkey and its own reply inbox, so
+//!   `set -a; . DIR/orders.env` plus the topology's own settings starts it;
+//! - `DIR/nats.conf`: the broker's configuration, TLS with client certificates required, one
+//!   nkey user per process kind with only the subjects its part needs ([`broker`]);
+//! - the deployment's CA and a certificate per process kind and for the broker
+//!   ([`certificates`]): the internal HTTP wire and NATS run over TLS with them.
 //!
 //! Running it again rotates every key without downtime: the new key is written, the old one kept
 //! as `<process>.previous.nk`, and every env file trusts both; restart every process, then run it
@@ -22,14 +27,14 @@ pub fn process_kinds() -> Vec<&'static str> {
     ["gateway", "monolith"].into_iter().chain(crate::module_list::NAMES.iter().copied()).collect()
 }
 
-/// The services process `kind` may call as: the modules it hosts, and `edge`.
+/// The services process `kind` may call as: the modules it hosts, and `edge` for the processes
+/// that serve the whole public API (the gateway and the monolith).
 pub fn services_of(kind: &str) -> Vec<String> {
-    let hosted: Vec<&str> = match kind {
-        "gateway" => Vec::new(),
-        "monolith" => crate::module_list::NAMES.to_vec(),
-        module => vec![module],
-    };
-    hosted.into_iter().chain(["edge"]).map(str::to_owned).collect()
+    match kind {
+        "gateway" => vec!["edge".to_owned()],
+        "monolith" => crate::module_list::NAMES.iter().copied().chain(["edge"]).map(str::to_owned).collect(),
+        module => vec![module.to_owned()],
+    }
 }
 
 fn key_file(dir: &Path, kind: &str) -> PathBuf {
@@ -41,7 +46,7 @@ fn previous_key_file(dir: &Path, kind: &str) -> PathBuf {
 }
 
 /// A secret file only its owner reads.
-fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     #[cfg(unix)]
     let file = {
@@ -59,13 +64,35 @@ fn read_identity(path: &Path, kind: &str) -> anyhow::Result<ServiceIdentity> {
     ServiceIdentity::from_seed(kind, &seed).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
 }
 
+pub mod broker;
+pub mod certificates;
+
+/// What `init` does beyond making keys.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Drop the previous keys instead of making new ones.
+    pub retire: bool,
+    /// The deployment's `nats.subject_prefix`: the broker's permissions name its subjects.
+    pub subject_prefix: String,
+    /// Host names (or addresses) every certificate names besides its kind, `localhost` and the
+    /// loopback addresses: the names the processes and the broker are reached by.
+    pub hosts: Vec<String>,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self { retire: false, subject_prefix: "cleave".to_owned(), hosts: Vec::new() }
+    }
+}
+
 /// Creates (or rotates, or with `retire` drops the previous) keys in `dir` and writes every
-/// process's env file. Returns what it did, a line per process.
+/// process's env file and the broker's `nats.conf`. Returns what it did, a line per process.
 ///
 /// # Errors
 /// A directory or file that cannot be written or read, a key file that holds no key, a second
 /// rotation before the previous key was retired.
-pub fn init(dir: &Path, retire: bool) -> anyhow::Result<Vec<String>> {
+pub fn init(dir: &Path, options: &InitOptions) -> anyhow::Result<Vec<String>> {
+    let retire = options.retire;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
     let mut report = Vec::new();
@@ -92,6 +119,9 @@ pub fn init(dir: &Path, retire: bool) -> anyhow::Result<Vec<String>> {
         let rotated = if previous.exists() { " (the previous one stays trusted until --retire)" } else { "" };
         report.push(format!("{kind}: {}{rotated}", identity.public_key()));
     }
+    if !retire {
+        certificates::issue_all(&dir, &process_kinds(), &options.hosts)?;
+    }
     // Every process trusts every kind, each for the services it hosts: the operations' own
     // lists (`services [..]` in the contracts) then decide what each may call.
     let mut trusted = Vec::new();
@@ -112,10 +142,32 @@ pub fn init(dir: &Path, retire: bool) -> anyhow::Result<Vec<String>> {
             env.push_str(&format!("CLEAVE_AUTH__TRUSTED__{upper}__KEYS={}\n", keys.join(",")));
             env.push_str(&format!("CLEAVE_AUTH__TRUSTED__{upper}__SERVICES={}\n", services_of(other).join(",")));
         }
+        // The same key is its nkey on the broker, with replies under an inbox of its own; one
+        // certificate for both wires.
+        let ca = certificates::ca_file(&dir);
+        let (certificate, key) = certificates::certificate_files(&dir, kind);
+        env.push_str(&format!("CLEAVE_NATS__NKEY_SEED_FILE={}\n", key_file(&dir, kind).display()));
+        env.push_str(&format!("CLEAVE_NATS__INBOX_PREFIX={}\n", broker::inbox_prefix(kind)));
+        for section in ["TLS", "NATS"] {
+            let prefix = if section == "TLS" { "" } else { "TLS_" };
+            env.push_str(&format!("CLEAVE_{section}__{prefix}CA_FILE={}\n", ca.display()));
+            env.push_str(&format!("CLEAVE_{section}__{prefix}CERT_FILE={}\n", certificate.display()));
+            env.push_str(&format!("CLEAVE_{section}__{prefix}KEY_FILE={}\n", key.display()));
+        }
         let path = dir.join(format!("{kind}.env"));
         write_secret(&path, &env)?;
     }
-    report.push(format!("wrote {}/<process>.nk and <process>.env for {}", dir.display(), process_kinds().join(", ")));
+    let users: Vec<(&str, Vec<String>)> = trusted.iter().map(|(kind, keys)| (*kind, keys.clone())).collect();
+    let (nats_certificate, nats_key) = certificates::certificate_files(&dir, "nats");
+    let tls = broker::BrokerTls { ca: &certificates::ca_file(&dir), certificate: &nats_certificate, key: &nats_key };
+    let conf = broker::render(&options.subject_prefix, &users, Some(&tls));
+    write_secret(&dir.join("nats.conf"), &conf)?;
+    report.push(format!(
+        "wrote {}/<process>.nk and <process>.env for {}, and nats.conf (run: nats-server -c {}/nats.conf -sd STORE_DIR)",
+        dir.display(),
+        process_kinds().join(", "),
+        dir.display()
+    ));
     Ok(report)
 }
 
@@ -144,7 +196,7 @@ mod tests {
     #[test]
     fn every_process_gets_a_private_key_and_settings_that_load() {
         let temp = tempfile::tempdir().unwrap();
-        init(temp.path(), false).unwrap();
+        init(temp.path(), &InitOptions::default()).unwrap();
         for kind in process_kinds() {
             let key = key_file(temp.path(), kind);
             #[cfg(unix)]
@@ -161,7 +213,7 @@ mod tests {
                 let settings = Settings::load(None).map_err(|error| error.to_string())?;
                 assert_eq!(settings.identity_process(), kind);
                 assert_eq!(settings.auth.trusted.len(), process_kinds().len());
-                assert_eq!(settings.auth.trusted["orders"].services, ["orders", "edge"]);
+                assert_eq!(settings.auth.trusted["orders"].services, ["orders"]);
                 assert_eq!(settings.auth.trusted["gateway"].services, ["edge"]);
                 assert_eq!(settings.auth.trusted["payments"].keys, [public_key(temp.path(), "payments")]);
                 Ok(())
@@ -172,9 +224,9 @@ mod tests {
     #[test]
     fn running_it_again_rotates_with_both_keys_trusted_until_retired() {
         let temp = tempfile::tempdir().unwrap();
-        init(temp.path(), false).unwrap();
+        init(temp.path(), &InitOptions::default()).unwrap();
         let old = public_key(temp.path(), "orders");
-        init(temp.path(), false).unwrap();
+        init(temp.path(), &InitOptions::default()).unwrap();
         let new = public_key(temp.path(), "orders");
         assert_ne!(old, new);
         let trusted = |dir: &Path| {
@@ -186,8 +238,8 @@ mod tests {
                 .1
         };
         assert_eq!(trusted(temp.path()), format!("{new},{old}"), "both verify while processes restart");
-        assert!(init(temp.path(), false).is_err(), "no second rotation before the first is retired");
-        init(temp.path(), true).unwrap();
+        assert!(init(temp.path(), &InitOptions::default()).is_err(), "no second rotation before the first is retired");
+        init(temp.path(), &InitOptions { retire: true, ..InitOptions::default() }).unwrap();
         assert_eq!(trusted(temp.path()), new, "the old key is no longer trusted");
         assert!(!previous_key_file(temp.path(), "orders").exists());
     }

@@ -20,7 +20,10 @@
 /// [`crate::resilience`]); it sends any other operation once. An operation that other modules
 /// call on their own behalf names them: `fn reserve(..) -> ReserveOutcome, services [orders];`
 /// (flags combine: `, idempotent, services [orders, edge]`). That list is the one place the
-/// callee's check reads (`services_allowed::reserve`).
+/// callee's check reads (`services_allowed::reserve`). An operation every process of a
+/// deployment calls for itself (the users' `signing_keys`, which every process verifies tokens
+/// with) ends `, every_process`. Both lists are also what `cleave trust init` derives each
+/// process's broker permissions from.
 ///
 /// expands to:
 /// - `pub trait UsersApi`: each operation as `async fn op(&self, caller: &Caller, args…) ->
@@ -77,6 +80,10 @@ macro_rules! contract {
 
         /// Every operation, with the services it admits.
         pub const OPERATION_SERVICES: &[(&str, &[$crate::ServiceName])] = &[$((stringify!($op), services_allowed::$op)),*];
+
+        /// Every operation, and whether every process calls it for itself (declared
+        /// `every_process`).
+        pub const OPERATION_EVERY_PROCESS: &[(&str, bool)] = &[$((stringify!($op), $crate::__contract_every_process!($($flag)*))),*];
 
         /// The adapter for a process that has this module neither in it nor within reach: every
         /// operation answers 503, so the rest of the process works and says what is missing.
@@ -296,8 +303,26 @@ macro_rules! __contract_idempotent {
     (services [$($service:ident),*] $($rest:tt)*) => {
         $crate::__contract_idempotent!($($rest)*)
     };
+    (every_process $($rest:tt)*) => {
+        $crate::__contract_idempotent!($($rest)*)
+    };
     ($other:ident $($rest:tt)*) => {
-        compile_error!(concat!("unknown operation flag `", stringify!($other), "`: the flags are `idempotent` and `services [..]`"))
+        compile_error!(concat!("unknown operation flag `", stringify!($other), "`: the flags are `idempotent`, `services [..]` and `every_process`"))
+    };
+}
+
+/// Whether an operation is declared `every_process` (for `contract!` only).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_every_process {
+    () => {
+        false
+    };
+    (every_process $($rest:ident)*) => {
+        true
+    };
+    ($other:ident $($rest:ident)*) => {
+        $crate::__contract_every_process!($($rest)*)
     };
 }
 

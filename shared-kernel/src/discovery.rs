@@ -48,7 +48,7 @@ struct Target {
 
 #[derive(Debug, Clone)]
 struct Instance {
-    /// `http://<address>`, what calls go to.
+    /// `http://<address>` (or, over TLS, the configured `https://` URL), what calls go to.
     base: String,
     /// The configured URL it was found behind.
     target: usize,
@@ -147,6 +147,9 @@ impl Endpoints {
                 .await
                 .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the resolver did not answer")));
             match resolved {
+                // Over TLS the certificate names the host, so calls go to the name itself (the
+                // system resolves it per connection): one instance to this client.
+                _ if target.url.starts_with("https://") => found.push((target.url.clone(), index)),
                 Ok(addresses) if !addresses.is_empty() => {
                     found.extend(addresses.into_iter().map(|address| (format!("http://{address}"), index)));
                 }
@@ -178,7 +181,11 @@ impl Endpoints {
 }
 
 fn parse(url: &str) -> Result<Target, String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
+    let (rest, default_port) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, 80),
+        (_, Some(rest)) => (rest, 443),
+        _ => return Err(format!("{url:?} is not an http:// or https:// URL")),
+    };
     let authority = rest.split('/').next().unwrap_or_default();
     if rest.trim_end_matches('/') != authority {
         return Err(format!("{url:?} has a path: give the base URL of the internal listener"));
@@ -187,7 +194,7 @@ fn parse(url: &str) -> Result<Target, String> {
         Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
             (host, port.parse::<u16>().map_err(|_| format!("{url:?} has no valid port"))?)
         }
-        _ => (authority, 80),
+        _ => (authority, default_port),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {

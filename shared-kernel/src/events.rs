@@ -227,6 +227,15 @@ pub trait EventBus: Send + Sync + 'static {
     /// # Errors
     /// An unknown consumer, or the bus is unavailable.
     async fn redeliver(&self, consumer: &str, event: &EventEnvelope) -> Result<(), BusError>;
+    /// Makes ready what `module`'s events go through, before its first one (over JetStream, its
+    /// stream, which only the module's own process may make): called when the module is hosted,
+    /// so consumers elsewhere find it at once.
+    ///
+    /// # Errors
+    /// The bus is unavailable or refuses (a broker user without the rights).
+    async fn prepare_publisher(&self, _module: &str) -> Result<(), BusError> {
+        Ok(())
+    }
     /// Stops delivering: each consumer finishes the event in hand, then takes no more (what it
     /// did not take stays with the broker, or is delivered by the relay after a restart).
     async fn shutdown(&self) {}

@@ -2,8 +2,11 @@
 //!
 //! - **One stream per publishing module**, `<PREFIX>_EVENTS_<MODULE>`, on the subjects
 //!   `<prefix>.events.<module>.>` (an event of type `orders.order_confirmed.v1` goes to
-//!   `cleave.events.orders.order_confirmed.v1`). Created or updated by every process that
-//!   publishes its events (before its first one) or consumes them (at start-up): file storage,
+//!   `cleave.events.orders.order_confirmed.v1`). Created or updated by the process that
+//!   publishes its events, before its first one; a consumer never makes another module's stream
+//!   (under `cleave trust init`'s broker permissions it could not): it reads the stream once it
+//!   exists, waiting for it, and misses nothing (a durable consumer starts
+//!   at the stream's first event). File storage,
 //!   limits retention (events are kept for [`JetStreamSettings::max_age`], 7 days by default,
 //!   whoever has read them), and a duplicate window ([`JetStreamSettings::duplicate_window`],
 //!   2 minutes by default).
@@ -95,6 +98,56 @@ fn token(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
 }
 
+/// The stream of `module`'s events under subject prefix `prefix`: `<PREFIX>_EVENTS_<MODULE>`.
+pub fn stream_name(prefix: &str, module: &str) -> String {
+    format!("{}_EVENTS_{}", token(prefix).to_uppercase(), token(module).to_uppercase())
+}
+
+/// Stream `name`, or `None` while it does not exist yet (its module has not started).
+async fn existing_stream(context: &jetstream::Context, name: &str) -> Result<Option<jetstream::stream::Stream>, BusError> {
+    match context.get_stream(name).await {
+        Ok(stream) => Ok(Some(stream)),
+        Err(error) => match error.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(inner) if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND => {
+                Ok(None)
+            }
+            _ => Err(unavailable(&format!("stream {name}"), error)),
+        },
+    }
+}
+
+/// A pull consumer on stream `name` with `config`, once the stream exists: waits for its module
+/// to make it (looking again four times a second) unless `stopping`. `None` when stopped first.
+async fn consumer_when_ready(
+    context: &jetstream::Context,
+    name: &str,
+    config: &jetstream::consumer::pull::Config,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<jetstream::consumer::Consumer<jetstream::consumer::pull::Config>> {
+    let mut told = false;
+    loop {
+        match existing_stream(context, name).await {
+            Ok(Some(stream)) => match stream.create_consumer(config.clone()).await {
+                Ok(consumer) => return Some(consumer),
+                Err(error) => tracing::warn!(stream = name, %error, "cannot create an event consumer; retrying"),
+            },
+            Ok(None) if !told => {
+                tracing::info!(stream = name, "the stream does not exist yet (its module has not published); waiting for it");
+                told = true;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "cannot look up an event stream; retrying"),
+        }
+        let stop = tokio::select! {
+            _ = stopping.wait_for(|stop| *stop) => true,
+            () = tokio::time::sleep(Duration::from_millis(250)) => false,
+        };
+        if stop {
+            return None;
+        }
+    }
+}
+
 fn unavailable(what: &str, error: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(format!("{what}: {error}"))
 }
@@ -118,7 +171,7 @@ impl JetStreamBus {
     /// # Errors
     /// JetStream is unavailable or refuses the configuration.
     pub async fn ensure_stream(&self, module: &str) -> Result<jetstream::stream::Stream, BusError> {
-        let name = format!("{}_EVENTS_{}", token(&self.settings.prefix).to_uppercase(), token(module).to_uppercase());
+        let name = stream_name(&self.settings.prefix, module);
         let config = jetstream::stream::Config {
             name: name.clone(),
             subjects: vec![format!("{}.events.{module}.>", self.settings.prefix)],
@@ -255,7 +308,10 @@ impl EventBus for JetStreamBus {
             by_module.entry(module_of(event_type)).or_default().push(self.subject(event_type));
         }
         for (module, mut subjects) in by_module {
-            let stream = self.ensure_stream(module).await?;
+            // A consumer never makes or changes another module's stream (the broker lets only
+            // the module's own identity do that): it reads the stream once it exists.
+            let stream_name = stream_name(&self.settings.prefix, module);
+            let stream = existing_stream(&self.context, &stream_name).await?;
             let durable = token(&consumer.name);
             // One subject goes in `filter_subject`, which every server since 2.2 applies; several
             // need `filter_subjects` (2.10 and later; an older server delivers the whole stream
@@ -287,12 +343,22 @@ impl EventBus for JetStreamBus {
                 }
             };
             // Created, or updated to this release's filter (a consumer's event types may change).
-            let pull = stream.create_consumer(config.clone()).await.map_err(|error| unavailable(&format!("consumer {durable}"), error))?;
+            let pull = match stream {
+                Some(stream) => {
+                    Some(stream.create_consumer(config.clone()).await.map_err(|error| unavailable(&format!("consumer {durable}"), error))?)
+                }
+                None => None,
+            };
             let (consumer, policy, clock, ack_wait) = (consumer.clone(), self.policy, self.clock.clone(), self.settings.ack_wait);
             let events_subject = format!("{}.events.", self.settings.prefix);
             let mut stopping = self.stopping.subscribe();
+            let context = self.context.clone();
             let worker = tokio::spawn(async move {
-                let mut pull = pull;
+                let pull = match pull {
+                    Some(pull) => Some(pull),
+                    None => consumer_when_ready(&context, &stream_name, &config, &mut stopping).await,
+                };
+                let Some(mut pull) = pull else { return };
                 loop {
                     match pull.messages().await {
                         Ok(mut messages) => loop {
@@ -337,10 +403,10 @@ impl EventBus for JetStreamBus {
                         return;
                     }
                     // The consumer may be gone (an ephemeral one after a long outage, a deleted
-                    // durable): make sure of it before reading again.
-                    match stream.create_consumer(config.clone()).await {
-                        Ok(again) => pull = again,
-                        Err(error) => tracing::warn!(consumer = %consumer.name, %error, "cannot recreate an event consumer; retrying"),
+                    // durable or stream): make sure of it before reading again.
+                    match consumer_when_ready(&context, &stream_name, &config, &mut stopping).await {
+                        Some(again) => pull = again,
+                        None => return,
                     }
                 }
             });
@@ -362,6 +428,12 @@ impl EventBus for JetStreamBus {
         let ack =
             self.context.send_publish(self.subject(&event.event_type), message).await.map_err(|error| unavailable("publish", error))?;
         ack.await.map_err(|error| unavailable("publish ack", error))?;
+        Ok(())
+    }
+
+    async fn prepare_publisher(&self, module: &str) -> Result<(), BusError> {
+        self.ensure_stream(module).await?;
+        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(module.to_owned());
         Ok(())
     }
 

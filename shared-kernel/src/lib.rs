@@ -33,6 +33,8 @@ pub mod nats_wire;
 #[cfg(feature = "db")]
 pub mod outbox;
 #[cfg(feature = "http")]
+pub mod tls;
+#[cfg(feature = "http")]
 pub mod wire;
 
 mod contract_macro;

@@ -51,8 +51,14 @@ pub struct NatsOptions {
     pub password: Option<Secret<String>>,
     /// A `.creds` file (JWT and NKey seed).
     pub credentials_file: Option<PathBuf>,
+    /// A file holding an NKey user seed (`SU…`) to authenticate with.
+    pub nkey_seed_file: Option<PathBuf>,
+    /// The prefix of this connection's reply subjects (the client's `_INBOX` when unset).
+    pub inbox_prefix: Option<String>,
     /// A CA certificate (PEM) to verify the servers with; TLS is then required.
     pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate and its key (PEM), presented to a server that requires one.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
     /// The connection's name, as the server's monitoring shows it.
     pub name: String,
 }
@@ -63,7 +69,10 @@ impl std::fmt::Debug for NatsOptions {
             .field("urls", &self.urls.iter().map(|url| without_credentials(url)).collect::<Vec<_>>())
             .field("user", &self.user)
             .field("credentials_file", &self.credentials_file)
+            .field("nkey_seed_file", &self.nkey_seed_file)
+            .field("inbox_prefix", &self.inbox_prefix)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_client", &self.tls_client)
             .finish_non_exhaustive()
     }
 }
@@ -90,7 +99,15 @@ pub async fn connect(options: &NatsOptions) -> Result<async_nats::Client, WireEr
     if options.urls.is_empty() {
         return Err(WireError::NoUrl);
     }
-    let mut connect = async_nats::ConnectOptions::new().name(&options.name).connection_timeout(Duration::from_secs(5));
+    // What the server refuses this connection (a subject its broker user may not use) is an
+    // operator's to see: logged, never silent.
+    let mut connect = async_nats::ConnectOptions::new().name(&options.name).connection_timeout(Duration::from_secs(5)).event_callback(
+        |event| async move {
+            if let async_nats::Event::ServerError(error) = event {
+                tracing::warn!(%error, "the NATS server refused something this process sent (check its broker user's permissions)");
+            }
+        },
+    );
     if let Some(token) = &options.token {
         connect = connect.token(token.expose().clone());
     }
@@ -100,8 +117,18 @@ pub async fn connect(options: &NatsOptions) -> Result<async_nats::Client, WireEr
     if let Some(path) = &options.credentials_file {
         connect = connect.credentials_file(path).await.map_err(|source| WireError::Credentials { path: path.clone(), source })?;
     }
+    if let Some(path) = &options.nkey_seed_file {
+        let seed = std::fs::read_to_string(path).map_err(|source| WireError::Credentials { path: path.clone(), source })?;
+        connect = connect.nkey(seed.trim().to_owned());
+    }
+    if let Some(prefix) = &options.inbox_prefix {
+        connect = connect.custom_inbox_prefix(prefix);
+    }
     if let Some(ca) = &options.tls_ca_file {
         connect = connect.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((certificate, key)) = &options.tls_client {
+        connect = connect.add_client_certificate(certificate.clone(), key.clone()).require_tls(true);
     }
     let shown = options.urls.iter().map(|url| without_credentials(url)).collect::<Vec<_>>().join(",");
     connect.connect(options.urls.as_slice()).await.map_err(|source| WireError::Connect { urls: shown, source })

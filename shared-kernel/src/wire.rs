@@ -186,6 +186,9 @@ pub struct RpcClientConfig {
     pub service_token: Option<Secret<String>>,
     /// This process's identity: every call carries an assertion signed with it.
     pub identity: Option<Arc<crate::identity::ServiceIdentity>>,
+    /// TLS for `https://` URLs: the deployment's CA and this process's client certificate
+    /// ([`crate::tls::client_config`]). Unset: the system's roots, no client certificate.
+    pub tls: Option<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for RpcClientConfig {
@@ -206,21 +209,23 @@ pub struct RpcClient {
 
 impl RpcClient {
     /// # Errors
-    /// When the HTTP client cannot be built (it has no TLS backend, so only a broken system
-    /// configuration makes this fail).
+    /// When the HTTP client cannot be built (a broken TLS configuration or system), or a URL
+    /// cannot be used.
     pub fn new(config: RpcClientConfig) -> Result<Self, ApiError> {
         let timeout = config.upstream.default_timeout();
-        let http =
-            // A connect that stalls (a pod's address gone silent) counts as refused well within
-            // the call's timeout, so the call goes to another instance.
-            reqwest::Client::builder()
-                .connect_timeout((timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(2)))
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
-                .map_err(|error| {
-                tracing::error!(%error, "cannot build the HTTP client");
-                ApiError::Internal
-            })?;
+        crate::tls::install_default_provider();
+        // A connect that stalls (a pod's address gone silent) counts as refused well within
+        // the call's timeout, so the call goes to another instance.
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout((timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(2)))
+            .pool_idle_timeout(Duration::from_secs(30));
+        if let Some(tls) = config.tls.clone() {
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        let http = builder.build().map_err(|error| {
+            tracing::error!(%error, "cannot build the HTTP client");
+            ApiError::Internal
+        })?;
         let endpoints = Endpoints::new(&config.base_url, config.discovery, Box::new(SystemResolver)).map_err(|error| {
             tracing::error!(%error, "a module's URL cannot be used");
             ApiError::Internal

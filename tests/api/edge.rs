@@ -152,7 +152,7 @@ crate::topologies!(
 );
 
 mod wire {
-    use cleave_tests::{Database, SERVICE_TOKEN, Topology, identities, problem, spawn_app};
+    use cleave_tests::{Database, Topology, problem, spawn_app};
     use serde_json::json;
     use shared_kernel::identity::ServiceIdentity;
 
@@ -165,10 +165,12 @@ mod wire {
         }
     }
 
-    /// One call of the internal HTTP wire, as an attacker on the internal network would send it.
+    /// One call of the internal HTTP wire, as an attacker on the internal network would send it:
+    /// with a stolen certificate (the gateway's), else the TLS handshake already fails.
     async fn call(app: &cleave_tests::TestApp, path: &str, body: &[u8], headers: &[(&str, String)]) -> reqwest::Response {
         let internal = app.internal_address.clone().expect("an internal listener");
-        let mut request = app.client.post(format!("{internal}{path}")).header("content-type", "application/json").body(body.to_vec());
+        let client = app.trust().http_client("gateway");
+        let mut request = client.post(format!("{internal}{path}")).header("content-type", "application/json").body(body.to_vec());
         for (name, value) in headers {
             request = request.header(*name, value);
         }
@@ -189,7 +191,7 @@ mod wire {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_internal_http_wire_admits_only_a_trusted_process_signed_call_once() {
         let app = spawn_app(Topology::Extracted(Database::Sqlite)).await.unwrap();
-        let gateway = &identities().gateway;
+        let gateway = &app.trust().identity("gateway");
         let body =
             serde_json::to_vec(&json!({"input": {"email": "wire@example.com", "password": "correct horse battery staple", "name": "W"}}))
                 .unwrap();
@@ -199,7 +201,7 @@ mod wire {
         };
         let missing = refused(call(&app, "/rpc/users/register", &body, &[]).await, 401).await;
         assert!(missing["detail"].as_str().unwrap().contains("no service assertion"), "{missing}");
-        refused(call(&app, "/rpc/users/register", &body, &[("x-cleave-service-token", SERVICE_TOKEN.to_owned())]).await, 401).await;
+        refused(call(&app, "/rpc/users/register", &body, &[("x-cleave-service-token", "a token of old".to_owned())]).await, 401).await;
         let impostor = ServiceIdentity::generate("gateway");
         let forged = signed(&impostor, "users.register", &body, chrono::Duration::zero());
         refused(call(&app, "/rpc/users/register", &body, &[("x-cleave-assertion", forged)]).await, 401).await;
@@ -231,14 +233,19 @@ mod wire {
             "{not_its_own}"
         );
         let refused_by_users =
-            problem(call(&app, "/rpc/users/get_user", &get_user, &as_service(&identities().orders, "orders")).await, 403).await;
+            problem(call(&app, "/rpc/users/get_user", &get_user, &as_service(&app.trust().identity("orders"), "orders")).await, 403).await;
         assert!(
             refused_by_users["detail"].as_str().unwrap_or_default().contains("the orders service may not call users.get_user"),
             "{refused_by_users}"
         );
-        // Health stays open for probes.
+        // Health stays open for probes (of the deployment: TLS with its certificates).
         let internal = app.internal_address.clone().unwrap();
-        assert_eq!(app.client.get(format!("{internal}/health/ready")).send().await.unwrap().status(), 200);
+        assert_eq!(app.trust().http_client("gateway").get(format!("{internal}/health/ready")).send().await.unwrap().status(), 200);
+        // Without a certificate of the deployment nothing reaches the wire at all.
+        let stranger = reqwest::Client::builder().tls_danger_accept_invalid_certs(true).build().unwrap();
+        assert!(stranger.get(format!("{internal}/health/ready")).send().await.is_err(), "no client certificate, no connection");
+        let plain = internal.replacen("https://", "http://", 1);
+        assert!(app.client.get(format!("{plain}/health/ready")).send().await.is_err(), "no plain HTTP");
     }
 
     /// The same over NATS: a client on the broker that requests a module's subject directly is
@@ -246,7 +253,9 @@ mod wire {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_nats_wire_admits_only_a_trusted_process_signed_call_once() {
         let app = spawn_app(Topology::ExtractedOverNats(Database::Sqlite)).await.unwrap();
-        let client = async_nats::connect(cleave_test_support::nats().unwrap().url.as_str()).await.unwrap();
+        // The gateway's stolen broker credentials: it may call users' operations.
+        let url = app.nats_url().expect("a NATS topology");
+        let client = app.trust().nats_client("gateway", &url).await.unwrap();
         let subject = format!("{}.rpc.users.register", app.nats_prefix().expect("a NATS topology"));
         let body = serde_json::to_vec(
             &json!({"input": {"email": "nats-wire@example.com", "password": "correct horse battery staple", "name": "N"}}),
@@ -265,7 +274,7 @@ mod wire {
                 (code, wire_auth)
             }
         };
-        let gateway = &identities().gateway;
+        let gateway = &app.trust().identity("gateway");
         assert_eq!(ask(None).await, (Some("401".to_owned()), true), "no assertion");
         let forged = signed(&ServiceIdentity::generate("gateway"), "users.register", &body, chrono::Duration::zero());
         assert_eq!(ask(Some(forged)).await, (Some("401".to_owned()), true), "another key");
@@ -274,6 +283,98 @@ mod wire {
         let valid = signed(gateway, "users.register", &body, chrono::Duration::zero());
         assert_eq!(ask(Some(valid.clone())).await, (None, false), "a valid call is answered");
         assert_eq!(ask(Some(valid)).await, (Some("401".to_owned()), true), "a replay");
+    }
+}
+
+/// The broker decides who may say what: every process kind is a user of the broker that
+/// `cleave trust init` configured, with only the subjects its part needs. Tried as an attacker
+/// would, against the five services and the gateway as OS processes: with no credentials at
+/// all, and with the notifications service's stolen key and certificate, while a customer buys.
+mod broker {
+    use cleave_tests::{Layout, TestApp, Topology, spawn_app};
+    use futures::StreamExt as _;
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    /// What the broker told a connection it refused (`-ERR` lines).
+    type Refusals = tokio::sync::mpsc::UnboundedReceiver<String>;
+
+    async fn connect_as(app: &TestApp, kind: &str) -> (async_nats::Client, Refusals) {
+        let (sender, refusals) = tokio::sync::mpsc::unbounded_channel();
+        let options = app.trust().nats_options(kind).event_callback(move |event| {
+            let sender = sender.clone();
+            async move {
+                if let async_nats::Event::ServerError(error) = event {
+                    let _ = sender.send(error.to_string().to_lowercase());
+                }
+            }
+        });
+        (options.connect(app.nats_url().unwrap()).await.expect("the stolen key connects"), refusals)
+    }
+
+    /// Waits (up to 5 s) for the broker to refuse `what` on `subject`.
+    async fn refused(refusals: &mut Refusals, what: &str, subject: &str) {
+        let expected = format!("permissions violation for {what} to \"{subject}\"").to_lowercase();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, refusals.recv()).await {
+                Ok(Some(refusal)) if refusal.contains(&expected) => return,
+                Ok(Some(_)) => {}
+                _ => panic!("the broker did not refuse {what} to {subject}"),
+            }
+        }
+    }
+
+    async fn buy(app: &TestApp) {
+        let admin = app.admin_token().await;
+        let body = json!({"sku": "WATCHED-1", "name": "Watched", "price": {"amount": 700, "currency": "EUR"}, "stock_on_hand": 5});
+        let created: Value = app.post_json("/api/catalog/products", &body, Some(&admin)).await.json().await.unwrap();
+        let customer = app.customer("watched@example.com").await;
+        let token = customer["access_token"].as_str().unwrap();
+        let order = json!({"items": [{"product_id": created["id"], "quantity": 1}], "payment": {"card_number": "4242424242424242"}});
+        let response = app
+            .request(reqwest::Method::POST, "/api/orders")
+            .bearer_auth(token)
+            .header("idempotency-key", "watched")
+            .json(&order)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let placed: Value = response.json().await.unwrap();
+        assert_eq!(placed["status"], "confirmed", "the deployment works under the permissions: {placed}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_what_each_process_kind_may_say_gets_through_the_broker() {
+        let Some(app) = spawn_app(Topology::Processes(Layout::ServicesOverNats)).await else { return };
+        let url = app.nats_url().unwrap();
+
+        // No credentials: no TLS, then TLS with a certificate of the deployment but no key.
+        assert!(async_nats::ConnectOptions::new().max_reconnects(Some(1)).connect(&url).await.is_err(), "a plain client is refused");
+        assert!(app.trust().tls_only_options("notifications").connect(&url).await.is_err(), "a certificate alone is refused");
+
+        // The notifications service's key: it may not read payments' requests, nor answer users'
+        // key requests, nor call charge, nor speak for users on their event subjects.
+        let (thief, mut refusals) = connect_as(&app, "notifications").await;
+        let mut payments_requests = thief.subscribe("cleave.rpc.payments.>").await.unwrap();
+        refused(&mut refusals, "subscription", "cleave.rpc.payments.>").await;
+        let mut key_requests = thief.subscribe("cleave.rpc.users.signing_keys").await.unwrap();
+        refused(&mut refusals, "subscription", "cleave.rpc.users.signing_keys").await;
+        let charge = json!({"request": {"order_id": uuid::Uuid::new_v4(), "customer_id": uuid::Uuid::new_v4(), "amount": {"amount": 100, "currency": "EUR"}, "card_number": "4242424242424242"}});
+        let sent = thief.request("cleave.rpc.payments.charge", serde_json::to_vec(&charge).unwrap().into());
+        assert!(tokio::time::timeout(Duration::from_secs(3), sent).await.map_or(true, |answer| answer.is_err()), "no charge is answered");
+        refused(&mut refusals, "publish", "cleave.rpc.payments.charge").await;
+        thief.publish("cleave.events.users.user_deactivated.v1", b"{}".as_slice().into()).await.unwrap();
+        thief.flush().await.unwrap();
+        refused(&mut refusals, "publish", "cleave.events.users.user_deactivated.v1").await;
+
+        // A customer buys through the gateway meanwhile: every call (the saga's charge, every
+        // process's key fetch) goes through, and the thief's subscriptions see none of it.
+        buy(&app).await;
+        let nothing = Duration::from_millis(500);
+        assert!(tokio::time::timeout(nothing, payments_requests.next()).await.is_err(), "the thief read no payment request");
+        assert!(tokio::time::timeout(nothing, key_requests.next()).await.is_err(), "the thief answered no key request");
     }
 }
 

@@ -117,7 +117,8 @@ crate::topologies!(
 async fn over_nats_every_module_answers_the_micro_service_protocol() {
     use futures::StreamExt as _;
     let Some(app) = cleave_tests::spawn_app(Topology::ExtractedOverNats(cleave_tests::Database::Sqlite)).await else { return };
-    let client = cleave_test_support::nats::client().await.expect("the topology's NATS server");
+    // As the gateway's broker user (discovery is open to every process kind).
+    let client = app.trust().nats_client("gateway", &app.nats_url().expect("a NATS topology")).await.expect("the topology's broker");
     let gather = |subject: String| {
         let client = client.clone();
         async move {

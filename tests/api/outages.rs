@@ -44,10 +44,9 @@ where
 /// catalog in the monolith has counted every confirmed order exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_under_load_loses_and_duplicates_no_event() {
-    let Some(mut nats) = cleave_test_support::nats::OwnNatsServer::start() else { return };
-    let url = nats.url();
     let topology = Topology::Processes(Layout::OrdersAndPaymentsApart);
-    let Some(app) = spawn_app_with(topology, |settings| settings.nats.url = Some(url), None).await else { return };
+    let Some(mut app) = spawn_app_with(topology, |_| {}, None).await else { return };
+    let mut nats = app.take_broker();
     let admin = app.admin_token().await;
     let lamp = product(&app, &admin, "LAMP-1", 1_000).await;
 
@@ -353,9 +352,10 @@ async fn slow_clients_never_exhaust_the_gateway() {
     }
 }
 
-/// An HTTP proxy that holds each request for `delay_ms` before it forwards it, and counts the
-/// requests it holds at once: latency injected between a caller and the module it calls.
-#[derive(Default)]
+/// An HTTPS proxy that holds each request for `delay_ms` before it forwards it, and counts the
+/// requests it holds at once: latency injected between a caller and the module it calls. It
+/// serves with the monolith's certificate and forwards with the orders service's, as a
+/// middlebox inside the deployment would have to.
 struct SlowProxy {
     upstream: std::sync::Mutex<Option<String>>,
     delay_ms: std::sync::atomic::AtomicU64,
@@ -366,11 +366,24 @@ struct SlowProxy {
 }
 
 impl SlowProxy {
-    async fn start() -> (std::sync::Arc<Self>, String) {
-        let proxy = std::sync::Arc::new(Self::default());
+    async fn start(trust: &cleave_tests::TopologyTrust) -> (std::sync::Arc<Self>, String) {
+        let proxy = std::sync::Arc::new(Self {
+            upstream: std::sync::Mutex::default(),
+            delay_ms: std::sync::atomic::AtomicU64::default(),
+            in_flight: std::sync::atomic::AtomicUsize::default(),
+            most_in_flight: std::sync::atomic::AtomicUsize::default(),
+            held: std::sync::atomic::AtomicUsize::default(),
+            client: trust.http_client("orders"),
+        });
         let router = axum::Router::new().fallback(Self::forward).with_state(proxy.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let files = shared_kernel::tls::TlsFiles {
+            ca: trust.dir.join("ca.pem"),
+            certificate: trust.dir.join("monolith.crt"),
+            key: trust.dir.join("monolith.key"),
+        };
+        let listener = shared_kernel::tls::TlsListener::new(listener, shared_kernel::tls::server_config(&files).unwrap()).unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });
         (proxy, url)
     }
@@ -432,7 +445,10 @@ impl SlowProxy {
 /// the queue are refused unsent, and nothing is reserved. Without the latency, orders confirm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_in_the_catalog_is_bounded_by_timeouts_and_the_bulkhead() {
-    let (proxy, proxy_url) = SlowProxy::start().await;
+    // The topology's trust files are made first, for the proxy between orders and the catalog.
+    let trust_dir = tempfile::tempdir().unwrap();
+    let trust = cleave_tests::TopologyTrust::init(trust_dir.path().join("trust"));
+    let (proxy, proxy_url) = SlowProxy::start(&trust).await;
     let configure = |settings: &mut cleave::config::Settings| {
         let catalog = &mut settings.modules.catalog;
         catalog.timeout_ms = 300;
@@ -451,7 +467,7 @@ async fn latency_in_the_catalog_is_bounded_by_timeouts_and_the_bulkhead() {
             settings.modules.catalog.url = Some(proxy_url.clone());
         }
     });
-    let options = cleave_tests::ProcessOptions { env: Vec::new(), adjust: Some(adjust) };
+    let options = cleave_tests::ProcessOptions { env: Vec::new(), adjust: Some(adjust), trust: Some(trust) };
     let Some(app) = cleave_tests::spawn_processes(Layout::OrdersAndPaymentsApart, configure, options).await else { return };
     let admin = app.admin_token().await;
     let stove = product(&app, &admin, "STOVE-1", 50).await;

@@ -126,7 +126,7 @@ async fn one_trace_spans_every_process(layout: Layout, places: Places) {
         // Export within a tenth of a second rather than five.
         ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
     ];
-    let options = ProcessOptions { env, adjust: None };
+    let options = ProcessOptions { env, ..ProcessOptions::default() };
     let Some(app) = spawn_processes(layout, |settings| settings.log.format = LogFormat::Json, options).await else { return };
     let admin = app.admin_token().await;
     let product = product(&app, &admin).await;

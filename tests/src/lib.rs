@@ -142,12 +142,14 @@ struct Server {
 impl Server {
     /// Starts a server; returns it with its public and (if any) internal base URLs.
     async fn start(settings: Settings, hook: Option<&ComposeHook>) -> anyhow::Result<(Self, String, Option<String>)> {
+        let settings_tls = settings.tls.files().is_some();
         let application = cleave::Application::build(settings).await?;
         if let Some(hook) = hook {
             hook(application.composition()).await;
         }
         let address = format!("http://{}", application.local_addr());
-        let internal = application.internal_addr().map(|addr| format!("http://{addr}"));
+        let scheme = if settings_tls { "https" } else { "http" };
+        let internal = application.internal_addr().map(|addr| format!("{scheme}://{addr}"));
         let modules = application.composition().modules.clone();
         let catalog = modules.catalog.clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -194,6 +196,10 @@ pub struct TestApp {
     killed: Vec<(usize, OsProcess)>,
     hook: Option<ComposeHook>,
     process_options: ProcessOptions,
+    /// `cleave trust init`'s output, in a split topology.
+    pub trust: Option<TopologyTrust>,
+    /// The topology's own broker, when its wire or events are on NATS.
+    nats_server: Option<cleave_test_support::nats::OwnNatsServer>,
     temp: tempfile::TempDir,
 }
 
@@ -233,64 +239,78 @@ fn free_port() -> std::net::SocketAddr {
         .expect("a free port below the ephemeral range")
 }
 
-/// The service token of the extracted topology's internal wire.
-pub const SERVICE_TOKEN: &str = "service token for tests";
-
-/// The identities of the in-process split topologies' processes: each signs its calls with a key
-/// of its own and trusts the others for the services they host; no token is shared. (The
-/// OS-process layouts still share [`SERVICE_TOKEN`].)
-pub struct TestIdentities {
-    dir: tempfile::TempDir,
-    /// The gateway: it calls as `edge`.
-    pub gateway: std::sync::Arc<shared_kernel::identity::ServiceIdentity>,
-    /// The backend process hosting the modules: it calls as any of them, or `edge`.
-    pub services: std::sync::Arc<shared_kernel::identity::ServiceIdentity>,
-    /// Orders apart: it calls as `orders`, or `edge`.
-    pub orders: std::sync::Arc<shared_kernel::identity::ServiceIdentity>,
+/// What `cleave trust init` made for one split topology: every process kind's identity, its
+/// certificate and its broker user, as an operator's deployment has them. No secret is shared
+/// between processes.
+pub struct TopologyTrust {
+    pub dir: PathBuf,
 }
 
-/// The identities every in-process split topology of this test run uses.
-pub fn identities() -> &'static TestIdentities {
-    static IDENTITIES: std::sync::LazyLock<TestIdentities> = std::sync::LazyLock::new(|| {
-        use shared_kernel::identity::ServiceIdentity;
-        let identities = TestIdentities {
-            dir: tempfile::tempdir().expect("a temporary directory"),
-            gateway: std::sync::Arc::new(ServiceIdentity::generate("gateway")),
-            services: std::sync::Arc::new(ServiceIdentity::generate("services")),
-            orders: std::sync::Arc::new(ServiceIdentity::generate("orders")),
+impl TopologyTrust {
+    /// Runs `cleave trust init` into `dir`.
+    ///
+    /// # Panics
+    /// When it fails.
+    pub fn init(dir: PathBuf) -> Self {
+        cleave::trust::init(&dir, &cleave::trust::InitOptions::default()).expect("cleave trust init");
+        Self { dir }
+    }
+
+    /// The lines of process kind `kind`'s env file.
+    pub fn env(&self, kind: &str) -> Vec<(String, String)> {
+        cleave::trust::read_env(&self.dir.join(format!("{kind}.env"))).expect("the process kind's env file")
+    }
+
+    /// `settings` as a process of `kind` started with its env file has them.
+    pub fn apply(&self, settings: &mut Settings, kind: &str) {
+        *settings = settings.with_env_pairs(&self.env(kind)).unwrap_or_else(|error| panic!("{kind}'s env file: {error:#}"));
+    }
+
+    /// The identity of process kind `kind` (its key on file): what an attacker who stole it holds.
+    pub fn identity(&self, kind: &str) -> shared_kernel::identity::ServiceIdentity {
+        let seed = std::fs::read_to_string(self.dir.join(format!("{kind}.nk"))).expect("the key file");
+        shared_kernel::identity::ServiceIdentity::from_seed(kind, &seed).expect("a key")
+    }
+
+    /// An HTTP client presenting process kind `kind`'s certificate and trusting only the
+    /// deployment's CA: what reaches the internal HTTP wire at all.
+    pub fn http_client(&self, kind: &str) -> reqwest::Client {
+        let files = shared_kernel::tls::TlsFiles {
+            ca: self.dir.join("ca.pem"),
+            certificate: self.dir.join(format!("{kind}.crt")),
+            key: self.dir.join(format!("{kind}.key")),
         };
-        for identity in [&identities.gateway, &identities.services, &identities.orders] {
-            let seed = identity.seed().expect("a seed");
-            std::fs::write(identities.dir.path().join(format!("{}.nk", identity.process())), seed.expose()).expect("the seed file");
-        }
-        identities
-    });
-    &IDENTITIES
-}
+        shared_kernel::tls::install_default_provider();
+        let tls = shared_kernel::tls::client_config(&files).expect("the TLS files");
+        reqwest::Client::builder().tls_backend_preconfigured(tls).build().expect("a client")
+    }
 
-impl TestIdentities {
-    /// `settings` as process `process` (`gateway`, `services` or `orders`) has them: its own
-    /// key, and every test process trusted for the services it hosts.
-    pub fn apply(&self, settings: &mut Settings, process: &str) {
-        settings.auth.service_token = None;
-        settings.auth.identity_process = Some(process.to_owned());
-        settings.auth.identity_seed_file = Some(self.dir.path().join(format!("{process}.nk")));
-        let modules: Vec<String> = cleave::module_list::NAMES.iter().map(|name| (*name).to_owned()).collect();
-        let hosted: [(&ServiceIdentityRef, Vec<String>); 3] = [
-            (&self.gateway, vec!["edge".to_owned()]),
-            (&self.services, modules.into_iter().chain(["edge".to_owned()]).collect()),
-            (&self.orders, vec!["orders".to_owned(), "edge".to_owned()]),
-        ];
-        settings.auth.trusted = hosted
-            .into_iter()
-            .map(|(identity, services)| {
-                (identity.process().to_owned(), cleave::config::TrustedProcess { keys: vec![identity.public_key()], services })
-            })
-            .collect();
+    /// A connection to the topology's broker at `url` as process kind `kind` (its nkey, its
+    /// certificate, its inbox).
+    ///
+    /// # Errors
+    /// The broker refuses it.
+    pub async fn nats_client(&self, kind: &str, url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+        self.nats_options(kind).connect(url).await
+    }
+
+    /// The connection options of process kind `kind` on the topology's broker (its nkey, its
+    /// certificate, its inbox), for a test to add to.
+    pub fn nats_options(&self, kind: &str) -> async_nats::ConnectOptions {
+        let seed = std::fs::read_to_string(self.dir.join(format!("{kind}.nk"))).expect("the key file");
+        self.tls_only_options(kind).nkey(seed.trim().to_owned()).custom_inbox_prefix(format!("_INBOX_{kind}"))
+    }
+
+    /// TLS with process kind `kind`'s certificate, and no broker credentials at all.
+    pub fn tls_only_options(&self, kind: &str) -> async_nats::ConnectOptions {
+        async_nats::ConnectOptions::new()
+            .add_root_certificates(self.dir.join("ca.pem"))
+            .add_client_certificate(self.dir.join(format!("{kind}.crt")), self.dir.join(format!("{kind}.key")))
+            .require_tls(true)
+            .connection_timeout(std::time::Duration::from_secs(5))
+            .max_reconnects(Some(1))
     }
 }
-
-type ServiceIdentityRef = std::sync::Arc<shared_kernel::identity::ServiceIdentity>;
 
 fn base_settings(data_dir: &Path) -> Settings {
     let mut settings = Settings::default();
@@ -326,6 +346,8 @@ pub struct ProcessOptions {
     pub env: Vec<(String, String)>,
     /// Run on each process's settings last.
     pub adjust: Option<ProcessHook>,
+    /// The topology's trust files, made by the test beforehand (else the topology makes them).
+    pub trust: Option<TopologyTrust>,
 }
 
 /// The OS processes of `layout`, with `configure` applied to the test's settings and `options`
@@ -338,28 +360,39 @@ async fn spawn(
     topology: Topology,
     configure: impl FnOnce(&mut Settings),
     hook: Option<ComposeHook>,
-    options: ProcessOptions,
+    mut options: ProcessOptions,
 ) -> Option<TestApp> {
     log_buffer();
+    // The HTTP clients take the process's TLS provider.
+    shared_kernel::tls::install_default_provider();
     let temp = tempfile::tempdir().expect("a temporary directory");
     let users_dir = temp.path().join("users");
     let mut users_settings = base_settings(&users_dir);
     users_settings.admin_bootstrap = Some(AdminBootstrap { email: ADMIN_EMAIL.into(), password: Secret::new(ADMIN_PASSWORD.into()) });
     let database = topology.database();
-    if topology.is_split() {
+    // A split topology runs as a deployment does: `cleave trust init`'s identities, certificates
+    // and broker configuration, no shared secret.
+    // (The OS-process monolith has its internal listener too, as `cleave trust init`'s files
+    // give it.)
+    let trust = (topology.is_split() || matches!(topology, Topology::Processes(_)))
+        .then(|| options.trust.take().unwrap_or_else(|| TopologyTrust::init(temp.path().join("trust"))));
+    if let Some(trust) = trust.as_ref().filter(|_| topology.is_split()) {
         users_settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
-        if matches!(topology, Topology::Processes(_)) {
-            users_settings.auth.service_token = Some(Secret::new(SERVICE_TOKEN.into()));
-        } else {
-            identities().apply(&mut users_settings, "services");
+        if !matches!(topology, Topology::Processes(_)) {
+            // The backend process hosts every module: the monolith's kind.
+            trust.apply(&mut users_settings, "monolith");
         }
     }
+    let mut nats_server = None;
     if topology.events_on_nats() {
-        // Every process of this topology on one server, under a prefix of its own.
-        users_settings.nats.url = Some(cleave_test_support::nats()?.url.clone());
-        users_settings.nats.subject_prefix = cleave_test_support::nats::unique_prefix();
+        // A broker of the topology's own, from the generated nats.conf (TLS, one user per
+        // process kind with its permissions).
+        let conf = trust.as_ref().map(|trust| trust.dir.join("nats.conf"));
+        let server = cleave_test_support::nats::OwnNatsServer::start_with(conf.as_deref())?;
+        users_settings.nats.url = Some(server.url());
         // Events cross the processes too, on JetStream.
         users_settings.events.bus = cleave::config::BusKind::Nats;
+        nats_server = Some(server);
     }
     if topology.orders_apart() && !matches!(topology, Topology::Processes(_)) {
         users_settings.modules.orders.mode = Some(ModuleMode::NotDeployed);
@@ -388,14 +421,15 @@ async fn spawn(
         killed: Vec::new(),
         hook,
         process_options: options,
+        trust,
+        nats_server,
         temp,
     };
     app.start().await;
     Some(app)
 }
 
-/// A NATS topology leaves its streams on the broker: removed when the test is done, so a shared
-/// development broker does not fill up with them.
+/// The processes go first, keeping their logs when the test failed; then the topology's broker.
 impl Drop for TestApp {
     fn drop(&mut self) {
         // The processes go first (they would make their streams again), keeping their logs
@@ -420,27 +454,29 @@ impl Drop for TestApp {
         for process in &mut self.os_processes {
             process.kill();
         }
-        let (Some(url), prefix) = (self.users_settings.nats.url.clone(), self.users_settings.nats.subject_prefix.to_uppercase()) else {
-            return;
-        };
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            runtime.block_on(async move {
-                use futures::StreamExt as _;
-                let client = tokio::time::timeout(std::time::Duration::from_secs(2), async_nats::connect(url)).await.ok()?.ok()?;
-                let context = async_nats::jetstream::new(client);
-                let names: Vec<String> = context.stream_names().filter_map(|name| async move { name.ok() }).collect().await;
-                for name in names.into_iter().filter(|name| name.starts_with(&prefix)) {
-                    let _ = context.delete_stream(&name).await;
-                }
-                Some(())
-            })
-        });
-        let _ = cleanup.join();
+        // The topology's broker (if any) goes with it: its store is in its own directory.
+        self.nats_server.take();
     }
 }
 
 impl TestApp {
+    /// The topology's trust files.
+    ///
+    /// # Panics
+    /// In a topology that is not split (it has none).
+    pub fn trust(&self) -> &TopologyTrust {
+        self.trust.as_ref().expect("a split topology has its trust files")
+    }
+
+    /// The topology's own broker, for the test to stop and start again (it stops for good
+    /// when the test drops it).
+    ///
+    /// # Panics
+    /// In a topology with no NATS, or when taken already.
+    pub fn take_broker(&mut self) -> cleave_test_support::nats::OwnNatsServer {
+        self.nats_server.take().expect("a topology on NATS has a broker of its own")
+    }
+
     async fn start(&mut self) {
         if let Topology::Processes(layout) = self.topology {
             return self.start_processes(layout).await;
@@ -455,7 +491,7 @@ impl TestApp {
         }
         let mut gateway_settings = base_settings(&self.temp.path().join("gateway"));
         gateway_settings.server.service_name = "gateway".into();
-        identities().apply(&mut gateway_settings, "gateway");
+        self.trust().apply(&mut gateway_settings, "gateway");
         gateway_settings.nats = self.users_settings.nats.clone();
         gateway_settings.events.bus = self.users_settings.events.bus;
         // The gateway serves the public API, GraphQL included: it follows the test's settings.
@@ -483,7 +519,7 @@ impl TestApp {
         let mut settings = base_settings(&self.temp.path().join("orders"));
         settings.server.service_name = "orders".into();
         settings.server.internal_addr = Some("127.0.0.1:0".parse().expect("a socket address"));
-        identities().apply(&mut settings, "orders");
+        self.trust().apply(&mut settings, "orders");
         settings.database.url = self.users_settings.database.url.clone();
         settings.orders = self.users_settings.orders.clone();
         settings.nats = self.users_settings.nats.clone();
@@ -548,7 +584,7 @@ impl TestApp {
                 let mut orders = self.process_settings("orders").await;
                 orders.admin_bootstrap = None;
                 for module in [&mut orders.modules.users, &mut orders.modules.catalog] {
-                    remote(module, Wire::Http, &format!("http://{monolith_internal}"));
+                    remote(module, Wire::Http, &format!("https://{monolith_internal}"));
                 }
                 remote(&mut orders.modules.payments, Wire::Http, &payments_url);
                 orders.modules.orders.mode = Some(ModuleMode::Local);
@@ -581,7 +617,7 @@ impl TestApp {
     async fn launch_payments(&mut self, monolith_internal: std::net::SocketAddr) -> OsProcess {
         let mut settings = self.process_settings("payments").await;
         settings.admin_bootstrap = None;
-        remote(&mut settings.modules.users, Wire::Http, &format!("http://{monolith_internal}"));
+        remote(&mut settings.modules.users, Wire::Http, &format!("https://{monolith_internal}"));
         for (name, module) in settings.modules.each_mut() {
             match name {
                 "payments" => module.mode = Some(ModuleMode::Local),
@@ -627,14 +663,11 @@ impl TestApp {
     async fn launch_as_is(&mut self, preset: Preset, name: &str, settings: &Settings) -> OsProcess {
         self.launched.insert(name.to_owned(), (preset, settings.clone()));
         let binary = tokio::task::spawn_blocking(move || processes::preset_binary(preset)).await.expect("the build task");
-        // The process's identity, as an operator gives it: `cleave trust init`'s env file for
-        // its kind (a replica is the same kind: `server.service_name`), made once per topology.
-        let trust = self.temp.path().join("trust");
-        if !trust.exists() {
-            cleave::trust::init(&trust, false).expect("cleave trust init");
-        }
+        // The process's identity, certificate and broker user, as an operator gives them:
+        // `cleave trust init`'s env file for its kind (a replica is the same kind:
+        // `server.service_name`), made once per topology.
         let kind = settings.server.service_name.clone();
-        let mut env = cleave::trust::read_env(&trust.join(format!("{kind}.env"))).expect("the process kind's env file");
+        let mut env = self.trust.as_ref().map(|trust| trust.env(&kind)).unwrap_or_default();
         env.extend(self.process_options.env.iter().cloned());
         OsProcess::start(&binary, name, settings, &self.temp.path().join(name), &env).await.unwrap_or_else(|error| panic!("{error:#}"))
     }
@@ -702,7 +735,7 @@ impl TestApp {
         let (index, old) = self.killed.remove(at);
         let (preset, mut settings) = self.launched.get(name).cloned().expect("a launched process");
         fn address(url: &str) -> std::net::SocketAddr {
-            url.trim_start_matches("http://").parse().expect("a socket address")
+            url.trim_start_matches("https://").trim_start_matches("http://").parse().expect("a socket address")
         }
         settings.server.addr = address(&old.address);
         settings.server.internal_addr = old.internal.as_deref().map(address);
@@ -768,6 +801,11 @@ impl TestApp {
     /// The NATS subject prefix of this topology's processes (NATS topologies only).
     pub fn nats_subject_prefix(&self) -> Option<&str> {
         self.users_settings.nats.url.as_ref().map(|_| self.users_settings.nats.subject_prefix.as_str())
+    }
+
+    /// The URL of the topology's broker, when it has one.
+    pub fn nats_url(&self) -> Option<String> {
+        self.users_settings.nats.url.clone()
     }
 
     /// The catalog as the process hosting the modules reaches it (in process).

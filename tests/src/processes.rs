@@ -119,7 +119,7 @@ pub struct OsProcess {
     pub name: String,
     /// `http://<public address>`.
     pub address: String,
-    /// `http://<internal address>`, when it has an internal listener.
+    /// `https://<internal address>` (`http://` without TLS), when it has an internal listener.
     pub internal: Option<String>,
     log: PathBuf,
     child: Child,
@@ -164,7 +164,9 @@ impl OsProcess {
         loop {
             if let Some((address, internal)) = serving_line(&process.log()) {
                 process.address = format!("http://{address}");
-                process.internal = internal.map(|internal| format!("http://{internal}"));
+                // Its internal listener serves HTTPS when its env file gives it a certificate.
+                let scheme = if env.iter().any(|(name, _)| name == "CLEAVE_TLS__CERT_FILE") { "https" } else { "http" };
+                process.internal = internal.map(|internal| format!("{scheme}://{internal}"));
                 return Ok(process);
             }
             if let Some(status) = process.child.try_wait()? {

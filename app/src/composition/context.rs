@@ -27,6 +27,8 @@ pub(crate) struct Context {
     pub(super) nats: Option<async_nats::Client>,
     /// This process's identity, which signs every call its clients make.
     pub(super) identity: Option<Arc<shared_kernel::identity::ServiceIdentity>>,
+    /// The TLS of this process's calls over the HTTP wire (`[tls]`).
+    pub(super) tls_client: Option<rustls::ClientConfig>,
     pub handles: Placed,
     pub(super) readiness: Vec<ReadinessCheck>,
     pub(super) local_modules: Vec<&'static str>,
@@ -57,13 +59,24 @@ pub(crate) struct Hosted {
 
 #[allow(dead_code)] // unused in a build with no local module (the gateway)
 impl Context {
-    /// Registers a hosted module's database check, dead letters and outbox relay.
-    pub fn host(&mut self, name: &'static str, hosted: Hosted, ping: impl Fn() -> BoxFuture<'static, bool> + Send + Sync + 'static) {
+    /// Registers a hosted module's database check, dead letters and outbox relay, and makes
+    /// ready what its events go through (its stream, over JetStream).
+    ///
+    /// # Errors
+    /// The bus refuses (over JetStream: unavailable, or a broker user without the rights).
+    pub async fn host(
+        &mut self,
+        name: &'static str,
+        hosted: Hosted,
+        ping: impl Fn() -> BoxFuture<'static, bool> + Send + Sync + 'static,
+    ) -> anyhow::Result<()> {
+        self.bus.prepare_publisher(name).await.with_context(|| format!("cannot prepare the {name} module's events"))?;
         self.readiness.push(ReadinessCheck { name: format!("{name}.database"), probe: Arc::new(ping), required: true });
         self.dead_letters.push(DeadLetterStore::new(hosted.database.clone(), name).with_clock(self.clock.clone()));
         let relay = shared_kernel::outbox::Relay::new(hosted.database, hosted.outbox, self.bus.clone())
             .with_poll_interval(std::time::Duration::from_millis(self.settings.events.relay_poll_ms.max(10)));
         self.background.push(Box::new(move |stop| Box::pin(relay.run(stop))));
+        Ok(())
     }
 
     /// Reports `probe` in readiness without making the process unready when it fails.

@@ -38,6 +38,9 @@ impl Placement {
 /// Counts the instances of a remote module this process sees now.
 pub type InstanceCount = Arc<dyn Fn() -> BoxFuture<'static, usize> + Send + Sync>;
 
+/// A readiness probe.
+type Probe = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+
 /// One module as `GET /api/admin/status` reports it.
 #[derive(Clone)]
 pub struct ModuleStatus {
@@ -99,8 +102,8 @@ pub(crate) struct ModuleSpec<A: ?Sized + Send + Sync + 'static> {
     pub metered: fn(Arc<A>) -> Arc<A>,
     pub http_router: fn(Arc<A>, Arc<dyn CallerResolver>) -> Router,
     pub serve_nats: fn(Arc<A>, Arc<dyn CallerResolver>, ServeOptions) -> Serving,
-    /// A real call through the wire: it proves the address, the service token and the remote's
-    /// own health at once.
+    /// A real call through the HTTP wire: it proves the address, this process's identity and
+    /// the remote's own health at once. (Over NATS, an instance answering discovery does.)
     pub probe: fn(Arc<A>) -> BoxFuture<'static, bool>,
     /// Hosts the module in this process; `None` when its implementation is not compiled in.
     pub host: Option<HostFn<A>>,
@@ -117,6 +120,7 @@ pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A
     let name = spec.name;
     let module = (spec.settings)(&ctx.settings.modules).clone();
     let placement = placement_of(name, &module, spec.host.is_some(), ctx.nats.is_some())?;
+    let mut nats_probe: Option<Probe> = None;
     let api = match (placement, spec.host) {
         (Placement::Local, Some(host)) => {
             let api = host(ctx).await?;
@@ -143,6 +147,7 @@ pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A
                 service_name: ctx.settings.server.service_name.clone(),
                 service_token: ctx.settings.auth.service_token.clone(),
                 identity: ctx.identity.clone(),
+                tls: ctx.tls_client.clone(),
                 discovery: shared_kernel::discovery::DiscoveryPolicy {
                     resolve_every: std::time::Duration::from_secs(module.resolve_every_secs.max(1)),
                     eject_for: std::time::Duration::from_secs(module.eject_cooldown_secs),
@@ -176,6 +181,13 @@ pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A
                     shared_kernel::nats_wire::count_instances(&client, name, &prefix, std::time::Duration::from_millis(250)).await
                 })
             });
+            // Over NATS the module is up when an instance answers discovery: a process may call
+            // only the operations its part needs (the broker's permissions), not a probe's.
+            let counted = instances.clone();
+            nats_probe = Some(Arc::new(move || {
+                let counted = counted.clone();
+                Box::pin(async move { counted().await > 0 }) as BoxFuture<'static, bool>
+            }));
             let status = ModuleStatus {
                 name,
                 placement,
@@ -195,11 +207,8 @@ pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A
         }
     };
     let (probe_api, probe) = (api.clone(), spec.probe);
-    ctx.readiness.push(ReadinessCheck {
-        name: format!("{name}.remote"),
-        probe: Arc::new(move || probe(probe_api.clone())),
-        required: true,
-    });
+    let probe = nats_probe.unwrap_or_else(|| Arc::new(move || probe(probe_api.clone())));
+    ctx.readiness.push(ReadinessCheck { name: format!("{name}.remote"), probe, required: true });
     // An open circuit: this process refuses every call to the module, so it is not ready.
     if let Some(upstream) = ctx.upstreams.iter().find(|upstream| upstream.module() == name).cloned() {
         let circuit = move || -> BoxFuture<'static, bool> {

@@ -93,6 +93,49 @@ impl Settings {
         !self.auth.trusted.is_empty() || self.auth.service_token.is_some()
     }
 
+    /// A process that serves or calls an internal wire does so with its identity and over TLS,
+    /// unless `server.allow_unauthenticated_internal` says this is development. Checked when the
+    /// process starts serving (a one-off command such as `cleave data move` may be given the
+    /// deployment's environment without its identity).
+    ///
+    /// # Errors
+    /// What is missing, and how to get it.
+    pub fn validate_wire_security(&self) -> anyhow::Result<()> {
+        if self.server.allow_unauthenticated_internal {
+            return Ok(());
+        }
+        let urls = self.modules.each().into_iter().any(|(_, module)| module.url.is_some());
+        let wires = self.server.internal_addr.is_some() || urls || self.nats.url.is_some();
+        if !wires {
+            return Ok(());
+        }
+        const HOW: &str = "`cleave trust init` writes every process's settings; or set server.allow_unauthenticated_internal = true, for development only";
+        anyhow::ensure!(
+            self.auth.identity_seed_file.is_some() && !self.auth.trusted.is_empty(),
+            "this process serves or calls an internal wire (server.internal_addr, modules.<m>.url or nats.url) without its identity: set auth.identity_seed_file and auth.trusted ({HOW})"
+        );
+        if self.server.internal_addr.is_some() || urls {
+            anyhow::ensure!(
+                self.tls.files().is_some(),
+                "the internal HTTP wire needs TLS: set tls.ca_file, tls.cert_file and tls.key_file ({HOW})"
+            );
+        }
+        for (name, module) in self.modules.each() {
+            for url in module.url.iter().flat_map(|urls| urls.split(',')).map(str::trim) {
+                anyhow::ensure!(url.starts_with("https://"), "modules.{name}.url must be an https:// URL ({HOW})");
+            }
+        }
+        if self.nats.url.is_some() {
+            let credentials = self.nats.nkey_seed_file.is_some()
+                || self.nats.credentials_file.is_some()
+                || self.nats.user.is_some()
+                || self.nats.token.is_some();
+            anyhow::ensure!(credentials, "nats.url needs credentials: set nats.nkey_seed_file ({HOW})");
+            anyhow::ensure!(self.nats.tls_ca_file.is_some(), "nats.url needs TLS: set nats.tls_ca_file ({HOW})");
+        }
+        Ok(())
+    }
+
     /// The name this process's assertions carry.
     pub fn identity_process(&self) -> &str {
         self.auth.identity_process.as_deref().unwrap_or(&self.server.service_name)

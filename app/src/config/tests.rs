@@ -33,10 +33,10 @@ fn unknown_keys_and_bad_ttls_are_errors() {
         assert!(Settings::load(Some(Path::new("ttl.toml"))).is_err());
         jail.create_file("sqlite.toml", "[database]\nurl = \"sqlite://one.db\"\n")?;
         assert!(Settings::load(Some(Path::new("sqlite.toml"))).is_err());
-        jail.create_file("tls.toml", "[modules.users]\nurl = \"https://users\"\n")?;
-        assert!(Settings::load(Some(Path::new("tls.toml"))).is_err());
-        jail.create_file("open.toml", "[server]\ninternal_addr = \"127.0.0.1:9000\"\n")?;
-        assert!(Settings::load(Some(Path::new("open.toml"))).is_err(), "an internal listener needs a service token");
+        jail.create_file("scheme.toml", "[modules.users]\nurl = \"ftp://users\"\n")?;
+        assert!(Settings::load(Some(Path::new("scheme.toml"))).is_err());
+        jail.create_file("half.toml", "[tls]\nca_file = \"ca.pem\"\n")?;
+        assert!(Settings::load(Some(Path::new("half.toml"))).is_err(), "the TLS files go together");
         jail.create_file("refresh.toml", "[auth]\nrefresh_token_ttl_secs = 18446744073709551615\n")?;
         assert!(Settings::load(Some(Path::new("refresh.toml"))).is_err());
         assert!(Settings::load(Some(Path::new("missing.toml"))).is_err());
@@ -70,4 +70,39 @@ fn nats_settings_take_several_urls_and_refuse_what_cannot_work() {
         assert_eq!(Settings::load(None).expect("valid").nats.subject_prefix, "staging");
         Ok(())
     });
+}
+
+/// A process that serves or calls an internal wire starts only with its identity and TLS (what
+/// `cleave trust init` writes), unless the development setting says otherwise; `cargo run`
+/// (no wire) needs nothing.
+#[test]
+fn a_wire_needs_identity_and_tls_unless_development() {
+    Settings::default().validate_wire_security().expect("the monolith needs nothing");
+    let open = |change: fn(&mut Settings)| {
+        let mut settings = Settings::default();
+        change(&mut settings);
+        settings
+    };
+    let wires: [fn(&mut Settings); 3] = [
+        |s| s.server.internal_addr = Some("127.0.0.1:9000".parse().unwrap()),
+        |s| s.modules.users.url = Some("https://users:9000".into()),
+        |s| s.nats.url = Some("nats://127.0.0.1:4222".into()),
+    ];
+    for wire in wires {
+        let error = open(wire).validate_wire_security().unwrap_err().to_string();
+        assert!(error.contains("cleave trust init"), "{error}");
+        let mut development = open(wire);
+        development.server.allow_unauthenticated_internal = true;
+        development.validate_wire_security().expect("development may");
+    }
+    // With a kind's env file from `cleave trust init`, each wire passes; a plain http:// module
+    // URL does not.
+    let temp = tempfile::tempdir().unwrap();
+    crate::trust::init(temp.path(), &crate::trust::InitOptions::default()).unwrap();
+    let env = crate::trust::read_env(&temp.path().join("orders.env")).unwrap();
+    for wire in wires {
+        open(wire).with_env_pairs(&env).unwrap().validate_wire_security().expect("the trust files suffice");
+    }
+    let plain = open(|s| s.modules.users.url = Some("http://users:9000".into())).with_env_pairs(&env).unwrap();
+    assert!(plain.validate_wire_security().unwrap_err().to_string().contains("https://"));
 }

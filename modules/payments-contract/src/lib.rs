@@ -174,9 +174,8 @@ shared_kernel::contract! {
         /// provider, or when the provider fails the refund. No payment, or nothing captured, is
         /// an outcome, not an error.
         fn refund(order_id: OrderId, amount: Option<Money>) -> RefundOutcome, services [orders];
-        /// The order's payment: its owner, an admin, the orders service, or the edge on its own
-        /// behalf (the readiness probe of a remote payments module).
-        fn get_payment(order_id: OrderId) -> PaymentView, idempotent, services [orders, edge];
+        /// The order's payment: its owner, an admin, or the orders service.
+        fn get_payment(order_id: OrderId) -> PaymentView, idempotent, services [orders];
         /// The payments of many orders at once (at most 1000), in no particular order: the ones
         /// the caller may see (a user their own; an admin or the orders service all). Unknown orders
         /// are left out.

@@ -133,8 +133,8 @@ shared_kernel::contract! {
         /// Deactivates an account: no more logins or refreshes; its refresh tokens are revoked.
         /// Admin only; 404 for an unknown id; 409 for the caller's own account.
         fn deactivate_user(id: UserId) -> UserView;
-        /// The public keys that verify access tokens (anyone may ask).
-        fn signing_keys() -> PublicKeySet, idempotent;
+        /// The public keys that verify access tokens (anyone may ask; every process does).
+        fn signing_keys() -> PublicKeySet, idempotent, every_process;
     }
 }
 

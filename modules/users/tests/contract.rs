@@ -78,6 +78,7 @@ impl cleave_test_support::contract::Transports for Harness {
         tokio::spawn(async move { axum::serve(listener, router).await });
         let client = RpcClient::new(RpcClientConfig {
             identity: None,
+            tls: None,
             base_url: format!("http://{addr}"),
             upstream: cleave_test_support::callers::upstream("users"),
             service_name: "contract-tests".into(),

@@ -78,6 +78,7 @@ pub fn upstream(module: &'static str) -> std::sync::Arc<shared_kernel::resilienc
 pub fn rpc_client(base_url: String) -> shared_kernel::wire::RpcClient {
     shared_kernel::wire::RpcClient::new(shared_kernel::wire::RpcClientConfig {
         identity: None,
+        tls: None,
         base_url,
         upstream: upstream("remote"),
         service_name: "contract-tests".into(),

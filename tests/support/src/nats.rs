@@ -91,7 +91,8 @@ fn find_or_start() -> anyhow::Result<NatsServer> {
     start_container()
 }
 
-fn nats_server_binary() -> Option<PathBuf> {
+/// The `nats-server` binary: on `PATH`, else where Debian puts it.
+pub fn nats_server_binary() -> Option<PathBuf> {
     let on_path =
         std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("nats-server")).find(|p| p.is_file()));
     on_path.or_else(|| ["/usr/sbin/nats-server", "/usr/bin/nats-server"].into_iter().map(PathBuf::from).find(|p| p.is_file()))
@@ -183,6 +184,7 @@ pub struct OwnNatsServer {
     binary: PathBuf,
     port: u16,
     dir: PathBuf,
+    config: Option<PathBuf>,
 }
 
 impl OwnNatsServer {
@@ -191,6 +193,16 @@ impl OwnNatsServer {
     /// # Panics
     /// Under `CI=true` when there is no binary, or when it does not start.
     pub fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// [`OwnNatsServer::start`] from configuration file `config` (`cleave trust init`'s
+    /// `nats.conf`: TLS, nkey users and their permissions), its port and store given on the
+    /// command line as an operator would.
+    ///
+    /// # Panics
+    /// As [`OwnNatsServer::start`].
+    pub fn start_with(config: Option<&Path>) -> Option<Self> {
         let Some(binary) = nats_server_binary() else {
             assert!(!std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"), "CI=true but nats-server is not installed");
             eprintln!("SKIPPING: this test needs the nats-server binary");
@@ -198,7 +210,7 @@ impl OwnNatsServer {
         };
         let dir = tempfile::Builder::new().prefix("cleave-nats-own-").tempdir().expect("a directory").keep();
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("an address").port();
-        let mut server = Self { child: None, binary, port, dir };
+        let mut server = Self { child: None, binary, port, dir, config: config.map(Path::to_owned) };
         server.restart();
         Some(server)
     }
@@ -223,7 +235,11 @@ impl OwnNatsServer {
     pub fn restart(&mut self) {
         self.stop();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log")).expect("a log file");
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(self.dir.join("store"))
             .stdin(Stdio::null())

@@ -134,7 +134,8 @@ async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn 
     ctx.host("catalog", crate::composition::Hosted { database: db, outbox }, move || {
         let probe = probe.clone();
         Box::pin(async move { probe.ping().await })
-    });
+    })
+    .await?;
     let sweeper = service.clone();
     ctx.background(Box::new(move |stop| Box::pin(sweep_expired_reservations(sweeper, every, stop))));
     Ok(service)

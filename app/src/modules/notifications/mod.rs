@@ -115,7 +115,8 @@ async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn 
     ctx.host("notifications", crate::composition::Hosted { database: db, outbox }, move || {
         let probe = probe.clone();
         Box::pin(async move { probe.ping().await })
-    });
+    })
+    .await?;
     Ok(service)
 }
 

@@ -124,7 +124,8 @@ async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn 
     ctx.host("orders", crate::composition::Hosted { database: db, outbox }, move || {
         let probe = probe.clone();
         Box::pin(async move { probe.ping().await })
-    });
+    })
+    .await?;
     let recovery = service.clone();
     ctx.background(Box::new(move |stop| Box::pin(recover_sagas(recovery, every, stale_after, stop))));
     Ok(service)

@@ -36,12 +36,15 @@ pub(crate) fn spec() -> ModuleSpec<dyn PaymentsApi> {
         metered: |api| Arc::new(payments_contract::metered::Metered::new(api)),
         http_router: payments_contract::http_wire::router,
         serve_nats: |api, resolver, options| Box::pin(payments_contract::nats_wire::serve(api, resolver, options)),
-        // Any answer but 503 proves the wire, the token and the service are up.
+        // An answer of the service itself (a payment is no one's to read anonymously) proves
+        // the wire, this process's identity and the service are up.
         probe: |api| {
             Box::pin(async move {
-                let edge = Caller::Service(shared_kernel::ServiceName::EDGE);
                 let unknown = <shared_kernel::OrderId as shared_kernel::Identifier>::UNKNOWN;
-                matches!(api.get_payment(&edge, unknown).await, Ok(_) | Err(ApiError::NotFound { .. }))
+                matches!(
+                    api.get_payment(&Caller::Anonymous, unknown).await,
+                    Ok(_) | Err(ApiError::NotFound { .. } | ApiError::Unauthenticated { .. } | ApiError::Forbidden { .. })
+                )
             })
         },
         host: host(),
@@ -86,6 +89,7 @@ async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn 
     ctx.host("payments", crate::composition::Hosted { database: db, outbox }, move || {
         let probe = probe.clone();
         Box::pin(async move { probe.ping().await })
-    });
+    })
+    .await?;
     Ok(service)
 }

@@ -105,6 +105,7 @@ async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn 
     ctx.host("users", crate::composition::Hosted { database: db, outbox }, move || {
         let probe = probe.clone();
         Box::pin(async move { probe.ping().await })
-    });
+    })
+    .await?;
     Ok(service)
 }

@@ -1,0 +1,154 @@
+//! What the zero-trust wire costs: one contract call, `get_product`, over NATS as it was (no
+//! TLS, no broker user, no assertion) against NATS as `cleave trust init` sets it up (TLS with
+//! client certificates, an nkey user per process kind with its permissions, every call signed
+//! by the caller and checked by the callee: signature, operation, body digest, expiry, replay).
+//! Run: `cargo bench -p cleave --bench secure_wire` (needs the `nats-server` binary).
+//!
+//! Each: 32 concurrent callers for 5 s after a 1 s warm-up, the catalog served from its cache
+//! so that the call itself is what is measured; server and client in this one process, each
+//! broker a `nats-server` of its own on this machine. Reported: calls/s, p50 and p99.
+
+use catalog::{CatalogService, CatalogSettings};
+use catalog_contract::{CatalogApi, NewProduct, nats_wire};
+use cleave_test_support::callers::{TestResolver, admin, upstream};
+use cleave_test_support::nats::OwnNatsServer;
+use migrations::MigratorTrait as _;
+use shared_kernel::db::{DatabaseTarget, connect_module};
+use shared_kernel::identity::{ServiceIdentity, TrustedProcesses, WireGate};
+use shared_kernel::nats_wire::{NatsClient, NatsOptions, ServeOptions};
+use shared_kernel::{Caller, Currency, Money, ProductId, ServiceName, SystemClock};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CALLERS: usize = 32;
+const WARM_UP: Duration = Duration::from_secs(1);
+const MEASURE: Duration = Duration::from_secs(5);
+
+struct Figures {
+    calls_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+async fn measure(api: Arc<dyn CatalogApi>, id: ProductId) -> Figures {
+    let run = |until: Instant, record: bool| {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < until {
+                let started = Instant::now();
+                api.get_product(&Caller::Anonymous, id).await.expect("the product answers");
+                if record {
+                    latencies.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                }
+            }
+            latencies
+        })
+    };
+    let warm_until = Instant::now() + WARM_UP;
+    for task in (0..CALLERS).map(|_| run(warm_until, false)).collect::<Vec<_>>() {
+        task.await.unwrap();
+    }
+    let started = Instant::now();
+    let until = started + MEASURE;
+    let mut latencies = Vec::new();
+    for task in (0..CALLERS).map(|_| run(until, true)).collect::<Vec<_>>() {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] as f64 / 1000.0;
+    Figures { calls_per_sec: latencies.len() as f64 / elapsed, p50_us: at(0.50), p99_us: at(0.99) }
+}
+
+/// A connection to `url` as process kind `kind` of the deployment in `trust`.
+async fn connect_as(trust: &Path, kind: &str, url: String) -> async_nats::Client {
+    shared_kernel::nats_wire::connect(&NatsOptions {
+        urls: vec![url],
+        nkey_seed_file: Some(trust.join(format!("{kind}.nk"))),
+        inbox_prefix: Some(cleave::trust::broker::inbox_prefix(kind)),
+        tls_ca_file: Some(trust.join("ca.pem")),
+        tls_client: Some((trust.join(format!("{kind}.crt")), trust.join(format!("{kind}.key")))),
+        name: kind.to_owned(),
+        ..NatsOptions::default()
+    })
+    .await
+    .expect("the secured broker admits the process kind")
+}
+
+fn identity(trust: &Path, kind: &str) -> ServiceIdentity {
+    ServiceIdentity::from_seed(kind, &std::fs::read_to_string(trust.join(format!("{kind}.nk"))).unwrap()).unwrap()
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let temp = tempfile::tempdir().unwrap();
+        let trust = temp.path().join("trust");
+        cleave::trust::init(&trust, &cleave::trust::InitOptions::default()).unwrap();
+        let db = connect_module("catalog", &DatabaseTarget::SqliteDir(temp.path().to_owned()), 10).await.unwrap();
+        migrations::catalog::Migrator::up(&db, None).await.unwrap();
+        let service = CatalogService::new(
+            db,
+            Arc::new(SystemClock),
+            shared_kernel::outbox::Outbox::new("catalog"),
+            CatalogSettings {
+                reservation_ttl: chrono::Duration::minutes(15),
+                cache: catalog::cache::CacheSettings { ttl: Duration::from_secs(5), max_entries: 10_000 },
+            },
+        );
+        let new = NewProduct {
+            sku: "BENCH-1".into(),
+            name: "A product".into(),
+            description: "Measured".into(),
+            price: Money::new(1999, Currency::EUR),
+            category_id: None,
+            stock_on_hand: 10,
+        };
+        let product = service.create_product(&admin(), new).await.unwrap();
+
+        // As it was: a broker anyone may use, no assertion.
+        let plain_broker = OwnNatsServer::start().expect("nats-server is installed");
+        let plain = async_nats::connect(plain_broker.url()).await.unwrap();
+        let options =
+            ServeOptions { client: plain.clone(), subject_prefix: "cleave".into(), service_token: None, max_in_flight: 256, gate: None };
+        let _plain_served = nats_wire::serve(Arc::new(service.clone()), Arc::new(TestResolver), options).await.unwrap();
+        let over_plain: Arc<dyn CatalogApi> =
+            Arc::new(nats_wire::Client::new(NatsClient::new(plain, nats_wire::MODULE, "cleave", upstream("catalog"), None)));
+
+        // As `cleave trust init` sets it up: the catalog serves as its kind, the gateway calls.
+        let secure_broker = OwnNatsServer::start_with(Some(&trust.join("nats.conf"))).expect("nats-server is installed");
+        let serving = connect_as(&trust, "catalog", secure_broker.url()).await;
+        let calling = connect_as(&trust, "gateway", secure_broker.url()).await;
+        let gateway = identity(&trust, "gateway");
+        let keys = BTreeMap::from([("gateway".to_owned(), vec![gateway.public_key()])]);
+        let gate = WireGate::new(TrustedProcesses::new(&keys).unwrap(), BTreeMap::from([("gateway".to_owned(), vec![ServiceName::EDGE])]));
+        let options = ServeOptions {
+            client: serving,
+            subject_prefix: "cleave".into(),
+            service_token: None,
+            max_in_flight: 256,
+            gate: Some(Arc::new(gate)),
+        };
+        let _secure_served = nats_wire::serve(Arc::new(service), Arc::new(TestResolver), options).await.unwrap();
+        let client =
+            NatsClient::new(calling, nats_wire::MODULE, "cleave", upstream("catalog"), None).with_identity(Some(Arc::new(gateway)));
+        let over_secure: Arc<dyn CatalogApi> = Arc::new(nats_wire::Client::new(client));
+
+        println!("get_product over NATS, {CALLERS} concurrent callers, {} s each", MEASURE.as_secs());
+        println!("{:<28} {:>12} {:>10} {:>10}", "wire", "calls/s", "p50 µs", "p99 µs");
+        let mut figures = Vec::new();
+        for (name, api) in [("plain", over_plain), ("TLS + nkey + assertions", over_secure)] {
+            let measured = measure(api, product.id).await;
+            println!("{name:<28} {:>12.0} {:>10.1} {:>10.1}", measured.calls_per_sec, measured.p50_us, measured.p99_us);
+            figures.push(measured);
+        }
+        println!(
+            "secured / plain: p50 {:.2}×, throughput {:.0} %",
+            figures[1].p50_us / figures[0].p50_us,
+            100.0 * figures[1].calls_per_sec / figures[0].calls_per_sec
+        );
+    });
+}
