@@ -109,46 +109,55 @@ fn main() {
         };
         let product = service.create_product(&admin(), new).await.unwrap();
 
-        // As it was: a broker anyone may use, no assertion.
-        let plain_broker = OwnNatsServer::start().expect("nats-server is installed");
-        let plain = async_nats::connect(plain_broker.url()).await.unwrap();
-        let options =
-            ServeOptions { client: plain.clone(), subject_prefix: "cleave".into(), service_token: None, max_in_flight: 256, gate: None };
-        let _plain_served = nats_wire::serve(Arc::new(service.clone()), Arc::new(TestResolver), options).await.unwrap();
-        let over_plain: Arc<dyn CatalogApi> =
-            Arc::new(nats_wire::Client::new(NatsClient::new(plain, nats_wire::MODULE, "cleave", upstream("catalog"), None)));
-
-        // As `cleave trust init` sets it up: the catalog serves as its kind, the gateway calls.
-        let secure_broker = OwnNatsServer::start_with(Some(&trust.join("nats.conf"))).expect("nats-server is installed");
-        let serving = connect_as(&trust, "catalog", secure_broker.url()).await;
-        let calling = connect_as(&trust, "gateway", secure_broker.url()).await;
-        let gateway = identity(&trust, "gateway");
+        // Each variant on a broker of its own: as it was (a broker anyone may use, no
+        // assertion), the signed assertions alone, the secured broker alone (TLS with client
+        // certificates, nkey users with their permissions), and both, as `cleave trust init`
+        // sets a deployment up.
+        let gateway = Arc::new(identity(&trust, "gateway"));
         let keys = BTreeMap::from([("gateway".to_owned(), vec![gateway.public_key()])]);
-        let gate = WireGate::new(TrustedProcesses::new(&keys).unwrap(), BTreeMap::from([("gateway".to_owned(), vec![ServiceName::EDGE])]));
-        let options = ServeOptions {
-            client: serving,
-            subject_prefix: "cleave".into(),
-            service_token: None,
-            max_in_flight: 256,
-            gate: Some(Arc::new(gate)),
+        let gate = || {
+            let speaks_as = BTreeMap::from([("gateway".to_owned(), vec![ServiceName::EDGE])]);
+            Arc::new(WireGate::new(TrustedProcesses::new(&keys).unwrap(), speaks_as))
         };
-        let _secure_served = nats_wire::serve(Arc::new(service), Arc::new(TestResolver), options).await.unwrap();
-        let client =
-            NatsClient::new(calling, nats_wire::MODULE, "cleave", upstream("catalog"), None).with_identity(Some(Arc::new(gateway)));
-        let over_secure: Arc<dyn CatalogApi> = Arc::new(nats_wire::Client::new(client));
+        let mut brokers = Vec::new();
+        let mut variants: Vec<(&str, Arc<dyn CatalogApi>)> = Vec::new();
+        for (name, secured_broker, signed) in
+            [("plain", false, false), ("assertions", false, true), ("TLS + nkey", true, false), ("TLS + nkey + assertions", true, true)]
+        {
+            let broker = if secured_broker { OwnNatsServer::start_with(Some(&trust.join("nats.conf"))) } else { OwnNatsServer::start() }
+                .expect("nats-server is installed");
+            let (serving, calling) = if secured_broker {
+                (connect_as(&trust, "catalog", broker.url()).await, connect_as(&trust, "gateway", broker.url()).await)
+            } else {
+                (async_nats::connect(broker.url()).await.unwrap(), async_nats::connect(broker.url()).await.unwrap())
+            };
+            let options = ServeOptions {
+                client: serving,
+                subject_prefix: "cleave".into(),
+                service_token: None,
+                max_in_flight: 256,
+                gate: signed.then(gate),
+            };
+            let served = nats_wire::serve(Arc::new(service.clone()), Arc::new(TestResolver), options).await.unwrap();
+            let client = NatsClient::new(calling, nats_wire::MODULE, "cleave", upstream("catalog"), None)
+                .with_identity(signed.then(|| gateway.clone()));
+            variants.push((name, Arc::new(nats_wire::Client::new(client))));
+            brokers.push((broker, served));
+        }
 
         println!("get_product over NATS, {CALLERS} concurrent callers, {} s each", MEASURE.as_secs());
         println!("{:<28} {:>12} {:>10} {:>10}", "wire", "calls/s", "p50 µs", "p99 µs");
         let mut figures = Vec::new();
-        for (name, api) in [("plain", over_plain), ("TLS + nkey + assertions", over_secure)] {
+        for (name, api) in variants {
             let measured = measure(api, product.id).await;
             println!("{name:<28} {:>12.0} {:>10.1} {:>10.1}", measured.calls_per_sec, measured.p50_us, measured.p99_us);
             figures.push(measured);
         }
+        let last = figures.len() - 1;
         println!(
             "secured / plain: p50 {:.2}×, throughput {:.0} %",
-            figures[1].p50_us / figures[0].p50_us,
-            100.0 * figures[1].calls_per_sec / figures[0].calls_per_sec
+            figures[last].p50_us / figures[0].p50_us,
+            100.0 * figures[last].calls_per_sec / figures[0].calls_per_sec
         );
     });
 }

@@ -230,11 +230,12 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_http_base_urls() {
+    fn urls_are_http_or_https_base_urls() {
         assert_eq!(parse("http://catalog:9080").unwrap(), Target { url: "http://catalog:9080".into(), host: "catalog".into(), port: 9080 });
         assert_eq!(parse("http://catalog/").unwrap().port, 80);
+        assert_eq!(parse("https://catalog/").unwrap().port, 443);
         assert_eq!(parse("http://[::1]:9080").unwrap().host, "::1");
-        for bad in ["https://catalog:9080", "catalog:9080", "http://catalog:9080/rpc", "http://:9080", "http://catalog:port"] {
+        for bad in ["ftp://catalog:9080", "catalog:9080", "http://catalog:9080/rpc", "http://:9080", "http://catalog:port"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         assert!(Endpoints::new(" , ", DiscoveryPolicy::default(), Box::new(SystemResolver)).is_err());
@@ -255,6 +256,18 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let picks: BTreeSet<String> = futures::future::join_all((0..6).map(|_| endpoints.pick())).await.into_iter().collect();
         assert!(picks.contains("http://10.0.0.1:9080"), "re-admitted after the cool-down: {picks:?}");
+    }
+
+    /// Over TLS the certificate names the host: calls go to the name, never to the addresses
+    /// behind it (a certificate does not name them).
+    #[tokio::test]
+    async fn an_https_url_is_called_by_its_name() {
+        let records = Records::default();
+        records.set("catalog", &["10.0.0.1:0", "10.0.0.2:0"]);
+        let endpoints = Endpoints::new("https://catalog:9080, https://orders:9080", DiscoveryPolicy::default(), Box::new(records)).unwrap();
+        let picks: BTreeSet<String> = futures::future::join_all((0..4).map(|_| endpoints.pick())).await.into_iter().collect();
+        assert_eq!(picks, BTreeSet::from(["https://catalog:9080".into(), "https://orders:9080".into()]));
+        assert_eq!(endpoints.count().await, 2);
     }
 
     #[tokio::test]

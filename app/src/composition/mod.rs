@@ -174,9 +174,15 @@ pub(crate) async fn compose(settings: &Settings, place_all: PlaceAll) -> anyhow:
     }
     for wire in std::mem::take(&mut ctx.wires) {
         internal_routes = internal_routes.merge((wire.router)(internal_resolver.clone()));
-        if let Some(client) = &nats {
+        if nats.is_some() {
+            // Each service on a connection of its own: the broker lets a connection answer a
+            // request once (`allow_responses`), and a discovery request (`$SRV.PING`) is one
+            // request that every service answers.
+            let name = format!("{}/{}", settings.server.service_name, wire.name);
+            let options = settings.nats.options(&name).context("nats.url is set")?;
+            let client = shared_kernel::nats_wire::connect(&options).await?;
             let options = ServeOptions {
-                client: client.clone(),
+                client,
                 subject_prefix: settings.nats.subject_prefix.clone(),
                 service_token: settings.auth.service_token.clone(),
                 max_in_flight: settings.nats.max_in_flight.max(1),
