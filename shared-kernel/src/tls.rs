@@ -105,6 +105,90 @@ pub fn client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, TlsError>
         .map_err(config_error)
 }
 
+/// The name in a process kind's certificate that says which kind it is (`payments.identities.cleave`):
+/// never a host of the network, so only `cleave trust init` puts it there, in that kind's
+/// certificate alone.
+pub fn identity_name(kind: &str) -> String {
+    format!("{kind}{IDENTITY_SUFFIX}")
+}
+
+/// The domain of the identity names; a `--host` in it is refused.
+pub const IDENTITY_SUFFIX: &str = ".identities.cleave";
+
+/// Verifies a server as the CA's, for the host it was called at, *and* as one of the process
+/// kinds that may answer for the module called: a certificate of another kind of the same
+/// deployment (a stolen one, or a process that took a module's address) is refused.
+#[derive(Debug)]
+struct HostingVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    kinds: Vec<rustls::pki_types::ServerName<'static>>,
+    module: String,
+}
+
+impl rustls::client::danger::ServerCertVerifier for HostingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        let certificate = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        if self.kinds.iter().any(|kind| rustls::client::verify_server_name(&certificate, kind).is_ok()) {
+            Ok(verified)
+        } else {
+            metrics::counter!("internal_tls_handshakes_failed_total", "reason" => "not_the_module").increment(1);
+            Err(rustls::Error::General(format!("the server's certificate is not that of a process hosting {}", self.module)))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// [`client_config`] for calls to `module`, whose server must moreover present the certificate
+/// of one of `kinds` (the process kinds that may host it): a process of the deployment holding
+/// another kind's certificate cannot answer for the module, even at its address.
+///
+/// # Errors
+/// As [`client_config`], or a kind that is no valid name.
+pub fn client_config_for(files: &TlsFiles, module: &str, kinds: &[&str]) -> Result<rustls::ClientConfig, TlsError> {
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots(&files.ca)?, provider()).build().map_err(config_error)?;
+    let kinds = kinds
+        .iter()
+        .map(|kind| rustls::pki_types::ServerName::try_from(identity_name(kind)).map_err(config_error))
+        .collect::<Result<Vec<_>, _>>()?;
+    let verifier = Arc::new(HostingVerifier { inner, kinds, module: module.to_owned() });
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(config_error)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(certificates(&files.certificate)?, private_key(&files.key)?)
+        .map_err(config_error)
+}
+
 /// How long a client may take over its handshake, and how many handshakes run at once; past
 /// either the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

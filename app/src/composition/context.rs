@@ -27,8 +27,8 @@ pub(crate) struct Context {
     pub(super) nats: Option<async_nats::Client>,
     /// This process's identity, which signs every call its clients make.
     pub(super) identity: Option<Arc<shared_kernel::identity::ServiceIdentity>>,
-    /// The TLS of this process's calls over the HTTP wire (`[tls]`).
-    pub(super) tls_client: Option<rustls::ClientConfig>,
+    /// The TLS files of this process's calls over the HTTP wire (`[tls]`).
+    pub(super) tls_files: Option<shared_kernel::tls::TlsFiles>,
     pub handles: Placed,
     pub(super) readiness: Vec<ReadinessCheck>,
     pub(super) local_modules: Vec<&'static str>,

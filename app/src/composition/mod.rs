@@ -121,10 +121,7 @@ pub(crate) async fn compose(settings: &Settings, place_all: PlaceAll) -> anyhow:
         clock,
         nats: nats.clone(),
         identity: identity(settings)?,
-        tls_client: match settings.tls.files() {
-            Some(files) => Some(shared_kernel::tls::client_config(&files).context("[tls]")?),
-            None => None,
-        },
+        tls_files: settings.tls.files(),
         handles: Placed::default(),
         readiness,
         local_modules: Vec::new(),

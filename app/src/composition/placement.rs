@@ -141,13 +141,19 @@ pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A
         (Placement::Http, _) => {
             let base_url = module.url.clone().with_context(|| format!("modules.{name}.url is required when {name} is remote over HTTP"))?;
             let upstream = ctx.guard(name, "http", &module)?;
+            // The server must be a process that may host the module: its own kind, or the
+            // monolith (not another kind of the deployment holding a certificate of the CA).
+            let tls = match &ctx.tls_files {
+                Some(files) => Some(shared_kernel::tls::client_config_for(files, name, &[name, "monolith"]).context("[tls]")?),
+                None => None,
+            };
             let rpc = RpcClient::new(shared_kernel::wire::RpcClientConfig {
                 base_url,
                 upstream,
                 service_name: ctx.settings.server.service_name.clone(),
                 service_token: ctx.settings.auth.service_token.clone(),
                 identity: ctx.identity.clone(),
-                tls: ctx.tls_client.clone(),
+                tls,
                 discovery: shared_kernel::discovery::DiscoveryPolicy {
                     resolve_every: std::time::Duration::from_secs(module.resolve_every_secs.max(1)),
                     eject_for: std::time::Duration::from_secs(module.eject_cooldown_secs),

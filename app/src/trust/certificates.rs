@@ -65,7 +65,10 @@ fn ca(dir: &Path) -> anyhow::Result<Issuer<'static, KeyPair>> {
 /// Writes a certificate for `name`, valid for `name`, `localhost`, the loopback addresses and
 /// `hosts`, for a server and a client at once.
 fn issue(dir: &Path, issuer: &Issuer<'static, KeyPair>, name: &str, hosts: &[String]) -> anyhow::Result<()> {
-    let mut names = vec![name.to_owned(), "localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    // The identity name says which kind this is (a client calling a module accepts only the
+    // kinds that may host it); the others are where it is reached.
+    let mut names =
+        vec![shared_kernel::tls::identity_name(name), name.to_owned(), "localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     names.extend(hosts.iter().cloned());
     names.dedup();
     let mut params = CertificateParams::new(names).with_context(|| format!("the names of {name}'s certificate"))?;
@@ -86,6 +89,13 @@ fn issue(dir: &Path, issuer: &Issuer<'static, KeyPair>, name: &str, hosts: &[Str
 /// # Errors
 /// A file that cannot be read or written, a host name a certificate cannot carry.
 pub fn issue_all(dir: &Path, names: &[&str], hosts: &[String]) -> anyhow::Result<()> {
+    for host in hosts {
+        anyhow::ensure!(
+            !host.ends_with(shared_kernel::tls::IDENTITY_SUFFIX),
+            "--host {host}: names under {} say which kind a certificate is, and are not hosts",
+            shared_kernel::tls::IDENTITY_SUFFIX
+        );
+    }
     let issuer = ca(dir)?;
     for name in names.iter().copied().chain(["nats"]) {
         issue(dir, &issuer, name, hosts)?;
@@ -114,5 +124,36 @@ mod tests {
             shared_kernel::tls::server_config(&files).unwrap();
             shared_kernel::tls::client_config(&files).unwrap();
         }
+        assert!(issue_all(temp.path(), &["orders"], &["users.identities.cleave".to_owned()]).is_err(), "no kind's name as a host");
+    }
+
+    fn files(dir: &Path, kind: &str) -> shared_kernel::tls::TlsFiles {
+        let (certificate, key) = certificate_files(dir, kind);
+        shared_kernel::tls::TlsFiles { ca: ca_file(dir), certificate, key }
+    }
+
+    /// Served with `kind`'s certificate, called as the gateway calls users: only a kind that
+    /// may host users is believed, wherever it answers.
+    async fn answers_for_users(dir: &Path, kind: &str) -> bool {
+        shared_kernel::tls::install_default_provider();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = tcp.local_addr().unwrap();
+        let listener = shared_kernel::tls::TlsListener::new(tcp, shared_kernel::tls::server_config(&files(dir, kind)).unwrap()).unwrap();
+        let router = axum::Router::new().route("/health/live", axum::routing::get(|| async { "ok" }));
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
+        let tls = shared_kernel::tls::client_config_for(&files(dir, "gateway"), "users", &["users", "monolith"]).unwrap();
+        let client = reqwest::Client::builder().tls_backend_preconfigured(tls).build().unwrap();
+        let answered = client.get(format!("https://{address}/health/live")).send().await.is_ok_and(|response| response.status() == 200);
+        server.abort();
+        answered
+    }
+
+    #[tokio::test]
+    async fn a_module_is_believed_only_from_a_kind_that_may_host_it() {
+        let temp = tempfile::tempdir().unwrap();
+        issue_all(temp.path(), &["gateway", "users", "monolith", "notifications"], &[]).unwrap();
+        assert!(answers_for_users(temp.path(), "users").await, "users' own certificate");
+        assert!(answers_for_users(temp.path(), "monolith").await, "the monolith hosts users too");
+        assert!(!answers_for_users(temp.path(), "notifications").await, "another kind of the same deployment is refused");
     }
 }
