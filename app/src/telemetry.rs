@@ -237,6 +237,10 @@ fn describe_metrics() {
         "Calls refused on the internal wire for their service assertion (missing, forged, expired, replayed…) or a service name their process may not use, by operation and reason."
     );
     describe_counter!(
+        "internal_tls_handshakes_failed_total",
+        "TLS handshakes of the internal wire that failed, by reason: refused, timeout or busy on the internal listener; not_the_module when a server's certificate is not of a process that may host the module called."
+    );
+    describe_counter!(
         "events_refused_total",
         "Events a consumer refused unhandled (dead-lettered with the reason), by consumer and reason (foreign_stream: its type is not the stream's)."
     );
