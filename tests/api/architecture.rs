@@ -19,7 +19,7 @@ const ALLOWED_TO_LINK_IMPLEMENTATIONS: &[&str] = &["cleave", "cleave-tests"];
 const ALLOWED_CONTRACT_EDGES: &[(&str, &str, &str)] = &[(
     "orders-contract",
     "payments-contract",
-    "a placement carries the card it is paid with, and payments owns what a card number is (`CardNumber`)",
+    "a placement carries the payment method payments issued for the card (`PaymentMethod`), and payments owns what a card is",
 )];
 
 /// One dependency edge: `from` depends on `to`; `dev` for a dev-dependency (tests only).

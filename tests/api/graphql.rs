@@ -532,6 +532,9 @@ struct CountingPayments {
 
 #[async_trait::async_trait]
 impl payments_contract::PaymentsApi for CountingPayments {
+    async fn tokenize(&self, caller: &Caller, card: payments_contract::CardNumber) -> Result<payments_contract::PaymentMethod, ApiError> {
+        self.inner.tokenize(caller, card).await
+    }
     async fn charge(
         &self,
         caller: &Caller,

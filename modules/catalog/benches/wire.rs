@@ -8,53 +8,28 @@
 
 use catalog::{CatalogService, CatalogSettings};
 use catalog_contract::{CatalogApi, NewProduct, http_wire, nats_wire};
+use cleave_test_support::bench::{Figures, closed_loop};
 use cleave_test_support::callers::{TestResolver, admin, rpc_client, serve};
 use cleave_test_support::nats;
 use migrations::MigratorTrait as _;
 use shared_kernel::db::{DatabaseTarget, connect_module};
 use shared_kernel::{Caller, Currency, Money, ProductId, SystemClock};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CALLERS: usize = 32;
 const WARM_UP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(5);
 
-struct Figures {
-    calls_per_sec: f64,
-    p50_us: f64,
-    p99_us: f64,
-}
-
-async fn measure(api: Arc<dyn CatalogApi>, id: ProductId) -> Figures {
-    let run = |until: Instant, record: bool| {
+/// `callers` concurrent callers of `get_product` on `api`, closed loop.
+async fn measure(api: Arc<dyn CatalogApi>, id: ProductId, callers: usize) -> Figures {
+    closed_loop(callers, WARM_UP, MEASURE, move || {
         let api = api.clone();
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < until {
-                let started = Instant::now();
-                api.get_product(&Caller::Anonymous, id).await.expect("the product answers");
-                if record {
-                    latencies.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-                }
-            }
-            latencies
-        })
-    };
-    let warm_until = Instant::now() + WARM_UP;
-    for task in (0..CALLERS).map(|_| run(warm_until, false)).collect::<Vec<_>>() {
-        task.await.unwrap();
-    }
-    let started = Instant::now();
-    let until = started + MEASURE;
-    let mut latencies = Vec::new();
-    for task in (0..CALLERS).map(|_| run(until, true)).collect::<Vec<_>>() {
-        latencies.extend(task.await.unwrap());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] as f64 / 1000.0;
-    Figures { calls_per_sec: latencies.len() as f64 / elapsed, p50_us: at(0.50), p99_us: at(0.99) }
+        async move {
+            api.get_product(&Caller::Anonymous, id).await.expect("the product answers");
+        }
+    })
+    .await
 }
 
 fn main() {
@@ -98,7 +73,7 @@ fn main() {
         println!("{:<12} {:>12} {:>10} {:>10}", "transport", "calls/s", "p50 µs", "p99 µs");
         let mut p50 = Vec::new();
         for (name, api) in [("in process", local), ("HTTP wire", over_http), ("NATS wire", over_nats)] {
-            let figures = measure(api, product.id).await;
+            let figures = measure(api, product.id, CALLERS).await;
             println!("{name:<12} {:>12.0} {:>10.1} {:>10.1}", figures.calls_per_sec, figures.p50_us, figures.p99_us);
             p50.push(figures.p50_us);
         }

@@ -2,7 +2,7 @@
 //! through what is here.
 
 use chrono::{DateTime, Utc};
-pub use payments_contract::CardNumber;
+pub use payments_contract::{CardNumber, PaymentMethod, PaymentMethodToken};
 use serde::{Deserialize, Serialize};
 pub use shared_kernel::{ApiError, Caller, Money, OrderId, Page, PageRequest, ProductId, UserId};
 
@@ -34,6 +34,15 @@ pub struct PlaceOrder {
     #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<OrderLineInput>,
     pub payment: PaymentInput,
+}
+
+/// What the edge asks orders to place: a client's [`PlaceOrder`] with its card exchanged for the
+/// payment method payments issued (`PaymentsApi::tokenize`). The card goes no further than
+/// payments; orders, its saga, its tables and its events hold the token only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    pub items: Vec<OrderLineInput>,
+    pub payment_method: PaymentMethod,
 }
 
 /// Where an order stands.
@@ -117,7 +126,7 @@ shared_kernel::contract! {
         /// key and body give the same order and charge nothing more; another body is 409. Returns
         /// once the order is settled, or `pending` if the saga is still running after the
         /// placement wait (it finishes in the background).
-        fn place_order(idempotency_key: String, order: PlaceOrder) -> Placement;
+        fn place_order(idempotency_key: String, order: OrderRequest) -> Placement;
         /// One order: its owner or an admin.
         fn get_order(id: OrderId) -> OrderView, idempotent;
         /// The caller's orders, newest first.

@@ -26,7 +26,7 @@ impl Context {
         if order.is_done() {
             return self.view_of(order).await;
         }
-        let order = match self.drive_detached(order, None).await {
+        let order = match self.drive_detached(order, false).await {
             Some(finished) => finished,
             None => store::load(&inner.db, id).await?.ok_or(ApiError::Internal)?,
         };

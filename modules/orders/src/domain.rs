@@ -4,6 +4,7 @@
 
 use crate::saga::{self, Outcome, Saga, SagaError, SagaParts, Step};
 use chrono::{DateTime, Utc};
+use payments_contract::{PaymentMethod, PaymentMethodToken};
 use sha2::{Digest, Sha256};
 use shared_kernel::{Currency, FieldError, Money, OrderId, ProductId, UserId};
 use std::collections::BTreeSet;
@@ -192,6 +193,9 @@ pub struct Order {
     customer_id: UserId,
     lines: PricedLines,
     card_last4: String,
+    /// What the saga charges: the token payments issued for the card (none on orders placed
+    /// before tokens existed).
+    payment_method: Option<PaymentMethodToken>,
     saga: Saga,
     /// Bumped by every saga transition that is saved: a write that does not find the version it
     /// read loses (another driver moved the saga on).
@@ -207,6 +211,7 @@ pub struct OrderParts {
     pub customer_id: UserId,
     pub lines: PricedLines,
     pub card_last4: String,
+    pub payment_method: Option<PaymentMethodToken>,
     pub saga: SagaParts,
     pub version: i32,
     pub created_at: DateTime<Utc>,
@@ -215,8 +220,18 @@ pub struct OrderParts {
 
 impl Order {
     /// A new order, pending, its saga at the first step.
-    pub fn place(id: OrderId, customer_id: UserId, lines: PricedLines, card_last4: String, now: DateTime<Utc>) -> Self {
-        Self { id, customer_id, lines, card_last4, saga: Saga::new(), version: 0, created_at: now, updated_at: now }
+    pub fn place(id: OrderId, customer_id: UserId, lines: PricedLines, payment: PaymentMethod, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            customer_id,
+            lines,
+            card_last4: payment.card_last4,
+            payment_method: Some(payment.token),
+            saga: Saga::new(),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        }
     }
 
     pub fn restore(parts: OrderParts) -> Self {
@@ -225,6 +240,7 @@ impl Order {
             customer_id: parts.customer_id,
             lines: parts.lines,
             card_last4: parts.card_last4,
+            payment_method: parts.payment_method,
             saga: Saga::restore(parts.saga),
             version: parts.version,
             created_at: parts.created_at,
@@ -246,6 +262,9 @@ impl Order {
     }
     pub fn card_last4(&self) -> &str {
         &self.card_last4
+    }
+    pub fn payment_method(&self) -> Option<&PaymentMethodToken> {
+        self.payment_method.as_ref()
     }
     pub fn saga(&self) -> &Saga {
         &self.saga
@@ -383,7 +402,9 @@ mod tests {
         let a = ProductId::new();
         let priced = OrderLines::parse([(a, 2)]).unwrap().price(|_| Some(euros(500))).unwrap();
         let now = Utc::now();
-        let order = Order::place(OrderId::new(), UserId::new(), priced, "4242".into(), now);
+        let method = PaymentMethod { token: PaymentMethodToken::parse("pm_test").unwrap(), card_last4: "4242".into() };
+        let order = Order::place(OrderId::new(), UserId::new(), priced, method, now);
+        assert_eq!((order.card_last4(), order.payment_method().map(PaymentMethodToken::expose)), ("4242", Some("pm_test")));
         assert_eq!((order.status(), order.next_step(), order.version()), (saga::OrderStatus::Pending, Step::ReserveStock, 0));
         assert!(order.cancel(now).is_err(), "a pending order cannot be cancelled");
         let later = now + chrono::Duration::seconds(1);

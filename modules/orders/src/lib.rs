@@ -6,9 +6,9 @@
 //! `orders-contract`. Orders reaches the catalog and payments only through their contracts,
 //! as the service `orders`.
 //!
-//! **Architecture Invariant:** a card number is never stored or logged here. It lives in the
-//! memory of the task driving the order's saga; a saga resumed after a restart settles the
-//! charge from what payments recorded, and compensates when nothing was captured.
+//! **Architecture Invariant:** a card number never reaches orders. The edge exchanges it with
+//! payments for a single-use token, which the order stores and its saga charges, first run or
+//! resumed after a crash alike.
 
 //!
 //! Layout (every module's): `domain` (values parsed once, the order aggregate) and `saga` (the

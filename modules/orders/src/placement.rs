@@ -8,7 +8,7 @@ use crate::store;
 use crate::store::stored_precision;
 use crate::views::view;
 use catalog_contract::ProductView;
-use orders_contract::{PlaceOrder, Placement};
+use orders_contract::{OrderRequest, Placement};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{EntityTrait, Set, SqlErr};
 use shared_kernel::outbox::UnitOfWork;
@@ -17,12 +17,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 impl Context {
-    pub(crate) async fn place(&self, caller: &Caller, idempotency_key: String, request: PlaceOrder) -> Result<Placement, ApiError> {
+    pub(crate) async fn place(&self, caller: &Caller, idempotency_key: String, request: OrderRequest) -> Result<Placement, ApiError> {
         let customer = caller.require_user()?.id;
         let key = IdempotencyKey::parse(idempotency_key)?;
         let lines = OrderLines::parse(request.items.iter().map(|line| (line.product_id, line.quantity)))?;
-        let card = request.payment.card_number;
-        let fingerprint = request_fingerprint(&lines, card.last4());
+        let payment = request.payment_method;
+        if payment.card_last4.len() != 4 || !payment.card_last4.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::invalid_field("payment_method.card_last4", "must be four digits"));
+        }
+        let fingerprint = request_fingerprint(&lines, &payment.card_last4);
         if self.is_deactivated(customer).await? {
             return Err(ApiError::forbidden("this account is deactivated and cannot place orders"));
         }
@@ -41,7 +44,7 @@ impl Context {
             inner.catalog.get_products(&inner.identity, lines.product_ids()).await?.into_iter().map(|p| (p.id, p)).collect();
         let priced = lines.price(|id| products.get(&id).map(|product| product.price))?;
         let now = stored_precision(inner.clock.now());
-        let order = Order::place(OrderId::new(), customer, priced, card.last4().to_owned(), now);
+        let order = Order::place(OrderId::new(), customer, priced, payment, now);
 
         // The order, its lines, its key and its first event, in one transaction: a concurrent
         // request with the same key loses on the key's primary key and replays that order.
@@ -89,7 +92,7 @@ impl Context {
 
         // The answer is built from what this request holds: no reads after the saga.
         let id = order.id();
-        let finished = match self.drive_detached(order, Some(card)).await {
+        let finished = match self.drive_detached(order, true).await {
             Some(finished) => finished,
             None => store::load(&inner.db, id).await?.ok_or(ApiError::Internal)?,
         };

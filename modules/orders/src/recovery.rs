@@ -33,7 +33,7 @@ impl Context {
             tracing::info!(order_id = %id, "resuming an interrupted order saga");
             // A row that does not read back is logged by the store and skipped here.
             let Ok(Some(order)) = store::load(&self.inner.db, OrderId::from_uuid(id)).await else { continue };
-            if self.drive(order, None).await.is_ok_and(|done| done.is_some()) {
+            if self.drive(order, false).await.is_ok_and(|done| done.is_some()) {
                 finished += 1;
             }
         }

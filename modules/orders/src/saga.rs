@@ -90,7 +90,7 @@ pub enum Outcome {
     PaymentCaptured,
     PaymentDeclined(String),
     /// Payments kept failing past the saga's retry budget, or the charge's outcome is unknown
-    /// (a restart lost the card number before the charge answered). A capture may exist, so the
+    /// (an order placed before payment tokens, resumed with nothing recorded). A capture may exist, so the
     /// compensation refunds (a refund of nothing is a no-op) before it releases.
     PaymentUnavailable,
     /// The catalog could not be reached past the saga's retry budget while reserving. The

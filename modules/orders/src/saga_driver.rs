@@ -11,7 +11,6 @@ use crate::saga::{Outcome, Step};
 use crate::store;
 use crate::store::stored_precision;
 use catalog_contract::{CommitOutcome, ReserveLine, ReserveOutcome, RestockOutcome};
-use orders_contract::CardNumber;
 use payments_contract::{ChargeOutcome, ChargeRequest, PaymentStatus, RefundOutcome};
 use shared_kernel::ApiError;
 
@@ -26,16 +25,17 @@ enum StepError {
 
 impl Context {
     /// Runs the saga of `order` until it is done, another driver takes over, or a step stays
-    /// unavailable. `card` is present only in the task that placed the order. Returns the order
-    /// as finished, or `None` when it was left for the recovery sweep or another driver.
-    pub(crate) async fn drive(&self, mut order: Order, card: Option<CardNumber>) -> Result<Option<Order>, ApiError> {
+    /// unavailable. `placing` is true only in the task that placed the order (no driver before
+    /// it can have sent a charge). Returns the order as finished, or `None` when it was left for
+    /// the recovery sweep or another driver.
+    pub(crate) async fn drive(&self, mut order: Order, placing: bool) -> Result<Option<Order>, ApiError> {
         let inner = &self.inner;
         loop {
             if order.is_done() {
                 return Ok(Some(order));
             }
             let step = order.next_step();
-            let outcome = match self.run_step(&order, step, card.as_ref()).await {
+            let outcome = match self.run_step(&order, step, placing).await {
                 Ok(outcome) => outcome,
                 Err(StepError::Unavailable(error)) => {
                     store::touch(&inner.db, &order, stored_precision(inner.clock.now())).await;
@@ -57,7 +57,7 @@ impl Context {
 
     /// Runs `order`'s saga in its own task (a client that goes away does not stop it) and waits
     /// for it up to the placement wait. Returns the order if the saga finished meanwhile.
-    pub(crate) async fn drive_detached(&self, order: Order, card: Option<CardNumber>) -> Option<Order> {
+    pub(crate) async fn drive_detached(&self, order: Order, placing: bool) -> Option<Order> {
         let service = self.clone();
         let context = shared_kernel::current_request_context();
         let id = order.id();
@@ -65,7 +65,7 @@ impl Context {
         let span = tracing::Span::current();
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
-                let run = service.drive(order, card);
+                let run = service.drive(order, placing);
                 let result = match context {
                     Some(context) => shared_kernel::with_request_context(context, run).await,
                     None => run.await,
@@ -81,23 +81,23 @@ impl Context {
     }
 
     /// Calls the module that answers `step`, retrying while the call fails.
-    async fn run_step(&self, order: &Order, step: Step, card: Option<&CardNumber>) -> Result<Outcome, StepError> {
+    async fn run_step(&self, order: &Order, step: Step, placing: bool) -> Result<Outcome, StepError> {
         let settings = &self.inner.settings;
         let mut delay = settings.step_retry_delay;
         let mut attempt = 1;
         // Whether an attempt may have reached the upstream (a timeout, a broken answer).
         let mut maybe_ran = false;
         loop {
-            match self.call_step(order, step, card).await {
+            match self.call_step(order, step).await {
                 Ok(outcome) => return Ok(outcome),
                 // Known not to have run, and no attempt before it may have: compensate at once.
-                // (A resumed charge, without the card, only reads what payments recorded: a
-                // capture may exist, so it keeps to the budget below.)
+                // (A resumed charge may follow one sent before a crash: a capture may exist, so
+                // it keeps to the budget below.)
                 Err(error) if error.is_not_sent() && !maybe_ran && step == Step::ReserveStock => {
                     tracing::warn!(order_id = %order.id(), %error, "the catalog cannot be reached; nothing was reserved");
                     return Ok(Outcome::StockRefused("the catalog is unavailable; nothing was reserved".to_owned()));
                 }
-                Err(error) if error.is_not_sent() && !maybe_ran && step == Step::ChargePayment && card.is_some() => {
+                Err(error) if error.is_not_sent() && !maybe_ran && step == Step::ChargePayment && placing => {
                     tracing::warn!(order_id = %order.id(), %error, "payments cannot be reached; nothing was charged");
                     return Ok(Outcome::PaymentNotSent);
                 }
@@ -127,7 +127,7 @@ impl Context {
     }
 
     /// One call for `step`. `Err` is a failed call, worth retrying.
-    async fn call_step(&self, order: &Order, step: Step, card: Option<&CardNumber>) -> Result<Outcome, ApiError> {
+    async fn call_step(&self, order: &Order, step: Step) -> Result<Outcome, ApiError> {
         let inner = &self.inner;
         let caller = &inner.identity;
         let order_id = order.id();
@@ -141,21 +141,27 @@ impl Context {
                 })
             }
             Step::ChargePayment => {
-                let payment = match card {
-                    Some(card) => {
-                        let request =
-                            ChargeRequest { order_id, customer_id: order.customer_id(), amount: order.total(), card_number: card.clone() };
+                let payment = match order.payment_method() {
+                    // First run or resumed after a crash alike: payments charges an order once.
+                    Some(method) => {
+                        let request = ChargeRequest {
+                            order_id,
+                            customer_id: order.customer_id(),
+                            amount: order.total(),
+                            payment_method: method.clone(),
+                        };
                         return Ok(match inner.payments.charge(caller, request).await? {
                             ChargeOutcome::Captured(_) => Outcome::PaymentCaptured,
                             ChargeOutcome::Declined(payment) => {
                                 Outcome::PaymentDeclined(payment.failure_reason.unwrap_or_else(|| DECLINED.to_owned()))
                             }
+                            ChargeOutcome::MethodRefused { reason } => Outcome::PaymentDeclined(reason),
                             // Not this order's charge: nothing can be captured for it.
                             ChargeOutcome::AmountMismatch(_) => Outcome::PaymentUnavailable,
                         });
                     }
-                    // Resumed after a restart: the card is gone, so settle from what payments
-                    // recorded. Nothing recorded → compensate.
+                    // An order placed before payment tokens existed, resumed: it has no method,
+                    // so settle from what payments recorded. Nothing recorded → compensate.
                     None => match inner.payments.get_payments(caller, vec![order_id]).await?.pop() {
                         Some(payment) => payment,
                         None => return Ok(Outcome::PaymentUnavailable),

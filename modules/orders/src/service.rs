@@ -4,7 +4,7 @@
 use crate::context::{Context, Inner};
 use crate::settings::OrdersSettings;
 use catalog_contract::CatalogApi;
-use orders_contract::{OrderView, OrdersApi, PlaceOrder, Placement};
+use orders_contract::{OrderRequest, OrderView, OrdersApi, Placement};
 use payments_contract::PaymentsApi;
 use sea_orm::DatabaseConnection;
 use shared_kernel::outbox::Outbox;
@@ -71,7 +71,7 @@ impl OrdersService {
 #[async_trait::async_trait]
 impl OrdersApi for OrdersService {
     #[tracing::instrument(skip_all)]
-    async fn place_order(&self, caller: &Caller, idempotency_key: String, order: PlaceOrder) -> Result<Placement, ApiError> {
+    async fn place_order(&self, caller: &Caller, idempotency_key: String, order: OrderRequest) -> Result<Placement, ApiError> {
         self.context.place(caller, idempotency_key, order).await
     }
 

@@ -8,6 +8,7 @@ use crate::saga::{self, SagaParts, Step};
 use crate::views::contract_status;
 use orders_contract::OrderStatus;
 use orders_contract::events::{OrderCancelledV1, OrderConfirmedV1, OrderStatusChangedV1, OrderedLine};
+use payments_contract::PaymentMethodToken;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
 use shared_kernel::outbox::{Outbox, UnitOfWork};
@@ -74,6 +75,11 @@ fn order_of(row: orders::Model, items: &[order_items::Model]) -> Result<Order, A
         customer_id: UserId::from_uuid(row.customer_id),
         lines,
         card_last4: row.card_last4,
+        payment_method: match row.payment_method.as_deref().map(PaymentMethodToken::parse) {
+            None => None,
+            Some(Ok(token)) => Some(token),
+            Some(Err(_)) => return Err(corrupt("payment_method", "[not a token]")),
+        },
         saga,
         version: row.saga_version,
         created_at: row.created_at,
@@ -96,6 +102,7 @@ pub(crate) async fn insert_order(db: &impl ConnectionTrait, order: &Order) -> Re
         total_amount: Set(order.total().amount()),
         currency: Set(order.total().currency().to_string()),
         card_last4: Set(order.card_last4().to_owned()),
+        payment_method: Set(order.payment_method().map(|token| token.expose().to_owned())),
         saga_version: Set(order.version()),
         created_at: Set(order.created_at()),
         updated_at: Set(order.updated_at()),

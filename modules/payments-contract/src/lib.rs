@@ -76,14 +76,73 @@ impl From<CardNumber> for String {
     }
 }
 
+/// An opaque, single-use reference to a card payments holds: what [`PaymentsApi::tokenize`]
+/// answers and what a charge names instead of the card. It opens nothing by itself: only the
+/// orders service may charge, only for the customer it was issued to, only once, and only
+/// within an hour of its issue. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PaymentMethodToken(Secret<String>);
+
+impl PaymentMethodToken {
+    /// The prefix of every token.
+    pub const PREFIX: &'static str = "pm_";
+    /// The longest token accepted.
+    pub const MAX_LEN: usize = 128;
+
+    /// # Errors
+    /// Text that is not shaped like a token (the prefix, then URL-safe characters).
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let body = text.strip_prefix(Self::PREFIX).ok_or("is not a payment method token")?;
+        if body.is_empty() || text.len() > Self::MAX_LEN || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err("is not a payment method token");
+        }
+        Ok(Self(Secret::new(text.to_owned())))
+    }
+
+    /// The token's text: for the wire and the orders table, never for a log.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl std::fmt::Debug for PaymentMethodToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PaymentMethodToken([redacted])")
+    }
+}
+
+impl TryFrom<String> for PaymentMethodToken {
+    type Error = &'static str;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::parse(&text)
+    }
+}
+
+impl From<PaymentMethodToken> for String {
+    fn from(token: PaymentMethodToken) -> Self {
+        token.0.into_inner()
+    }
+}
+
+/// What [`PaymentsApi::tokenize`] answers: the token and what may be shown of the card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentMethod {
+    pub token: PaymentMethodToken,
+    /// The last four digits of the card.
+    pub card_last4: String,
+}
+
 /// Charge an order's total (orders calls this as a service).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChargeRequest {
     pub order_id: OrderId,
-    /// The order's owner: the one who may see the payment besides admins.
+    /// The order's owner: the one who may see the payment besides admins. It must be the
+    /// customer the payment method was issued to.
     pub customer_id: UserId,
     pub amount: Money,
-    pub card_number: CardNumber,
+    /// The card, as [`PaymentsApi::tokenize`] issued it to the customer.
+    pub payment_method: PaymentMethodToken,
 }
 
 /// Where a payment stands.
@@ -129,6 +188,9 @@ pub enum ChargeOutcome {
     /// The order was already charged with another amount: nothing more was charged. The view
     /// is the earlier payment.
     AmountMismatch(PaymentView),
+    /// The payment method cannot pay for this order (unknown, expired, issued to another
+    /// customer, or already used for another order): nothing was charged and no payment exists.
+    MethodRefused { reason: String },
 }
 
 /// What [`PaymentsApi::refund`] did.
@@ -157,6 +219,13 @@ shared_kernel::contract! {
     /// The operations the order saga depends on (`charge`, `refund`) answer what happened as an
     /// outcome; their errors are only the caller's mistakes and unavailability.
     pub trait PaymentsApi as "payments" {
+        /// Exchanges a signed-in customer's card for a single-use payment method token (the edge
+        /// calls it before it places an order, so the card goes no further than payments).
+        /// Payments keeps what its provider needs to charge the card, never the number.
+        ///
+        /// # Errors
+        /// 401 without a user; 503 when the provider cannot take the card (retryable).
+        fn tokenize(card: CardNumber) -> PaymentMethod;
         /// Charges the order's total. Idempotent per order: asking again returns the same payment
         /// and never captures twice.
         ///
@@ -201,12 +270,24 @@ mod tests {
     fn a_card_number_never_prints_whole() {
         let card = CardNumber::parse("4242424242424242").unwrap();
         assert_eq!(format!("{card:?}"), "CardNumber(**** 4242)");
+        assert!(!format!("{:?}", vec![card]).contains("424242424242"), "nor inside another value");
+    }
+
+    #[test]
+    fn a_token_never_prints_and_only_token_shaped_text_parses() {
+        let token = PaymentMethodToken::parse("pm_AbC-d_9").unwrap();
+        assert_eq!(format!("{token:?}"), "PaymentMethodToken([redacted])");
         let request = ChargeRequest {
             order_id: OrderId::new(),
             customer_id: UserId::new(),
             amount: Money::new(1, shared_kernel::Currency::EUR),
-            card_number: card,
+            payment_method: token.clone(),
         };
-        assert!(!format!("{request:?}").contains("424242424242"));
+        assert!(!format!("{request:?}").contains("AbC"));
+        assert_eq!(serde_json::to_string(&token).unwrap(), "\"pm_AbC-d_9\"");
+        for bad in ["", "pm_", "AbC", "pm_a b", "pm_a/b", &format!("pm_{}", "a".repeat(200)), "4242424242424242"] {
+            assert!(PaymentMethodToken::parse(bad).is_err(), "{bad}");
+            assert!(serde_json::from_value::<PaymentMethodToken>(serde_json::json!(bad)).is_err(), "{bad}");
+        }
     }
 }

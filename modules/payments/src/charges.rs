@@ -1,9 +1,12 @@
-//! Charging an order: the payment row is claimed (unique per order), the provider charged with
-//! the order id as its idempotency key, and the outcome recorded. A charge left pending by a
-//! caller that went away is settled from the provider's record when it is next read.
+//! Charging an order: the payment method is checked (the customer's, unexpired, unused by
+//! another order), the payment row is claimed (unique per order and per method), the provider
+//! charged with the order id as its idempotency key, and the outcome recorded. A charge left
+//! pending by a caller that went away is settled from the provider's record when it is next
+//! read.
 
 use crate::context::Context;
 use crate::entities::payments;
+use crate::methods::{REFUSED, token_hash};
 use crate::provider::ProviderOutcome;
 use crate::store::{self, Stored};
 use crate::views::{charge_outcome, view};
@@ -19,6 +22,17 @@ impl Context {
             return Err(ApiError::invalid_field("amount", "must be positive"));
         }
         let now = self.clock.now();
+        let refused = || Ok(ChargeOutcome::MethodRefused { reason: REFUSED.to_owned() });
+        let Some(method) = self.method_for(&request.payment_method, request.customer_id).await? else {
+            tracing::info!("a charge named a payment method its customer does not have");
+            return refused();
+        };
+        let hash = token_hash(&request.payment_method);
+        // An expired method still serves the retries of the order it already paid for.
+        if method.expires_at < now && store::payment_of(&self.db, request.order_id).await?.is_none() {
+            tracing::info!("a charge named an expired payment method");
+            return refused();
+        }
         let claim = payments::ActiveModel {
             id: Set(uuid::Uuid::now_v7()),
             order_id: Set(request.order_id.as_uuid()),
@@ -29,19 +43,26 @@ impl Context {
             status: Set(Stored::Pending.as_str().to_owned()),
             provider_charge_id: Set(None),
             failure_reason: Set(None),
-            card_last4: Set(request.card_number.last4().to_owned()),
+            card_last4: Set(method.card_last4.clone()),
+            payment_method: Set(Some(hash.clone())),
             created_at: Set(now),
             updated_at: Set(now),
         };
-        // The row is unique per order: a repeat finds the first one.
+        // The row is unique per order and per method: a repeat finds the first one, and another
+        // order naming a used method finds none.
         let payment = match claim.insert(&self.db).await {
             Ok(payment) => payment,
             Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                let existing = store::payment_of(&self.db, request.order_id).await?.ok_or(ApiError::Internal)?;
+                let Some(existing) = store::payment_of(&self.db, request.order_id).await? else {
+                    tracing::info!("a charge named a payment method another order used");
+                    return refused();
+                };
                 if existing.amount != request.amount.amount() || existing.currency != request.amount.currency().as_str() {
                     return Ok(ChargeOutcome::AmountMismatch(view(&existing)?));
                 }
-                if !matches!(Stored::of(&existing)?, Stored::Pending | Stored::Failed) {
+                // Settled, or paid with another method (whose retries are its own): its outcome.
+                if !matches!(Stored::of(&existing)?, Stored::Pending | Stored::Failed) || existing.payment_method.as_deref() != Some(&hash)
+                {
                     return charge_outcome(&existing);
                 }
                 existing
@@ -50,7 +71,7 @@ impl Context {
         };
         // The order id is the provider's idempotency key: however often this runs, at most one
         // capture exists for the order.
-        let outcome = self.provider.charge(&request.order_id.to_string(), &request.card_number, request.amount).await;
+        let outcome = self.provider.charge(&request.order_id.to_string(), &method.provider_reference, request.amount).await;
         let (status, charge_id, reason) = match &outcome {
             Ok(ProviderOutcome::Captured { charge_id }) => (Stored::Captured, Some(charge_id.clone()), None),
             Ok(ProviderOutcome::Declined { reason }) => (Stored::Declined, None, Some(reason.clone())),

@@ -25,9 +25,17 @@ pub struct ProviderError(pub String);
 /// charge with the same key returns the first one's outcome and charges nothing.
 #[async_trait::async_trait]
 pub trait PaymentProvider: Send + Sync + 'static {
+    /// Hands the card to the provider and returns the provider's reference to it (a real
+    /// provider's payment method id): what payments keeps instead of the number.
+    ///
+    /// # Errors
+    /// [`ProviderError`] when the provider did not take the card.
+    async fn tokenize(&self, card: &CardNumber) -> Result<String, ProviderError>;
+    /// Charges the card behind `method` (a reference [`PaymentProvider::tokenize`] returned).
+    ///
     /// # Errors
     /// [`ProviderError`] when nothing was decided.
-    async fn charge(&self, idempotency_key: &str, card: &CardNumber, amount: Money) -> Result<ProviderOutcome, ProviderError>;
+    async fn charge(&self, idempotency_key: &str, method: &str, amount: Money) -> Result<ProviderOutcome, ProviderError>;
     /// Refunds part of a capture; returns the provider's refund id.
     ///
     /// # Errors
@@ -61,6 +69,8 @@ impl Default for SimulatorSettings {
 /// insufficient funds; `4000000000000119` fails as a provider error (retryable); any other number
 /// that passes the Luhn check approves. It keeps its record of charges in the payments database
 /// (table `simulated_charges`), so its idempotency survives restarts, as a real provider's does.
+/// It keeps no card: its reference to one (`sim_<behaviour>_<id>`) names only how the test
+/// number behaves.
 #[derive(Debug, Clone)]
 pub struct SimulatedCardProcessor {
     db: DatabaseConnection,
@@ -75,15 +85,29 @@ impl SimulatedCardProcessor {
 
 #[async_trait::async_trait]
 impl PaymentProvider for SimulatedCardProcessor {
-    async fn charge(&self, idempotency_key: &str, card: &CardNumber, amount: Money) -> Result<ProviderOutcome, ProviderError> {
+    async fn tokenize(&self, card: &CardNumber) -> Result<String, ProviderError> {
+        if !self.settings.latency.is_zero() {
+            tokio::time::sleep(self.settings.latency).await;
+        }
+        let behaviour = match card.expose_digits() {
+            "4000000000000002" => Behaviour::Declines,
+            "4000000000009995" => Behaviour::InsufficientFunds,
+            "4000000000000119" => Behaviour::ProcessingError,
+            _ => Behaviour::Approves,
+        };
+        Ok(format!("sim_{}_{}", behaviour.as_str(), uuid::Uuid::new_v4().simple()))
+    }
+
+    async fn charge(&self, idempotency_key: &str, method: &str, amount: Money) -> Result<ProviderOutcome, ProviderError> {
         if !self.settings.latency.is_zero() {
             tokio::time::sleep(self.settings.latency).await;
         }
         let unavailable = |e: sea_orm::DbErr| ProviderError(format!("simulator storage: {e}"));
-        let (outcome, reason) = match card.expose_digits() {
-            "4000000000000002" => ("declined", Some("card declined")),
-            "4000000000009995" => ("declined", Some("insufficient funds")),
-            "4000000000000119" => return Err(ProviderError("processing error".into())),
+        let (outcome, reason) = match Behaviour::of(method) {
+            None => ("declined", Some("the card is unknown to the provider")),
+            Some(Behaviour::Declines) => ("declined", Some("card declined")),
+            Some(Behaviour::InsufficientFunds) => ("declined", Some("insufficient funds")),
+            Some(Behaviour::ProcessingError) => return Err(ProviderError("processing error".into())),
             _ if self.settings.failure_rate > 0.0 && rand::random::<f64>() < self.settings.failure_rate => {
                 // A charge the provider already made is answered from its record, outage or not.
                 if let Some(known) = self.find_charge(idempotency_key).await? {
@@ -91,7 +115,7 @@ impl PaymentProvider for SimulatedCardProcessor {
                 }
                 return Err(ProviderError("simulated outage".into()));
             }
-            _ => ("captured", None),
+            Some(Behaviour::Approves) => ("captured", None),
         };
         let record = simulated_charges::Model {
             idempotency_key: idempotency_key.to_owned(),
@@ -132,6 +156,34 @@ impl PaymentProvider for SimulatedCardProcessor {
             tokio::time::sleep(self.settings.latency).await;
         }
         Ok(format!("re_{}", uuid::Uuid::now_v7().simple()))
+    }
+}
+
+/// How a simulated card behaves, as its reference names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    Approves,
+    Declines,
+    InsufficientFunds,
+    ProcessingError,
+}
+
+impl Behaviour {
+    const ALL: [Behaviour; 4] = [Self::Approves, Self::Declines, Self::InsufficientFunds, Self::ProcessingError];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Approves => "approves",
+            Self::Declines => "declines",
+            Self::InsufficientFunds => "insufficient",
+            Self::ProcessingError => "error",
+        }
+    }
+
+    /// The behaviour a reference names, if it is one of the simulator's.
+    fn of(reference: &str) -> Option<Self> {
+        let name = reference.strip_prefix("sim_")?.split_once('_')?.0;
+        Self::ALL.into_iter().find(|behaviour| behaviour.as_str() == name)
     }
 }
 

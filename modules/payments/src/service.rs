@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::provider::PaymentProvider;
-use payments_contract::{ChargeOutcome, ChargeRequest, PaymentView, PaymentsApi, RefundOutcome};
+use payments_contract::{CardNumber, ChargeOutcome, ChargeRequest, PaymentMethod, PaymentView, PaymentsApi, RefundOutcome};
 use sea_orm::DatabaseConnection;
 use shared_kernel::{ApiError, Caller, Clock, Money, OrderId, SystemClock};
 use std::sync::Arc;
@@ -50,6 +50,10 @@ impl PaymentsService {
 
 #[async_trait::async_trait]
 impl PaymentsApi for PaymentsService {
+    async fn tokenize(&self, caller: &Caller, card: CardNumber) -> Result<PaymentMethod, ApiError> {
+        self.context.tokenize(caller, card).await
+    }
+
     async fn charge(&self, caller: &Caller, request: ChargeRequest) -> Result<ChargeOutcome, ApiError> {
         self.context.charge(caller, request).await
     }

@@ -5,7 +5,8 @@ use cleave_test_support::callers::{TestResolver, admin, customer, orders_service
 use migrations::MigratorTrait as _;
 use payments::{PaymentProvider, PaymentsService, ProviderError, ProviderOutcome, SimulatedCardProcessor, SimulatorSettings};
 use payments_contract::{
-    CardNumber, ChargeOutcome, ChargeRequest, PaymentStatus, PaymentView, PaymentsApi, RefundOutcome, http_wire, nats_wire,
+    CardNumber, ChargeOutcome, ChargeRequest, PaymentMethodToken, PaymentStatus, PaymentView, PaymentsApi, RefundOutcome, http_wire,
+    nats_wire,
 };
 use shared_kernel::db::{DatabaseTarget, connect_module};
 use shared_kernel::{ApiError, Caller, Currency, Money, OrderId, Role, UserId};
@@ -21,11 +22,14 @@ struct Watched {
 
 #[async_trait::async_trait]
 impl PaymentProvider for Watched {
-    async fn charge(&self, key: &str, card: &CardNumber, amount: Money) -> Result<ProviderOutcome, ProviderError> {
+    async fn tokenize(&self, card: &CardNumber) -> Result<String, ProviderError> {
+        self.inner.tokenize(card).await
+    }
+    async fn charge(&self, key: &str, method: &str, amount: Money) -> Result<ProviderOutcome, ProviderError> {
         // A provider takes time: concurrent charges of one order overlap here, so a missing
         // idempotency guard shows as a second capture, not by luck of timing.
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        let outcome = self.inner.charge(key, card, amount).await;
+        let outcome = self.inner.charge(key, method, amount).await;
         if let Ok(ProviderOutcome::Captured { charge_id }) = &outcome {
             self.captures.lock().unwrap().insert(charge_id.clone());
         }
@@ -92,8 +96,11 @@ fn euros(amount: i64) -> Money {
     Money::new(amount, Currency::EUR)
 }
 
-fn charge(order: OrderId, customer: UserId, amount: i64, card: &str) -> ChargeRequest {
-    ChargeRequest { order_id: order, customer_id: customer, amount: euros(amount), card_number: CardNumber::parse(card).unwrap() }
+/// A charge of `order` for `customer` with `card`, exchanged for a payment method as the edge
+/// does (tokenized by the customer).
+async fn charge(api: &dyn PaymentsApi, order: OrderId, customer: UserId, amount: i64, card: &str) -> ChargeRequest {
+    let method = api.tokenize(&user(Role::Customer, customer), CardNumber::parse(card).unwrap()).await.expect("tokenize");
+    ChargeRequest { order_id: order, customer_id: customer, amount: euros(amount), payment_method: method.token }
 }
 
 /// The payment a charge captured, failing the test on any other answer.
@@ -118,21 +125,22 @@ fn status<T: std::fmt::Debug>(result: Result<T, ApiError>) -> u16 {
 
 async fn each_test_card_has_its_published_outcome(h: Harness) {
     let owner = UserId::new();
-    let approved = captured(h.api.charge(&orders_service(), charge(OrderId::new(), owner, 1999, "4242424242424242")).await);
+    let approved = captured(h.api.charge(&orders_service(), charge(&*h.api, OrderId::new(), owner, 1999, "4242424242424242").await).await);
     assert_eq!((approved.status, approved.amount, approved.card_last4.as_str()), (PaymentStatus::Captured, euros(1999), "4242"));
     let Ok(ChargeOutcome::Declined(declined)) =
-        h.api.charge(&orders_service(), charge(OrderId::new(), owner, 1999, "4000000000000002")).await
+        h.api.charge(&orders_service(), charge(&*h.api, OrderId::new(), owner, 1999, "4000000000000002").await).await
     else {
         panic!("the declined card is declined")
     };
     assert_eq!((declined.status, declined.failure_reason.as_deref()), (PaymentStatus::Declined, Some("card declined")));
-    let Ok(ChargeOutcome::Declined(broke)) = h.api.charge(&orders_service(), charge(OrderId::new(), owner, 1999, "4000000000009995")).await
+    let Ok(ChargeOutcome::Declined(broke)) =
+        h.api.charge(&orders_service(), charge(&*h.api, OrderId::new(), owner, 1999, "4000000000009995").await).await
     else {
         panic!("the insufficient-funds card is declined")
     };
     assert_eq!((broke.status, broke.failure_reason.as_deref()), (PaymentStatus::Declined, Some("insufficient funds")));
     let flaky_order = OrderId::new();
-    let failed = h.api.charge(&orders_service(), charge(flaky_order, owner, 1999, "4000000000000119")).await.unwrap_err();
+    let failed = h.api.charge(&orders_service(), charge(&*h.api, flaky_order, owner, 1999, "4000000000000119").await).await.unwrap_err();
     assert_eq!((failed.status(), failed.retry_after_secs().is_some()), (503, true));
     assert_eq!(h.api.get_payment(&orders_service(), flaky_order).await.unwrap().status, PaymentStatus::Failed);
     assert_eq!(h.captures(), 1);
@@ -142,19 +150,20 @@ async fn charging_one_order_again_or_at_once_captures_once(h: Harness) {
     let service = orders_service();
     let order = OrderId::new();
     let owner = UserId::new();
-    let first = captured(h.api.charge(&orders_service(), charge(order, owner, 5000, "4242424242424242")).await);
-    let again = captured(h.api.charge(&orders_service(), charge(order, owner, 5000, "4242424242424242")).await);
+    let first_request = charge(&*h.api, order, owner, 5000, "4242424242424242").await;
+    let first = captured(h.api.charge(&orders_service(), first_request.clone()).await);
+    let again = captured(h.api.charge(&orders_service(), first_request.clone()).await);
     assert_eq!(first, again);
     let concurrent_order = OrderId::new();
-    let results =
-        futures::future::join_all((0..10).map(|_| h.api.charge(&service, charge(concurrent_order, owner, 700, "4242424242424242")))).await;
+    let request = charge(&*h.api, concurrent_order, owner, 700, "4242424242424242").await;
+    let results = futures::future::join_all((0..10).map(|_| h.api.charge(&service, request.clone()))).await;
     let payments: Vec<PaymentView> = results.into_iter().map(captured).collect();
     let ids: BTreeSet<_> = payments.iter().map(|payment| payment.id).collect();
     assert_eq!(ids.len(), 1, "one payment for the order");
     assert!(payments.iter().all(|payment| payment.status == PaymentStatus::Captured));
     assert_eq!(h.captures(), 2, "one capture per order, whatever the retries");
     assert_eq!(
-        h.api.charge(&orders_service(), charge(order, owner, 4000, "4242424242424242")).await.unwrap(),
+        h.api.charge(&orders_service(), ChargeRequest { amount: euros(4000), ..first_request.clone() }).await.unwrap(),
         ChargeOutcome::AmountMismatch(first),
         "same order, another amount: the first payment, nothing more charged"
     );
@@ -164,7 +173,7 @@ async fn charging_one_order_again_or_at_once_captures_once(h: Harness) {
 async fn refunds_never_exceed_the_capture(h: Harness) {
     let service = orders_service();
     let order = OrderId::new();
-    captured(h.api.charge(&orders_service(), charge(order, UserId::new(), 1000, "4242424242424242")).await);
+    captured(h.api.charge(&orders_service(), charge(&*h.api, order, UserId::new(), 1000, "4242424242424242").await).await);
     let partial = refunded(h.api.refund(&orders_service(), order, Some(euros(300))).await);
     assert_eq!((partial.status, partial.refunded_amount), (PaymentStatus::PartiallyRefunded, euros(300)));
     let Ok(RefundOutcome::ExceedsCapture { payment }) = h.api.refund(&orders_service(), order, Some(euros(800))).await else {
@@ -179,7 +188,7 @@ async fn refunds_never_exceed_the_capture(h: Harness) {
     assert_eq!(h.api.refund(&orders_service(), OrderId::new(), None).await.unwrap(), RefundOutcome::NoPayment);
 
     let raced = OrderId::new();
-    captured(h.api.charge(&orders_service(), charge(raced, UserId::new(), 1000, "4242424242424242")).await);
+    captured(h.api.charge(&orders_service(), charge(&*h.api, raced, UserId::new(), 1000, "4242424242424242").await).await);
     let results = futures::future::join_all((0..5).map(|_| h.api.refund(&service, raced, Some(euros(300))))).await;
     let done = results.iter().filter(|r| matches!(r, Ok(RefundOutcome::Refunded { .. }))).count();
     let refused = results.iter().filter(|r| matches!(r, Ok(RefundOutcome::ExceedsCapture { .. }))).count();
@@ -187,7 +196,7 @@ async fn refunds_never_exceed_the_capture(h: Harness) {
     assert_eq!(h.api.get_payment(&orders_service(), raced).await.unwrap().refunded_amount, euros(900));
 
     let both_full = OrderId::new();
-    captured(h.api.charge(&orders_service(), charge(both_full, UserId::new(), 1000, "4242424242424242")).await);
+    captured(h.api.charge(&orders_service(), charge(&*h.api, both_full, UserId::new(), 1000, "4242424242424242").await).await);
     let (first, second) = tokio::join!(h.api.refund(&service, both_full, None), h.api.refund(&service, both_full, None));
     assert_eq!(
         (refunded(first).status, refunded(second).status),
@@ -197,7 +206,7 @@ async fn refunds_never_exceed_the_capture(h: Harness) {
     assert_eq!(h.api.get_payment(&orders_service(), both_full).await.unwrap().refunded_amount, euros(1000));
 
     let declined = OrderId::new();
-    h.api.charge(&orders_service(), charge(declined, UserId::new(), 1000, "4000000000000002")).await.unwrap();
+    h.api.charge(&orders_service(), charge(&*h.api, declined, UserId::new(), 1000, "4000000000000002").await).await.unwrap();
     assert!(
         matches!(h.api.refund(&orders_service(), declined, None).await, Ok(RefundOutcome::NothingCaptured { .. })),
         "a declined charge captured nothing to give back"
@@ -207,9 +216,9 @@ async fn refunds_never_exceed_the_capture(h: Harness) {
 async fn only_orders_and_admins_charge_and_only_the_owner_sees_the_payment(h: Harness) {
     let owner_id = UserId::new();
     let order = OrderId::new();
-    assert_eq!(status(h.api.charge(&customer(), charge(order, owner_id, 100, "4242424242424242")).await), 403);
-    assert_eq!(status(h.api.charge(&Caller::Anonymous, charge(order, owner_id, 100, "4242424242424242")).await), 401);
-    captured(h.api.charge(&admin(), charge(order, owner_id, 100, "4242424242424242")).await);
+    assert_eq!(status(h.api.charge(&customer(), charge(&*h.api, order, owner_id, 100, "4242424242424242").await).await), 403);
+    assert_eq!(status(h.api.charge(&Caller::Anonymous, charge(&*h.api, order, owner_id, 100, "4242424242424242").await).await), 401);
+    captured(h.api.charge(&admin(), charge(&*h.api, order, owner_id, 100, "4242424242424242").await).await);
     let owner = user(Role::Customer, owner_id);
     assert_eq!(h.api.get_payment(&owner, order).await.unwrap().order_id, order);
     assert_eq!(status(h.api.get_payment(&customer(), order).await), 404, "another customer learns nothing");
@@ -222,7 +231,11 @@ async fn only_orders_and_admins_charge_and_only_the_owner_sees_the_payment(h: Ha
     for name in ["edge", "users", "catalog", "payments", "notifications"] {
         let stranger = service(name);
         let other_order = OrderId::new();
-        assert_eq!(status(h.api.charge(&stranger, charge(other_order, owner_id, 100, "4242424242424242")).await), 403, "{name} charges");
+        assert_eq!(
+            status(h.api.charge(&stranger, charge(&*h.api, other_order, owner_id, 100, "4242424242424242").await).await),
+            403,
+            "{name} charges"
+        );
         assert_eq!(status(h.api.refund(&stranger, order, None).await), 403, "{name} refunds");
         assert_eq!(status(h.api.get_payments(&stranger, vec![order]).await), 403, "{name} reads every payment");
         assert_eq!(status(h.api.get_payment(&admin(), other_order).await), 404, "nothing was charged for {name}");
@@ -233,7 +246,51 @@ async fn only_orders_and_admins_charge_and_only_the_owner_sees_the_payment(h: Ha
     assert_eq!(status(h.api.get_payment(&service("notifications"), order).await), 403);
 }
 
+async fn a_payment_method_pays_once_and_only_for_its_customer(h: Harness) {
+    let owner = UserId::new();
+    let card = CardNumber::parse("4242-4242-4242-4242").unwrap();
+    assert_eq!(status(h.api.tokenize(&Caller::Anonymous, card.clone()).await), 401);
+    assert_eq!(status(h.api.tokenize(&orders_service(), card.clone()).await), 401, "a service holds no card of its own");
+    let method = h.api.tokenize(&user(Role::Customer, owner), card).await.unwrap();
+    assert_eq!(method.card_last4, "4242");
+    assert!(method.token.expose().starts_with("pm_") && method.token.expose().len() >= 40, "an unguessable token");
+    let paying = |order: OrderId, customer: UserId| ChargeRequest {
+        order_id: order,
+        customer_id: customer,
+        amount: euros(1200),
+        payment_method: method.token.clone(),
+    };
+    let refused = |outcome: Result<ChargeOutcome, ApiError>| match outcome {
+        Ok(ChargeOutcome::MethodRefused { reason }) => reason,
+        other => panic!("expected the method to be refused, got {other:?}"),
+    };
+    // Another customer's order cannot use it, and nothing is charged or recorded for it.
+    let strangers_order = OrderId::new();
+    assert_eq!(
+        refused(h.api.charge(&orders_service(), paying(strangers_order, UserId::new())).await),
+        "the payment method is unknown, expired or already used"
+    );
+    assert_eq!(status(h.api.get_payment(&admin(), strangers_order).await), 404);
+    // Its own customer's order pays with it, as often as the order is retried.
+    let order = OrderId::new();
+    let payment = captured(h.api.charge(&orders_service(), paying(order, owner)).await);
+    assert_eq!(payment.card_last4, "4242");
+    assert_eq!(captured(h.api.charge(&orders_service(), paying(order, owner)).await), payment, "a retry of the same order");
+    // A second order of the same customer cannot.
+    let second = OrderId::new();
+    refused(h.api.charge(&orders_service(), paying(second, owner)).await);
+    assert_eq!(status(h.api.get_payment(&admin(), second).await), 404);
+    // Nor can a token payments never issued.
+    let forged = ChargeRequest {
+        payment_method: PaymentMethodToken::parse("pm_forged0123456789abcdefghijklmnopqrstuvwx").unwrap(),
+        ..paying(OrderId::new(), owner)
+    };
+    refused(h.api.charge(&orders_service(), forged).await);
+    assert_eq!(h.captures(), 1);
+}
+
 cleave_test_support::contract_suite!(Harness:
+    a_payment_method_pays_once_and_only_for_its_customer,
     each_test_card_has_its_published_outcome,
     charging_one_order_again_or_at_once_captures_once,
     refunds_never_exceed_the_capture,
@@ -249,7 +306,7 @@ async fn a_payment_row_that_does_not_read_back_is_an_error_not_a_default() {
     let target = DatabaseTarget::SqliteDir(temp.path().to_owned());
     let (service, _provider) = service_on(target.clone()).await;
     let order = OrderId::new();
-    captured(service.charge(&orders_service(), charge(order, UserId::new(), 1999, "4242424242424242")).await);
+    captured(service.charge(&orders_service(), charge(&service, order, UserId::new(), 1999, "4242424242424242").await).await);
     let db = connect_module("payments", &target, 1).await.unwrap();
     db.execute_unprepared("UPDATE payments SET status = 'misplaced'").await.unwrap();
     assert_eq!(status(service.get_payment(&admin(), order).await), 500);
@@ -258,4 +315,45 @@ async fn a_payment_row_that_does_not_read_back_is_an_error_not_a_default() {
     assert_eq!(status(service.refund(&orders_service(), order, None).await), 500);
     db.execute_unprepared("UPDATE payments SET currency = 'EUR'").await.unwrap();
     assert_eq!(service.get_payment(&admin(), order).await.unwrap().status, PaymentStatus::Captured);
+}
+
+/// An unused payment method expires an hour after its issue; one that paid keeps serving its
+/// order's retries. Neither the card number nor the token is ever written to the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_expires_unused_and_no_card_or_token_reaches_the_database() {
+    let temp = tempfile::tempdir().unwrap();
+    let target = DatabaseTarget::SqliteDir(temp.path().to_owned());
+    let clock = Arc::new(shared_kernel::ManualClock::new(chrono::Utc::now()));
+    let (service, _provider) = service_on(target.clone()).await;
+    let service = service.with_clock(clock.clone());
+    let owner = UserId::new();
+    let card = "4000056655665556";
+    let holder = user(Role::Customer, owner);
+    let tokenize = || service.tokenize(&holder, CardNumber::parse(card).unwrap());
+    let (used, unused) = (tokenize().await.unwrap(), tokenize().await.unwrap());
+    let request = |token: &PaymentMethodToken, order: OrderId| ChargeRequest {
+        order_id: order,
+        customer_id: owner,
+        amount: euros(800),
+        payment_method: token.clone(),
+    };
+    let order = OrderId::new();
+    captured(service.charge(&orders_service(), request(&used.token, order)).await);
+    clock.advance(chrono::Duration::minutes(61));
+    assert!(
+        matches!(service.charge(&orders_service(), request(&unused.token, OrderId::new())).await, Ok(ChargeOutcome::MethodRefused { .. })),
+        "an unused method an hour old is refused"
+    );
+    captured(service.charge(&orders_service(), request(&used.token, order)).await);
+
+    // Every byte SQLite wrote (the database and its write-ahead log).
+    drop(service);
+    let mut written = Vec::new();
+    for entry in std::fs::read_dir(temp.path()).unwrap() {
+        written.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let holds = |needle: &str| written.windows(needle.len()).any(|window| window == needle.as_bytes());
+    assert!(holds("5556"), "the last four digits are kept (the search can find what is there)");
+    assert!(!holds(card), "the card number is in no table");
+    assert!(!holds(used.token.expose()) && !holds(unused.token.expose()), "tokens are kept as their hashes only");
 }

@@ -200,7 +200,7 @@ impl OrdersMutation {
             items.push(OrderLineInput { product_id, quantity: line.quantity });
         }
         let order = PlaceOrder { items, payment: PaymentInput { card_number } };
-        let placement = modules(ctx).orders.place_order(caller(ctx), idempotency_key, order).await.map_err(gql_error)?;
+        let placement = super::place(modules(ctx), caller(ctx), idempotency_key, order).await.map_err(gql_error)?;
         Ok(Order(placement.order))
     }
 

@@ -3,7 +3,7 @@
 
 pub mod settings;
 use crate::composition::{HostFn, ModuleInfo, ModuleSpec};
-use orders_contract::OrdersApi;
+use orders_contract::{OrderRequest, OrdersApi, PlaceOrder, Placement};
 use shared_kernel::{ApiError, Caller};
 use std::sync::Arc;
 
@@ -12,6 +12,29 @@ pub mod rest;
 
 /// Its contract.
 pub type Api = dyn orders_contract::OrdersApi;
+
+/// Places a client's order at the edge (REST and GraphQL alike): the card goes to payments,
+/// which answers a single-use token, and orders gets the token. The card goes no further.
+///
+/// # Errors
+/// 401 without a user; payments' and orders' errors as they answer them.
+pub(crate) async fn place(
+    modules: &crate::module_list::ModuleHandles,
+    caller: &Caller,
+    idempotency_key: String,
+    order: PlaceOrder,
+) -> Result<Placement, ApiError> {
+    caller.require_user()?;
+    let payment_method = modules.payments.tokenize(caller, order.payment.card_number).await.map_err(|error| match error {
+        // Said as placement says it: nothing was placed, come back later.
+        ApiError::Unavailable { retry_after_secs, not_sent, .. } => {
+            let detail = "payments is unavailable; no order was placed, try again later";
+            if not_sent { ApiError::not_sent(detail, retry_after_secs) } else { ApiError::unavailable(detail, retry_after_secs) }
+        }
+        other => other,
+    })?;
+    modules.orders.place_order(caller, idempotency_key, OrderRequest { items: order.items, payment_method }).await
+}
 
 /// The JSON Schemas of the events it publishes.
 pub fn event_schemas() -> Vec<(&'static str, serde_json::Value)> {
@@ -133,7 +156,7 @@ async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn 
 
 /// Resumes sagas that made no progress for `stale_after`, at start-up and then every `every`.
 /// Never younger ones, even at start-up: in a rolling restart another instance may still be
-/// driving them (with the card in memory), and two drivers would both call the other modules.
+/// driving them, and two drivers would both call the other modules.
 #[cfg(feature = "orders-local")]
 async fn recover_sagas(
     orders: Arc<orders::OrdersService>,

@@ -62,7 +62,7 @@ pub async fn place_order(
         .to_str()
         .map_err(|_| ApiError::invalid_field("Idempotency-Key", "must be 1 to 255 visible ASCII characters"))?
         .to_owned();
-    let placement = state.orders.place_order(&caller, key, order).await?;
+    let placement = super::place(&state.modules, &caller, key, order).await?;
     let status = if placement.order.status.is_settled() { StatusCode::CREATED } else { StatusCode::ACCEPTED };
     let location = HeaderValue::from_str(&format!("/api/v1/orders/{}", placement.order.id)).map_err(|_| ApiError::Internal)?;
     let mut response = (status, [(header::LOCATION, location)], Json(placement.order)).into_response();

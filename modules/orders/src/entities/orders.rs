@@ -15,6 +15,8 @@ pub struct Model {
     pub total_amount: i64,
     pub currency: String,
     pub card_last4: String,
+    /// The token payments issued for the card, which the saga charges (never the card).
+    pub payment_method: Option<String>,
     /// Bumped by every saga transition: a write that does not see the version it read loses
     /// (another driver moved the saga on).
     pub saga_version: i32,

@@ -12,7 +12,7 @@ use catalog_contract::{CatalogApi, NewProduct, ProductView};
 use cleave_test_support::callers::{TestResolver, admin, customer, rpc_client, serve, user};
 use migrations::MigratorTrait as _;
 use orders::{CustomerStatusProjection, OrdersService, OrdersSettings};
-use orders_contract::{CardNumber, OrderLineInput, OrderStatus, OrdersApi, PaymentInput, PlaceOrder, http_wire, nats_wire};
+use orders_contract::{CardNumber, OrderLineInput, OrderRequest, OrderStatus, OrdersApi, PaymentMethod, Placement, http_wire, nats_wire};
 use payments::{PaymentsService, SimulatedCardProcessor, SimulatorSettings};
 use payments_contract::{PaymentStatus, PaymentsApi};
 use shared_kernel::db::{DatabaseTarget, connect_module};
@@ -124,10 +124,15 @@ impl Harness {
     }
 }
 
-fn order(lines: &[(ProductId, u32)], card: &str) -> PlaceOrder {
-    PlaceOrder {
-        items: lines.iter().map(|&(product_id, quantity)| OrderLineInput { product_id, quantity }).collect(),
-        payment: PaymentInput { card_number: CardNumber::parse(card).unwrap() },
+impl Harness {
+    /// Places an order as the edge does: the card exchanged with payments for a token (issued
+    /// to the caller, or to some customer when the caller is not one, so orders gets to refuse
+    /// it), then the order placed with the token.
+    async fn place(&self, caller: &Caller, key: String, lines: &[(ProductId, u32)], card: &str) -> Result<Placement, ApiError> {
+        let holder = if matches!(caller, Caller::User(_)) { caller.clone() } else { customer() };
+        let payment_method = self.payments.tokenize(&holder, CardNumber::parse(card).unwrap()).await?;
+        let items = lines.iter().map(|&(product_id, quantity)| OrderLineInput { product_id, quantity }).collect();
+        self.api.place_order(caller, key, OrderRequest { items, payment_method }).await
     }
 }
 
@@ -145,7 +150,7 @@ fn status<T: std::fmt::Debug>(result: Result<T, ApiError>) -> u16 {
 async fn a_good_card_confirms_the_order_charges_it_and_sells_the_stock(h: Harness) {
     let mug = h.product("MUG-1", 1500, 5).await;
     let buyer = customer();
-    let placed = h.api.place_order(&buyer, "key-1".into(), order(&[(mug.id, 2)], GOOD_CARD)).await.unwrap();
+    let placed = h.place(&buyer, "key-1".into(), &[(mug.id, 2)], GOOD_CARD).await.unwrap();
     assert!(!placed.replayed);
     let view = placed.order;
     assert_eq!((view.status, view.total, view.failure_reason.as_deref()), (OrderStatus::Confirmed, Money::new(3000, Currency::EUR), None));
@@ -170,14 +175,14 @@ async fn each_test_card_ends_as_the_api_says_and_a_rejection_keeps_nothing(h: Ha
         ("4000000000000119", "the payment could not be completed", PaymentStatus::Failed),
     ];
     for (i, (card, reason, payment_status)) in cases.into_iter().enumerate() {
-        let placed = h.api.place_order(&buyer, format!("card-{i}"), order(&[(lamp.id, 1)], card)).await.unwrap();
+        let placed = h.place(&buyer, format!("card-{i}"), &[(lamp.id, 1)], card).await.unwrap();
         assert_eq!((placed.order.status, placed.order.failure_reason.as_deref()), (OrderStatus::Rejected, Some(reason)), "{card}");
         let payment = h.payments.get_payment(&admin(), placed.order.id).await.unwrap();
         assert_eq!((payment.status, payment.refunded_amount.amount()), (payment_status, 0), "{card}: nothing captured or refunded");
         assert_eq!(h.stock(&lamp).await, (10, 0), "{card}: nothing kept reserved");
     }
     // Not enough stock: rejected by the catalog's refusal, before any charge.
-    let short = h.api.place_order(&buyer, "too-many".into(), order(&[(lamp.id, 11)], GOOD_CARD)).await.unwrap();
+    let short = h.place(&buyer, "too-many".into(), &[(lamp.id, 11)], GOOD_CARD).await.unwrap();
     assert_eq!(short.order.status, OrderStatus::Rejected);
     assert_eq!(short.order.failure_reason, Some(format!("not enough stock of product {}", lamp.id)));
     assert!(h.payments.get_payments(&admin(), vec![short.order.id]).await.unwrap().is_empty(), "never charged");
@@ -187,17 +192,17 @@ async fn each_test_card_ends_as_the_api_says_and_a_rejection_keeps_nothing(h: Ha
 async fn an_idempotency_key_gives_one_order_sequentially_and_concurrently(h: Harness) {
     let book = h.product("BOOK-1", 900, 10).await;
     let buyer = customer();
-    let first = h.api.place_order(&buyer, "same".into(), order(&[(book.id, 1)], GOOD_CARD)).await.unwrap();
-    let again = h.api.place_order(&buyer, "same".into(), order(&[(book.id, 1)], GOOD_CARD)).await.unwrap();
+    let first = h.place(&buyer, "same".into(), &[(book.id, 1)], GOOD_CARD).await.unwrap();
+    let again = h.place(&buyer, "same".into(), &[(book.id, 1)], GOOD_CARD).await.unwrap();
     assert!(again.replayed && !first.replayed);
     assert_eq!(again.order, first.order);
-    assert_eq!(status(h.api.place_order(&buyer, "same".into(), order(&[(book.id, 2)], GOOD_CARD)).await), 409, "another body");
-    let other = h.api.place_order(&customer(), "same".into(), order(&[(book.id, 1)], GOOD_CARD)).await.unwrap();
+    assert_eq!(status(h.place(&buyer, "same".into(), &[(book.id, 2)], GOOD_CARD).await), 409, "another body");
+    let other = h.place(&customer(), "same".into(), &[(book.id, 1)], GOOD_CARD).await.unwrap();
     assert_ne!(other.order.id, first.order.id, "a key is per customer");
 
     let racer = customer();
-    let attempts =
-        futures::future::join_all((0..6).map(|_| h.api.place_order(&racer, "raced".into(), order(&[(book.id, 1)], GOOD_CARD)))).await;
+    let lines = [(book.id, 1)];
+    let attempts = futures::future::join_all((0..6).map(|_| h.place(&racer, "raced".into(), &lines, GOOD_CARD))).await;
     let ids: BTreeSet<OrderId> = attempts.iter().map(|a| a.as_ref().expect("every attempt answers").order.id).collect();
     assert_eq!(ids.len(), 1, "one order for one key");
     assert_eq!(attempts.iter().filter(|a| !a.as_ref().unwrap().replayed).count(), 1, "placed once, replayed otherwise");
@@ -207,7 +212,7 @@ async fn an_idempotency_key_gives_one_order_sequentially_and_concurrently(h: Har
 async fn cancelling_a_confirmed_order_refunds_and_restocks_once(h: Harness) {
     let pen = h.product("PEN-1", 400, 5).await;
     let buyer = customer();
-    let placed = h.api.place_order(&buyer, "c-1".into(), order(&[(pen.id, 2)], GOOD_CARD)).await.unwrap().order;
+    let placed = h.place(&buyer, "c-1".into(), &[(pen.id, 2)], GOOD_CARD).await.unwrap().order;
     assert_eq!(status(h.api.cancel_order(&customer(), placed.id).await), 404, "not another customer's to cancel");
     let cancelled = h.api.cancel_order(&buyer, placed.id).await.unwrap();
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
@@ -215,16 +220,16 @@ async fn cancelling_a_confirmed_order_refunds_and_restocks_once(h: Harness) {
     assert_eq!(h.stock(&pen).await, (5, 0), "restocked once");
     let payment = h.payments.get_payment(&admin(), placed.id).await.unwrap();
     assert_eq!((payment.status, payment.refunded_amount.amount()), (PaymentStatus::Refunded, 800), "refunded once, in full");
-    let rejected = h.api.place_order(&buyer, "c-2".into(), order(&[(pen.id, 1)], "4000000000000002")).await.unwrap().order;
+    let rejected = h.place(&buyer, "c-2".into(), &[(pen.id, 1)], "4000000000000002").await.unwrap().order;
     assert_eq!(status(h.api.cancel_order(&buyer, rejected.id).await), 409, "only a confirmed order can be cancelled");
-    let by_admin = h.api.place_order(&buyer, "c-3".into(), order(&[(pen.id, 1)], GOOD_CARD)).await.unwrap().order;
+    let by_admin = h.place(&buyer, "c-3".into(), &[(pen.id, 1)], GOOD_CARD).await.unwrap().order;
     assert_eq!(h.api.cancel_order(&admin(), by_admin.id).await.unwrap().status, OrderStatus::Cancelled, "an admin may cancel");
 }
 
 async fn bad_orders_get_clear_errors_and_change_nothing(h: Harness) {
     let cup = h.product("CUP-1", 300, 5).await;
     let buyer = customer();
-    let place = |key: &str, lines: &[(ProductId, u32)]| h.api.place_order(&buyer, key.into(), order(lines, GOOD_CARD));
+    let place = async |key: &str, lines: &[(ProductId, u32)]| h.place(&buyer, key.into(), lines, GOOD_CARD).await;
     assert_eq!(fields(place("k", &[]).await.unwrap_err()), ["items"]);
     assert_eq!(
         fields(place("k", &[(cup.id, 0), (cup.id, 1001)]).await.unwrap_err()),
@@ -233,7 +238,7 @@ async fn bad_orders_get_clear_errors_and_change_nothing(h: Harness) {
     assert_eq!(fields(place("k", &[(cup.id, 1), (ProductId::new(), 1)]).await.unwrap_err()), ["items[1].product_id"]);
     assert_eq!(fields(place("", &[(cup.id, 1)]).await.unwrap_err()), ["Idempotency-Key"]);
     assert_eq!(fields(place("with space", &[(cup.id, 1)]).await.unwrap_err()), ["Idempotency-Key"]);
-    let anonymous = h.api.place_order(&Caller::Anonymous, "k".into(), order(&[(cup.id, 1)], GOOD_CARD)).await;
+    let anonymous = h.place(&Caller::Anonymous, "k".into(), &[(cup.id, 1)], GOOD_CARD).await;
     assert_eq!(status(anonymous), 401);
     assert!(h.api.list_orders(&buyer, PageRequest::new(Some(10), None).unwrap()).await.unwrap().items.is_empty(), "nothing placed");
     assert_eq!(h.stock(&cup).await, (5, 0), "nothing held");
@@ -247,7 +252,7 @@ async fn orders_are_their_owners_and_listed_newest_first_a_page_at_a_time(h: Har
     let owner = user(Role::Customer, owner_id);
     let mut placed = Vec::new();
     for i in 0..3 {
-        placed.push(h.api.place_order(&owner, format!("p-{i}"), order(&[(tea.id, 1)], GOOD_CARD)).await.unwrap().order.id);
+        placed.push(h.place(&owner, format!("p-{i}"), &[(tea.id, 1)], GOOD_CARD).await.unwrap().order.id);
     }
     let first = h.api.list_orders(&owner, PageRequest::new(Some(2), None).unwrap()).await.unwrap();
     let second = h.api.list_orders(&owner, PageRequest::new(Some(2), first.next_cursor.clone()).unwrap()).await.unwrap();
@@ -266,16 +271,40 @@ async fn a_deactivated_customer_is_refused_from_orders_own_projection(h: Harness
     let jam = h.product("JAM-1", 600, 5).await;
     let id = UserId::new();
     let customer = user(Role::Customer, id);
-    h.api.place_order(&customer, "before".into(), order(&[(jam.id, 1)], GOOD_CARD)).await.unwrap();
+    h.place(&customer, "before".into(), &[(jam.id, 1)], GOOD_CARD).await.unwrap();
     let deactivated = users_contract::events::UserDeactivatedV1 { user_id: id, deactivated_at: chrono::Utc::now() };
     let event = EventEnvelope::wrap(&deactivated, chrono::Utc::now(), None).unwrap();
     CustomerStatusProjection::new(h.orders_db.clone(), Arc::new(SystemClock)).handle(&event).await.unwrap();
-    let refused = h.api.place_order(&customer, "after".into(), order(&[(jam.id, 1)], GOOD_CARD)).await;
+    let refused = h.place(&customer, "after".into(), &[(jam.id, 1)], GOOD_CARD).await;
     assert_eq!(status(refused), 403);
     assert_eq!(h.stock(&jam).await, (4, 0), "the refused order held nothing");
 }
 
+async fn a_payment_method_pays_for_one_order_of_its_own_customer(h: Harness) {
+    let pot = h.product("POT-1", 700, 5).await;
+    let buyer = customer();
+    let card = || CardNumber::parse(GOOD_CARD).unwrap();
+    let method = h.payments.tokenize(&buyer, card()).await.unwrap();
+    let request = |payment_method: &PaymentMethod| OrderRequest {
+        items: vec![OrderLineInput { product_id: pot.id, quantity: 1 }],
+        payment_method: payment_method.clone(),
+    };
+    let first = h.api.place_order(&buyer, "m-1".into(), request(&method)).await.unwrap().order;
+    assert_eq!(first.status, OrderStatus::Confirmed);
+    let refused = Some("the payment method is unknown, expired or already used");
+    let reused = h.api.place_order(&buyer, "m-2".into(), request(&method)).await.unwrap().order;
+    assert_eq!((reused.status, reused.failure_reason.as_deref()), (OrderStatus::Rejected, refused), "a token pays once");
+    let strangers = h.payments.tokenize(&customer(), card()).await.unwrap();
+    let stolen = h.api.place_order(&buyer, "m-3".into(), request(&strangers)).await.unwrap().order;
+    assert_eq!((stolen.status, stolen.failure_reason.as_deref()), (OrderStatus::Rejected, refused), "another customer's token");
+    assert_eq!(h.stock(&pot).await, (4, 0), "one sold; nothing held for the refused ones");
+    assert!(h.payments.get_payments(&admin(), vec![reused.id, stolen.id]).await.unwrap().is_empty(), "nothing charged for them");
+    let mangled = PaymentMethod { card_last4: "42424".into(), ..method };
+    assert_eq!(fields(h.api.place_order(&buyer, "m-4".into(), request(&mangled)).await.unwrap_err()), ["payment_method.card_last4"]);
+}
+
 cleave_test_support::contract_suite!(Harness:
+    a_payment_method_pays_for_one_order_of_its_own_customer,
     a_good_card_confirms_the_order_charges_it_and_sells_the_stock,
     each_test_card_ends_as_the_api_says_and_a_rejection_keeps_nothing,
     an_idempotency_key_gives_one_order_sequentially_and_concurrently,

@@ -14,6 +14,8 @@ pub struct Model {
     pub provider_charge_id: Option<String>,
     pub failure_reason: Option<String>,
     pub card_last4: String,
+    /// The SHA-256 of the payment method's token (unique: a method pays once).
+    pub payment_method: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }
