@@ -4,12 +4,14 @@
 //! by the caller and checked by the callee: signature, operation, body digest, expiry, replay).
 //! Run: `cargo bench -p cleave --bench secure_wire` (needs the `nats-server` binary).
 //!
-//! Each: 32 concurrent callers for 5 s after a 1 s warm-up, the catalog served from its cache
+//! Each: 32 concurrent callers for 5 s after a 1 s warm-up, then one caller the same way (the
+//! latency a call pays when the machine is not saturated), the catalog served from its cache
 //! so that the call itself is what is measured; server and client in this one process, each
 //! broker a `nats-server` of its own on this machine. Reported: calls/s, p50 and p99.
 
 use catalog::{CatalogService, CatalogSettings};
 use catalog_contract::{CatalogApi, NewProduct, nats_wire};
+use cleave_test_support::bench::{Figures, closed_loop};
 use cleave_test_support::callers::{TestResolver, admin, upstream};
 use cleave_test_support::nats::OwnNatsServer;
 use migrations::MigratorTrait as _;
@@ -20,47 +22,21 @@ use shared_kernel::{Caller, Currency, Money, ProductId, ServiceName, SystemClock
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CALLERS: usize = 32;
 const WARM_UP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(5);
 
-struct Figures {
-    calls_per_sec: f64,
-    p50_us: f64,
-    p99_us: f64,
-}
-
-async fn measure(api: Arc<dyn CatalogApi>, id: ProductId) -> Figures {
-    let run = |until: Instant, record: bool| {
+/// `callers` concurrent callers of `get_product` on `api`, closed loop.
+async fn measure(api: Arc<dyn CatalogApi>, id: ProductId, callers: usize) -> Figures {
+    closed_loop(callers, WARM_UP, MEASURE, move || {
         let api = api.clone();
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < until {
-                let started = Instant::now();
-                api.get_product(&Caller::Anonymous, id).await.expect("the product answers");
-                if record {
-                    latencies.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-                }
-            }
-            latencies
-        })
-    };
-    let warm_until = Instant::now() + WARM_UP;
-    for task in (0..CALLERS).map(|_| run(warm_until, false)).collect::<Vec<_>>() {
-        task.await.unwrap();
-    }
-    let started = Instant::now();
-    let until = started + MEASURE;
-    let mut latencies = Vec::new();
-    for task in (0..CALLERS).map(|_| run(until, true)).collect::<Vec<_>>() {
-        latencies.extend(task.await.unwrap());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] as f64 / 1000.0;
-    Figures { calls_per_sec: latencies.len() as f64 / elapsed, p50_us: at(0.50), p99_us: at(0.99) }
+        async move {
+            api.get_product(&Caller::Anonymous, id).await.expect("the product answers");
+        }
+    })
+    .await
 }
 
 /// A connection to `url` as process kind `kind` of the deployment in `trust`.
@@ -145,19 +121,25 @@ fn main() {
             brokers.push((broker, served));
         }
 
-        println!("get_product over NATS, {CALLERS} concurrent callers, {} s each", MEASURE.as_secs());
-        println!("{:<28} {:>12} {:>10} {:>10}", "wire", "calls/s", "p50 µs", "p99 µs");
+        println!("get_product over NATS, {} s each: {CALLERS} concurrent callers, then one caller", MEASURE.as_secs());
+        println!("{:<26} {:>10} {:>9} {:>9} {:>14} {:>14}", "wire", "calls/s", "p50 µs", "p99 µs", "1 caller: p50", "calls/s");
         let mut figures = Vec::new();
         for (name, api) in variants {
-            let measured = measure(api, product.id).await;
-            println!("{name:<28} {:>12.0} {:>10.1} {:>10.1}", measured.calls_per_sec, measured.p50_us, measured.p99_us);
-            figures.push(measured);
+            let loaded = measure(api.clone(), product.id, CALLERS).await;
+            let alone = measure(api, product.id, 1).await;
+            println!(
+                "{name:<26} {:>10.0} {:>9.1} {:>9.1} {:>14.1} {:>14.0}",
+                loaded.calls_per_sec, loaded.p50_us, loaded.p99_us, alone.p50_us, alone.calls_per_sec
+            );
+            figures.push((loaded, alone));
         }
-        let last = figures.len() - 1;
+        let (plain, secured) = (figures[0], figures[figures.len() - 1]);
         println!(
-            "secured / plain: p50 {:.2}×, throughput {:.0} %",
-            figures[last].p50_us / figures[0].p50_us,
-            100.0 * figures[last].calls_per_sec / figures[0].calls_per_sec
+            "secured / plain: {CALLERS} callers p50 {:.2}×, throughput {:.0} %; one caller p50 {:.2}× (+{:.0} µs)",
+            secured.0.p50_us / plain.0.p50_us,
+            100.0 * secured.0.calls_per_sec / plain.0.calls_per_sec,
+            secured.1.p50_us / plain.1.p50_us,
+            secured.1.p50_us - plain.1.p50_us
         );
     });
 }

@@ -325,7 +325,7 @@ mod broker {
         }
     }
 
-    async fn buy(app: &TestApp) {
+    pub(super) async fn buy(app: &TestApp) {
         let admin = app.admin_token().await;
         let body = json!({"sku": "WATCHED-1", "name": "Watched", "price": {"amount": 700, "currency": "EUR"}, "stock_on_hand": 5});
         let created: Value = app.post_json("/api/catalog/products", &body, Some(&admin)).await.json().await.unwrap();
@@ -361,7 +361,7 @@ mod broker {
         refused(&mut refusals, "subscription", "cleave.rpc.payments.>").await;
         let mut key_requests = thief.subscribe("cleave.rpc.users.signing_keys").await.unwrap();
         refused(&mut refusals, "subscription", "cleave.rpc.users.signing_keys").await;
-        let charge = json!({"request": {"order_id": uuid::Uuid::new_v4(), "customer_id": uuid::Uuid::new_v4(), "amount": {"amount": 100, "currency": "EUR"}, "card_number": "4242424242424242"}});
+        let charge = json!({"request": {"order_id": uuid::Uuid::new_v4(), "customer_id": uuid::Uuid::new_v4(), "amount": {"amount": 100, "currency": "EUR"}, "payment_method": "pm_stolen"}});
         let sent = thief.request("cleave.rpc.payments.charge", serde_json::to_vec(&charge).unwrap().into());
         assert!(tokio::time::timeout(Duration::from_secs(3), sent).await.map_or(true, |answer| answer.is_err()), "no charge is answered");
         refused(&mut refusals, "publish", "cleave.rpc.payments.charge").await;
@@ -442,5 +442,104 @@ mod rate_limit {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn at_the_gateway() {
         a_client_past_its_burst_gets_429_and_another_client_does_not(limited(Topology::Extracted(Database::Sqlite)).await).await;
+    }
+}
+
+/// The card stops at payments: a customer buys while a broker user with full read rights (made
+/// for this test; no deployment has one) watches every subject. The card number crosses the
+/// broker in one message only, the `tokenize` request to payments (none at all when the wire is
+/// HTTP), and afterwards no table of any process's database holds it.
+mod card_watch {
+    use cleave_tests::{Layout, ProcessOptions, TestApp, TopologyTrust, spawn_processes};
+    use futures::StreamExt as _;
+    use sea_orm::{ConnectionTrait as _, Statement};
+    use std::time::Duration;
+
+    const CARD: &str = "4242424242424242";
+
+    /// Starts `layout` with a watcher on its broker, buys once, and returns the subjects of the
+    /// messages that carried the card, with the subjects of every message seen.
+    async fn buy_while_watched(layout: Layout) -> Option<(TestApp, Vec<String>, Vec<String>)> {
+        let trust_dir = tempfile::tempdir().unwrap();
+        let trust = TopologyTrust::init(trust_dir.path().join("trust"));
+        let watcher = trust.add_watcher();
+        let app = spawn_processes(layout, |_| {}, ProcessOptions { trust: Some(trust), ..ProcessOptions::default() }).await?;
+        let eyes = watcher.connect(app.nats_url().unwrap()).await.expect("the watcher connects");
+        let mut everything = eyes.subscribe(">").await.unwrap();
+        eyes.flush().await.unwrap();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let watching = tokio::spawn(async move {
+            let (mut carrying, mut seen) = (Vec::new(), Vec::new());
+            loop {
+                let message = tokio::select! {
+                    Some(message) = everything.next() => message,
+                    _ = &mut stopped => break,
+                };
+                let subject = message.subject.to_string();
+                if message.payload.windows(CARD.len()).any(|window| window == CARD.as_bytes()) {
+                    carrying.push(subject.clone());
+                }
+                seen.push(subject);
+            }
+            (carrying, seen)
+        });
+        super::broker::buy(&app).await;
+        // The order's events and the reactions to them cross the broker after the answer.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop.send(()).unwrap();
+        let (carrying, seen) = watching.await.unwrap();
+        drop(trust_dir);
+        Some((app, carrying, seen))
+    }
+
+    /// How many rows of every table of every process's database hold `text`.
+    async fn rows_holding(app: &TestApp, text: &str) -> usize {
+        let mut found = 0;
+        for url in app.database_urls() {
+            let db = sea_orm::Database::connect(&url).await.unwrap();
+            let backend = db.get_database_backend();
+            let tables = db
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    "SELECT table_schema, table_name FROM information_schema.tables \
+                     WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+                ))
+                .await
+                .unwrap();
+            for table in tables {
+                let (schema, name): (String, String) = (table.try_get_by_index(0).unwrap(), table.try_get_by_index(1).unwrap());
+                let count = db
+                    .query_one_raw(Statement::from_string(
+                        backend,
+                        format!("SELECT count(*) FROM \"{schema}\".\"{name}\" t WHERE t::text LIKE '%{text}%'"),
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                found += usize::try_from(count.try_get_by_index::<i64>(0).unwrap()).unwrap();
+            }
+            db.close().await.unwrap();
+        }
+        found
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn over_nats_the_card_crosses_the_broker_only_to_payments_and_rests_nowhere() {
+        let Some((app, carrying, seen)) = buy_while_watched(Layout::ServicesOverNats).await else { return };
+        let prefix = app.nats_subject_prefix().unwrap().to_owned();
+        assert!(seen.iter().any(|subject| subject == &format!("{prefix}.rpc.orders.place_order")), "the watcher saw the placement");
+        assert_eq!(carrying, [format!("{prefix}.rpc.payments.tokenize")], "the card in one message only");
+        assert!(rows_holding(&app, "4242").await > 0, "the scan reads the tables (the last four digits are kept)");
+        assert_eq!(rows_holding(&app, CARD).await, 0, "no table holds the card");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn over_http_the_card_never_crosses_the_broker_and_rests_nowhere() {
+        let Some((app, carrying, seen)) = buy_while_watched(Layout::PaymentsApart).await else { return };
+        let prefix = app.nats_subject_prefix().unwrap().to_owned();
+        assert!(seen.iter().any(|subject| subject.starts_with(&format!("{prefix}.events.orders."))), "the watcher saw the order's events");
+        assert!(carrying.is_empty(), "the card is in no event: {carrying:?}");
+        assert!(rows_holding(&app, "4242").await > 0, "the scan reads the tables (the last four digits are kept)");
+        assert_eq!(rows_holding(&app, CARD).await, 0, "no table holds the card");
     }
 }

@@ -301,6 +301,27 @@ impl TopologyTrust {
         self.tls_only_options(kind).nkey(seed.trim().to_owned()).custom_inbox_prefix(format!("_INBOX_{kind}"))
     }
 
+    /// Adds a broker user to the topology's `nats.conf` that may read every subject and publish
+    /// none: the eyes of a test on everything that crosses the broker. No deployment has one
+    /// (`cleave trust init` never writes it). Call it before the topology starts; returns the
+    /// options to connect as it.
+    ///
+    /// # Panics
+    /// When the file cannot be read or written.
+    pub fn add_watcher(&self) -> async_nats::ConnectOptions {
+        let watcher = shared_kernel::identity::ServiceIdentity::generate("watcher");
+        let path = self.dir.join("nats.conf");
+        let conf = std::fs::read_to_string(&path).expect("nats.conf");
+        let end = conf.rfind("  ]\n}").expect("the users list of nats.conf");
+        let user = format!(
+            "    # watcher (a test's, full read)\n    {{\n      nkey: \"{}\"\n      permissions: {{\n        publish: {{ deny: \">\" }}\n        subscribe: {{ allow: \">\" }}\n      }}\n    }}\n",
+            watcher.public_key()
+        );
+        std::fs::write(&path, format!("{}{user}{}", &conf[..end], &conf[end..])).expect("nats.conf written");
+        let seed = watcher.seed().expect("a seed");
+        self.tls_only_options("gateway").nkey(seed.expose().clone())
+    }
+
     /// TLS with process kind `kind`'s certificate, and no broker credentials at all.
     pub fn tls_only_options(&self, kind: &str) -> async_nats::ConnectOptions {
         async_nats::ConnectOptions::new()
@@ -466,6 +487,12 @@ impl TestApp {
     /// In a topology that is not split (it has none).
     pub fn trust(&self) -> &TopologyTrust {
         self.trust.as_ref().expect("a split topology has its trust files")
+    }
+
+    /// The PostgreSQL database of every OS process started so far (empty for in-process
+    /// topologies).
+    pub fn database_urls(&self) -> Vec<String> {
+        self.databases.values().cloned().collect()
     }
 
     /// The topology's own broker, for the test to stop and start again (it stops for good

@@ -11,6 +11,7 @@
 //! When none is found, [`postgres`] returns `None` and prints why, so a developer without
 //! PostgreSQL still runs the SQLite suites; under `CI=true` it panics instead: CI never skips.
 
+pub mod bench;
 pub mod callers;
 pub mod contract;
 pub mod nats;
