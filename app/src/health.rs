@@ -40,9 +40,12 @@ pub async fn live() -> Json<HealthReport> {
     Json(HealthReport { status: "live", checks: BTreeMap::new(), reason: None })
 }
 
-/// Ready when this process's databases and every module it calls answer; 503 with the failing
-/// check named otherwise. An optional check that fails (the shared cache) is reported as
-/// `degraded` and leaves the process ready.
+/// Ready when what this process needs of its own answers: its databases and, when it uses one,
+/// its broker connection; 503 with the failing check named otherwise. Another service is never
+/// a reason: a remote module that does not answer, or whose circuit is open, is `degraded` (its
+/// own operations answer 503), as is the shared cache; the process stays ready. Every check
+/// reads state kept by this process (remote modules are probed in the background): readiness
+/// makes no call to another service.
 #[utoipa::path(get, path = "/health/ready", tag = "operations", responses(
     (status = 200, body = HealthReport),
     (status = 503, description = "A check failed; the body names it", body = HealthReport)))]

@@ -197,7 +197,7 @@ pub fn record_call<T>(
 }
 
 #[cfg(feature = "http")]
-pub use guarded::Upstream;
+pub use guarded::{Upstream, probing};
 
 #[cfg(feature = "http")]
 mod guarded;
@@ -310,6 +310,24 @@ mod tests {
         assert!(upstream.call(READ, &healthy).await.is_ok());
         assert_eq!(probed.load(Ordering::SeqCst), 1);
         assert_eq!(upstream.circuit_status(), CircuitStatus::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_health_probe_neither_opens_the_circuit_nor_is_refused_by_it() {
+        let upstream = Upstream::new("m", "http", policy()).unwrap();
+        let (sent, failing) = scripted(vec![refused]);
+        for _ in 0..8 {
+            assert!(probing(upstream.call(WRITE, &failing)).await.is_err());
+        }
+        assert_eq!((sent.load(Ordering::SeqCst), upstream.circuit_status()), (8, CircuitStatus::Closed), "probes are not counted");
+        for _ in 0..4 {
+            assert!(upstream.call(WRITE, &failing).await.is_err());
+        }
+        assert_eq!(upstream.circuit_status(), CircuitStatus::Open, "clients' calls are");
+        let (probed, healthy) = scripted(vec![ok]);
+        assert!(probing(upstream.call(READ, &healthy)).await.is_ok(), "a probe reaches the module through an open circuit");
+        assert_eq!(probed.load(Ordering::SeqCst), 1);
+        assert!(upstream.call(READ, &healthy).await.unwrap_err().is_not_sent(), "a client's call is still refused");
     }
 
     #[tokio::test]

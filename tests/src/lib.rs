@@ -743,6 +743,11 @@ impl TestApp {
         process.unwrap_or_else(|| panic!("no process {name}")).log()
     }
 
+    /// The names of the OS processes running now.
+    pub fn process_names(&self) -> Vec<String> {
+        self.os_processes.iter().map(|process| process.name.clone()).collect()
+    }
+
     /// The public base URL of OS process `name`, running or stopped.
     ///
     /// # Panics

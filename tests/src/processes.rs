@@ -177,12 +177,19 @@ impl OsProcess {
         }
     }
 
-    /// Waits until `/health/ready` answers 200 (every module it calls answers too).
+    /// Waits until `/health/ready` answers 200 and reports every module it calls reachable
+    /// (a process is ready without them; a test wants the whole topology up).
     pub async fn wait_ready(&mut self, client: &reqwest::Client) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let url = format!("{}/health/ready", self.address);
         loop {
-            if client.get(&url).send().await.is_ok_and(|response| response.status() == 200) {
+            if let Ok(response) = client.get(&url).send().await
+                && response.status() == 200
+                && let Ok(report) = response.json::<serde_json::Value>().await
+                && report["checks"].as_object().is_some_and(|checks| {
+                    checks.iter().all(|(name, result)| !(name.ends_with(".remote") || name.ends_with(".circuit")) || result == "ok")
+                })
+            {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {

@@ -51,6 +51,46 @@ pub struct ModuleStatus {
     pub instances: Option<InstanceCount>,
     /// Its dead letters' contract (every deployed module).
     pub dead_letters: Option<Arc<dyn DeadLettersApi>>,
+    /// Whether its last background probe answered (remote modules).
+    pub reachable: Option<Probe>,
+}
+
+/// How often a remote module that answers is probed in the background (one that does not, every
+/// second, so its return shows at once). Readiness and the status read the last result: neither
+/// makes a call on a client's behalf.
+pub const REMOTE_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Probes remote module `name` with `live` in a background task (each probe bounded by 2 s),
+/// keeps `remote_module_up{module}` and logs each change; returns the reader of the last result
+/// (down until the first probe answers).
+fn probed_in_background(ctx: &mut Context, name: &'static str, live: Probe) -> Probe {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let last = Arc::new(AtomicBool::new(false));
+    let seen = last.clone();
+    ctx.background(Box::new(move |mut stop| {
+        Box::pin(async move {
+            let mut first = true;
+            loop {
+                let probe = shared_kernel::resilience::probing(live());
+                let up = tokio::time::timeout(std::time::Duration::from_secs(2), probe).await.unwrap_or(false);
+                let was = seen.swap(up, Ordering::AcqRel);
+                metrics::gauge!("remote_module_up", "module" => name).set(if up { 1.0 } else { 0.0 });
+                match (first, was, up) {
+                    (_, false, true) => tracing::info!(module = name, "the remote module answers"),
+                    (true, _, false) | (false, true, false) => {
+                        tracing::warn!(module = name, "the remote module does not answer; its operations answer 503, the rest is served")
+                    }
+                    _ => {}
+                }
+                first = false;
+                tokio::select! {
+                    () = tokio::time::sleep(if up { REMOTE_PROBE_EVERY } else { std::time::Duration::from_secs(1) }) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    }));
+    Arc::new(move || Box::pin(std::future::ready(last.load(Ordering::Acquire))))
 }
 
 /// Where module `name` runs, or why it cannot. A hosted module ignores `wire`, so one
@@ -133,7 +173,7 @@ pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A
                 nats: Box::new(move |resolver, options| serve_nats(for_nats, resolver, options)),
             });
             let dead_letters = host_dead_letters(spec, ctx);
-            ctx.status.push(ModuleStatus { name, placement, upstream: None, instances: None, dead_letters });
+            ctx.status.push(ModuleStatus { name, placement, upstream: None, instances: None, dead_letters, reachable: None });
             // The wires serve the implementation itself; this process calls it counted.
             return Ok((spec.metered)(api));
         }
@@ -169,7 +209,14 @@ pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A
                 Box::pin(async move { rpc.instances().await })
             });
             let upstream = Some(rpc.upstream().clone());
-            ctx.status.push(ModuleStatus { name, placement, upstream, instances: Some(instances), dead_letters: Some(dead_letters) });
+            ctx.status.push(ModuleStatus {
+                name,
+                placement,
+                upstream,
+                instances: Some(instances),
+                dead_letters: Some(dead_letters),
+                reachable: None,
+            });
             (spec.http_client)(rpc)
         }
         (Placement::Nats, _) => {
@@ -200,12 +247,13 @@ pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A
                 upstream: Some(upstream.clone()),
                 instances: Some(instances),
                 dead_letters: Some(dead_letters),
+                reachable: None,
             };
             ctx.status.push(status);
             (spec.nats_client)(NatsClient::new(client, name, prefix, upstream, token).with_identity(ctx.identity.clone()))
         }
         (Placement::NotDeployed, _) => {
-            ctx.status.push(ModuleStatus { name, placement, upstream: None, instances: None, dead_letters: None });
+            ctx.status.push(ModuleStatus { name, placement, upstream: None, instances: None, dead_letters: None, reachable: None });
             tracing::warn!(
                 "the {name} module is not deployed with this process (set modules.{name}.url, or modules.{name}.wire = \"nats\", to reach it): its operations answer 503"
             );
@@ -213,15 +261,21 @@ pub(crate) async fn place<A: ?Sized + Send + Sync + 'static>(spec: &ModuleSpec<A
         }
     };
     let (probe_api, probe) = (api.clone(), spec.probe);
-    let probe = nats_probe.unwrap_or_else(|| Arc::new(move || probe(probe_api.clone())));
-    ctx.readiness.push(ReadinessCheck { name: format!("{name}.remote"), probe, required: true });
-    // An open circuit: this process refuses every call to the module, so it is not ready.
+    let live = nats_probe.unwrap_or_else(|| Arc::new(move || probe(probe_api.clone())));
+    // Readiness is about this process: a remote module that does not answer, or whose circuit
+    // is open, is reported (`degraded`) and its own operations answer 503, but the process
+    // stays in its load balancer for everything else.
+    let probe = probed_in_background(ctx, name, live);
+    if let Some(status) = ctx.status.iter_mut().rev().find(|status| status.name == name) {
+        status.reachable = Some(probe.clone());
+    }
+    ctx.readiness.push(ReadinessCheck { name: format!("{name}.remote"), probe, required: false });
     if let Some(upstream) = ctx.upstreams.iter().find(|upstream| upstream.module() == name).cloned() {
         let circuit = move || -> BoxFuture<'static, bool> {
             let closed = upstream.circuit_status() != shared_kernel::resilience::CircuitStatus::Open;
             Box::pin(std::future::ready(closed))
         };
-        ctx.readiness.push(ReadinessCheck { name: format!("{name}.circuit"), probe: Arc::new(circuit), required: true });
+        ctx.readiness.push(ReadinessCheck { name: format!("{name}.circuit"), probe: Arc::new(circuit), required: false });
     }
     Ok(api)
 }

@@ -40,6 +40,8 @@ pub struct ModuleReport {
     pub instances: Option<usize>,
     /// The circuit to it: `closed`, `half_open` or `open`. Null unless remote.
     pub circuit: Option<String>,
+    /// Whether it answered its last background probe (every 5 s). Null unless remote.
+    pub reachable: Option<bool>,
     /// Calls to it in flight from here, and waiting for a slot. Null unless remote.
     pub in_flight: Option<usize>,
     pub queued: Option<usize>,
@@ -79,7 +81,13 @@ async fn report(module: &crate::composition::ModuleStatus, caller: &Caller, dead
             Err(_) => Err(format!("the {} module did not answer in time", module.name)),
         })
     };
-    let (instances, dead_letters) = tokio::join!(instances, dead_letters);
+    let reachable = async {
+        match &module.reachable {
+            Some(probe) => Some(probe().await),
+            None => None,
+        }
+    };
+    let (instances, dead_letters, reachable) = tokio::join!(instances, dead_letters, reachable);
     let (dead_letters_pending, error) = match dead_letters {
         Some(Ok(count)) => (Some(count), None),
         Some(Err(error)) => (None, Some(error)),
@@ -93,6 +101,7 @@ async fn report(module: &crate::composition::ModuleStatus, caller: &Caller, dead
         runs,
         instances,
         circuit,
+        reachable,
         in_flight: load.map(|(in_flight, _)| in_flight),
         queued: load.map(|(_, queued)| queued),
         dead_letters_pending,

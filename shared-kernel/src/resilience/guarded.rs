@@ -44,6 +44,19 @@ impl tower::Service<Pending> for Run {
     }
 }
 
+tokio::task_local! {
+    /// Set while a health probe calls (see [`probing`]).
+    static PROBING: ();
+}
+
+/// Runs `probe`, a health probe's call, outside every circuit and bulkhead: its attempts are
+/// sent even while the circuit is open and are not counted by it. A probe of a module that is
+/// still starting never opens the circuit that clients' calls go through, and a probe tells
+/// whether the module answers, not whether this process would send to it.
+pub async fn probing<F: std::future::Future>(probe: F) -> F::Output {
+    PROBING.scope((), probe).await
+}
+
 fn counts_against_upstream(result: &Result<Bytes, Failure>) -> bool {
     result.as_ref().err().is_some_and(Failure::counts_against_upstream)
 }
@@ -194,6 +207,9 @@ impl Upstream {
 
     /// One attempt through the circuit and the bulkhead.
     async fn attempt(&self, timeout: Duration, attempt: &impl Fn(Duration) -> Attempt) -> Result<Bytes, AttemptError> {
+        if PROBING.try_with(|()| ()).is_ok() {
+            return attempt(timeout).await.map_err(Tried);
+        }
         if let Some(retry_after) = self.refusing() {
             return Err(Refused(self.circuit_open(retry_after)));
         }
