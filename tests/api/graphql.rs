@@ -550,6 +550,15 @@ impl payments_contract::PaymentsApi for CountingPayments {
     ) -> Result<payments_contract::RefundOutcome, ApiError> {
         self.inner.refund(caller, order_id, amount).await
     }
+    async fn void_charge(
+        &self,
+        caller: &Caller,
+        order_id: OrderId,
+        customer_id: shared_kernel::UserId,
+        amount: shared_kernel::Money,
+    ) -> Result<payments_contract::VoidOutcome, ApiError> {
+        self.inner.void_charge(caller, order_id, customer_id, amount).await
+    }
     async fn get_payment(&self, caller: &Caller, order_id: OrderId) -> Result<payments_contract::PaymentView, ApiError> {
         self.get_payment.fetch_add(1, Ordering::SeqCst);
         self.inner.get_payment(caller, order_id).await

@@ -11,7 +11,7 @@ use crate::saga::{Outcome, Step};
 use crate::store;
 use crate::store::stored_precision;
 use catalog_contract::{CommitOutcome, ReserveLine, ReserveOutcome, RestockOutcome};
-use payments_contract::{ChargeOutcome, ChargeRequest, PaymentStatus, RefundOutcome};
+use payments_contract::{ChargeOutcome, ChargeRequest, PaymentStatus, RefundOutcome, VoidOutcome};
 use shared_kernel::ApiError;
 
 /// A declined payment's reason when payments gave none.
@@ -156,6 +156,9 @@ impl Context {
                                 Outcome::PaymentDeclined(payment.failure_reason.unwrap_or_else(|| DECLINED.to_owned()))
                             }
                             ChargeOutcome::MethodRefused { reason } => Outcome::PaymentDeclined(reason),
+                            // A driver that lost the saga to its compensation (which voided the
+                            // charge): nothing was or will be captured.
+                            ChargeOutcome::Voided => Outcome::PaymentDeclined("the payment was voided".to_owned()),
                             // Not this order's charge: nothing can be captured for it.
                             ChargeOutcome::AmountMismatch(_) => Outcome::PaymentUnavailable,
                         });
@@ -181,6 +184,15 @@ impl Context {
                 }
             },
             Step::ReleaseStock => inner.catalog.release(caller, order_id).await.map(|()| Outcome::StockReleased),
+            // Compensating a placement: the charge's outcome may be unknown (a charge still queued
+            // or in flight could capture after this), so void it. Payments answers only once
+            // nothing is, or will be, captured; the order is rejected after that.
+            Step::RefundPayment if order.status() == crate::saga::OrderStatus::Pending => {
+                match inner.payments.void_charge(caller, order_id, order.customer_id(), order.total()).await? {
+                    VoidOutcome::Voided | VoidOutcome::Refunded { .. } => Ok(Outcome::PaymentRefunded),
+                }
+            }
+            // Cancelling a confirmed order: give the capture back.
             Step::RefundPayment => match inner.payments.refund(caller, order_id, None).await? {
                 // No payment, or one that captured nothing: there is nothing to give back.
                 RefundOutcome::Refunded { .. } | RefundOutcome::NothingCaptured { .. } | RefundOutcome::NoPayment => {

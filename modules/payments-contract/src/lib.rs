@@ -191,6 +191,20 @@ pub enum ChargeOutcome {
     /// The payment method cannot pay for this order (unknown, expired, issued to another
     /// customer, or already used for another order): nothing was charged and no payment exists.
     MethodRefused { reason: String },
+    /// The order's charge was voided (its saga gave up on it): nothing was or will be charged.
+    Voided,
+}
+
+/// What [`PaymentsApi::void_charge`] did: either way, nothing is left captured for the order
+/// and no later charge of it captures anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum VoidOutcome {
+    /// Nothing was captured (no charge came, or it was declined or failed), and a charge that
+    /// comes later is refused.
+    Voided,
+    /// The charge had captured: the whole amount is refunded.
+    Refunded { payment: PaymentView },
 }
 
 /// What [`PaymentsApi::refund`] did.
@@ -243,6 +257,16 @@ shared_kernel::contract! {
         /// provider, or when the provider fails the refund. No payment, or nothing captured, is
         /// an outcome, not an error.
         fn refund(order_id: OrderId, amount: Option<Money>) -> RefundOutcome, services [orders];
+        /// Gives up on an order's charge, whatever became of it: a charge not yet made is refused
+        /// from now on (a payment row `voided` takes its place), a failed one is voided, a
+        /// capture is refunded in full. The saga calls it when it compensates an order whose
+        /// charge outcome it does not know, and calls the order rejected only once it answers.
+        ///
+        /// # Errors
+        /// 401/403 for a caller that is neither the orders service nor an admin; 422 for an
+        /// amount that is not positive; 503 while a charge of the order is still with the
+        /// provider, or when the provider fails the refund (ask again).
+        fn void_charge(order_id: OrderId, customer_id: UserId, amount: Money) -> VoidOutcome, services [orders];
         /// The order's payment: its owner, an admin, or the orders service.
         fn get_payment(order_id: OrderId) -> PaymentView, idempotent, services [orders];
         /// The payments of many orders at once (at most 1000), in no particular order: the ones

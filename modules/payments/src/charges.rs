@@ -57,13 +57,23 @@ impl Context {
                     tracing::info!("a charge named a payment method another order used");
                     return refused();
                 };
+                let status = Stored::of(&existing)?;
+                if matches!(status, Stored::Voided | Stored::FailedVoided) {
+                    tracing::info!("a charge of an order whose charge was voided; nothing is sent");
+                    return Ok(ChargeOutcome::Voided);
+                }
                 if existing.amount != request.amount.amount() || existing.currency != request.amount.currency().as_str() {
                     return Ok(ChargeOutcome::AmountMismatch(view(&existing)?));
                 }
                 // Settled, or paid with another method (whose retries are its own): its outcome.
-                if !matches!(Stored::of(&existing)?, Stored::Pending | Stored::Failed) || existing.payment_method.as_deref() != Some(&hash)
-                {
+                if !matches!(status, Stored::Pending | Stored::Failed) || existing.payment_method.as_deref() != Some(&hash) {
                     return charge_outcome(&existing);
+                }
+                // A failed charge is tried again only by whoever moves it back to pending: a void
+                // of the order (which turns it `voided`) and this retry cannot both win.
+                if status == Stored::Failed && !store::move_status(&self.db, existing.id, Stored::Failed, Stored::Pending, now).await? {
+                    let current = store::payment_of(&self.db, request.order_id).await?.ok_or(ApiError::Internal)?;
+                    return charge_outcome(&current);
                 }
                 existing
             }

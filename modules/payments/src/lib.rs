@@ -11,7 +11,7 @@
 
 //!
 //! Layout (every module's): one file per group of use cases (`methods`, `charges`, `refunds`,
-//! `queries`), `store` (the rows' statuses and shared queries), `views` (rows as the contract
+//! `voids`, `queries`), `store` (the rows' statuses and shared queries), `views` (rows as the contract
 //! shows them), `entities`, `context` (what each use case is given) and `service`, the facade
 //! implementing the contract; `provider` is the payment provider's port and its simulator.
 //! Payments has no value types of its own beyond the contract's (`CardNumber`,
@@ -27,6 +27,7 @@ mod refunds;
 mod service;
 mod store;
 mod views;
+mod voids;
 
 pub use provider::{PaymentProvider, ProviderError, ProviderOutcome, SimulatedCardProcessor, SimulatorSettings};
 pub use service::PaymentsService;

@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::entities::payments;
-use crate::store;
+use crate::store::{self, Stored};
 use crate::views::view;
 use payments_contract::{PaymentView, services_allowed};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -12,7 +12,8 @@ use shared_kernel::{ApiError, Caller, OrderId, UserId};
 impl Context {
     pub(crate) async fn get_payment(&self, caller: &Caller, order_id: OrderId) -> Result<PaymentView, ApiError> {
         let as_service = caller.service_allowed(services_allowed::get_payment, "payments.get_payment")?;
-        let payment = store::payment_of(&self.db, order_id).await?;
+        // A voided charge is no payment.
+        let payment = store::payment_of(&self.db, order_id).await?.filter(|payment| payment.status != Stored::Voided.as_str());
         if !as_service {
             let owner = payment.as_ref().map_or(UserId::from_uuid(uuid::Uuid::nil()), |p| UserId::from_uuid(p.customer_id));
             caller.require_self_or_admin(owner, "payment")?;
@@ -32,7 +33,9 @@ impl Context {
         if order_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut select = payments::Entity::find().filter(payments::Column::OrderId.is_in(order_ids.iter().map(OrderId::as_uuid)));
+        let mut select = payments::Entity::find()
+            .filter(payments::Column::OrderId.is_in(order_ids.iter().map(OrderId::as_uuid)))
+            .filter(payments::Column::Status.ne(Stored::Voided.as_str()));
         if let Some(user) = user {
             select = select.filter(payments::Column::CustomerId.eq(user.as_uuid()));
         }

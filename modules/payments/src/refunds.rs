@@ -21,7 +21,10 @@ impl Context {
             // The charge is still with the provider: its outcome decides whether there is
             // anything to refund, so ask again shortly rather than answer "nothing captured".
             Stored::Pending => return Err(ApiError::unavailable("the charge is still in progress; try again", 1)),
-            Stored::Declined | Stored::Failed => return Ok(RefundOutcome::NothingCaptured { payment: view(&payment)? }),
+            Stored::Declined | Stored::Failed | Stored::FailedVoided => {
+                return Ok(RefundOutcome::NothingCaptured { payment: view(&payment)? });
+            }
+            Stored::Voided => return Ok(RefundOutcome::NoPayment),
             Stored::Captured => {}
         }
         // Read back (and checked) before anything is claimed.

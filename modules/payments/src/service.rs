@@ -3,9 +3,9 @@
 
 use crate::context::Context;
 use crate::provider::PaymentProvider;
-use payments_contract::{CardNumber, ChargeOutcome, ChargeRequest, PaymentMethod, PaymentView, PaymentsApi, RefundOutcome};
+use payments_contract::{CardNumber, ChargeOutcome, ChargeRequest, PaymentMethod, PaymentView, PaymentsApi, RefundOutcome, VoidOutcome};
 use sea_orm::DatabaseConnection;
-use shared_kernel::{ApiError, Caller, Clock, Money, OrderId, SystemClock};
+use shared_kernel::{ApiError, Caller, Clock, Money, OrderId, SystemClock, UserId};
 use std::sync::Arc;
 
 /// The payments module. Cheap to clone.
@@ -60,6 +60,10 @@ impl PaymentsApi for PaymentsService {
 
     async fn refund(&self, caller: &Caller, order_id: OrderId, amount: Option<Money>) -> Result<RefundOutcome, ApiError> {
         self.context.refund(caller, order_id, amount).await
+    }
+
+    async fn void_charge(&self, caller: &Caller, order_id: OrderId, customer_id: UserId, amount: Money) -> Result<VoidOutcome, ApiError> {
+        self.context.void_charge(caller, order_id, customer_id, amount).await
     }
 
     async fn get_payment(&self, caller: &Caller, order_id: OrderId) -> Result<PaymentView, ApiError> {

@@ -16,10 +16,15 @@ pub(crate) enum Stored {
     Declined,
     /// The provider failed; trying again may succeed.
     Failed,
+    /// The order's saga gave up on the charge before any came (`void_charge`): no charge of the
+    /// order is sent from now on. Not a payment to anyone reading: it reads as none.
+    Voided,
+    /// A failed charge the saga then gave up on: it reads as `failed`, and is never tried again.
+    FailedVoided,
 }
 
 impl Stored {
-    const ALL: [Stored; 4] = [Stored::Pending, Stored::Captured, Stored::Declined, Stored::Failed];
+    const ALL: [Stored; 6] = [Stored::Pending, Stored::Captured, Stored::Declined, Stored::Failed, Stored::Voided, Stored::FailedVoided];
 
     /// The name in the `status` column.
     pub(crate) fn as_str(self) -> &'static str {
@@ -28,6 +33,8 @@ impl Stored {
             Self::Captured => "captured",
             Self::Declined => "declined",
             Self::Failed => "failed",
+            Self::Voided => "voided",
+            Self::FailedVoided => "failed_voided",
         }
     }
 
@@ -46,9 +53,28 @@ pub(crate) fn corrupt(payment: &payments::Model, what: &str, value: &str) -> Api
     ApiError::Internal
 }
 
-/// The order's payment, if it has one.
+/// The order's payment row, voided or not.
 pub(crate) async fn payment_of(connection: &impl ConnectionTrait, order_id: OrderId) -> Result<Option<payments::Model>, ApiError> {
     Ok(payments::Entity::find().filter(payments::Column::OrderId.eq(order_id.as_uuid())).one(connection).await?)
+}
+
+/// Sets a payment row's status from `from` to `to` if it still is `from` (another call may have
+/// moved it first: a void, a concurrent retry): whether this call moved it.
+pub(crate) async fn move_status(
+    db: &impl ConnectionTrait,
+    payment_id: uuid::Uuid,
+    from: Stored,
+    to: Stored,
+    now: DateTime<Utc>,
+) -> Result<bool, ApiError> {
+    let moved = payments::Entity::update_many()
+        .col_expr(payments::Column::Status, Expr::value(to.as_str()))
+        .col_expr(payments::Column::UpdatedAt, Expr::value(now))
+        .filter(payments::Column::Id.eq(payment_id))
+        .filter(payments::Column::Status.eq(from.as_str()))
+        .exec(db)
+        .await?;
+    Ok(moved.rows_affected == 1)
 }
 
 /// The update recording a charge's outcome, unless one was recorded first (only a charge still

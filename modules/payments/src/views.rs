@@ -11,8 +11,9 @@ pub(crate) fn view(payment: &payments::Model) -> Result<PaymentView, ApiError> {
         Stored::Captured if payment.refunded_amount == payment.amount => PaymentStatus::Refunded,
         Stored::Captured if payment.refunded_amount > 0 => PaymentStatus::PartiallyRefunded,
         Stored::Captured => PaymentStatus::Captured,
-        Stored::Declined => PaymentStatus::Declined,
-        Stored::Failed => PaymentStatus::Failed,
+        // Never shown: readers skip voided rows (`store::payment_of` callers check).
+        Stored::Declined | Stored::Voided => PaymentStatus::Declined,
+        Stored::Failed | Stored::FailedVoided => PaymentStatus::Failed,
         Stored::Pending => PaymentStatus::Pending,
     };
     let currency = Currency::parse(&payment.currency).map_err(|_| corrupt(payment, "currency", &payment.currency))?;
@@ -34,6 +35,7 @@ pub(crate) fn charge_outcome(payment: &payments::Model) -> Result<ChargeOutcome,
     match Stored::of(payment)? {
         Stored::Captured => Ok(ChargeOutcome::Captured(view(payment)?)),
         Stored::Declined => Ok(ChargeOutcome::Declined(view(payment)?)),
+        Stored::Voided | Stored::FailedVoided => Ok(ChargeOutcome::Voided),
         Stored::Pending | Stored::Failed => Err(ApiError::unavailable("the charge is still in progress; try again", 1)),
     }
 }

@@ -5,8 +5,8 @@ use cleave_test_support::callers::{TestResolver, admin, customer, orders_service
 use migrations::MigratorTrait as _;
 use payments::{PaymentProvider, PaymentsService, ProviderError, ProviderOutcome, SimulatedCardProcessor, SimulatorSettings};
 use payments_contract::{
-    CardNumber, ChargeOutcome, ChargeRequest, PaymentMethodToken, PaymentStatus, PaymentView, PaymentsApi, RefundOutcome, http_wire,
-    nats_wire,
+    CardNumber, ChargeOutcome, ChargeRequest, PaymentMethodToken, PaymentStatus, PaymentView, PaymentsApi, RefundOutcome, VoidOutcome,
+    http_wire, nats_wire,
 };
 use shared_kernel::db::{DatabaseTarget, connect_module};
 use shared_kernel::{ApiError, Caller, Currency, Money, OrderId, Role, UserId};
@@ -289,7 +289,49 @@ async fn a_payment_method_pays_once_and_only_for_its_customer(h: Harness) {
     assert_eq!(h.captures(), 1);
 }
 
+async fn a_voided_charge_never_captures_and_a_captured_one_is_refunded(h: Harness) {
+    let owner = UserId::new();
+    let orders = orders_service();
+    let void = |order: OrderId| h.api.void_charge(&orders, order, owner, euros(900));
+    // Voided before any charge came: a charge still on its way sends nothing, and there is no
+    // payment to read.
+    let early = OrderId::new();
+    assert_eq!(void(early).await.unwrap(), VoidOutcome::Voided);
+    let late = charge(&*h.api, early, owner, 900, "4242424242424242").await;
+    assert_eq!(h.api.charge(&orders, late.clone()).await.unwrap(), ChargeOutcome::Voided);
+    assert_eq!(status(h.api.get_payment(&admin(), early).await), 404, "a voided charge is no payment");
+    assert!(h.api.get_payments(&admin(), vec![early]).await.unwrap().is_empty());
+    assert_eq!(h.api.refund(&orders, early, None).await.unwrap(), RefundOutcome::NoPayment);
+    assert_eq!(void(early).await.unwrap(), VoidOutcome::Voided, "voiding again changes nothing");
+    // Captured first: refunded in full.
+    let paid = OrderId::new();
+    captured(h.api.charge(&orders, charge(&*h.api, paid, owner, 900, "4242424242424242").await).await);
+    let Ok(VoidOutcome::Refunded { payment }) = void(paid).await else { panic!("a capture is refunded") };
+    assert_eq!((payment.status, payment.refunded_amount), (PaymentStatus::Refunded, euros(900)));
+    assert!(matches!(void(paid).await, Ok(VoidOutcome::Refunded { .. })), "and stays refunded, once");
+    // Failed at the provider: voided (it still reads as failed), and its retry sends nothing.
+    let flaky = OrderId::new();
+    let retry = charge(&*h.api, flaky, owner, 900, "4000000000000119").await;
+    assert_eq!(status(h.api.charge(&orders, retry.clone()).await), 503);
+    assert_eq!(void(flaky).await.unwrap(), VoidOutcome::Voided);
+    assert_eq!(h.api.charge(&orders, retry).await.unwrap(), ChargeOutcome::Voided);
+    assert_eq!(h.api.get_payment(&admin(), flaky).await.unwrap().status, PaymentStatus::Failed);
+    // Declined: nothing to give back.
+    let refused = OrderId::new();
+    assert!(matches!(
+        h.api.charge(&orders, charge(&*h.api, refused, owner, 900, "4000000000000002").await).await,
+        Ok(ChargeOutcome::Declined(_))
+    ));
+    assert_eq!(void(refused).await.unwrap(), VoidOutcome::Voided);
+    assert_eq!(h.captures(), 1, "only the order paid before its void captured");
+    // Only orders (or an admin) may void, and only a positive amount.
+    assert_eq!(status(h.api.void_charge(&customer(), OrderId::new(), owner, euros(1)).await), 403);
+    assert_eq!(status(h.api.void_charge(&service("notifications"), OrderId::new(), owner, euros(1)).await), 403);
+    assert_eq!(status(h.api.void_charge(&orders, OrderId::new(), owner, euros(0)).await), 422);
+}
+
 cleave_test_support::contract_suite!(Harness:
+    a_voided_charge_never_captures_and_a_captured_one_is_refunded,
     a_payment_method_pays_once_and_only_for_its_customer,
     each_test_card_has_its_published_outcome,
     charging_one_order_again_or_at_once_captures_once,

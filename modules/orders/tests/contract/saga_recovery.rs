@@ -9,10 +9,10 @@ use migrations::MigratorTrait as _;
 use orders::{OrdersService, OrdersSettings};
 use orders_contract::{CardNumber, OrderLineInput, OrderRequest, OrderStatus, OrdersApi, PaymentMethod};
 use payments::{PaymentProvider, PaymentsService, ProviderError, ProviderOutcome, SimulatedCardProcessor, SimulatorSettings};
-use payments_contract::{ChargeOutcome, ChargeRequest, PaymentStatus, PaymentView, PaymentsApi, RefundOutcome};
+use payments_contract::{ChargeOutcome, ChargeRequest, PaymentStatus, PaymentView, PaymentsApi, RefundOutcome, VoidOutcome};
 use shared_kernel::db::{DatabaseTarget, connect_module};
 use shared_kernel::outbox::Outbox;
-use shared_kernel::{ApiError, Caller, Currency, Money, OrderId, SystemClock};
+use shared_kernel::{ApiError, Caller, Currency, Money, OrderId, SystemClock, UserId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +53,9 @@ impl PaymentsApi for DyingPayments {
     async fn refund(&self, caller: &Caller, order_id: OrderId, amount: Option<Money>) -> Result<RefundOutcome, ApiError> {
         self.inner.refund(caller, order_id, amount).await
     }
+    async fn void_charge(&self, caller: &Caller, order_id: OrderId, customer: UserId, amount: Money) -> Result<VoidOutcome, ApiError> {
+        self.inner.void_charge(caller, order_id, customer, amount).await
+    }
     async fn get_payment(&self, caller: &Caller, order_id: OrderId) -> Result<PaymentView, ApiError> {
         self.inner.get_payment(caller, order_id).await
     }
@@ -88,6 +91,73 @@ impl PaymentProvider for DyingProvider {
     async fn find_charge(&self, key: &str) -> Result<Option<ProviderOutcome>, ProviderError> {
         self.inner.find_charge(key).await
     }
+}
+
+/// Payments as orders sees it when a charge's answer is lost but the charge itself still
+/// reaches payments later (a request still queued on the broker, an answer lost on the way
+/// back): each charge answers "did not answer" at once and runs `delay` later.
+struct LateCharges {
+    inner: Arc<dyn PaymentsApi>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl PaymentsApi for LateCharges {
+    async fn tokenize(&self, caller: &Caller, card: CardNumber) -> Result<PaymentMethod, ApiError> {
+        self.inner.tokenize(caller, card).await
+    }
+    async fn charge(&self, caller: &Caller, request: ChargeRequest) -> Result<ChargeOutcome, ApiError> {
+        let (inner, caller, delay) = (self.inner.clone(), caller.clone(), self.delay);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = inner.charge(&caller, request).await;
+        });
+        Err(ApiError::unavailable("the payments module did not answer", 1))
+    }
+    async fn refund(&self, caller: &Caller, order_id: OrderId, amount: Option<Money>) -> Result<RefundOutcome, ApiError> {
+        self.inner.refund(caller, order_id, amount).await
+    }
+    async fn void_charge(&self, caller: &Caller, order_id: OrderId, customer: UserId, amount: Money) -> Result<VoidOutcome, ApiError> {
+        self.inner.void_charge(caller, order_id, customer, amount).await
+    }
+    async fn get_payment(&self, caller: &Caller, order_id: OrderId) -> Result<PaymentView, ApiError> {
+        self.inner.get_payment(caller, order_id).await
+    }
+    async fn get_payments(&self, caller: &Caller, order_ids: Vec<OrderId>) -> Result<Vec<PaymentView>, ApiError> {
+        self.inner.get_payments(caller, order_ids).await
+    }
+}
+
+/// The saga gives up on a charge whose answers were all lost and compensates: it voids the
+/// charge before it calls the order rejected, so the charges still on their way arrive to find
+/// it voided and capture nothing.
+async fn a_charge_arriving_after_the_saga_gave_up_captures_nothing(postgres: bool) {
+    use sea_orm::ConnectionTrait as _;
+    let Some(db) = databases(postgres).await else { return };
+    let (catalog, product) = catalog_with_a_product(&db).await;
+    let payments: Arc<dyn PaymentsApi> = Arc::new(PaymentsService::new(
+        db.payments.clone(),
+        Arc::new(SimulatedCardProcessor::new(db.payments.clone(), SimulatorSettings::default())),
+    ));
+    let late: Arc<dyn PaymentsApi> = Arc::new(LateCharges { inner: payments.clone(), delay: Duration::from_millis(500) });
+    let orders = orders_on(&db, catalog.clone(), late);
+    let buyer = customer();
+    let payment_method = payments.tokenize(&buyer, CardNumber::parse("4242424242424242").unwrap()).await.unwrap();
+    let order = OrderRequest { items: vec![OrderLineInput { product_id: product.id, quantity: 2 }], payment_method };
+    let placed = orders.place_order(&buyer, "late".into(), order).await.unwrap().order;
+    assert_eq!((placed.status, placed.failure_reason.as_deref()), (OrderStatus::Rejected, Some("the payment could not be completed")));
+    // Every charge the saga sent (one per attempt) arrives now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(payments.get_payments(&admin(), vec![placed.id]).await.unwrap().is_empty(), "no payment");
+    let captures = db
+        .payments
+        .query_one_raw(sea_orm::Statement::from_string(db.payments.get_database_backend(), "SELECT count(*) FROM simulated_charges"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(captures.try_get_by_index::<i64>(0).unwrap(), 0, "the provider never saw a charge");
+    let now = stock(catalog.as_ref(), &product).await;
+    assert_eq!((now.stock_on_hand, now.stock_reserved), (5, 0), "the reservation was released");
 }
 
 struct Databases {
@@ -131,13 +201,8 @@ async fn stock(catalog: &dyn CatalogApi, product: &ProductView) -> ProductView {
     catalog.get_product(&Caller::Anonymous, product.id).await.unwrap()
 }
 
-/// Places an order through a process that dies at `crash`, restarts orders (and payments) on the
-/// same databases, recovers, and returns what the restarted process sees.
-async fn crash_and_recover(
-    postgres: bool,
-    crash: Crash,
-) -> Option<(OrderStatus, Option<String>, ProductView, Result<PaymentView, ApiError>)> {
-    let db = databases(postgres).await?;
+/// The catalog on `db`, holding one product with 5 on hand at 12.50.
+async fn catalog_with_a_product(db: &Databases) -> (Arc<dyn CatalogApi>, ProductView) {
     let catalog: Arc<dyn CatalogApi> = Arc::new(catalog::CatalogService::new(
         db.catalog.clone(),
         Arc::new(SystemClock),
@@ -161,6 +226,17 @@ async fn crash_and_recover(
         )
         .await
         .unwrap();
+    (catalog, product)
+}
+
+/// Places an order through a process that dies at `crash`, restarts orders (and payments) on the
+/// same databases, recovers, and returns what the restarted process sees.
+async fn crash_and_recover(
+    postgres: bool,
+    crash: Crash,
+) -> Option<(OrderStatus, Option<String>, ProductView, Result<PaymentView, ApiError>)> {
+    let db = databases(postgres).await?;
+    let (catalog, product) = catalog_with_a_product(&db).await;
     let simulator = || SimulatedCardProcessor::new(db.payments.clone(), SimulatorSettings::default());
 
     // The process that dies.
@@ -248,6 +324,7 @@ macro_rules! on_both_databases {
 }
 
 on_both_databases!(
+    a_charge_arriving_after_the_saga_gave_up_captures_nothing,
     interrupted_after_reserve_resumes_to_a_charge,
     interrupted_after_charge_resumes_to_confirmed,
     interrupted_inside_the_provider_after_capture_resumes_to_confirmed,
