@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_payments;
 mod m20261124_000002_create_event_tables;
 mod m20261208_000003_add_payment_methods;
+mod m20261208_000004_add_pending_refunds;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_payments::Migration),
             Box::new(m20261124_000002_create_event_tables::Migration),
             Box::new(m20261208_000003_add_payment_methods::Migration),
+            Box::new(m20261208_000004_add_pending_refunds::Migration),
         ]
     }
 }

@@ -1,6 +1,6 @@
 //! The payment provider port and the built-in simulated card processor.
 
-use crate::entities::simulated_charges;
+use crate::entities::{simulated_charges, simulated_refunds};
 use chrono::Utc;
 use payments_contract::CardNumber;
 use sea_orm::sea_query::OnConflict;
@@ -36,11 +36,13 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// # Errors
     /// [`ProviderError`] when nothing was decided.
     async fn charge(&self, idempotency_key: &str, method: &str, amount: Money) -> Result<ProviderOutcome, ProviderError>;
-    /// Refunds part of a capture; returns the provider's refund id.
+    /// Refunds part of a capture; returns the provider's refund id. Implementations MUST treat
+    /// `idempotency_key` as the provider does: a second refund with the same key returns the
+    /// first one's id and refunds nothing more.
     ///
     /// # Errors
-    /// [`ProviderError`] when nothing was refunded.
-    async fn refund(&self, charge_id: &str, amount: Money) -> Result<String, ProviderError>;
+    /// [`ProviderError`] when the refund was not made (asking again with the key is safe).
+    async fn refund(&self, idempotency_key: &str, charge_id: &str, amount: Money) -> Result<String, ProviderError>;
     /// What the provider decided for `idempotency_key`, if the charge ever reached it (settles a
     /// charge whose caller stopped before the answer came back).
     ///
@@ -68,7 +70,8 @@ impl Default for SimulatorSettings {
 /// `4242424242424242` approves; `4000000000000002` declines; `4000000000009995` declines for
 /// insufficient funds; `4000000000000119` fails as a provider error (retryable); any other number
 /// that passes the Luhn check approves. It keeps its record of charges in the payments database
-/// (table `simulated_charges`), so its idempotency survives restarts, as a real provider's does.
+/// (table `simulated_charges`) and of refunds (`simulated_refunds`), so its idempotency survives
+/// restarts, as a real provider's does.
 /// It keeps no card: its reference to one (`sim_<behaviour>_<id>`) names only how the test
 /// number behaves.
 #[derive(Debug, Clone)]
@@ -151,11 +154,30 @@ impl PaymentProvider for SimulatedCardProcessor {
         Ok(known.as_ref().map(outcome_of))
     }
 
-    async fn refund(&self, _charge_id: &str, _amount: Money) -> Result<String, ProviderError> {
+    async fn refund(&self, idempotency_key: &str, charge_id: &str, amount: Money) -> Result<String, ProviderError> {
         if !self.settings.latency.is_zero() {
             tokio::time::sleep(self.settings.latency).await;
         }
-        Ok(format!("re_{}", uuid::Uuid::now_v7().simple()))
+        let unavailable = |e: sea_orm::DbErr| ProviderError(format!("simulator storage: {e}"));
+        let record = simulated_refunds::Model {
+            idempotency_key: idempotency_key.to_owned(),
+            refund_id: format!("re_{}", uuid::Uuid::now_v7().simple()),
+            charge_id: charge_id.to_owned(),
+            amount: amount.amount(),
+            created_at: Utc::now(),
+        };
+        // The first record for a key wins: a repeat answers with its refund id.
+        simulated_refunds::Entity::insert(simulated_refunds::ActiveModel::from(record))
+            .on_conflict(OnConflict::column(simulated_refunds::Column::IdempotencyKey).do_nothing().to_owned())
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(unavailable)?;
+        let stored = simulated_refunds::Entity::find_by_id(idempotency_key.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| ProviderError("the refund record vanished".into()))?;
+        Ok(stored.refund_id)
     }
 }
 

@@ -1,15 +1,19 @@
-//! Refunding an order's payment, in full or in part: the amount is claimed in one conditional
-//! update (concurrent refunds never add up to more than was captured), the provider refunds, and
-//! the refund is recorded.
+//! Refunding an order's payment, in full or in part, exactly once: the amount is claimed in one
+//! conditional update (concurrent refunds never add up to more than was captured) in the same
+//! transaction as a pending refund, whose id is the provider's idempotency key; the provider
+//! refunds, and the refund is recorded as the pending row goes. A refund interrupted anywhere in
+//! between (a crash, a provider failure) is finished with the same key, by the next refund of
+//! the payment or by the sweep ([`Context::finish_pending_refunds`]): never twice.
 
 use crate::context::Context;
-use crate::entities::{payments, refunds};
+use crate::entities::{payments, pending_refunds, refunds};
 use crate::store::{self, Stored};
 use crate::views::view;
 use payments_contract::{RefundOutcome, services_allowed};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::sea_query::{Expr, ExprTrait as _};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
-use shared_kernel::{ApiError, Caller, Money, OrderId};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use shared_kernel::{ApiError, Caller, Currency, Money, OrderId};
 
 impl Context {
     #[tracing::instrument(skip_all, fields(order_id = %order_id))]
@@ -29,6 +33,9 @@ impl Context {
         }
         // Read back (and checked) before anything is claimed.
         let currency = view(&payment)?.amount.currency();
+        // Refunds claimed before and not recorded yet (a crash, a provider failure) go first:
+        // what is left to refund is known only then.
+        self.finish_refunds_of(&payment, currency).await?;
         let remaining = payment.amount - payment.refunded_amount;
         let requested_full = amount.is_none();
         let amount = match amount {
@@ -40,17 +47,22 @@ impl Context {
             Some(money) if money.amount() <= 0 => return Err(ApiError::invalid_field("amount", "must be positive")),
             Some(money) => money.amount(),
         };
-        // Claim the amount first, in one conditional update: concurrent refunds can never add up
-        // to more than was captured.
+        // Claim the amount and write the pending refund in one transaction: concurrent refunds
+        // can never add up to more than was captured, and a claim is never without the record
+        // that finishes it.
+        let now = self.clock.now();
+        let pending = pending_refunds::Model { id: uuid::Uuid::now_v7(), payment_id: payment.id, amount, created_at: now };
+        let unit = self.db.begin().await?;
         let claimed = payments::Entity::update_many()
             .col_expr(payments::Column::RefundedAmount, Expr::col(payments::Column::RefundedAmount).add(amount))
-            .col_expr(payments::Column::UpdatedAt, Expr::value(self.clock.now()))
+            .col_expr(payments::Column::UpdatedAt, Expr::value(now))
             .filter(payments::Column::Id.eq(payment.id))
             .filter(payments::Column::Status.eq(Stored::Captured.as_str()))
             .filter(Expr::col(payments::Column::RefundedAmount).add(amount).lte(Expr::col(payments::Column::Amount)))
-            .exec(&self.db)
+            .exec(&unit)
             .await?;
         if claimed.rows_affected != 1 {
+            unit.rollback().await?;
             let now = store::payment_of(&self.db, order_id).await?.ok_or(ApiError::Internal)?;
             // A full refund that lost a race to another full refund: it is done, not a conflict.
             if requested_full && now.refunded_amount == now.amount {
@@ -58,32 +70,70 @@ impl Context {
             }
             return Ok(RefundOutcome::ExceedsCapture { payment: view(&now)? });
         }
-        let money = Money::new(amount, currency);
-        let charge_id = payment.provider_charge_id.clone().unwrap_or_default();
-        let refund_id = match self.provider.refund(&charge_id, money).await {
-            Ok(refund_id) => refund_id,
-            Err(error) => {
-                // Give the claimed amount back: nothing was refunded.
-                payments::Entity::update_many()
-                    .col_expr(payments::Column::RefundedAmount, Expr::col(payments::Column::RefundedAmount).sub(amount))
-                    .filter(payments::Column::Id.eq(payment.id))
-                    .exec(&self.db)
-                    .await?;
-                tracing::warn!(%error, "the payment provider failed a refund");
-                return Err(ApiError::unavailable("the payment provider failed; try again", 2));
-            }
-        };
-        refunds::ActiveModel {
-            id: Set(uuid::Uuid::now_v7()),
-            payment_id: Set(payment.id),
-            amount: Set(amount),
-            provider_refund_id: Set(refund_id),
-            created_at: Set(self.clock.now()),
-        }
-        .insert(&self.db)
-        .await?;
+        pending_refunds::ActiveModel::from(pending.clone()).insert(&unit).await?;
+        unit.commit().await?;
+        self.finish_refund(&payment, currency, &pending).await?;
         tracing::info!(amount, "refunded");
         let payment = store::payment_of(&self.db, order_id).await?.ok_or(ApiError::Internal)?;
         Ok(RefundOutcome::Refunded { payment: view(&payment)? })
+    }
+
+    /// Sends `pending` to the provider under its own id as the idempotency key, then records the
+    /// refund and removes the pending row in one transaction. Safe to run again at any point.
+    async fn finish_refund(&self, payment: &payments::Model, currency: Currency, pending: &pending_refunds::Model) -> Result<(), ApiError> {
+        let charge_id = payment.provider_charge_id.clone().unwrap_or_default();
+        let refund_id =
+            self.provider.refund(&pending.id.to_string(), &charge_id, Money::new(pending.amount, currency)).await.map_err(|error| {
+                tracing::warn!(%error, refund_id = %pending.id, "the payment provider failed a refund; it stays pending and will be finished");
+                ApiError::unavailable("the payment provider failed the refund; try again", 2)
+            })?;
+        let unit = self.db.begin().await?;
+        refunds::Entity::insert(refunds::ActiveModel::from(refunds::Model {
+            id: pending.id,
+            payment_id: pending.payment_id,
+            amount: pending.amount,
+            provider_refund_id: refund_id,
+            created_at: self.clock.now(),
+        }))
+        .on_conflict(OnConflict::column(refunds::Column::Id).do_nothing().to_owned())
+        .exec_without_returning(&unit)
+        .await?;
+        pending_refunds::Entity::delete_by_id(pending.id).exec(&unit).await?;
+        unit.commit().await?;
+        tracing::info!(amount = pending.amount, refund_id = %pending.id, "refunded");
+        Ok(())
+    }
+
+    /// Finishes the refunds of `payment` that were claimed and not recorded.
+    async fn finish_refunds_of(&self, payment: &payments::Model, currency: Currency) -> Result<(), ApiError> {
+        let pending = pending_refunds::Entity::find().filter(pending_refunds::Column::PaymentId.eq(payment.id)).all(&self.db).await?;
+        for refund in pending {
+            self.finish_refund(payment, currency, &refund).await?;
+        }
+        Ok(())
+    }
+
+    /// The sweep: finishes up to 100 refunds claimed at least `older_than` ago and not recorded
+    /// (their process stopped between the claim and the record, or the provider failed). Returns
+    /// how many it finished.
+    ///
+    /// # Errors
+    /// The database, or the provider failing one of them (the rest wait for the next sweep).
+    pub(crate) async fn finish_pending_refunds(&self, older_than: chrono::Duration) -> Result<usize, ApiError> {
+        let cutoff = self.clock.now() - older_than;
+        let pending = pending_refunds::Entity::find()
+            .filter(pending_refunds::Column::CreatedAt.lte(cutoff))
+            .order_by_asc(pending_refunds::Column::CreatedAt)
+            .limit(100)
+            .all(&self.db)
+            .await?;
+        let mut finished = 0;
+        for refund in pending {
+            let payment = payments::Entity::find_by_id(refund.payment_id).one(&self.db).await?.ok_or(ApiError::Internal)?;
+            let currency = view(&payment)?.amount.currency();
+            self.finish_refund(&payment, currency, &refund).await?;
+            finished += 1;
+        }
+        Ok(finished)
     }
 }

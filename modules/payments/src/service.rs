@@ -42,6 +42,17 @@ impl PaymentsService {
         self
     }
 
+    /// Finishes refunds claimed at least `older_than` ago and not recorded (a process stopped
+    /// between the claim and the record, or the provider failed), each with its own idempotency
+    /// key: never refunded twice. Run it periodically where payments is hosted. Returns how many
+    /// it finished.
+    ///
+    /// # Errors
+    /// The database, or the provider failing one of them (the rest wait for the next run).
+    pub async fn finish_pending_refunds(&self, older_than: std::time::Duration) -> Result<usize, ApiError> {
+        self.context.finish_pending_refunds(chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX)).await
+    }
+
     /// Whether this module's database answers.
     pub async fn ping(&self) -> bool {
         self.context.db.ping().await.is_ok()

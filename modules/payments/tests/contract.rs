@@ -35,8 +35,8 @@ impl PaymentProvider for Watched {
         }
         outcome
     }
-    async fn refund(&self, charge_id: &str, amount: Money) -> Result<String, ProviderError> {
-        self.inner.refund(charge_id, amount).await
+    async fn refund(&self, key: &str, charge_id: &str, amount: Money) -> Result<String, ProviderError> {
+        self.inner.refund(key, charge_id, amount).await
     }
     async fn find_charge(&self, key: &str) -> Result<Option<ProviderOutcome>, ProviderError> {
         self.inner.find_charge(key).await
@@ -398,4 +398,71 @@ async fn a_method_expires_unused_and_no_card_or_token_reaches_the_database() {
     assert!(holds("5556"), "the last four digits are kept (the search can find what is there)");
     assert!(!holds(card), "the card number is in no table");
     assert!(!holds(used.token.expose()) && !holds(unused.token.expose()), "tokens are kept as their hashes only");
+}
+
+/// The simulator, with payments dying inside a refund: before the provider gets it, or after the
+/// provider made it and before payments recorded it (the call never returns).
+struct DyingRefunds {
+    inner: SimulatedCardProcessor,
+    after_the_provider: bool,
+}
+
+#[async_trait::async_trait]
+impl PaymentProvider for DyingRefunds {
+    async fn tokenize(&self, card: &CardNumber) -> Result<String, ProviderError> {
+        self.inner.tokenize(card).await
+    }
+    async fn charge(&self, key: &str, method: &str, amount: Money) -> Result<ProviderOutcome, ProviderError> {
+        self.inner.charge(key, method, amount).await
+    }
+    async fn refund(&self, key: &str, charge_id: &str, amount: Money) -> Result<String, ProviderError> {
+        if self.after_the_provider {
+            self.inner.refund(key, charge_id, amount).await?;
+        }
+        std::future::pending().await
+    }
+    async fn find_charge(&self, key: &str) -> Result<Option<ProviderOutcome>, ProviderError> {
+        self.inner.find_charge(key).await
+    }
+}
+
+/// Rows in `table`.
+async fn rows(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
+    use sea_orm::ConnectionTrait as _;
+    let statement = sea_orm::Statement::from_string(db.get_database_backend(), format!("SELECT count(*) FROM {table}"));
+    db.query_one_raw(statement).await.unwrap().unwrap().try_get_by_index(0).unwrap()
+}
+
+/// A refund interrupted between its claim and its record, on either side of the provider call,
+/// is finished exactly once after a restart: by the sweep, or by the next refund of the payment
+/// (the saga's retry), each with the refund's own idempotency key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_interrupted_anywhere_is_finished_exactly_once() {
+    for (after_the_provider, by_the_sweep) in [(false, true), (true, true), (false, false), (true, false)] {
+        let case = format!("dies after the provider: {after_the_provider}, finished by the sweep: {by_the_sweep}");
+        let temp = tempfile::tempdir().unwrap();
+        let target = DatabaseTarget::SqliteDir(temp.path().to_owned());
+        let (_, _) = service_on(target.clone()).await;
+        let db = connect_module("payments", &target, 5).await.unwrap();
+        let simulator = || SimulatedCardProcessor::new(db.clone(), SimulatorSettings::default());
+        let dying = PaymentsService::new(db.clone(), Arc::new(DyingRefunds { inner: simulator(), after_the_provider }));
+        let (owner, order) = (UserId::new(), OrderId::new());
+        captured(dying.charge(&orders_service(), charge(&dying, order, owner, 1000, "4242424242424242").await).await);
+        let died = tokio::time::timeout(std::time::Duration::from_millis(300), dying.refund(&orders_service(), order, None)).await;
+        assert!(died.is_err(), "{case}: the process died inside the refund");
+        assert_eq!(rows(&db, "pending_refunds").await, 1, "{case}: the claim left its pending refund");
+
+        let restarted = PaymentsService::new(db.clone(), Arc::new(simulator()));
+        if by_the_sweep {
+            assert_eq!(restarted.finish_pending_refunds(std::time::Duration::ZERO).await.unwrap(), 1, "{case}");
+            assert_eq!(restarted.finish_pending_refunds(std::time::Duration::ZERO).await.unwrap(), 0, "{case}: nothing left");
+        }
+        let again = refunded(restarted.refund(&orders_service(), order, None).await);
+        assert_eq!((again.status, again.refunded_amount), (PaymentStatus::Refunded, euros(1000)), "{case}");
+        assert_eq!(
+            (rows(&db, "simulated_refunds").await, rows(&db, "refunds").await, rows(&db, "pending_refunds").await),
+            (1, 1, 0),
+            "{case}: one refund at the provider, recorded once"
+        );
+    }
 }

@@ -85,6 +85,10 @@ async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn 
             .with_pending_timeout(std::time::Duration::from_secs(settings.payments.pending_timeout_secs)),
     );
     let outbox = shared_kernel::outbox::Outbox::new("payments").with_clock(ctx.clock.clone());
+    // Refunds interrupted between their claim and their record are finished, with their own
+    // idempotency keys, once they are older than a provider call may take.
+    let (sweeper, older_than) = (service.clone(), std::time::Duration::from_secs(settings.payments.pending_timeout_secs));
+    ctx.background(Box::new(move |stop| Box::pin(finish_refunds(sweeper, older_than, stop))));
     let probe = service.clone();
     ctx.host("payments", crate::composition::Hosted { database: db, outbox }, move || {
         let probe = probe.clone();
@@ -92,4 +96,20 @@ async fn local(ctx: &mut crate::composition::Context) -> anyhow::Result<Arc<dyn 
     })
     .await?;
     Ok(service)
+}
+
+/// Finishes interrupted refunds at start-up and then every 10 s until told to stop.
+#[cfg(feature = "payments-local")]
+async fn finish_refunds(payments: Arc<payments::PaymentsService>, older_than: std::time::Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match payments.finish_pending_refunds(older_than).await {
+            Ok(0) => {}
+            Ok(finished) => tracing::info!(finished, "finished refunds that were interrupted"),
+            Err(error) => tracing::warn!(%error, "finishing interrupted refunds failed; will retry"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }

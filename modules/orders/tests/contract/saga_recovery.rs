@@ -85,8 +85,8 @@ impl PaymentProvider for DyingProvider {
             _ => self.inner.charge(key, method, amount).await,
         }
     }
-    async fn refund(&self, charge_id: &str, amount: Money) -> Result<String, ProviderError> {
-        self.inner.refund(charge_id, amount).await
+    async fn refund(&self, key: &str, charge_id: &str, amount: Money) -> Result<String, ProviderError> {
+        self.inner.refund(key, charge_id, amount).await
     }
     async fn find_charge(&self, key: &str) -> Result<Option<ProviderOutcome>, ProviderError> {
         self.inner.find_charge(key).await

@@ -2,5 +2,7 @@
 
 pub mod payment_methods;
 pub mod payments;
+pub mod pending_refunds;
 pub mod refunds;
 pub mod simulated_charges;
+pub mod simulated_refunds;
