@@ -274,8 +274,11 @@ pub async fn guard_internal_wire(guard: InternalGuard, request: Request, next: N
             Ok(bytes) => bytes,
             Err(_) => return ApiError::PayloadTooLarge { detail: "the request body is larger than allowed".to_owned() }.into_response(),
         };
-        if let Err(error) = gate.admit(&parts.headers, &operation, &bytes) {
-            return refused(error, "service-assertion");
+        match gate.admit(&parts.headers, &operation, &bytes) {
+            Ok(_) => {}
+            // A genuine call that waited past its caller's deadline: not a credential problem.
+            Err(error @ ApiError::Unavailable { .. }) => return error.into_response(),
+            Err(error) => return refused(error, "service-assertion"),
         }
         return next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
     }

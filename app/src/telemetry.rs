@@ -224,6 +224,10 @@ fn describe_metrics() {
         "Remote calls refused unsent by the guard, by module and reason (circuit_open, bulkhead_full)."
     );
     describe_gauge!("upstream_circuit_state", "The circuit to a remote module: 0 closed, 1 half-open, 2 open.");
+    describe_counter!(
+        "calls_past_deadline_total",
+        "Calls on the internal wire taken after their caller's deadline (queued too long): not started, and over NATS not answered."
+    );
     describe_gauge!("remote_module_up", "Whether a remote module answered its last background probe (every 5 s): 1 or 0.");
     describe_gauge!("upstream_in_flight", "Calls to a remote module in flight from this process (its bulkhead's slots in use).");
     describe_gauge!("upstream_queued", "Calls to a remote module waiting for a slot in its bulkhead.");

@@ -58,6 +58,11 @@ pub enum AssertionError {
     Forged,
     #[error("the service assertion has expired")]
     Expired,
+    /// A genuine call taken after its deadline (it waited in a queue): the caller has given up,
+    /// so nothing is done. Only within [`MAX_LIFETIME`] of the deadline; an older one is
+    /// [`AssertionError::Expired`].
+    #[error("the caller's deadline passed before the call was taken; nothing was done")]
+    DeadlinePassed,
     #[error("the service assertion is not valid yet")]
     NotYetValid,
     #[error("the service assertion has been used before")]
@@ -75,6 +80,7 @@ impl AssertionError {
             Self::UnknownProcess => "unknown_process",
             Self::Forged => "forged",
             Self::Expired => "expired",
+            Self::DeadlinePassed => "deadline_passed",
             Self::NotYetValid => "not_yet_valid",
             Self::Replayed => "replayed",
             Self::Overloaded => "overloaded",
@@ -239,8 +245,11 @@ impl TrustedProcesses {
         if issued_ms > now_ms + skew_ms {
             return Err(AssertionError::NotYetValid);
         }
-        if deadline_ms <= now_ms || deadline_ms > issued_ms + lifetime_ms {
+        if deadline_ms > issued_ms + lifetime_ms || deadline_ms + lifetime_ms < now_ms {
             return Err(AssertionError::Expired);
+        }
+        if deadline_ms <= now_ms {
+            return Err(AssertionError::DeadlinePassed);
         }
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if seen.len() >= MAX_REMEMBERED {
@@ -286,6 +295,13 @@ impl WireGate {
         let assertion = headers.get(ASSERTION_HEADER).and_then(|value| value.to_str().ok());
         let verified = match self.trusted.verify(assertion, operation, body, chrono::Utc::now()) {
             Ok(verified) => verified,
+            // Not a credential problem: a genuine call that waited past its caller's deadline.
+            // Nothing is started for a caller who is gone.
+            Err(error @ AssertionError::DeadlinePassed) => {
+                metrics::counter!("calls_past_deadline_total", "operation" => operation.to_owned()).increment(1);
+                tracing::debug!(operation, "a call taken after its caller's deadline was not started");
+                return Err(crate::ApiError::unavailable(error.to_string(), 1));
+            }
             Err(error) => {
                 metrics::counter!("service_assertions_refused_total", "operation" => operation.to_owned(), "reason" => error.reason())
                     .increment(1);
@@ -363,7 +379,8 @@ mod tests {
         let orders = ServiceIdentity::generate("orders");
         let payments = trusting(&[&orders]);
         let late = orders.assert("payments.charge", b"{}", at(0), at(1_000));
-        assert_eq!(payments.verify(Some(&late), "payments.charge", b"{}", at(1_000)), Err(AssertionError::Expired));
+        assert_eq!(payments.verify(Some(&late), "payments.charge", b"{}", at(1_000)), Err(AssertionError::DeadlinePassed), "taken late");
+        assert_eq!(payments.verify(Some(&late), "payments.charge", b"{}", at(61_001)), Err(AssertionError::Expired), "long past");
         let future = orders.assert("payments.charge", b"{}", at(60_000), at(61_000));
         assert_eq!(payments.verify(Some(&future), "payments.charge", b"{}", at(0)), Err(AssertionError::NotYetValid));
         // A deadline past the longest lifetime is cut to it by the signer.

@@ -329,6 +329,10 @@ async fn answer(
     .instrument(span.clone())
     .await;
     let status = outcome.as_ref().map_or_else(|(error, _)| error.status(), |_| 200);
+    // A call taken after its caller's deadline is dropped unanswered: the caller has gone.
+    if let Err((ApiError::Unavailable { .. }, true)) = &outcome {
+        return;
+    }
     let sent = match outcome {
         Ok(body) => request.respond(Ok(body.into())).await,
         Err((error, service_token_refused)) => {

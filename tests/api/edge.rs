@@ -212,6 +212,10 @@ mod wire {
         let expired = signed(gateway, "users.register", &body, chrono::Duration::minutes(2));
         let expired = refused(call(&app, "/rpc/users/register", &body, &[("x-cleave-assertion", expired)]).await, 401).await;
         assert!(expired["detail"].as_str().unwrap().contains("expired"), "{expired}");
+        // A genuine call taken after its deadline (it waited in a queue): not started, 503.
+        let late = signed(gateway, "users.register", &body, chrono::Duration::seconds(10));
+        let late = problem(call(&app, "/rpc/users/register", &body, &[("x-cleave-assertion", late)]).await, 503).await;
+        assert!(late["detail"].as_str().unwrap().contains("deadline passed"), "{late}");
         let valid = signed(gateway, "users.register", &body, chrono::Duration::zero());
         let accepted = call(&app, "/rpc/users/register", &body, &[("x-cleave-assertion", valid.clone())]).await;
         assert_eq!(accepted.status(), 200);
@@ -280,6 +284,12 @@ mod wire {
         assert_eq!(ask(Some(forged)).await, (Some("401".to_owned()), true), "another key");
         let expired = signed(gateway, "users.register", &body, chrono::Duration::minutes(2));
         assert_eq!(ask(Some(expired)).await, (Some("401".to_owned()), true), "expired");
+        // A genuine call taken after its deadline is dropped unanswered: its caller has gone.
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("x-cleave-assertion", signed(gateway, "users.register", &body, chrono::Duration::seconds(10)).as_str());
+        let late =
+            async_nats::Request::new().headers(headers).payload(body.clone().into()).timeout(Some(std::time::Duration::from_secs(2)));
+        assert!(client.send_request(subject.clone(), late).await.is_err(), "no answer to a call past its deadline");
         let valid = signed(gateway, "users.register", &body, chrono::Duration::zero());
         assert_eq!(ask(Some(valid.clone())).await, (None, false), "a valid call is answered");
         assert_eq!(ask(Some(valid)).await, (Some("401".to_owned()), true), "a replay");
