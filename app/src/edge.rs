@@ -274,13 +274,15 @@ pub async fn guard_internal_wire(guard: InternalGuard, request: Request, next: N
             Ok(bytes) => bytes,
             Err(_) => return ApiError::PayloadTooLarge { detail: "the request body is larger than allowed".to_owned() }.into_response(),
         };
-        match gate.admit(&parts.headers, &operation, &bytes) {
-            Ok(_) => {}
+        let deadline = match gate.admit(&parts.headers, &operation, &bytes) {
+            Ok(verified) => verified.deadline,
             // A genuine call that waited past its caller's deadline: not a credential problem.
             Err(error @ ApiError::Unavailable { .. }) => return error.into_response(),
             Err(error) => return refused(error, "service-assertion"),
-        }
-        return next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await;
+        };
+        // The calls this one makes give up by its caller's deadline.
+        let work = next.run(Request::from_parts(parts, axum::body::Body::from(bytes)));
+        return shared_kernel::resilience::within_deadline(deadline, work).await;
     }
     if let Some(expected) = &guard.service_token {
         let presented = request.headers().get(wire::SERVICE_TOKEN_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();

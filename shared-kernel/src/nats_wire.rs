@@ -315,16 +315,26 @@ async fn answer(
         span.record("trace_id", context.trace.trace_id().as_str());
     }
     let outcome = with_request_context(context.clone(), async {
+        let mut deadline = None;
         if let Some(gate) = guard.gate {
-            gate.admit(&headers, &format!("{module}.{operation}"), &request.message.payload).map_err(|error| (error, true))?;
+            let verified =
+                gate.admit(&headers, &format!("{module}.{operation}"), &request.message.payload).map_err(|error| (error, true))?;
+            deadline = Some(verified.deadline);
         } else if let Some(expected) = guard.service_token {
             let presented = headers.get(SERVICE_TOKEN_HEADER).map(http::HeaderValue::as_bytes).unwrap_or_default();
             if expected.expose().is_empty() || !constant_time_eq(presented, expected.expose().as_bytes()) {
                 return Err((ApiError::unauthenticated("the internal wire requires the service token"), true));
             }
         }
-        let caller = resolver.resolve(&headers).await.map_err(|error| (error, false))?;
-        handler(caller, request.message.payload.clone()).await.map_err(|error| (error, false))
+        let work = async {
+            let caller = resolver.resolve(&headers).await.map_err(|error| (error, false))?;
+            handler(caller, request.message.payload.clone()).await.map_err(|error| (error, false))
+        };
+        // The calls this one makes give up by its caller's deadline.
+        match deadline {
+            Some(deadline) => crate::resilience::within_deadline(deadline, work).await,
+            None => work.await,
+        }
     })
     .instrument(span.clone())
     .await;
@@ -478,12 +488,14 @@ impl NatsClient {
         let answer = self
             .upstream
             .call(operation, |timeout| {
+                // No later than the deadline of the call this one serves, if any.
+                let Some((timeout, deadline)) = crate::resilience::attempt_bounds(timeout) else {
+                    return Box::pin(std::future::ready(Err(crate::resilience::past_callers_deadline())));
+                };
                 // A fresh assertion per attempt: the callee refuses one it has seen before.
                 let mut headers = headers.clone();
                 if let Some(identity) = &self.identity {
-                    let now = chrono::Utc::now();
-                    let deadline = now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
-                    let assertion = identity.assert(&format!("{module}.{}", operation.name), &payload, now, deadline);
+                    let assertion = identity.assert(&format!("{module}.{}", operation.name), &payload, chrono::Utc::now(), deadline);
                     headers.insert(crate::identity::ASSERTION_HEADER, assertion.as_str());
                 }
                 let request = async_nats::Request::new().payload(payload.clone()).headers(headers).timeout(Some(timeout));

@@ -197,7 +197,9 @@ pub fn record_call<T>(
 }
 
 #[cfg(feature = "http")]
-pub use guarded::{Upstream, probing};
+pub(crate) use guarded::past_callers_deadline;
+#[cfg(feature = "http")]
+pub use guarded::{Upstream, attempt_bounds, probing, within_deadline};
 
 #[cfg(feature = "http")]
 mod guarded;
@@ -328,6 +330,35 @@ mod tests {
         assert!(probing(upstream.call(READ, &healthy)).await.is_ok(), "a probe reaches the module through an open circuit");
         assert_eq!(probed.load(Ordering::SeqCst), 1);
         assert!(upstream.call(READ, &healthy).await.unwrap_err().is_not_sent(), "a client's call is still refused");
+    }
+
+    #[tokio::test]
+    async fn an_attempt_gives_up_by_its_callers_deadline() {
+        let own = Duration::from_secs(5);
+        let (timeout, _) = attempt_bounds(own).expect("no caller's deadline: its own timeout");
+        assert_eq!(timeout, own);
+        let soon = chrono::Utc::now() + chrono::Duration::milliseconds(800);
+        let (timeout, deadline) = within_deadline(soon, async { attempt_bounds(own) }).await.expect("time is left");
+        assert!(timeout <= Duration::from_millis(800) && timeout > Duration::from_millis(500), "{timeout:?}");
+        assert_eq!(deadline, soon, "the caller's deadline travels on");
+        let later = chrono::Utc::now() + chrono::Duration::minutes(5);
+        assert_eq!(within_deadline(later, async { attempt_bounds(own) }).await.unwrap().0, own, "its own timeout when that is sooner");
+        let past = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+        assert!(within_deadline(past, async { attempt_bounds(own) }).await.is_none(), "nothing is sent past it");
+        // Through an upstream: not sent at all.
+        let upstream = Upstream::new("m", "http", policy()).unwrap();
+        let (sent, transport) = scripted(vec![ok]);
+        let error = within_deadline(
+            past,
+            upstream.call(WRITE, |timeout| match attempt_bounds(timeout) {
+                Some(_) => transport(timeout),
+                None => Box::pin(std::future::ready(Err(past_callers_deadline()))),
+            }),
+        )
+        .await
+        .unwrap_err();
+        assert!(error.is_not_sent(), "{error:?}");
+        assert_eq!(sent.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

@@ -271,12 +271,14 @@ impl RpcClient {
             let signed_as: Arc<str> = format!("{name}.{}", operation.name).into();
             let answer = upstream
                 .call(operation, |timeout| {
+                    // No later than the deadline of the call this one serves, if any.
+                    let Some((timeout, deadline)) = crate::resilience::attempt_bounds(timeout) else {
+                        return Box::pin(std::future::ready(Err(crate::resilience::past_callers_deadline())));
+                    };
                     // A fresh assertion per attempt: the callee refuses one it has seen before.
                     let mut headers = headers.to_vec();
                     if let Some(identity) = &self.config.identity {
-                        let now = chrono::Utc::now();
-                        let deadline = now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
-                        headers.push((crate::identity::ASSERTION_HEADER, identity.assert(&signed_as, &body, now, deadline)));
+                        headers.push((crate::identity::ASSERTION_HEADER, identity.assert(&signed_as, &body, chrono::Utc::now(), deadline)));
                     }
                     Box::pin(self.clone().send(path.clone(), body.clone(), headers.into(), timeout))
                 })

@@ -47,6 +47,32 @@ impl tower::Service<Pending> for Run {
 tokio::task_local! {
     /// Set while a health probe calls (see [`probing`]).
     static PROBING: ();
+    /// The deadline of the call this work serves (see [`within_deadline`]).
+    static CALLER_DEADLINE: chrono::DateTime<chrono::Utc>;
+}
+
+/// Runs `work` for a caller whose deadline is `deadline` (a call taken on the internal wire):
+/// the remote calls it makes give up by then, each attempt's timeout cut to what is left, and
+/// carry that deadline on in their own assertions.
+pub async fn within_deadline<F: std::future::Future>(deadline: chrono::DateTime<chrono::Utc>, work: F) -> F::Output {
+    CALLER_DEADLINE.scope(deadline, work).await
+}
+
+/// An attempt's timeout and deadline: `timeout` from now, or what is left of the caller's
+/// deadline when that comes first. `None` when the caller's deadline has passed (send nothing).
+pub fn attempt_bounds(timeout: Duration) -> Option<(Duration, chrono::DateTime<chrono::Utc>)> {
+    let now = chrono::Utc::now();
+    let own = now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+    match CALLER_DEADLINE.try_with(|deadline| *deadline) {
+        Ok(caller) if caller <= now => None,
+        Ok(caller) if caller < own => Some(((caller - now).to_std().unwrap_or_default(), caller)),
+        _ => Some((timeout, own)),
+    }
+}
+
+/// The failure of an attempt not sent because its caller's deadline has passed.
+pub(crate) fn past_callers_deadline() -> Failure {
+    Failure::NotSent(ApiError::not_sent("the caller's deadline has passed; nothing was sent", 1))
 }
 
 /// Runs `probe`, a health probe's call, outside every circuit and bulkhead: its attempts are
